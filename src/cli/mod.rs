@@ -1,0 +1,43 @@
+//! The command line: one file per subcommand. Only this module uses `anyhow`.
+//!
+//! Exit codes for commands that decide: 0 allowed, 1 denied, 2 error.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod serve;
+
+/// Exit code: the command succeeded / the object or image is allowed.
+pub const EXIT_ALLOWED: u8 = 0;
+/// Exit code: the policy denied the object or image.
+pub const EXIT_DENIED: u8 = 1;
+/// Exit code: the command could not decide (bad input, I/O, configuration).
+pub const EXIT_ERROR: u8 = 2;
+
+/// portcullis: a supply-chain security gate for Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: crate::telemetry::LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the validating admission webhook (HTTPS).
+    Serve(serve::ServeArgs),
+}
+
+impl Cli {
+    /// Run the selected subcommand and map its result to an exit code.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let Self { log, command } = self;
+        crate::telemetry::init(&log)?;
+        match command {
+            Command::Serve(args) => serve::run(args),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `portcullis serve`: the validating admission webhook.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+
+use crate::engine::{Engine, Settings, Unmatched};
+use crate::policy::load::{self, PolicyDir};
+use crate::server::tls::CertStore;
+use crate::server::{self, AppState, Limits};
+use crate::telemetry::Metrics;
+use crate::verify::Unsupported;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Embedded defaults: ./policies, a self-signed certificate, https://127.0.0.1:8443
+  portcullis serve
+
+  # In a cluster: certificates from cert-manager, policies from a ConfigMap
+  portcullis serve --listen 0.0.0.0:8443 --policies /etc/portcullis/policies \\
+      --tls-cert /tls/tls.crt --tls-key /tls/tls.key --own-namespace portcullis
+
+  # Self-signed, writing the CA for the webhook's caBundle
+  portcullis serve --tls-san portcullis.portcullis.svc --write-ca ca.crt";
+
+/// Flags of `portcullis serve`. Every flag also reads a `PORTCULLIS_*` environment variable.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// Where and how to listen.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// Address to listen on (HTTPS).
+    #[arg(long, env = "PORTCULLIS_LISTEN", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Time in-flight reviews get to finish after SIGTERM.
+    #[arg(long, env = "PORTCULLIS_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// TLS: certificate files, or a generated self-signed certificate.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Serving certificate chain (PEM). Reloaded when it changes. Without it, a self-signed
+    /// certificate is generated in memory.
+    #[arg(long, env = "PORTCULLIS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, env = "PORTCULLIS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra DNS names for the generated certificate (repeatable), e.g. portcullis.portcullis.svc.
+    #[arg(long = "tls-san", env = "PORTCULLIS_TLS_SAN", value_delimiter = ',', conflicts_with = "tls_cert")]
+    pub tls_san: Vec<String>,
+    /// Write the generated CA certificate (PEM) to this file, for the webhook's caBundle.
+    #[arg(long, env = "PORTCULLIS_WRITE_CA", conflicts_with = "tls_cert")]
+    pub write_ca: Option<PathBuf>,
+}
+
+/// Policies and decisions.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Directory of policy YAML files (watched; a bad change keeps the last good set).
+    #[arg(long, env = "PORTCULLIS_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
+    /// How often the policy directory and certificate files are checked for changes.
+    #[arg(long, env = "PORTCULLIS_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub reload_interval: Duration,
+    /// Namespace portcullis runs in: requests there are always allowed, so it never locks
+    /// itself out.
+    #[arg(long, env = "PORTCULLIS_OWN_NAMESPACE")]
+    pub own_namespace: Option<String>,
+    /// What to do with an image that no ImagePolicy matches.
+    #[arg(long, env = "PORTCULLIS_UNMATCHED_IMAGES", value_enum, default_value_t = UnmatchedArg::Allow)]
+    pub unmatched_images: UnmatchedArg,
+}
+
+/// `--unmatched-images`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnmatchedArg {
+    Allow,
+    Deny,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::duration::parse(s).map_err(|e| e.to_string())
+}
+
+/// Run the webhook until SIGTERM.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs { listen, tls, policy } = args;
+    let ListenArgs { listen, drain_timeout } = listen;
+    let TlsArgs { tls_cert, tls_key, tls_san, write_ca } = tls;
+    let PolicyArgs { policies, reload_interval, own_namespace, unmatched_images } = policy;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let published = load::start(PolicyDir::new(&policies), reload_interval, stopped())
+        .with_context(|| format!("cannot load the policies in {}", policies.display()))?;
+
+    let store = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => {
+            let store = CertStore::from_files(&cert, &key)?;
+            info!(cert = %cert.display(), "serving certificate loaded");
+            store
+        }
+        _ => {
+            let generated = CertStore::self_signed(&tls_san)?;
+            if let Some(path) = &write_ca {
+                std::fs::write(path, &generated.ca_pem)
+                    .with_context(|| format!("cannot write the CA certificate to {}", path.display()))?;
+                info!(path = %path.display(), "self-signed CA written");
+            } else {
+                warn!("serving a self-signed certificate; pass --write-ca FILE to get its CA, or --tls-cert/--tls-key");
+            }
+            generated.store
+        }
+    };
+    if store.reloadable() {
+        let store = Arc::clone(&store);
+        let stop = stopped();
+        tokio::spawn(async move {
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => break,
+                    () = tokio::time::sleep(reload_interval) => {}
+                }
+                match store.reload() {
+                    Ok(true) => info!("serving certificate reloaded"),
+                    Ok(false) => {}
+                    Err(e) => error!(error = %e, "serving certificate reload failed; keeping the current one"),
+                }
+            }
+        });
+    }
+    let tls_config = store.server_config()?;
+
+    let settings = Settings {
+        own_namespace,
+        unmatched: match unmatched_images {
+            UnmatchedArg::Allow => Unmatched::Allow,
+            UnmatchedArg::Deny => Unmatched::Deny,
+        },
+    };
+    let engine = Engine::new(published.policies, Arc::new(Unsupported), settings);
+    let state = AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status: published.status };
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    info!(address = %listener.local_addr()?, policies = %policies.display(), "portcullis is serving");
+    let shutdown = async move {
+        server::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    let limits = Limits { drain_timeout, ..Limits::default() };
+    server::run(listener, tls_config, server::router(state), limits, shutdown).await?;
+    info!("stopped");
+    Ok(())
+}

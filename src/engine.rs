@@ -1,0 +1,227 @@
+//! The engine: one review → findings → one decision.
+//!
+//! extract images → match policies → check digests, allowed images and CEL rules → verify
+//! signatures concurrently under the review's deadline → [`decide`]. The webhook, the CLI and
+//! the tests all go through [`Engine::review`], so a decision in CI is the decision at admission.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::decision::{Decision, Finding, Verdict, decide};
+use crate::image::ImageRef;
+use crate::policy::{DigestRule, ImagePolicy, Mode, PolicySet, ResourcePolicy, matcher};
+use crate::review::Review;
+use crate::verify::{Outcome, Verifier, VerifyRequest};
+use crate::workload::{self, WorkloadImage};
+
+/// What happens to an image that no policy matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Unmatched {
+    /// Allow it (policies are opt-in).
+    #[default]
+    Allow,
+    /// Deny it (every image must be covered by a policy).
+    Deny,
+}
+
+/// Engine settings that are not policies.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Requests in this namespace are always allowed, so the gate never locks itself out.
+    pub own_namespace: Option<String>,
+    /// What to do with images no policy matches.
+    pub unmatched: Unmatched,
+}
+
+/// The name findings of the unmatched-image default carry.
+pub const DEFAULT_POLICY: &str = "(default: --unmatched-images deny)";
+
+/// Evaluates reviews against the current policy set.
+pub struct Engine {
+    policies: watch::Receiver<Arc<PolicySet>>,
+    verifier: Arc<dyn Verifier>,
+    settings: Settings,
+}
+
+impl Engine {
+    pub fn new(policies: watch::Receiver<Arc<PolicySet>>, verifier: Arc<dyn Verifier>, settings: Settings) -> Self {
+        Self { policies, verifier, settings }
+    }
+
+    /// An engine over a fixed policy set (CLI and tests).
+    pub fn fixed(set: PolicySet, verifier: Arc<dyn Verifier>, settings: Settings) -> Self {
+        let (_tx, rx) = watch::channel(Arc::new(set));
+        Self::new(rx, verifier, settings)
+    }
+
+    /// The policy set in force now.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        Arc::clone(&self.policies.borrow())
+    }
+
+    /// Decide one review; checks that do not finish by `deadline` become errors.
+    pub async fn review(&self, review: &Review, deadline: Instant) -> Decision {
+        if self.settings.own_namespace.is_some() && review.namespace == self.settings.own_namespace {
+            return Decision::allow();
+        }
+        let set = self.policies();
+        let mut findings = resource_findings(&set.resources, review);
+        findings.extend(self.image_findings(&set, review, deadline).await);
+        decide(findings)
+    }
+
+    async fn image_findings(&self, set: &PolicySet, review: &Review, deadline: Instant) -> Vec<Finding> {
+        let Some(object) = image_object(review) else {
+            return Vec::new();
+        };
+        let mut images = workload::images(&review.kind.group, &review.kind.kind, object);
+        if review.operation == "UPDATE" {
+            // Images already admitted with the old object are not new code: only check changes,
+            // so status/label updates of running workloads are never blocked by a newer policy.
+            let old: HashSet<String> = review
+                .old_object
+                .as_ref()
+                .map(|o| workload::images(&review.kind.group, &review.kind.kind, o))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|i| i.raw)
+                .collect();
+            images.retain(|i| !old.contains(&i.raw));
+        }
+        let mut findings = Vec::new();
+        let mut verifications = Vec::new();
+        for image in &images {
+            let subject = subject(image);
+            let matched: Vec<&ImagePolicy> = set
+                .images
+                .iter()
+                .filter(|p| p.selector.selects(review.namespace.as_deref(), &review.kind.kind, &review.operation))
+                .filter(|p| image.image.as_ref().map_or(true, |r| p.applies_to(r)))
+                .collect();
+            if matched.is_empty() {
+                if self.settings.unmatched == Unmatched::Deny {
+                    let why = match &image.image {
+                        Ok(_) => "no image policy covers this image, and the server denies unmatched images".to_owned(),
+                        Err(e) => format!("the image reference {:?} does not parse: {e}", image.raw),
+                    };
+                    findings.push(Finding::new(DEFAULT_POLICY, Mode::Enforce, subject, Verdict::Fail(why)));
+                }
+                continue;
+            }
+            for policy in matched {
+                let reference = match &image.image {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let why = format!("the image reference {:?} does not parse: {e}", image.raw);
+                        findings.push(Finding::new(&policy.name, policy.mode, &subject, Verdict::Fail(why)));
+                        continue;
+                    }
+                };
+                let static_verdict = static_checks(policy, reference);
+                let failed_statically = static_verdict != Verdict::Pass;
+                findings.push(Finding::new(&policy.name, policy.mode, &subject, static_verdict));
+                if policy.needs_verification() && !failed_statically {
+                    verifications.push((policy, reference, subject.clone()));
+                }
+            }
+        }
+        let verifier = &self.verifier;
+        let checks = verifications.into_iter().map(|(policy, image, subject)| async move {
+            let request = VerifyRequest { image, policy };
+            let verdict = match tokio::time::timeout_at(deadline, verifier.verify(request)).await {
+                Ok(Outcome::Verified { .. }) => Verdict::Pass,
+                Ok(Outcome::Failed { reason }) => Verdict::Fail(reason),
+                Ok(Outcome::Error { reason }) => Verdict::Error(reason),
+                Err(_) => Verdict::Error("verification did not finish before the review deadline".to_owned()),
+            };
+            Finding::new(&policy.name, policy.mode, subject, verdict)
+        });
+        findings.extend(join_all(checks).await);
+        findings
+    }
+}
+
+/// The object whose images image policies check, if this request can add images at all.
+fn image_object(review: &Review) -> Option<&Value> {
+    if !matches!(review.operation.as_str(), "CREATE" | "UPDATE") {
+        return None;
+    }
+    // Subresources cannot change images, except ephemeral containers added to a Pod.
+    match review.sub_resource.as_deref() {
+        None | Some("ephemeralcontainers") => {}
+        Some(_) => return None,
+    }
+    let object = review.object.as_ref()?;
+    // An object being deleted only loses finalizers; never block that.
+    if object.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+        return None;
+    }
+    Some(object)
+}
+
+fn subject(image: &WorkloadImage) -> String {
+    match &image.image {
+        Ok(r) => format!("image {r} ({})", image.field_path()),
+        Err(_) => format!("image {:?} ({})", image.raw, image.field_path()),
+    }
+}
+
+/// The checks that need no registry: allowed images and the digest rule.
+fn static_checks(policy: &ImagePolicy, image: &ImageRef) -> Verdict {
+    if let Some(allowed) = &policy.allowed_images
+        && !matcher::any_matches(allowed, &image.name())
+    {
+        let list: Vec<_> = allowed.iter().map(|g| g.as_str()).collect();
+        return Verdict::Fail(format!("{} is not in allowedImages {list:?}", image.name()));
+    }
+    match (policy.digest, image.digest()) {
+        (_, Some(_)) | (DigestRule::AllowTags, None) => Verdict::Pass,
+        (DigestRule::Require, None) => Verdict::Fail(
+            "the reference has no digest and the policy has `digest: require`; \
+             reference the image by digest (image@sha256:…)"
+                .to_owned(),
+        ),
+        (DigestRule::Pin, None) => Verdict::Error(
+            "the reference has no digest and the policy has `digest: pin`, but tag-to-digest pinning \
+             (the /mutate webhook) is not yet implemented; reference the image by digest or use \
+             `digest: require`"
+                .to_owned(),
+        ),
+    }
+}
+
+/// Every ResourcePolicy rule that applies to the request.
+fn resource_findings(policies: &[ResourcePolicy], review: &Review) -> Vec<Finding> {
+    let null = Value::Null;
+    let object = review.object.as_ref().unwrap_or(&null);
+    let old_object = review.old_object.as_ref().unwrap_or(&null);
+    let vars = [("object", object), ("oldObject", old_object), ("request", &review.request)];
+    let subject = review.describe();
+    let mut findings = Vec::new();
+    for policy in policies {
+        if !policy.selector.selects(review.namespace.as_deref(), &review.kind.kind, &review.operation) {
+            continue;
+        }
+        for rule in &policy.rules {
+            let verdict = match rule.expression.eval_bool(&vars) {
+                Ok(true) => Verdict::Pass,
+                Ok(false) => Verdict::Fail(
+                    rule.message
+                        .clone()
+                        .unwrap_or_else(|| format!("rule `{}` is false", rule.expression.source())),
+                ),
+                Err(e) => Verdict::Error(e.to_string()),
+            };
+            findings.push(Finding::new(&policy.name, policy.mode, &subject, verdict));
+        }
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,202 @@
+//! Policies: the file format ([`model`]), its compiled form (this module), compiling
+//! ([`compile`]), matching ([`matcher`]), CEL ([`cel`]) and loading from disk ([`load`]).
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub mod cel;
+pub mod compile;
+pub mod load;
+pub mod matcher;
+pub mod model;
+
+pub use compile::PolicyError;
+pub use model::{DigestRule, Mode, Platforms, Require, TransparencyLog};
+
+use self::cel::Expression;
+use self::matcher::{Glob, Selector};
+use crate::image::ImageRef;
+
+/// Where a policy was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub file: String,
+    pub line: usize,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// One compiled policy document.
+#[derive(Debug, Clone)]
+pub enum Policy {
+    Image(ImagePolicy),
+    Resource(ResourcePolicy),
+}
+
+impl Policy {
+    pub fn name(&self) -> &str {
+        match self {
+            Policy::Image(p) => &p.name,
+            Policy::Resource(p) => &p.name,
+        }
+    }
+
+    pub fn source(&self) -> &Source {
+        match self {
+            Policy::Image(p) => &p.source,
+            Policy::Resource(p) => &p.source,
+        }
+    }
+}
+
+/// Every policy in force, as one immutable value swapped whole on reload.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    pub images: Vec<ImagePolicy>,
+    pub resources: Vec<ResourcePolicy>,
+}
+
+impl PolicySet {
+    /// Build a set, checking that names are unique.
+    pub fn new(policies: Vec<Policy>) -> Result<Self, PolicyError> {
+        compile::check_unique(&policies)?;
+        let mut set = Self::default();
+        for policy in policies {
+            match policy {
+                Policy::Image(p) => set.images.push(p),
+                Policy::Resource(p) => set.resources.push(p),
+            }
+        }
+        Ok(set)
+    }
+
+    /// How many policies the set holds.
+    pub fn len(&self) -> usize {
+        self.images.len() + self.resources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A compiled `ImagePolicy`.
+#[derive(Debug, Clone)]
+pub struct ImagePolicy {
+    pub name: String,
+    pub source: Source,
+    pub mode: Mode,
+    pub selector: Selector,
+    pub images: Vec<Glob>,
+    pub exclude_images: Vec<Glob>,
+    pub allowed_images: Option<Vec<Glob>>,
+    pub digest: DigestRule,
+    pub platforms: Platforms,
+    pub require: Require,
+    pub authorities: Vec<Authority>,
+    pub attestations: Vec<Attestation>,
+}
+
+impl ImagePolicy {
+    /// Whether this policy applies to the image (by the `images`/`excludeImages` globs).
+    pub fn applies_to(&self, image: &ImageRef) -> bool {
+        let name = image.name();
+        matcher::any_matches(&self.images, &name) && !matcher::any_matches(&self.exclude_images, &name)
+    }
+
+    /// Whether the policy needs signatures or attestations checked.
+    pub fn needs_verification(&self) -> bool {
+        !self.authorities.is_empty() || !self.attestations.is_empty()
+    }
+}
+
+/// A compiled `ResourcePolicy`.
+#[derive(Debug, Clone)]
+pub struct ResourcePolicy {
+    pub name: String,
+    pub source: Source,
+    pub mode: Mode,
+    pub selector: Selector,
+    pub rules: Vec<Condition>,
+}
+
+/// A CEL condition and the message to show when it is false.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    pub expression: Expression,
+    pub message: Option<String>,
+}
+
+/// A trusted signer.
+#[derive(Debug, Clone)]
+pub struct Authority {
+    pub name: String,
+    pub kind: AuthorityKind,
+    pub transparency_log: TransparencyLog,
+    pub trusted_root: Option<PathBuf>,
+}
+
+/// Key-based or keyless.
+#[derive(Debug, Clone)]
+pub enum AuthorityKind {
+    Key(KeyRef),
+    Keyless(Identity),
+}
+
+/// Where a public key comes from.
+#[derive(Debug, Clone)]
+pub enum KeyRef {
+    File(PathBuf),
+    Pem(String),
+    Secret { name: String, namespace: Option<String>, key: Option<String> },
+}
+
+/// The certificate identity a keyless signature must carry.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: SubjectMatch,
+    pub github: Option<model::GithubSpec>,
+}
+
+/// How the certificate subject (SAN) is matched. Every form is anchored.
+#[derive(Debug, Clone)]
+pub enum SubjectMatch {
+    Exact(String),
+    Pattern(Glob),
+    RegExp(regex::Regex),
+    /// No subject constraint of its own: the `github` claims decide.
+    GithubOnly,
+}
+
+/// A required attestation.
+#[derive(Debug, Clone)]
+pub struct Attestation {
+    pub name: String,
+    /// The full predicate type URI.
+    pub predicate_type: String,
+    /// Authorities that may have signed it; empty = any of the policy's.
+    pub authorities: Vec<String>,
+    pub conditions: Vec<Condition>,
+}
+
+/// Short predicate type names (as cosign uses them) → URIs. A URI is taken as written.
+pub fn predicate_type_uri(name: &str) -> Option<String> {
+    let uri = match name {
+        "slsaprovenance" | "slsaprovenance02" => "https://slsa.dev/provenance/v0.2",
+        "slsaprovenance1" => "https://slsa.dev/provenance/v1",
+        "spdx" | "spdxjson" => "https://spdx.dev/Document",
+        "cyclonedx" => "https://cyclonedx.org/bom",
+        "vuln" => "https://cosign.sigstore.dev/attestation/vuln/v1",
+        "openvex" => "https://openvex.dev/ns",
+        "link" => "https://in-toto.io/Link/v1",
+        "custom" => "https://cosign.sigstore.dev/attestation/v1",
+        uri if uri.contains("://") && !uri.contains(char::is_whitespace) => uri,
+        _ => return None,
+    };
+    Some(uri.to_owned())
+}

@@ -1,0 +1,251 @@
+//! AdmissionReview (`admission.k8s.io/v1`) ⇄ the domain (pure, no HTTP).
+//!
+//! The request is read strictly enough to answer correctly (apiVersion, kind, a request with a
+//! uid) and leniently about the object, which is kept as JSON: policies see it exactly as the
+//! API server sent it.
+
+use kube_core::DynamicObject;
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use serde_json::Value;
+
+use crate::decision::Decision;
+
+const API_VERSION: &str = "admission.k8s.io/v1";
+const KIND: &str = "AdmissionReview";
+/// Longest warning we send; the API server truncates warnings over 256 characters.
+const MAX_WARNING: usize = 256;
+
+/// Why a body is not an AdmissionReview we can answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("the body is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the body is not an AdmissionReview object (a JSON object with apiVersion, kind and request)")]
+    NotAnObject,
+    #[error("apiVersion {0:?} is not supported: portcullis speaks admission.k8s.io/v1 (set admissionReviewVersions: [v1])")]
+    WrongApiVersion(String),
+    #[error("kind {0:?} is not AdmissionReview")]
+    WrongKind(String),
+    #[error("the AdmissionReview has no request")]
+    MissingRequest,
+    #[error("the AdmissionReview request has no uid")]
+    MissingUid,
+    #[error("the AdmissionReview request is malformed: {0}")]
+    Malformed(serde_json::Error),
+}
+
+/// Group, version and kind of the object under review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gvk {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+/// One admission request, as the engine sees it.
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub uid: String,
+    pub kind: Gvk,
+    pub sub_resource: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub operation: String,
+    pub username: String,
+    pub dry_run: bool,
+    /// The object (None for DELETE and CONNECT).
+    pub object: Option<Value>,
+    /// The existing object (UPDATE and DELETE).
+    pub old_object: Option<Value>,
+    /// The whole request without `object` and `oldObject`: the CEL `request` variable.
+    pub request: Value,
+    kube: AdmissionRequest<DynamicObject>,
+}
+
+impl Review {
+    /// Read an AdmissionReview body.
+    pub fn from_slice(body: &[u8]) -> Result<Self, ReviewError> {
+        let value: Value = serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+        Self::from_value(value)
+    }
+
+    /// Read an AdmissionReview already parsed as JSON.
+    pub fn from_value(mut value: Value) -> Result<Self, ReviewError> {
+        let root = value.as_object_mut().ok_or(ReviewError::NotAnObject)?;
+        match root.get("apiVersion").and_then(Value::as_str) {
+            Some(API_VERSION) => {}
+            Some(other) => return Err(ReviewError::WrongApiVersion(other.to_owned())),
+            None => return Err(ReviewError::WrongApiVersion(String::new())),
+        }
+        match root.get("kind").and_then(Value::as_str) {
+            Some(KIND) => {}
+            other => return Err(ReviewError::WrongKind(other.unwrap_or_default().to_owned())),
+        }
+        let request = match root.get_mut("request") {
+            Some(Value::Object(request)) => request,
+            _ => return Err(ReviewError::MissingRequest),
+        };
+        match request.get("uid").and_then(Value::as_str) {
+            Some(uid) if !uid.is_empty() => {}
+            _ => return Err(ReviewError::MissingUid),
+        }
+        let object = take_object(request, "object");
+        let old_object = take_object(request, "oldObject");
+        let request_value = Value::Object(request.clone());
+        let review: AdmissionReview<DynamicObject> =
+            serde_json::from_value(value).map_err(ReviewError::Malformed)?;
+        let kube: AdmissionRequest<DynamicObject> = review.try_into().map_err(|_| ReviewError::MissingRequest)?;
+        Ok(Self {
+            uid: kube.uid.clone(),
+            kind: Gvk { group: kube.kind.group.clone(), version: kube.kind.version.clone(), kind: kube.kind.kind.clone() },
+            sub_resource: kube.sub_resource.clone().filter(|s| !s.is_empty()),
+            name: kube.name.clone(),
+            namespace: kube.namespace.clone().filter(|s| !s.is_empty()),
+            operation: operation_name(&kube.operation).to_owned(),
+            username: kube.user_info.username.clone().unwrap_or_default(),
+            dry_run: kube.dry_run,
+            object,
+            old_object,
+            request: request_value,
+            kube,
+        })
+    }
+
+    /// The `kubectl`-style name of what is reviewed, e.g. `Deployment prod/web`.
+    pub fn describe(&self) -> String {
+        let sub = self.sub_resource.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}{sub}", self.kind.kind, self.name),
+            None => format!("{} {}{sub}", self.kind.kind, self.name),
+        }
+    }
+
+    /// The response for this request carrying `decision`.
+    pub fn respond(&self, decision: &Decision) -> AdmissionResponse {
+        let mut response = AdmissionResponse::from(&self.kube);
+        if !decision.allowed {
+            response = response.deny(decision.message.as_deref().unwrap_or("denied by portcullis"));
+            response.result.code = 403;
+            response.result.reason = "Forbidden".to_owned();
+        }
+        if !decision.warnings.is_empty() {
+            response.warnings = Some(decision.warnings.iter().map(|w| truncate(w, MAX_WARNING)).collect());
+        }
+        response.audit_annotations = decision
+            .audit_annotations
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        response
+    }
+
+    /// The whole response body.
+    pub fn respond_review(&self, decision: &Decision) -> AdmissionReview<DynamicObject> {
+        self.respond(decision).into_review()
+    }
+}
+
+/// Move `object`/`oldObject` out of the request (null becomes None) so the typed parse skips them.
+fn take_object(request: &mut serde_json::Map<String, Value>, key: &str) -> Option<Value> {
+    match request.remove(key) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v),
+    }
+}
+
+fn operation_name(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let cut = s.floor_char_boundary(max - 3);
+    format!("{}...", &s[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::decision::{Finding, Verdict, decide};
+    use crate::policy::Mode;
+
+    fn review() -> Value {
+        json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "name": "web", "namespace": "prod", "operation": "CREATE",
+                "userInfo": {"username": "alice", "groups": ["dev"]},
+                "object": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}},
+                "oldObject": null, "dryRun": false
+            }
+        })
+    }
+
+    #[test]
+    fn reads_a_review() {
+        let r = Review::from_value(review()).expect("review");
+        assert_eq!(r.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(r.kind.kind, "Deployment");
+        assert_eq!(r.namespace.as_deref(), Some("prod"));
+        assert_eq!(r.operation, "CREATE");
+        assert!(r.object.is_some() && r.old_object.is_none());
+        assert!(r.request.get("object").is_none());
+        assert_eq!(r.request["userInfo"]["username"], "alice");
+        assert_eq!(r.describe(), "Deployment prod/web");
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_answer() {
+        let mut v = review();
+        v["apiVersion"] = json!("admission.k8s.io/v1beta1");
+        assert!(matches!(Review::from_value(v), Err(ReviewError::WrongApiVersion(_))));
+        let mut v = review();
+        v["kind"] = json!("Pod");
+        assert!(matches!(Review::from_value(v), Err(ReviewError::WrongKind(_))));
+        let mut v = review();
+        v.as_object_mut().expect("object").remove("request");
+        assert!(matches!(Review::from_value(v), Err(ReviewError::MissingRequest)));
+        let mut v = review();
+        v["request"].as_object_mut().expect("object").remove("uid");
+        assert!(matches!(Review::from_value(v), Err(ReviewError::MissingUid)));
+        let mut v = review();
+        v["request"]["operation"] = json!("EXPLODE");
+        assert!(matches!(Review::from_value(v), Err(ReviewError::Malformed(_))));
+        assert!(matches!(Review::from_slice(b"{nope"), Err(ReviewError::NotJson(_))));
+        assert!(matches!(Review::from_slice(b"[]"), Err(ReviewError::NotAnObject)));
+    }
+
+    #[test]
+    fn responses_echo_uid_and_carry_the_decision() {
+        let r = Review::from_value(review()).expect("review");
+        let d = decide(vec![
+            Finding::new("deny-me", Mode::Enforce, "image x", Verdict::Fail("no digest".into())),
+            Finding::new("warn-me", Mode::Warn, "image y", Verdict::Fail("w".repeat(400))),
+            Finding::new("audit-me", Mode::Audit, "image z", Verdict::Fail("unsigned".into())),
+        ]);
+        let body = serde_json::to_value(r.respond_review(&d)).expect("json");
+        assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(body["kind"], "AdmissionReview");
+        let resp = &body["response"];
+        assert_eq!(resp["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(resp["allowed"], false);
+        assert_eq!(resp["status"]["code"], 403);
+        assert!(resp["status"]["message"].as_str().expect("m").contains("deny-me"));
+        let warning = resp["warnings"][0].as_str().expect("warning");
+        assert!(warning.len() <= MAX_WARNING && warning.ends_with("..."));
+        assert!(resp["auditAnnotations"]["audit-me"].as_str().expect("a").contains("unsigned"));
+        assert!(resp.get("patch").is_none());
+    }
+}

@@ -1,0 +1,187 @@
+//! HTTP routes: `POST /validate`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//!
+//! `/validate` takes an `admission.k8s.io/v1` AdmissionReview and answers one with the request's
+//! uid. A body that is not a review we can answer gets a 4xx with a plain-text reason (the API
+//! server then applies the webhook's failurePolicy); it never crashes the server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::watch;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::engine::Engine;
+use crate::policy::load::LoadStatus;
+use crate::review::{Review, ReviewError};
+use crate::telemetry::Metrics;
+
+/// Largest AdmissionReview body accepted (the API server caps objects at 3 MiB; UPDATE
+/// reviews carry two).
+pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+/// Timeout assumed when the API server sends none (its own default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+    pub status: watch::Receiver<LoadStatus>,
+}
+
+/// The webhook's router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let status = state.status.borrow().clone();
+    // A failed reload keeps serving the last good set: still ready, but say so.
+    let body = match &status.last_error {
+        None => format!("ok: {} policies loaded\n", status.policies),
+        Some(error) => format!(
+            "ok (degraded): serving the last good set of {} policies; the latest policy reload failed: {error}\n",
+            status.policies
+        ),
+    };
+    (StatusCode::OK, body).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics.render(&state.status.borrow());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found: portcullis serves POST /validate, GET /healthz, /readyz, /metrics\n")
+        .into_response()
+}
+
+async fn validate(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let timeout = match request.uri().query().and_then(timeout_param) {
+        Some(Ok(t)) => t,
+        Some(Err(raw)) => {
+            warn!(timeout = %raw, "ignoring unparseable ?timeout=; using the default");
+            DEFAULT_TIMEOUT
+        }
+        None => DEFAULT_TIMEOUT,
+    };
+    let body = match read_body(request.into_body()).await {
+        Ok(body) => body,
+        Err(response) => {
+            state.metrics.invalid("body");
+            return response;
+        }
+    };
+    let review = match Review::from_slice(&body) {
+        Ok(review) => review,
+        Err(error) => {
+            state.metrics.invalid(invalid_reason(&error));
+            warn!(%error, "rejected a request that is not a valid AdmissionReview");
+            return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
+        }
+    };
+    let deadline = tokio::time::Instant::now() + budget(timeout);
+    let span = info_span!(
+        "review",
+        uid = %review.uid,
+        kind = %review.kind.kind,
+        ns = review.namespace.as_deref().unwrap_or(""),
+        name = %review.name,
+        operation = %review.operation,
+    );
+    let decision = state.engine.review(&review, deadline).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    span.in_scope(|| {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        match &decision.message {
+            Some(error) if !decision.allowed => info!(%error, duration_ms = ms, "Denied"),
+            _ if !decision.warnings.is_empty() => info!(warnings = ?decision.warnings, duration_ms = ms, "Allowed with warnings"),
+            _ => info!(duration_ms = ms, "Allowed"),
+        }
+    });
+    state.metrics.review(decision.label(), &review.kind.kind, &review.operation, elapsed);
+    axum::Json(review.respond_review(&decision)).into_response()
+}
+
+/// The time the engine gets: the API server's timeout minus a margin for the response to
+/// travel back (10 %, between 250 ms and 2 s).
+pub fn budget(timeout: Duration) -> Duration {
+    let margin = (timeout / 10).clamp(Duration::from_millis(250), Duration::from_secs(2));
+    timeout.saturating_sub(margin)
+}
+
+/// `timeout=10s` from a query string: None if absent, Err(raw) if it does not parse.
+fn timeout_param(query: &str) -> Option<Result<Duration, String>> {
+    let raw = query.split('&').find_map(|pair| pair.strip_prefix("timeout="))?;
+    Some(crate::duration::parse(raw).map_err(|_| raw.to_owned()))
+}
+
+async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the AdmissionReview body is larger than the {} MiB limit\n", MAX_BODY_BYTES >> 20),
+                )
+                    .into_response()
+            } else {
+                (StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}\n")).into_response()
+            })
+        }
+    }
+}
+
+fn invalid_reason(error: &ReviewError) -> &'static str {
+    match error {
+        ReviewError::NotJson(_) => "not_json",
+        ReviewError::NotAnObject => "not_an_object",
+        ReviewError::WrongApiVersion(_) => "wrong_api_version",
+        ReviewError::WrongKind(_) => "wrong_kind",
+        ReviewError::MissingRequest => "missing_request",
+        ReviewError::MissingUid => "missing_uid",
+        ReviewError::Malformed(_) => "malformed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets() {
+        assert_eq!(budget(Duration::from_secs(10)), Duration::from_secs(9));
+        assert_eq!(budget(Duration::from_secs(30)), Duration::from_secs(28));
+        assert_eq!(budget(Duration::from_secs(1)), Duration::from_millis(750));
+        assert_eq!(budget(Duration::from_millis(100)), Duration::ZERO);
+    }
+
+    #[test]
+    fn timeout_params() {
+        assert_eq!(timeout_param("timeout=5s"), Some(Ok(Duration::from_secs(5))));
+        assert_eq!(timeout_param("a=b&timeout=30s"), Some(Ok(Duration::from_secs(30))));
+        assert_eq!(timeout_param("timeout=forever"), Some(Err("forever".to_owned())));
+        assert_eq!(timeout_param("a=b"), None);
+    }
+}
