@@ -211,9 +211,7 @@ fn resource_findings(policies: &[ResourcePolicy], review: &Review) -> Vec<Findin
             let verdict = match rule.expression.eval_bool(&vars) {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Fail(
-                    rule.message
-                        .clone()
-                        .unwrap_or_else(|| format!("rule `{}` is false", rule.expression.source())),
+                    rule.message.clone().unwrap_or_else(|| format!("rule `{}` is false", rule.expression.source())),
                 ),
                 Err(e) => Verdict::Error(e.to_string()),
             };

@@ -34,6 +34,8 @@ pub struct Digest {
 pub enum ImageRefError {
     #[error("the image reference is empty")]
     Empty,
+    #[error("the image field is not a string")]
+    NotAString,
     #[error("the image reference is longer than {MAX_NAME_LEN} characters")]
     TooLong,
     #[error("invalid path component {0:?}: use lowercase letters, digits and . _ - separators")]

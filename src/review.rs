@@ -22,7 +22,9 @@ pub enum ReviewError {
     NotJson(serde_json::Error),
     #[error("the body is not an AdmissionReview object (a JSON object with apiVersion, kind and request)")]
     NotAnObject,
-    #[error("apiVersion {0:?} is not supported: portcullis speaks admission.k8s.io/v1 (set admissionReviewVersions: [v1])")]
+    #[error(
+        "apiVersion {0:?} is not supported: portcullis speaks admission.k8s.io/v1 (set admissionReviewVersions: [v1])"
+    )]
     WrongApiVersion(String),
     #[error("kind {0:?} is not AdmissionReview")]
     WrongKind(String),
@@ -92,12 +94,15 @@ impl Review {
         let object = take_object(request, "object");
         let old_object = take_object(request, "oldObject");
         let request_value = Value::Object(request.clone());
-        let review: AdmissionReview<DynamicObject> =
-            serde_json::from_value(value).map_err(ReviewError::Malformed)?;
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(value).map_err(ReviewError::Malformed)?;
         let kube: AdmissionRequest<DynamicObject> = review.try_into().map_err(|_| ReviewError::MissingRequest)?;
         Ok(Self {
             uid: kube.uid.clone(),
-            kind: Gvk { group: kube.kind.group.clone(), version: kube.kind.version.clone(), kind: kube.kind.kind.clone() },
+            kind: Gvk {
+                group: kube.kind.group.clone(),
+                version: kube.kind.version.clone(),
+                kind: kube.kind.kind.clone(),
+            },
             sub_resource: kube.sub_resource.clone().filter(|s| !s.is_empty()),
             name: kube.name.clone(),
             namespace: kube.namespace.clone().filter(|s| !s.is_empty()),
@@ -131,11 +136,7 @@ impl Review {
         if !decision.warnings.is_empty() {
             response.warnings = Some(decision.warnings.iter().map(|w| truncate(w, MAX_WARNING)).collect());
         }
-        response.audit_annotations = decision
-            .audit_annotations
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        response.audit_annotations = decision.audit_annotations.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         response
     }
 

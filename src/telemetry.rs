@@ -46,7 +46,8 @@ pub enum TelemetryError {
 pub fn init(args: &LogArgs) -> Result<(), TelemetryError> {
     let LogArgs { log_format, log_level } = args;
     let filter = EnvFilter::try_new(log_level).map_err(|e| TelemetryError::Filter(log_level.clone(), e.to_string()))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     // A second init (tests) keeps the first subscriber.
     let _ = match log_format {
         LogFormat::Text => builder.try_init(),
@@ -97,7 +98,11 @@ impl Metrics {
         let reviews = Family::<ReviewLabels, Counter>::default();
         registry.register("admission_reviews", "Admission reviews answered, by decision", reviews.clone());
         let invalid = Family::<ReasonLabels, Counter>::default();
-        registry.register("admission_invalid_requests", "Requests that were not a valid AdmissionReview", invalid.clone());
+        registry.register(
+            "admission_invalid_requests",
+            "Requests that were not a valid AdmissionReview",
+            invalid.clone(),
+        );
         let buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
         let duration = Histogram::new(buckets);
         registry.register("admission_review_duration_seconds", "Time to decide one review", duration.clone());
@@ -118,7 +123,8 @@ impl Metrics {
 
     /// Count one answered review.
     pub fn review(&self, decision: &str, kind: &str, operation: &str, elapsed: Duration) {
-        let labels = ReviewLabels { decision: decision.to_owned(), kind: kind.to_owned(), operation: operation.to_owned() };
+        let labels =
+            ReviewLabels { decision: decision.to_owned(), kind: kind.to_owned(), operation: operation.to_owned() };
         self.reviews.get_or_create(&labels).inc();
         self.duration.observe(elapsed.as_secs_f64());
     }
@@ -157,9 +163,20 @@ mod tests {
         let m = Metrics::new();
         m.review("denied", "Pod", "CREATE", Duration::from_millis(3));
         m.invalid("not_json");
-        let status = LoadStatus { policies: 3, reloads_ok: 2, reloads_failed: 1, last_error: Some("x".into()), ..Default::default() };
+        let status = LoadStatus {
+            policies: 3,
+            reloads_ok: 2,
+            reloads_failed: 1,
+            last_error: Some("x".into()),
+            ..Default::default()
+        };
         let text = m.render(&status);
-        assert!(text.contains("portcullis_admission_reviews_total{decision=\"denied\",kind=\"Pod\",operation=\"CREATE\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "portcullis_admission_reviews_total{decision=\"denied\",kind=\"Pod\",operation=\"CREATE\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("portcullis_policies_loaded 3"), "{text}");
         assert!(text.contains("portcullis_policy_reload_failing 1"), "{text}");
         assert!(text.contains("portcullis_policy_reloads_failed_total 1"), "{text}");

@@ -72,19 +72,18 @@ pub fn images(group: &str, kind: &str, object: &Value) -> Vec<WorkloadImage> {
             continue;
         };
         for (index, container) in containers.iter().enumerate() {
-            let raw = match container.get("image") {
-                Some(Value::String(s)) => s.clone(),
-                // A container without an image (or a non-string one) is invalid; the API
-                // server rejects it for Pods, but a controller template may carry it: report
-                // it as an unparseable reference rather than skipping it.
-                Some(other) => other.to_string(),
-                None => String::new(),
+            // A container without an image (or with a non-string one) is invalid; report it as
+            // an unparseable reference rather than skipping it.
+            let (raw, image) = match container.get("image") {
+                Some(Value::String(s)) => (s.clone(), ImageRef::parse(s)),
+                Some(other) => (other.to_string(), Err(ImageRefError::NotAString)),
+                None => (String::new(), Err(ImageRefError::Empty)),
             };
             let name = container.get("name").and_then(Value::as_str).unwrap_or_default();
             found.push(WorkloadImage {
                 pointer: format!("{spec_pointer}/{list}/{index}/image"),
                 container: name.to_owned(),
-                image: ImageRef::parse(&raw),
+                image,
                 raw,
             });
         }

@@ -67,11 +67,9 @@ impl CelEnv {
     pub fn compile(&self, source: &str) -> Result<Expression, CelError> {
         let compiled = catch_unwind(AssertUnwindSafe(|| self.0.compile(source)));
         match compiled {
-            Ok(Ok(program)) => Ok(Expression {
-                source: source.to_owned(),
-                program: Arc::new(program),
-                env: self.clone(),
-            }),
+            Ok(Ok(program)) => {
+                Ok(Expression { source: source.to_owned(), program: Arc::new(program), env: self.clone() })
+            }
             Ok(Err(errors)) => Err(CelError::Compile { expression: source.to_owned(), message: errors.to_string() }),
             Err(_) => Err(CelError::Compile {
                 expression: source.to_owned(),
@@ -91,7 +89,7 @@ impl Expression {
     pub fn eval_bool(&self, variables: &[(&str, &Value)]) -> Result<bool, CelError> {
         let mut context = Context::with_env(Arc::clone(&self.env.0));
         for (name, value) in variables {
-            let value = cel::to_value(value)
+            let value = cel::to_value(IntFirst(value))
                 .map_err(|e| CelError::Variable { name: (*name).to_owned(), message: e.to_string() })?;
             context.add_variable_from_value(*name, value);
         }
@@ -104,6 +102,40 @@ impl Expression {
                 expression: self.source.clone(),
                 message: "the CEL interpreter panicked".to_owned(),
             }),
+        }
+    }
+}
+
+/// JSON → CEL with integers as `int` (as Kubernetes CEL does), not `uint`: serde_json hands
+/// positive integers to serializers as u64, which would make `object.spec.replicas + 1` an
+/// overload error.
+struct IntFirst<'a>(&'a Value);
+
+impl serde::Serialize for IntFirst<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => serializer.serialize_i64(i),
+                (None, Some(u), _) => serializer.serialize_u64(u),
+                (_, _, Some(f)) => serializer.serialize_f64(f),
+                _ => serializer.serialize_none(),
+            },
+            Value::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&IntFirst(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(fields) => {
+                let mut map = serializer.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    map.serialize_entry(k, &IntFirst(v))?;
+                }
+                map.end()
+            }
+            other => other.serialize(serializer),
         }
     }
 }
@@ -128,6 +160,7 @@ mod tests {
         let t = |src: &str| env.compile(src).expect(src).eval_bool(&vars);
         assert_eq!(t("object.metadata.labels.team == 'payments'"), Ok(true));
         assert_eq!(t("object.spec.replicas <= 2"), Ok(false));
+        assert_eq!(t("object.spec.replicas + 1 == 4"), Ok(true));
         assert_eq!(t("has(object.metadata.labels.owner)"), Ok(false));
         assert_eq!(t("'dev' in request.userInfo.groups"), Ok(true));
         assert_eq!(t("request.userInfo.username.startsWith('al')"), Ok(true));

@@ -11,8 +11,8 @@ use super::model::{
     ResourcePolicyDoc, TransparencyLog,
 };
 use super::{
-    Attestation, Authority, AuthorityKind, Condition, Identity, ImagePolicy, KeyRef, Policy, ResourcePolicy,
-    Source, SubjectMatch, predicate_type_uri,
+    Attestation, Authority, AuthorityKind, Condition, Identity, ImagePolicy, KeyRef, Policy, ResourcePolicy, Source,
+    SubjectMatch, predicate_type_uri,
 };
 use crate::workload::pod_spec_pointer;
 
@@ -55,7 +55,7 @@ pub fn split_documents(text: &str) -> Vec<(usize, String)> {
             docs.push((start, std::mem::take(&mut current)));
             start = index + 2;
             // A marker line may carry content after it (`--- # comment`, `--- {a: 1}`).
-            if let Some(rest) = line.strip_prefix("---").filter(|_| is_marker) {
+            if let Some(rest) = line.strip_prefix("---").filter(|r| is_marker && !r.trim().is_empty()) {
                 current.push_str(rest.trim_start());
                 current.push('\n');
                 start = index + 1;
@@ -67,7 +67,14 @@ pub fn split_documents(text: &str) -> Vec<(usize, String)> {
     }
     docs.push((start, current));
     docs.retain(|(_, doc)| !is_blank_document(doc));
-    docs
+    // Start each document at its first line of content, so errors point at `apiVersion`.
+    docs.into_iter()
+        .map(|(start, doc)| {
+            let skip = doc.lines().take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#')).count();
+            let text: String = doc.lines().skip(skip).flat_map(|l| [l, "\n"]).collect();
+            (start + skip, text)
+        })
+        .collect()
 }
 
 fn is_blank_document(doc: &str) -> bool {
@@ -201,7 +208,12 @@ fn selector(ctx: &Ctx<'_>, spec: &MatchSpec, allowed_ops: &[&str]) -> Result<Sel
     })
 }
 
-fn conditions(ctx: &Ctx<'_>, field: &str, specs: &[ConditionSpec], env: &CelEnv) -> Result<Vec<Condition>, PolicyError> {
+fn conditions(
+    ctx: &Ctx<'_>,
+    field: &str,
+    specs: &[ConditionSpec],
+    env: &CelEnv,
+) -> Result<Vec<Condition>, PolicyError> {
     specs
         .iter()
         .map(|c| {
@@ -236,10 +248,9 @@ fn compile_image(doc: ImagePolicyDoc, source: Source, base: &Path, env: &CelEnv)
     if let super::model::Require::AtLeast(n) = spec.require
         && n as usize > authorities.len()
     {
-        return Err(ctx.err(format!(
-            "require: atLeast {n} but the policy lists only {} authorities",
-            authorities.len()
-        )));
+        return Err(
+            ctx.err(format!("require: atLeast {n} but the policy lists only {} authorities", authorities.len()))
+        );
     }
     let mut attestations = Vec::new();
     for a in &spec.attestations {
@@ -251,7 +262,9 @@ fn compile_image(doc: ImagePolicyDoc, source: Source, base: &Path, env: &CelEnv)
         exclude_images: globs(&ctx, "excludeImages", &spec.exclude_images, true)?,
         allowed_images: match &spec.allowed_images {
             Some(list) if list.is_empty() => {
-                return Err(ctx.err("allowedImages: an empty list would deny every image; remove the field or list globs"));
+                return Err(
+                    ctx.err("allowedImages: an empty list would deny every image; remove the field or list globs")
+                );
             }
             Some(list) => Some(globs(&ctx, "allowedImages", list, true)?),
             None => None,
@@ -307,7 +320,9 @@ fn compile_authority(ctx: &Ctx<'_>, a: &AuthoritySpec, base: &Path) -> Result<Au
                     if let Some(s) = &k.subject {
                         SubjectMatch::Exact(s.clone())
                     } else if let Some(p) = &k.subject_pattern {
-                        SubjectMatch::Pattern(Glob::new(p).map_err(|e| ctx.err(format!("{what}: subjectPattern: {e}")))?)
+                        SubjectMatch::Pattern(
+                            Glob::new(p).map_err(|e| ctx.err(format!("{what}: subjectPattern: {e}")))?,
+                        )
                     } else if let Some(r) = &k.subject_reg_exp {
                         SubjectMatch::RegExp(anchored(r).map_err(|e| ctx.err(format!("{what}: subjectRegExp: {e}")))?)
                     } else {
@@ -363,10 +378,7 @@ fn compile_attestation(
         }
     }
     let predicate_type = predicate_type_uri(&a.predicate_type).ok_or_else(|| {
-        ctx.err(format!(
-            "{what}: predicateType {:?} is neither a known short name nor a URI",
-            a.predicate_type
-        ))
+        ctx.err(format!("{what}: predicateType {:?} is neither a known short name nor a URI", a.predicate_type))
     })?;
     Ok(Attestation {
         name: a.name.clone(),

@@ -31,8 +31,8 @@ pub enum LoadError {
     Missing(PathBuf),
     #[error("{0} is not a directory: --policies takes a directory of YAML files")]
     NotADirectory(PathBuf),
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path} is larger than {MAX_FILE_BYTES} bytes; policy directories hold small text files")]
     TooLarge { path: PathBuf },
     #[error("{path} holds more than {MAX_FILES} files")]
@@ -96,7 +96,7 @@ impl PolicyDir {
     fn read_all(&self) -> Result<Vec<(PathBuf, Vec<u8>)>, LoadError> {
         let meta = std::fs::metadata(&self.dir).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => LoadError::Missing(self.dir.clone()),
-            _ => LoadError::Io { path: self.dir.clone(), source: e },
+            _ => LoadError::Io { path: self.dir.clone(), error: e },
         })?;
         if !meta.is_dir() {
             return Err(LoadError::NotADirectory(self.dir.clone()));
@@ -113,7 +113,7 @@ fn is_policy_file(path: &Path) -> bool {
 }
 
 fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
-    let io = |source| LoadError::Io { path: dir.to_path_buf(), source };
+    let io = |error| LoadError::Io { path: dir.to_path_buf(), error };
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let path = entry.path();
@@ -121,7 +121,7 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), LoadErro
             continue;
         }
         // Follow symlinks (ConfigMap mounts are symlinks into ..data).
-        let meta = std::fs::metadata(&path).map_err(|source| LoadError::Io { path: path.clone(), source })?;
+        let meta = std::fs::metadata(&path).map_err(|error| LoadError::Io { path: path.clone(), error })?;
         if meta.is_dir() {
             if depth + 1 < MAX_DEPTH {
                 walk(&path, depth + 1, out)?;
@@ -137,7 +137,7 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), LoadErro
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, LoadError> {
-    let io = |source| LoadError::Io { path: path.to_path_buf(), source };
+    let io = |error| LoadError::Io { path: path.to_path_buf(), error };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
@@ -173,7 +173,8 @@ pub fn start(
     }
     info!(dir = %dir.path().display(), policies = count, "policies loaded");
     let (policy_tx, policy_rx) = watch::channel(Arc::new(set));
-    let status = LoadStatus { policies: count, loaded_at: Some(SystemTime::now()), reloads_ok: 1, ..Default::default() };
+    let status =
+        LoadStatus { policies: count, loaded_at: Some(SystemTime::now()), reloads_ok: 1, ..Default::default() };
     let (status_tx, status_rx) = watch::channel(status);
     tokio::spawn(async move {
         tokio::pin!(shutdown);

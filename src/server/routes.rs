@@ -113,7 +113,9 @@ async fn validate(State(state): State<AppState>, request: Request) -> Response {
         let ms = elapsed.as_secs_f64() * 1000.0;
         match &decision.message {
             Some(error) if !decision.allowed => info!(%error, duration_ms = ms, "Denied"),
-            _ if !decision.warnings.is_empty() => info!(warnings = ?decision.warnings, duration_ms = ms, "Allowed with warnings"),
+            _ if !decision.warnings.is_empty() => {
+                info!(warnings = ?decision.warnings, duration_ms = ms, "Allowed with warnings")
+            }
             _ => info!(duration_ms = ms, "Allowed"),
         }
     });
@@ -138,8 +140,7 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
     match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => Ok(bytes),
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             Err(if too_large {
                 (
                     StatusCode::PAYLOAD_TOO_LARGE,

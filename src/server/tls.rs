@@ -19,8 +19,8 @@ const MAX_PEM_BYTES: u64 = 1024 * 1024;
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{0} is larger than 1 MiB; is it really a PEM file?")]
     TooLarge(PathBuf),
     #[error("{path} holds no PEM certificate: {detail}")]
@@ -98,8 +98,8 @@ impl CertStore {
 
         let chain = vec![leaf.der().clone(), ca_cert.der().clone()];
         let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(|e| TlsError::Generate(e.to_string()))?;
-        let certified = CertifiedKey::from_der(chain, key, provider().as_ref())
-            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let certified =
+            CertifiedKey::from_der(chain, key, provider().as_ref()).map_err(|e| TlsError::Generate(e.to_string()))?;
         Ok(SelfSigned {
             ca_pem: ca_cert.pem(),
             store: Arc::new(Self { current: RwLock::new(Arc::new(certified)), files: None }),
@@ -154,7 +154,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
-    let read = |source| TlsError::Read { path: path.to_path_buf(), source };
+    let read = |error| TlsError::Read { path: path.to_path_buf(), error };
     let file = std::fs::File::open(path).map_err(read)?;
     let mut bytes = Vec::new();
     file.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes).map_err(read)?;

@@ -1,0 +1,179 @@
+//! The real server on 127.0.0.1:0 with TLS, driven the way kube-apiserver drives a webhook:
+//! POST /validate?timeout=Ns over HTTP/2 (ALPN) or HTTP/1.1, the certificate checked against
+//! the caBundle for the `<service>.<namespace>.svc` name.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{example_app, fixture};
+use portcullis::server::tls::CertStore;
+use portcullis::server::{Limits, run};
+use reqwest::Version;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+const SERVICE_NAME: &str = "portcullis.portcullis.svc";
+
+struct Running {
+    addr: SocketAddr,
+    ca_pem: String,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+async fn start(limits: Limits) -> Running {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let generated = CertStore::self_signed(&[SERVICE_NAME.to_owned()]).expect("certificate");
+    let tls = generated.store.server_config().expect("tls config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        run(listener, tls, example_app(), limits, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server ran");
+    });
+    Running { addr, ca_pem: generated.ca_pem, stop: Some(stop), done }
+}
+
+fn client(ca_pem: &str, addr: SocketAddr, http1: bool) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca");
+    let builder =
+        reqwest::Client::builder().tls_certs_only([ca]).resolve(SERVICE_NAME, addr).timeout(Duration::from_secs(30));
+    let builder = if http1 { builder.http1_only() } else { builder };
+    builder.build().expect("client")
+}
+
+async fn post_review(client: &reqwest::Client, addr: SocketAddr, body: &Value) -> (Version, Value) {
+    let url = format!("https://{SERVICE_NAME}:{}/validate?timeout=10s", addr.port());
+    let response = client.post(url).json(body).send().await.expect("request");
+    assert_eq!(response.status(), 200);
+    let version = response.version();
+    (version, response.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn serves_reviews_over_http2_and_http1() {
+    let mut server = start(Limits::default()).await;
+    let review = fixture("pod-create.json");
+    for (http1, want) in [(false, Version::HTTP_2), (true, Version::HTTP_11)] {
+        let client = client(&server.ca_pem, server.addr, http1);
+        let (version, body) = post_review(&client, server.addr, &review).await;
+        assert_eq!(version, want);
+        assert_eq!(body["response"]["uid"], review["request"]["uid"]);
+        assert_eq!(body["response"]["allowed"], false);
+        assert!(body["response"]["status"]["message"].as_str().expect("m").contains("prod-require-digest"));
+    }
+    // Many reviews on one HTTP/2 connection, concurrently.
+    let client = client(&server.ca_pem, server.addr, false);
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let client = client.clone();
+        let mut review = fixture("configmap-create.json");
+        review["request"]["uid"] = Value::from(format!("uid-{i}"));
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            let (_, body) = post_review(&client, addr, &review).await;
+            assert_eq!(body["response"]["uid"], format!("uid-{i}"));
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let _ = server.stop.take().map(|s| s.send(()));
+    tokio::time::timeout(Duration::from_secs(30), server.done).await.expect("stops").expect("joined");
+}
+
+#[tokio::test]
+async fn the_certificate_is_checked_against_the_ca() {
+    let mut server = start(Limits::default()).await;
+    // A client trusting another CA refuses the connection.
+    let other = CertStore::self_signed(&[]).expect("other ca");
+    let stranger = client(&other.ca_pem, server.addr, false);
+    let url = format!("https://{SERVICE_NAME}:{}/healthz", server.addr.port());
+    assert!(stranger.get(&url).send().await.is_err());
+    // A name the certificate does not carry is refused too.
+    let trusting = client(&server.ca_pem, server.addr, false);
+    let wrong_name = format!("https://localhost.localdomain:{}/healthz", server.addr.port());
+    assert!(trusting.get(&wrong_name).send().await.is_err());
+    assert_eq!(trusting.get(&url).send().await.expect("healthz").status(), 200);
+    let _ = server.stop.take().map(|s| s.send(()));
+}
+
+#[tokio::test]
+async fn slow_clients_and_bad_handshakes_do_not_hold_the_server() {
+    use tokio::io::AsyncWriteExt;
+    let limits = Limits {
+        handshake_timeout: Duration::from_millis(300),
+        header_read_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let mut server = start(limits).await;
+    // Plain text on a TLS port, and a client that never finishes its handshake.
+    let mut garbage = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
+    let _silent = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let client = client(&server.ca_pem, server.addr, true);
+    let (_, body) = post_review(&client, server.addr, &fixture("configmap-create.json")).await;
+    assert_eq!(body["response"]["allowed"], true);
+    let _ = server.stop.take().map(|s| s.send(()));
+    tokio::time::timeout(Duration::from_secs(30), server.done).await.expect("stops").expect("joined");
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_connections() {
+    let mut server = start(Limits::default()).await;
+    let client = client(&server.ca_pem, server.addr, false);
+    let (_, first) = post_review(&client, server.addr, &fixture("configmap-create.json")).await;
+    assert_eq!(first["response"]["allowed"], true);
+    let _ = server.stop.take().map(|s| s.send(()));
+    tokio::time::timeout(Duration::from_secs(30), server.done).await.expect("drained").expect("joined");
+    // After shutdown nothing listens.
+    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn certificate_files_are_reloaded() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let write = |name: &str| {
+        let key_pair = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec![SERVICE_NAME.to_owned()]).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let c = params.self_signed(&key_pair).expect("cert");
+        std::fs::write(&cert, c.pem()).expect("write cert");
+        std::fs::write(&key, key_pair.serialize_pem()).expect("write key");
+        c.pem()
+    };
+    let first = write("first");
+    let store = CertStore::from_files(&cert, &key).expect("loads");
+    assert!(!store.reload().expect("unchanged"), "no change, no swap");
+    let tls = store.server_config().expect("config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(run(listener, tls, example_app(), Limits::default(), async {
+        let _ = stopped.await;
+    }));
+    let url = format!("https://{SERVICE_NAME}:{}/healthz", addr.port());
+    assert_eq!(client(&first, addr, true).get(&url).send().await.expect("first cert").status(), 200);
+
+    let second = write("second");
+    assert!(store.reload().expect("reloads"), "changed files swap the certificate");
+    assert_eq!(client(&second, addr, true).get(&url).send().await.expect("second cert").status(), 200);
+    assert!(client(&first, addr, true).get(&url).send().await.is_err(), "the old certificate is gone");
+
+    // A broken file keeps the current certificate.
+    std::fs::write(&key, "not a key").expect("write");
+    assert!(store.reload().is_err());
+    assert_eq!(client(&second, addr, true).get(&url).send().await.expect("still second").status(), 200);
+    let _ = stop.send(());
+    let _ = Arc::strong_count(&store);
+}
