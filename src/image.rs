@@ -65,6 +65,12 @@ impl Digest {
         Ok(Self { algorithm: algorithm.to_owned(), hex: hex.to_owned() })
     }
 
+    /// A sha256 digest from the hash bytes.
+    pub fn sha256(hash: [u8; 32]) -> Self {
+        let hex = hash.iter().map(|b| format!("{b:02x}")).collect();
+        Self { algorithm: "sha256".to_owned(), hex }
+    }
+
     /// The algorithm, `sha256` or `sha512`.
     pub fn algorithm(&self) -> &str {
         &self.algorithm

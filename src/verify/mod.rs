@@ -7,6 +7,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod discovery;
+pub mod registry;
+
 use crate::image::ImageRef;
 use crate::policy::ImagePolicy;
 

@@ -1,0 +1,227 @@
+//! Registry credentials and the token flow: `WWW-Authenticate` challenges (Basic and Bearer),
+//! credentials from a docker `config.json`. Credentials are never logged or put in errors.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+
+/// Largest docker config file read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// A username and password (or token) for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential").field("username", &self.username).field("password", &"<redacted>").finish()
+    }
+}
+
+impl Credential {
+    /// The `Authorization: Basic …` value.
+    pub fn basic_header(&self) -> String {
+        format!("Basic {}", STANDARD.encode(format!("{}:{}", self.username, self.password)))
+    }
+}
+
+/// Credentials by registry host (`ghcr.io`, `localhost:5000`, `docker.io`).
+#[derive(Clone, Default)]
+pub struct Keychain {
+    by_host: HashMap<String, Credential>,
+}
+
+impl fmt::Debug for Keychain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut hosts: Vec<_> = self.by_host.keys().collect();
+        hosts.sort();
+        f.debug_struct("Keychain").field("hosts", &hosts).finish()
+    }
+}
+
+/// Why credentials could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("cannot read registry config {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("registry config {path} is larger than 1 MiB")]
+    TooLarge { path: String },
+    #[error(
+        "registry config {path} is not a docker config.json: {error} \
+         (expected {{\"auths\": {{\"host\": {{\"auth\": \"base64(user:pass)\"}}}}}})"
+    )]
+    Parse { path: String, error: String },
+    #[error("registry config {path}: the credential for {host} is malformed: {why}")]
+    Entry { path: String, host: String, why: &'static str },
+}
+
+#[derive(Deserialize)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: HashMap<String, DockerAuth>,
+}
+
+#[derive(Deserialize)]
+struct DockerAuth {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default, rename = "identitytoken")]
+    identity_token: Option<String>,
+}
+
+impl Keychain {
+    /// Read a docker `config.json` (`auths` entries; `auth` or `username`/`password`).
+    pub fn from_docker_config(path: &Path) -> Result<Self, AuthError> {
+        use std::io::Read;
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|error| AuthError::Read { path: name.clone(), error })?;
+        let mut bytes = Vec::new();
+        file.take(MAX_CONFIG_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|error| AuthError::Read { path: name.clone(), error })?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(AuthError::TooLarge { path: name });
+        }
+        Self::from_docker_config_json(&bytes, &name)
+    }
+
+    /// Parse the content of a docker `config.json` (also the `.dockerconfigjson` of a Secret).
+    pub fn from_docker_config_json(bytes: &[u8], name: &str) -> Result<Self, AuthError> {
+        let config: DockerConfig = serde_json::from_slice(bytes)
+            .map_err(|e| AuthError::Parse { path: name.to_owned(), error: e.to_string() })?;
+        let mut keychain = Self::default();
+        for (key, entry) in config.auths {
+            let host = normalise_host(&key);
+            let entry_err = |why| AuthError::Entry { path: name.to_owned(), host: host.clone(), why };
+            let credential = match (entry.auth, entry.username, entry.password, entry.identity_token) {
+                (Some(auth), _, _, _) if !auth.is_empty() => {
+                    let decoded = STANDARD.decode(auth.trim()).map_err(|_| entry_err("`auth` is not base64"))?;
+                    let text = String::from_utf8(decoded).map_err(|_| entry_err("`auth` is not UTF-8"))?;
+                    let (user, pass) = text.split_once(':').ok_or_else(|| entry_err("`auth` is not user:password"))?;
+                    Credential { username: user.to_owned(), password: pass.to_owned() }
+                }
+                (_, Some(username), Some(password), _) => Credential { username, password },
+                (_, _, _, Some(_)) => {
+                    return Err(entry_err("identity tokens (OAuth refresh tokens) are not supported"));
+                }
+                _ => continue,
+            };
+            keychain.by_host.insert(host, credential);
+        }
+        Ok(keychain)
+    }
+
+    /// Add or replace the credential for a host.
+    pub fn insert(&mut self, host: &str, credential: Credential) {
+        self.by_host.insert(normalise_host(host), credential);
+    }
+
+    /// The credential for a registry host, if any.
+    pub fn get(&self, host: &str) -> Option<&Credential> {
+        self.by_host.get(&normalise_host(host))
+    }
+}
+
+/// `https://index.docker.io/v1/` → `docker.io`; `https://ghcr.io` → `ghcr.io`.
+fn normalise_host(key: &str) -> String {
+    let host = key.trim_start_matches("https://").trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or(host);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+}
+
+/// Parse `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`.
+pub fn parse_challenge(header: &str) -> Option<Challenge> {
+    let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        return Some(Challenge::Basic);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut fields: HashMap<String, String> = HashMap::new();
+    let mut rest = params;
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once('=')?;
+        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], &quoted[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        fields.insert(key, value.to_owned());
+        rest = remaining.trim_start_matches(',').trim_start();
+    }
+    Some(Challenge::Bearer {
+        realm: fields.remove("realm")?,
+        service: fields.remove("service"),
+        scope: fields.remove("scope"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        assert_eq!(
+            parse_challenge(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/nginx:pull".into()),
+            })
+        );
+        assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            parse_challenge("Bearer realm=https://ghcr.io/token"),
+            Some(Challenge::Bearer { realm: "https://ghcr.io/token".into(), service: None, scope: None })
+        );
+        assert_eq!(parse_challenge("Negotiate abc"), None);
+        assert_eq!(parse_challenge(r#"Bearer service="x""#), None, "a bearer challenge needs a realm");
+    }
+
+    #[test]
+    fn docker_config() {
+        let json = br#"{"auths": {
+            "https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNz"},
+            "localhost:5443": {"username": "testuser", "password": "testpass"},
+            "ghcr.io": {}
+        }}"#;
+        let k = Keychain::from_docker_config_json(json, "config.json").expect("parses");
+        assert_eq!(k.get("docker.io").map(|c| c.username.as_str()), Some("user"));
+        assert_eq!(k.get("localhost:5443").map(|c| c.password.as_str()), Some("testpass"));
+        assert!(k.get("ghcr.io").is_none());
+        let debug = format!("{:?}", k.get("docker.io"));
+        assert!(!debug.contains("pass"), "{debug}");
+        let bad = Keychain::from_docker_config_json(br#"{"auths": {"x": {"auth": "!!"}}}"#, "c.json");
+        let message = bad.expect_err("bad base64").to_string();
+        assert!(message.contains("not base64") && !message.contains("!!"), "{message}");
+    }
+}

@@ -1,0 +1,434 @@
+//! An OCI registry client: shared, concurrent (`&self`), with size limits and digest checks on
+//! everything it reads. Anonymous, Basic and Bearer-token (`WWW-Authenticate`) auth; custom CA
+//! bundles; plain HTTP only for registries listed as insecure.
+//!
+//! A registry error is an error (with the URL and status), never "no signature".
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
+use sha2::{Digest as _, Sha256};
+
+pub mod auth;
+
+use self::auth::{Challenge, Credential, Keychain, parse_challenge};
+use crate::image::Digest;
+
+/// Media types of manifests and indexes.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Largest manifest or index read (the distribution spec recommends 4 MiB).
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// Largest blob read (signature payloads, bundles, attestations with SBOMs).
+pub const MAX_BLOB_BYTES: usize = 32 * 1024 * 1024;
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryConfig {
+    /// `host:port` of registries reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for registry TLS.
+    pub ca_pem: Vec<Vec<u8>>,
+    /// Credentials by registry host.
+    pub keychain: Keychain,
+    /// Per-request timeout (default 10 s).
+    pub timeout: Option<Duration>,
+}
+
+/// What went wrong talking to a registry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry request {url} failed: {error}")]
+    Transport { url: String, error: String },
+    #[error("registry answered {status} for {url}{detail}")]
+    Status { url: String, status: u16, detail: String },
+    #[error("{url}: authentication failed ({why})")]
+    Auth { url: String, why: String },
+    #[error("{url}: the response is larger than the {limit}-byte limit")]
+    TooLarge { url: String, limit: usize },
+    #[error("{url}: content digest {actual} does not match the requested {expected}")]
+    DigestMismatch { url: String, expected: String, actual: String },
+    #[error("{url}: {why}")]
+    Invalid { url: String, why: String },
+    #[error("cannot build the registry client: {0}")]
+    Client(String),
+}
+
+/// A fetched manifest: its bytes, media type and (checked) digest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub media_type: String,
+    pub digest: Digest,
+    pub bytes: Vec<u8>,
+}
+
+impl Manifest {
+    /// Parse the manifest JSON.
+    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_slice(&self.bytes)
+    }
+
+    /// Whether this is an image index / manifest list.
+    pub fn is_index(&self) -> bool {
+        self.media_type == OCI_INDEX || self.media_type == DOCKER_MANIFEST_LIST
+    }
+}
+
+/// An OCI registry client.
+pub struct Registry {
+    http: reqwest::Client,
+    config: RegistryConfig,
+    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("insecure", &self.config.insecure).finish()
+    }
+}
+
+impl Registry {
+    pub fn new(config: RegistryConfig) -> Result<Self, RegistryError> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.timeout.unwrap_or(Duration::from_secs(10)))
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")));
+        for pem in &config.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RegistryError::Client(e.to_string()))? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| RegistryError::Client(e.to_string()))?;
+        Ok(Self { http, config, tokens: Mutex::new(HashMap::new()), requests: AtomicU64::new(0) })
+    }
+
+    /// HTTP requests sent so far (for benchmarks).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The base URL of a registry's API.
+    fn base(&self, registry: &str) -> String {
+        let host = if registry == crate::image::DOCKER_HUB { "registry-1.docker.io" } else { registry };
+        let scheme = if self.config.insecure.iter().any(|h| h == registry) { "http" } else { "https" };
+        format!("{scheme}://{host}/v2")
+    }
+
+    /// Resolve a tag (or check a digest) to the manifest digest: HEAD first, GET if the registry
+    /// gives no `Docker-Content-Digest`.
+    pub async fn resolve(&self, registry: &str, repository: &str, reference: &str) -> Result<Digest, RegistryError> {
+        let url = format!("{}/{repository}/manifests/{reference}", self.base(registry));
+        let response = self.send(registry, repository, reqwest::Method::HEAD, &url, MANIFEST_ACCEPT).await?;
+        if response.status() == StatusCode::OK
+            && let Some(digest) = header_digest(response.headers())
+        {
+            return Ok(digest);
+        }
+        if response.status() != StatusCode::OK && response.status() != StatusCode::METHOD_NOT_ALLOWED {
+            return Err(status_error(&url, response.status(), ""));
+        }
+        match self.manifest(registry, repository, reference).await? {
+            Some(m) => Ok(m.digest),
+            None => Err(status_error(&url, StatusCode::NOT_FOUND, "")),
+        }
+    }
+
+    /// Fetch a manifest by tag or digest; `None` if the registry says 404. A digest reference is
+    /// checked against the content.
+    pub async fn manifest(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        let url = format!("{}/{repository}/manifests/{reference}", self.base(registry));
+        let response = self.send(registry, repository, reqwest::Method::GET, &url, MANIFEST_ACCEPT).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = read_limited(response, &url, 4096).await.unwrap_or_default();
+            return Err(status_error(&url, status, &String::from_utf8_lossy(&body)));
+        }
+        let header_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
+        let claimed = header_digest(response.headers());
+        let bytes = read_limited(response, &url, MAX_MANIFEST_BYTES).await?;
+        let actual = sha256_digest(&bytes);
+        if let Ok(expected) = Digest::parse(reference)
+            && expected != actual
+        {
+            return Err(mismatch(&url, &expected, &actual));
+        }
+        if let Some(claimed) = claimed
+            && claimed.algorithm() == "sha256"
+            && claimed != actual
+        {
+            return Err(mismatch(&url, &claimed, &actual));
+        }
+        let media_type = header_type
+            .filter(|t| !t.is_empty() && t != "application/json")
+            .or_else(|| {
+                serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .ok()
+                    .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_owned))
+            })
+            .unwrap_or_else(|| OCI_MANIFEST.to_owned());
+        Ok(Some(Manifest { media_type, digest: actual, bytes }))
+    }
+
+    /// Fetch a blob, refusing more than `limit` bytes and content whose sha256 is not `digest`.
+    pub async fn blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let url = format!("{}/{repository}/blobs/{digest}", self.base(registry));
+        let response = self.send(registry, repository, reqwest::Method::GET, &url, "*/*").await?;
+        if !response.status().is_success() {
+            return Err(status_error(&url, response.status(), ""));
+        }
+        let bytes = read_limited(response, &url, limit).await?;
+        let actual = sha256_digest(&bytes);
+        if digest.algorithm() != "sha256" || &actual != digest {
+            return Err(mismatch(&url, digest, &actual));
+        }
+        Ok(bytes)
+    }
+
+    /// The OCI 1.1 referrers of a manifest: `Ok(Some(index))` from the referrers API, `Ok(None)`
+    /// when the registry has no referrers API (404), so the caller uses the fallback tag.
+    pub async fn referrers_api(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Option<serde_json::Value>, RegistryError> {
+        let url = format!("{}/{repository}/referrers/{digest}", self.base(registry));
+        let response = self.send(registry, repository, reqwest::Method::GET, &url, OCI_INDEX).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let bytes = read_limited(response, &url, MAX_MANIFEST_BYTES).await?;
+                let index: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| RegistryError::Invalid { url: url.clone(), why: format!("referrers index: {e}") })?;
+                Ok(Some(index))
+            }
+            status => Err(status_error(&url, status, "")),
+        }
+    }
+
+    /// Send a request, following one auth challenge (Basic or Bearer token flow).
+    async fn send(
+        &self,
+        registry: &str,
+        repository: &str,
+        method: reqwest::Method,
+        url: &str,
+        accept: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let key = (registry.to_owned(), repository.to_owned());
+        let cached = self.cached_token(&key);
+        let response = self.request(method.clone(), url, accept, cached.as_deref()).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let challenge = response
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge)
+            .ok_or_else(|| RegistryError::Auth {
+                url: url.to_owned(),
+                why: "401 without a usable WWW-Authenticate challenge".to_owned(),
+            })?;
+        let credential = self.config.keychain.get(registry);
+        let authorization = match challenge {
+            Challenge::Basic => match credential {
+                Some(c) => c.basic_header(),
+                None => {
+                    return Err(RegistryError::Auth {
+                        url: url.to_owned(),
+                        why: format!(
+                            "the registry wants credentials and none are configured for {registry} (--registry-config)"
+                        ),
+                    });
+                }
+            },
+            Challenge::Bearer { realm, service, scope } => {
+                let scope = scope.unwrap_or_else(|| format!("repository:{repository}:pull"));
+                let token = self.fetch_token(url, &realm, service.as_deref(), &scope, credential).await?;
+                let header = format!("Bearer {}", token.0);
+                self.tokens
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, (header.clone(), Instant::now() + token.1));
+                header
+            }
+        };
+        let retry = self.request(method, url, accept, Some(&authorization)).await?;
+        if retry.status() == StatusCode::UNAUTHORIZED || retry.status() == StatusCode::FORBIDDEN {
+            return Err(RegistryError::Auth {
+                url: url.to_owned(),
+                why: format!(
+                    "{} with credentials{}",
+                    retry.status().as_u16(),
+                    if credential.is_some() { "" } else { " (none configured)" }
+                ),
+            });
+        }
+        Ok(retry)
+    }
+
+    fn cached_token(&self, key: &(String, String)) -> Option<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.get(key).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone())
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        accept: &str,
+        authorization: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self.http.request(method, url).header(ACCEPT, accept);
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        request.send().await.map_err(|e| RegistryError::Transport { url: url.to_owned(), error: error_chain(&e) })
+    }
+
+    async fn fetch_token(
+        &self,
+        url: &str,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        credential: Option<&Credential>,
+    ) -> Result<(String, Duration), RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let realm_url = reqwest::Url::parse(realm).map_err(|e| RegistryError::Auth {
+            url: url.to_owned(),
+            why: format!("token realm {realm:?} is not a URL: {e}"),
+        })?;
+        if realm_url.scheme() != "https" && !self.config.insecure.iter().any(|h| realm_url.authority() == h) {
+            return Err(RegistryError::Auth {
+                url: url.to_owned(),
+                why: format!("token realm {realm} is not HTTPS and its host is not an --insecure-registry"),
+            });
+        }
+        let mut realm_url = realm_url;
+        {
+            let mut query = realm_url.query_pairs_mut();
+            query.append_pair("scope", scope);
+            if let Some(service) = service {
+                query.append_pair("service", service);
+            }
+        }
+        let mut request = self.http.get(realm_url);
+        if let Some(c) = credential {
+            request = request.header(AUTHORIZATION, c.basic_header());
+        }
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = request.send().await.map_err(|e| RegistryError::Auth {
+            url: url.to_owned(),
+            why: format!("token request to {realm} failed: {}", error_chain(&e)),
+        })?;
+        if !response.status().is_success() {
+            return Err(RegistryError::Auth {
+                url: url.to_owned(),
+                why: format!("token endpoint {realm} answered {}", response.status().as_u16()),
+            });
+        }
+        let bytes = read_limited(response, realm, 64 * 1024).await?;
+        let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Auth {
+            url: url.to_owned(),
+            why: format!("token endpoint {realm} sent no token: {e}"),
+        })?;
+        let token = parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or_else(|| {
+            RegistryError::Auth { url: url.to_owned(), why: format!("token endpoint {realm} sent an empty token") }
+        })?;
+        // Renew a little early; 60 s is the spec's default lifetime.
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).saturating_sub(5).max(1));
+        Ok((token, lifetime))
+    }
+}
+
+/// Read a body, refusing more than `limit` bytes (Content-Length first, then while streaming).
+async fn read_limited(mut response: reqwest::Response, url: &str, limit: usize) -> Result<Vec<u8>, RegistryError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(RegistryError::TooLarge { url: url.to_owned(), limit });
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) =
+        response.chunk().await.map_err(|e| RegistryError::Transport { url: url.to_owned(), error: error_chain(&e) })?
+    {
+        if bytes.len() + chunk.len() > limit {
+            return Err(RegistryError::TooLarge { url: url.to_owned(), limit });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The sha256 digest of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> Digest {
+    Digest::sha256(Sha256::digest(bytes).into())
+}
+
+fn header_digest(headers: &HeaderMap) -> Option<Digest> {
+    headers.get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| Digest::parse(v.trim()).ok())
+}
+
+fn status_error(url: &str, status: StatusCode, body: &str) -> RegistryError {
+    let body = body.trim();
+    let detail = if body.is_empty() {
+        String::new()
+    } else {
+        let cut = body.floor_char_boundary(200);
+        format!(": {}", &body[..cut])
+    };
+    RegistryError::Status { url: url.to_owned(), status: status.as_u16(), detail }
+}
+
+fn mismatch(url: &str, expected: &Digest, actual: &Digest) -> RegistryError {
+    RegistryError::DigestMismatch { url: url.to_owned(), expected: expected.to_string(), actual: actual.to_string() }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
