@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod serve;
+pub mod verify_bundle;
 
 /// Exit code: the command succeeded / the object or image is allowed.
 pub const EXIT_ALLOWED: u8 = 0;
@@ -29,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the validating admission webhook (HTTPS).
     Serve(serve::ServeArgs),
+    /// Verify a Sigstore bundle (key or keyless) against an artifact or its sha256 digest.
+    VerifyBundle(verify_bundle::VerifyBundleArgs),
 }
 
 impl Cli {
@@ -38,6 +41,7 @@ impl Cli {
         crate::telemetry::init(&log)?;
         match command {
             Command::Serve(args) => serve::run(args),
+            Command::VerifyBundle(args) => verify_bundle::run(args),
         }
     }
 }

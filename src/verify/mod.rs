@@ -4,6 +4,11 @@
 //! `attestations`. A failed check is an [`Outcome`], never an `Err`: `Failed` when a signature is
 //! missing or wrong, `Error` when it could not be checked (registry or log trouble).
 
+pub mod bundle;
+pub mod dsse;
+pub mod identity;
+pub mod trust;
+
 use std::future::Future;
 use std::pin::Pin;
 

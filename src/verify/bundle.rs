@@ -1,0 +1,275 @@
+//! Sigstore bundle verification (v0.1, v0.2, v0.3; message signatures and DSSE envelopes), by
+//! key or by Fulcio certificate identity, against a [`TrustRoot`].
+//!
+//! The cryptography is `sigstore-verify`'s: certificate chain and validity at every verified
+//! time, SCT, transparency log (SET, inclusion proof, signed checkpoint), RFC 3161 timestamps,
+//! the signature itself, and the consistency of each log entry with the bundle and artifact.
+//! Around it, this module parses defensively, maps every failure to a [`BundleError`] that says
+//! what to do, and matches the certificate against the policy's [`Identity`] (see
+//! [`super::identity`]), including the typed GitHub claims `sigstore-verify` does not know.
+
+use serde_json::Value;
+use sigstore_verify::types::{ArtifactDigest, Bundle, DerPublicKey, SignatureContent};
+use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, VerificationResult};
+
+use super::dsse::{Statement, hex};
+use super::identity::check_identity;
+use super::trust::TrustRoot;
+use crate::policy::{Identity, TransparencyLog};
+
+mod legacy;
+pub use legacy::{bundle_from_legacy, verify_raw_signature};
+
+/// The largest bundle accepted, in bytes.
+pub const MAX_BUNDLE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Media types of the bundle versions this build verifies.
+pub const SUPPORTED_MEDIA_TYPES: [&str; 4] = [
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+];
+
+/// Why a bundle did not verify. Every variant is a failed check, never a crash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("malformed Sigstore bundle: {0}; pass the .sigstore.json bundle that cosign or sigstore produced")]
+    Malformed(String),
+    #[error(
+        "unsupported Sigstore bundle version {0:?}; supported: v0.1, v0.2, v0.3 \
+         (re-create the bundle with a current cosign / sigstore client)"
+    )]
+    UnsupportedVersion(String),
+    #[error("unsupported Sigstore bundle: {0}")]
+    Unsupported(String),
+    #[error("bad signature: {0}; the artifact or bundle was changed, or it was signed by another key")]
+    Signature(String),
+    #[error("public key rejected: {0}; give a PEM SubjectPublicKeyInfo (ECDSA P-256/P-384, Ed25519 or RSA)")]
+    Key(String),
+    #[error("signing certificate rejected: {0}; is the trusted root the one of the Sigstore instance that signed?")]
+    Certificate(String),
+    #[error("certificate identity mismatch: expected {expected}, but the certificate carries {found}")]
+    IdentityMismatch { expected: String, found: String },
+    #[error("transparency log check failed: {0}")]
+    TransparencyLog(String),
+    #[error("timestamp check failed: {0}")]
+    Timestamp(String),
+    #[error("artifact does not match the bundle: {0}; check that you verify the artifact that was signed")]
+    ArtifactMismatch(String),
+    #[error("{0}")]
+    ArtifactRequired(String),
+    #[error("verification material does not fit: {0}")]
+    Material(String),
+    #[error("trusted root unusable: {0}")]
+    TrustRoot(String),
+}
+
+/// What was signed.
+#[derive(Debug, Clone, Copy)]
+pub enum Artifact<'a> {
+    Bytes(&'a [u8]),
+    Sha256([u8; 32]),
+}
+
+/// Who must have signed.
+#[derive(Debug, Clone, Copy)]
+pub enum Signer<'a> {
+    /// A PEM public key (SPKI: ECDSA P-256/P-384, Ed25519, RSA — what cosign supports).
+    Key { pem: &'a str },
+    /// A Fulcio certificate identity from the policy.
+    Keyless(&'a Identity),
+}
+
+/// A bundle that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// What was signed.
+    pub content: Content,
+    /// "key sha256:ab12…" or "SAN (issuer URL)".
+    pub signer: String,
+    /// Verified signing time (Rekor integrated time, else the earliest RFC 3161 time), unix seconds.
+    pub signed_at: Option<i64>,
+}
+
+/// The signed content of a verified bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// messageSignature: the artifact's digest was checked against the bundle.
+    MessageSignature,
+    /// dsseEnvelope: the verified payload (caller checks subjects / predicateType).
+    Dsse { payload_type: String, payload: Vec<u8> },
+}
+
+/// Verify a Sigstore bundle.
+///
+/// - `artifact` is required for messageSignature bundles. For DSSE bundles, when given, an
+///   in-toto subject must carry its sha256; when absent, the envelope is verified and the caller
+///   must check the subjects of [`Content::Dsse`].
+/// - `tlog`: `Required` needs a verified log entry (SET, or inclusion proof with signed
+///   checkpoint) and, for keyless, a verified time (SET integrated time or RFC 3161 timestamp).
+///   `Skip` is refused for keyless signers.
+pub fn verify_bundle(
+    bundle_json: &[u8],
+    artifact: Option<Artifact<'_>>,
+    signer: &Signer<'_>,
+    tlog: TransparencyLog,
+    trust: &TrustRoot,
+) -> Result<Verified, BundleError> {
+    let bundle = parse_bundle(bundle_json)?;
+    reject_root_in_chain(&bundle)?;
+    let target = sigstore_artifact(&bundle, artifact)?;
+    let verifier = trust.verifier();
+    let (result, signer) = match signer {
+        Signer::Key { pem } => {
+            let key = parse_public_key(pem)?;
+            let described = describe_key(&key);
+            let mut policy = PublicKeyVerificationPolicy::new(key);
+            if tlog == TransparencyLog::Skip {
+                policy = policy.skip_tlog_unsafe();
+            }
+            (verifier.verify(target, &bundle, &policy).map_err(map_error)?, described)
+        }
+        Signer::Keyless(identity) => {
+            if tlog == TransparencyLog::Skip {
+                return Err(BundleError::TransparencyLog(
+                    "`transparencyLog: skip` is only allowed for key-based authorities: a keyless \
+                     certificate lives 10 minutes and is only trustworthy with a logged signing time"
+                        .to_owned(),
+                ));
+            }
+            let Some(cert) = bundle.signing_certificate() else {
+                return Err(BundleError::Material(
+                    "the bundle has no signing certificate but a keyless identity was required; \
+                     verify it with the public key (--key / key:) instead"
+                        .to_owned(),
+                ));
+            };
+            // Identity is matched below, by the policy's rules (globs, regexps, GitHub claims).
+            let policy = VerificationPolicy::any_identity();
+            let result = verifier.verify(target, &bundle, &policy).map_err(map_error)?;
+            // The chain, validity and signature are verified: the claims are now trustworthy.
+            let found = check_identity(cert.as_bytes(), identity)?;
+            (result, found)
+        }
+    };
+    Ok(Verified { content: content(&bundle), signer, signed_at: signed_at(&result) })
+}
+
+/// Parse bundle JSON, telling unsupported versions apart from malformed documents.
+fn parse_bundle(bundle_json: &[u8]) -> Result<Bundle, BundleError> {
+    if bundle_json.len() > MAX_BUNDLE_BYTES {
+        return Err(BundleError::Malformed(format!("bundle is larger than {MAX_BUNDLE_BYTES} bytes")));
+    }
+    let text = std::str::from_utf8(bundle_json).map_err(|e| BundleError::Malformed(format!("not UTF-8: {e}")))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| BundleError::Malformed(format!("not JSON: {e}")))?;
+    let media_type = value.get("mediaType").and_then(Value::as_str).unwrap_or_default();
+    if !SUPPORTED_MEDIA_TYPES.contains(&media_type) {
+        return Err(BundleError::UnsupportedVersion(media_type.to_owned()));
+    }
+    Bundle::from_json(text).map_err(|e| BundleError::Malformed(e.to_string()))
+}
+
+/// A bundle's certificate chain must not carry a self-signed (root) certificate: roots come
+/// only from the trusted root, and a bundle that ships one is malformed (as sigstore-python and
+/// sigstore-go treat it).
+fn reject_root_in_chain(bundle: &Bundle) -> Result<(), BundleError> {
+    use sigstore_verify::types::bundle::VerificationMaterialContent as M;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let M::X509CertificateChain { certificates } = &bundle.verification_material.content else {
+        return Ok(());
+    };
+    for cert in certificates {
+        let (_, parsed) = X509Certificate::from_der(cert.raw_bytes.as_bytes())
+            .map_err(|e| BundleError::Certificate(format!("bundle certificate is not valid DER X.509: {e}")))?;
+        if parsed.subject().as_raw() == parsed.issuer().as_raw() {
+            return Err(BundleError::Material(format!(
+                "the bundle's certificate chain contains the self-signed certificate {:?}; roots must come from \
+                 the trusted root only: rebuild the bundle without it",
+                parsed.subject().to_string()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The artifact in `sigstore-verify`'s terms. A DSSE bundle without artifact is bound to its own
+/// first sha256 subject, leaving the subject check to the caller.
+fn sigstore_artifact<'a>(
+    bundle: &Bundle,
+    artifact: Option<Artifact<'a>>,
+) -> Result<sigstore_verify::types::Artifact<'a>, BundleError> {
+    use sigstore_verify::types::Artifact as A;
+    match (artifact, &bundle.content) {
+        (Some(Artifact::Bytes(bytes)), _) => Ok(A::Blob(bytes)),
+        (Some(Artifact::Sha256(digest)), _) => Ok(A::Digest(sha256_digest(digest))),
+        (None, SignatureContent::DsseEnvelope(envelope)) => {
+            let statement = Statement::from_payload(&envelope.payload_type, envelope.payload.as_bytes())
+                .map_err(|e| BundleError::Unsupported(e.to_string()))?;
+            let digest = statement.first_sha256().ok_or_else(|| {
+                BundleError::ArtifactRequired(
+                    "the in-toto statement has no sha256 subject; pass the artifact to verify against".to_owned(),
+                )
+            })?;
+            Ok(A::Digest(sha256_digest(digest)))
+        }
+        (None, _) => Err(BundleError::ArtifactRequired(
+            "a messageSignature bundle signs an artifact: pass the artifact (file or sha256 digest) to verify"
+                .to_owned(),
+        )),
+    }
+}
+
+fn sha256_digest(digest: [u8; 32]) -> ArtifactDigest {
+    ArtifactDigest::sha256(sigstore_verify::types::Sha256Hash::new(digest))
+}
+
+/// A PEM SubjectPublicKeyInfo.
+pub(crate) fn parse_public_key(pem: &str) -> Result<DerPublicKey, BundleError> {
+    let key = DerPublicKey::from_pem(pem).map_err(|e| BundleError::Key(e.to_string()))?;
+    sigstore_verify::crypto::KeyAlgorithm::from_spki(&key).map_err(|e| BundleError::Key(e.to_string()))?;
+    Ok(key)
+}
+
+/// "key sha256:<first 12 hex digits of the SPKI digest>…".
+pub(crate) fn describe_key(key: &DerPublicKey) -> String {
+    let digest = sigstore_verify::crypto::sha256(key.as_bytes());
+    let full = hex(digest.as_bytes());
+    format!("key sha256:{}…", &full[..12])
+}
+
+fn content(bundle: &Bundle) -> Content {
+    match &bundle.content {
+        SignatureContent::DsseEnvelope(envelope) => {
+            Content::Dsse { payload_type: envelope.payload_type.clone(), payload: envelope.payload.as_bytes().to_vec() }
+        }
+        _ => Content::MessageSignature,
+    }
+}
+
+fn signed_at(result: &VerificationResult) -> Option<i64> {
+    result.integrated_time().or_else(|| result.verified_timestamps().iter().min().copied()).map(|t| t.as_second())
+}
+
+/// Map a `sigstore-verify` error to its failure class.
+fn map_error(error: sigstore_verify::Error) -> BundleError {
+    use sigstore_verify::Error as E;
+    let text = error.to_string();
+    match error {
+        E::IdentityMismatch { .. } | E::IssuerMismatch { .. } => {
+            BundleError::IdentityMismatch { expected: "the policy identity".to_owned(), found: text }
+        }
+        E::SignatureInvalid(_) | E::Crypto(_) => BundleError::Signature(text),
+        E::ArtifactMismatch(_) | E::UnsupportedArtifact(_) | E::ArtifactRead(_) => BundleError::ArtifactMismatch(text),
+        E::Certificate(_) => BundleError::Certificate(text),
+        E::TransparencyLog(_) => BundleError::TransparencyLog(text),
+        E::Timestamp(_) => BundleError::Timestamp(text),
+        E::InvalidBundle(_) | E::Bundle(_) | E::Types(_) => BundleError::Malformed(text),
+        E::UnsupportedBundle(_) => BundleError::Unsupported(text),
+        E::InvalidTrustRoot(_) | E::TrustRoot(_) | E::TrustedCertificate(_) => BundleError::TrustRoot(text),
+        _ => BundleError::Malformed(text),
+    }
+}
+
+#[cfg(test)]
+mod tests;
