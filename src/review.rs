@@ -116,6 +116,29 @@ impl Review {
         })
     }
 
+    /// A CREATE review of a Pod running `image` in `namespace`: how `portcullis verify` asks the
+    /// engine the question the webhook answers.
+    pub fn for_image(image: &str, namespace: &str) -> Self {
+        let body = serde_json::json!({
+            "apiVersion": API_VERSION, "kind": KIND,
+            "request": {
+                "uid": "portcullis-verify",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "name": "portcullis-verify", "namespace": namespace, "operation": "CREATE",
+                "userInfo": {"username": "portcullis-verify"},
+                "object": {"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": "portcullis-verify", "namespace": namespace},
+                           "spec": {"containers": [{"name": "image", "image": image}]}},
+                "oldObject": null, "dryRun": true
+            }
+        });
+        match Self::from_value(body) {
+            Ok(review) => review,
+            Err(e) => unreachable!("a fixed, valid review: {e}"),
+        }
+    }
+
     /// The `kubectl`-style name of what is reviewed, e.g. `Deployment prod/web`.
     pub fn describe(&self) -> String {
         let sub = self.sub_resource.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod registry_args;
 pub mod serve;
+pub mod verify;
 pub mod verify_bundle;
 
 /// Exit code: the command succeeded / the object or image is allowed.
@@ -30,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the validating admission webhook (HTTPS).
     Serve(serve::ServeArgs),
+    /// Verify an image's signatures with the webhook's engine (for CI).
+    Verify(verify::VerifyArgs),
     /// Verify a Sigstore bundle (key or keyless) against an artifact or its sha256 digest.
     VerifyBundle(verify_bundle::VerifyBundleArgs),
 }
@@ -41,6 +45,7 @@ impl Cli {
         crate::telemetry::init(&log)?;
         match command {
             Command::Serve(args) => serve::run(args),
+            Command::Verify(args) => verify::run(args),
             Command::VerifyBundle(args) => verify_bundle::run(args),
         }
     }

@@ -16,7 +16,6 @@ use crate::policy::load::{self, PolicyDir};
 use crate::server::tls::CertStore;
 use crate::server::{self, AppState, Limits};
 use crate::telemetry::Metrics;
-use crate::verify::Unsupported;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -40,6 +39,8 @@ pub struct ServeArgs {
     pub tls: TlsArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub registry: super::registry_args::RegistryArgs,
 }
 
 /// Where and how to listen.
@@ -96,7 +97,7 @@ pub enum UnmatchedArg {
     Deny,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s).map_err(|e| e.to_string())
 }
 
@@ -109,7 +110,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let ServeArgs { listen, tls, policy } = args;
+    let ServeArgs { listen, tls, policy, registry } = args;
     let ListenArgs { listen, drain_timeout } = listen;
     let TlsArgs { tls_cert, tls_key, tls_san, write_ca } = tls;
     let PolicyArgs { policies, reload_interval, own_namespace, unmatched_images } = policy;
@@ -170,7 +171,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             UnmatchedArg::Deny => Unmatched::Deny,
         },
     };
-    let engine = Engine::new(published.policies, Arc::new(Unsupported), settings);
+    let verifier = registry.verifier()?;
+    let engine = Engine::new(published.policies, Arc::new(verifier), settings);
     let state = AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status: published.status };
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     info!(address = %listener.local_addr()?, policies = %policies.display(), "portcullis is serving");

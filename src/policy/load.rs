@@ -108,6 +108,14 @@ impl PolicyDir {
     }
 }
 
+/// Load the policies of one file (relative key paths resolve against its directory).
+pub fn load_file(path: &Path, env: &CelEnv) -> Result<PolicySet, LoadError> {
+    let bytes = read_limited(path)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| LoadError::NotUtf8 { path: path.to_path_buf() })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    Ok(PolicySet::new(parse_file(text, &path.display().to_string(), base, env)?)?)
+}
+
 fn is_policy_file(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }

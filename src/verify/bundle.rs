@@ -9,6 +9,7 @@
 //! [`super::identity`]), including the typed GitHub claims `sigstore-verify` does not know.
 
 use serde_json::Value;
+use sha2::Digest as _;
 use sigstore_verify::types::{ArtifactDigest, Bundle, DerPublicKey, SignatureContent};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, VerificationResult};
 
@@ -17,6 +18,7 @@ use super::identity::check_identity;
 use super::trust::TrustRoot;
 use crate::policy::{Identity, TransparencyLog};
 
+mod keyonly;
 mod legacy;
 pub use legacy::{bundle_from_legacy, verify_raw_signature};
 
@@ -116,6 +118,12 @@ pub fn verify_bundle(
     tlog: TransparencyLog,
     trust: &TrustRoot,
 ) -> Result<Verified, BundleError> {
+    if let (Signer::Key { pem }, TransparencyLog::Skip) = (signer, tlog)
+        && let Some(verified) = keyonly::verify_key_only_dsse(bundle_json, pem)?
+    {
+        check_dsse_artifact(&verified, artifact)?;
+        return Ok(verified);
+    }
     let bundle = parse_bundle(bundle_json)?;
     reject_root_in_chain(&bundle)?;
     let target = sigstore_artifact(&bundle, artifact)?;
@@ -154,6 +162,25 @@ pub fn verify_bundle(
         }
     };
     Ok(Verified { content: content(&bundle), signer, signed_at: signed_at(&result) })
+}
+
+/// For a DSSE bundle verified outside sigstore-verify: if an artifact was given, an in-toto
+/// subject must carry its sha256.
+fn check_dsse_artifact(verified: &Verified, artifact: Option<Artifact<'_>>) -> Result<(), BundleError> {
+    let (Some(artifact), Content::Dsse { payload_type, payload }) = (artifact, &verified.content) else {
+        return Ok(());
+    };
+    let digest: [u8; 32] = match artifact {
+        Artifact::Bytes(bytes) => sha2::Sha256::digest(bytes).into(),
+        Artifact::Sha256(d) => d,
+    };
+    let statement = Statement::from_payload(payload_type, payload)
+        .map_err(|e| BundleError::ArtifactMismatch(format!("the DSSE payload is not an in-toto statement: {e}")))?;
+    if statement.has_sha256(&digest) {
+        Ok(())
+    } else {
+        Err(BundleError::ArtifactMismatch(format!("no in-toto subject has the artifact's sha256 {}", hex(&digest))))
+    }
 }
 
 /// Parse bundle JSON, telling unsupported versions apart from malformed documents.

@@ -12,7 +12,9 @@ pub mod trust;
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod cosign;
 pub mod discovery;
+pub mod image;
 pub mod registry;
 
 use crate::image::ImageRef;

@@ -6,6 +6,8 @@
 //! the `dev.cosignproject.cosign/signature` annotation, DSSE over PAE for attestations.
 #![allow(dead_code)]
 
+pub mod secure;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -42,7 +44,7 @@ pub struct TestRegistry {
     pub kind: Kind,
     pub host: String,
     child: Child,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestRegistry {
@@ -97,7 +99,7 @@ impl TestRegistry {
                 .spawn()
                 .expect("start ferro-oci-server"),
         };
-        let registry = Self { kind, host, child, _dir: dir };
+        let registry = Self { kind, host, child, _dir: Some(dir) };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn docker_config() {
         let json = br#"{"auths": {
-            "https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNz"},
+            "https://index.docker.io/v1/": {"auth": "dXNlcjpzM2NyM3Q="},
             "localhost:5443": {"username": "testuser", "password": "testpass"},
             "ghcr.io": {}
         }}"#;
@@ -219,7 +219,7 @@ mod tests {
         assert_eq!(k.get("localhost:5443").map(|c| c.password.as_str()), Some("testpass"));
         assert!(k.get("ghcr.io").is_none());
         let debug = format!("{:?}", k.get("docker.io"));
-        assert!(!debug.contains("pass"), "{debug}");
+        assert!(!debug.contains("s3cr3t") && debug.contains("redacted"), "{debug}");
         let bad = Keychain::from_docker_config_json(br#"{"auths": {"x": {"auth": "!!"}}}"#, "c.json");
         let message = bad.expect_err("bad base64").to_string();
         assert!(message.contains("not base64") && !message.contains("!!"), "{message}");

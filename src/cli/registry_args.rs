@@ -1,0 +1,55 @@
+//! Flags shared by the commands that talk to registries: `serve` and `verify`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use crate::verify::image::RegistryVerifier;
+use crate::verify::registry::auth::Keychain;
+use crate::verify::registry::{Registry, RegistryConfig};
+use crate::verify::trust::TrustRoot;
+
+/// Registry access and trust material.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Registry credentials: a docker config.json (`auths`).
+    #[arg(long, env = "PORTCULLIS_REGISTRY_CONFIG")]
+    pub registry_config: Option<PathBuf>,
+    /// Extra CA bundle (PEM) trusted for registry TLS (repeatable).
+    #[arg(long, env = "PORTCULLIS_REGISTRY_CA", value_delimiter = ',')]
+    pub registry_ca: Vec<PathBuf>,
+    /// A registry reached over plain HTTP, as HOST:PORT (repeatable). Never the default.
+    #[arg(long, env = "PORTCULLIS_INSECURE_REGISTRY", value_delimiter = ',')]
+    pub insecure_registry: Vec<String>,
+    /// Timeout of one registry request.
+    #[arg(long, env = "PORTCULLIS_REGISTRY_TIMEOUT", default_value = "10s", value_parser = super::serve::parse_duration)]
+    pub registry_timeout: Duration,
+    /// A Sigstore trusted_root.json (default: the public-good instance's, embedded).
+    #[arg(long, env = "PORTCULLIS_TRUSTED_ROOT")]
+    pub trusted_root: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    /// The verifier these flags describe.
+    pub fn verifier(self) -> anyhow::Result<RegistryVerifier> {
+        let Self { registry_config, registry_ca, insecure_registry, registry_timeout, trusted_root } = self;
+        let keychain = match &registry_config {
+            Some(path) => Keychain::from_docker_config(path)?,
+            None => Keychain::default(),
+        };
+        let mut ca_pem = Vec::new();
+        for path in &registry_ca {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read --registry-ca {}", path.display()))?;
+            ca_pem.push(bytes);
+        }
+        let config = RegistryConfig { insecure: insecure_registry, ca_pem, keychain, timeout: Some(registry_timeout) };
+        let registry = Registry::new(config)?;
+        let trust = match &trusted_root {
+            Some(path) => TrustRoot::from_file(path)?,
+            None => TrustRoot::production()?,
+        };
+        Ok(RegistryVerifier::new(registry, trust))
+    }
+}

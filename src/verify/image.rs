@@ -1,0 +1,226 @@
+//! The [`Verifier`] the webhook and `portcullis verify` use: resolve the digest, find the
+//! signatures in the registry, check them against the policy's authorities.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::cosign::{AuthorityResult, KeyMaterial, check_authority, describe_require, requirement_met};
+use super::discovery::discover;
+use super::registry::{Registry, RegistryError};
+use super::trust::TrustRoot;
+use super::{BoxFuture, Outcome, Verifier, VerifyRequest};
+use crate::image::{Digest, ImageRef};
+use crate::policy::{AuthorityKind, ImagePolicy, KeyRef, Platforms};
+
+/// Largest public key file read.
+const MAX_KEY_BYTES: u64 = 64 * 1024;
+/// Most platforms of an index checked with `platforms: every-platform`.
+const MAX_PLATFORMS: usize = 32;
+
+/// Verifies cosign signatures found in OCI registries.
+pub struct RegistryVerifier {
+    registry: Registry,
+    trust: Arc<TrustRoot>,
+    /// Per-authority trusted roots (private Sigstore instances), loaded on first use.
+    roots: Mutex<HashMap<PathBuf, Arc<TrustRoot>>>,
+}
+
+impl std::fmt::Debug for RegistryVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryVerifier").field("registry", &self.registry).finish()
+    }
+}
+
+impl RegistryVerifier {
+    pub fn new(registry: Registry, trust: TrustRoot) -> Self {
+        Self { registry, trust: Arc::new(trust), roots: Mutex::new(HashMap::new()) }
+    }
+
+    /// The registry client (for request counts).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn trust_for(&self, path: Option<&Path>) -> Result<Arc<TrustRoot>, String> {
+        let Some(path) = path else {
+            return Ok(Arc::clone(&self.trust));
+        };
+        let mut roots = self.roots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(root) = roots.get(path) {
+            return Ok(Arc::clone(root));
+        }
+        let root = Arc::new(TrustRoot::from_file(path).map_err(|e| e.to_string())?);
+        roots.insert(path.to_path_buf(), Arc::clone(&root));
+        Ok(root)
+    }
+
+    async fn verify_image(&self, image: &ImageRef, policy: &ImagePolicy) -> Outcome {
+        let digest = match image.digest() {
+            Some(d) => d.clone(),
+            None => {
+                let tag = image.tag().unwrap_or("latest");
+                match self.registry.resolve(image.registry(), image.repository(), tag).await {
+                    Ok(d) => d,
+                    Err(e) => return registry_error(&e),
+                }
+            }
+        };
+        let mut targets = vec![(String::new(), digest.clone())];
+        if policy.platforms == Platforms::EveryPlatform {
+            match self.platforms(image, &digest).await {
+                Ok(platforms) => targets.extend(platforms),
+                Err(e) => return registry_error(&e),
+            }
+        }
+        let mut verified = Vec::new();
+        for (platform, target) in &targets {
+            match self.verify_digest(image, target, policy).await {
+                Outcome::Verified { detail } => verified.push(detail),
+                Outcome::Failed { reason } if platform.is_empty() => return Outcome::Failed { reason },
+                Outcome::Failed { reason } => {
+                    return Outcome::Failed { reason: format!("platform {platform} ({target}): {reason}") };
+                }
+                error @ Outcome::Error { .. } => return error,
+            }
+        }
+        let platforms = if targets.len() > 1 {
+            format!(" and its {} platform manifests", targets.len() - 1)
+        } else {
+            String::new()
+        };
+        Outcome::Verified { detail: format!("{digest}{platforms}: {}", verified.join("; ")) }
+    }
+
+    /// The platform manifests of an index (empty for a plain manifest).
+    async fn platforms(&self, image: &ImageRef, digest: &Digest) -> Result<Vec<(String, Digest)>, RegistryError> {
+        let Some(manifest) = self.registry.manifest(image.registry(), image.repository(), &digest.to_string()).await?
+        else {
+            return Err(RegistryError::Status {
+                url: format!("{}/{}@{digest}", image.registry(), image.repository()),
+                status: 404,
+                detail: String::new(),
+            });
+        };
+        if !manifest.is_index() {
+            return Ok(Vec::new());
+        }
+        let json =
+            manifest.json().map_err(|e| RegistryError::Invalid { url: digest.to_string(), why: e.to_string() })?;
+        let entries = json.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut out = Vec::new();
+        for entry in entries.iter().take(MAX_PLATFORMS) {
+            let Some(d) = entry.get("digest").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()) else {
+                continue;
+            };
+            let platform = entry
+                .get("platform")
+                .map(|p| {
+                    let part = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+                    let variant = p.get("variant").and_then(Value::as_str).map(|v| format!("/{v}")).unwrap_or_default();
+                    format!("{}/{}{variant}", part("os"), part("architecture"))
+                })
+                .unwrap_or_else(|| "unknown".to_owned());
+            // Attestation manifests in buildkit indexes are not platforms.
+            if platform == "unknown/unknown" {
+                continue;
+            }
+            out.push((platform, d));
+        }
+        Ok(out)
+    }
+
+    async fn verify_digest(&self, image: &ImageRef, digest: &Digest, policy: &ImagePolicy) -> Outcome {
+        let evidence = match discover(&self.registry, image, digest).await {
+            Ok(e) => e,
+            Err(e) => return registry_error(&e),
+        };
+        let mut satisfied = Vec::new();
+        let mut failures = Vec::new();
+        for authority in &policy.authorities {
+            let key = match &authority.kind {
+                AuthorityKind::Key(key) => Some(load_key(key)),
+                AuthorityKind::Keyless(_) => None,
+            };
+            let trust = match self.trust_for(authority.trusted_root.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    return Outcome::Error { reason: format!("authority {:?}: trusted root: {e}", authority.name) };
+                }
+            };
+            match check_authority(authority, key.as_ref(), digest, &evidence, &trust) {
+                AuthorityResult::Satisfied { location, signer } => {
+                    satisfied.push(format!("authority {:?} by {signer} at {location}", authority.name));
+                }
+                AuthorityResult::Unsatisfied { tried } if tried.is_empty() => {
+                    failures.push(format!("authority {:?}: no signature to check", authority.name));
+                }
+                AuthorityResult::Unsatisfied { tried } => {
+                    let tried: Vec<_> = tried.iter().map(|(at, why)| format!("{at}: {why}")).collect();
+                    failures.push(format!("authority {:?}: {}", authority.name, tried.join("; ")));
+                }
+            }
+        }
+        let total = policy.authorities.len();
+        if requirement_met(policy.require, satisfied.len(), total) {
+            return Outcome::Verified { detail: satisfied.join("; ") };
+        }
+        let found = if evidence.signatures.is_empty() && evidence.bundles.is_empty() {
+            format!("no signatures found for {digest} (looked at {})", evidence.looked.join(", "))
+        } else {
+            format!("{digest}: {}", failures.join(" | "))
+        };
+        Outcome::Failed {
+            reason: format!(
+                "requires {}, {} satisfied: {found}",
+                describe_require(policy.require, total),
+                satisfied.len()
+            ),
+        }
+    }
+}
+
+impl Verifier for RegistryVerifier {
+    fn verify<'a>(&'a self, request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            if !request.policy.attestations.is_empty() {
+                return Outcome::Error {
+                    reason: "attestation requirements are not yet verifiable: this build verifies image \
+                             signatures only"
+                        .to_owned(),
+                };
+            }
+            if request.policy.authorities.is_empty() {
+                return Outcome::Verified { detail: "no authorities to check".to_owned() };
+            }
+            self.verify_image(request.image, request.policy).await
+        })
+    }
+}
+
+fn registry_error(e: &RegistryError) -> Outcome {
+    Outcome::Error { reason: format!("registry error (not a signature failure): {e}") }
+}
+
+/// Read a public key for a key authority.
+pub fn load_key(key: &KeyRef) -> KeyMaterial {
+    match key {
+        KeyRef::Pem(pem) => Ok(pem.clone()),
+        KeyRef::File(path) => {
+            let read = |e: std::io::Error| format!("cannot read public key {}: {e}", path.display());
+            let file = std::fs::File::open(path).map_err(read)?;
+            let mut bytes = Vec::new();
+            file.take(MAX_KEY_BYTES + 1).read_to_end(&mut bytes).map_err(read)?;
+            if bytes.len() as u64 > MAX_KEY_BYTES {
+                return Err(format!("public key {} is larger than 64 KiB", path.display()));
+            }
+            String::from_utf8(bytes).map_err(|_| format!("public key {} is not PEM text", path.display()))
+        }
+        KeyRef::Secret { name, .. } => Err(format!(
+            "key from Secret {name:?}: secretRef keys are not yet supported; use publicKeyFile or publicKey"
+        )),
+    }
+}

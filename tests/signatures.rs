@@ -1,0 +1,276 @@
+//! Signature verification end to end against real registries on 127.0.0.1: images signed in
+//! cosign's formats by the test support, checked by the same engine and verifier as the webhook.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis::decision::Decision;
+use portcullis::engine::{Engine, Settings};
+use portcullis::policy::PolicySet;
+use portcullis::policy::cel::CelEnv;
+use portcullis::policy::compile::parse_file;
+use portcullis::review::Review;
+use portcullis::verify::image::RegistryVerifier;
+use portcullis::verify::registry::{Registry, RegistryConfig};
+use portcullis::verify::trust::TrustRoot;
+use support::{BUNDLE_V03, Kind, Pusher, Signer, TestRegistry};
+
+struct Setup {
+    registry: TestRegistry,
+    push: Pusher,
+    dir: tempfile::TempDir,
+}
+
+async fn setup(kind: Kind) -> Setup {
+    let registry = TestRegistry::start(kind).await;
+    let push = Pusher::new(&registry.host);
+    Setup { registry, push, dir: tempfile::tempdir().expect("tempdir") }
+}
+
+impl Setup {
+    fn verifier(&self) -> RegistryVerifier {
+        let config = RegistryConfig { insecure: vec![self.registry.host.clone()], ..Default::default() };
+        RegistryVerifier::new(Registry::new(config).expect("registry"), TrustRoot::production().expect("root"))
+    }
+
+    fn write_key(&self, name: &str, signer: &Signer) {
+        std::fs::write(self.dir.path().join(name), signer.public_pem()).expect("key");
+    }
+
+    fn policies(&self, authorities: &str, extra: &str) -> PolicySet {
+        let text = format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{host}/**']\n  digest: allow-tags\n{extra}  authorities:\n{authorities}",
+            host = self.registry.host
+        );
+        let policies = parse_file(&text, "signed.yaml", self.dir.path(), &CelEnv::new()).expect("policy");
+        PolicySet::new(policies).expect("set")
+    }
+
+    async fn decide(&self, set: PolicySet, image: &str) -> Decision {
+        let engine = Engine::fixed(set, Arc::new(self.verifier()), Settings::default());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        engine.review(&Review::for_image(image, "default"), deadline).await
+    }
+
+    /// Push an image and sign it the legacy way (`.sig` tag); returns (reference, digest).
+    async fn signed_legacy(&self, repo: &str, signer: &Signer) -> (String, String) {
+        let (digest, _) = self.push.image(repo, "v1", repo).await;
+        let reference = format!("{}/{repo}", self.registry.host);
+        let tag = format!("{}.sig", digest.replace(':', "-"));
+        self.push.artifact(repo, &tag, &[signer.signature_layer(Signer::payload(&reference, &digest))]).await;
+        (format!("{reference}:v1"), digest)
+    }
+}
+
+const KEY_SKIP: &str = "    - name: release\n      key: {publicKeyFile: release.pub}\n      transparencyLog: skip\n";
+
+fn message(d: &Decision) -> String {
+    d.message.clone().unwrap_or_default()
+}
+
+async fn legacy_key_signatures(kind: Kind) {
+    let s = setup(kind).await;
+    let release = Signer::new();
+    s.write_key("release.pub", &release);
+    let (image, digest) = s.signed_legacy("team/app", &release).await;
+    let d = s.decide(s.policies(KEY_SKIP, ""), &image).await;
+    assert!(d.allowed, "{d:?}");
+    let pinned = format!("{}/team/app@{digest}", s.registry.host);
+    assert!(s.decide(s.policies(KEY_SKIP, ""), &pinned).await.allowed);
+
+    // Wrong key: the message names the authority, the location and the reason.
+    let other = Signer::new();
+    s.write_key("release.pub", &other);
+    let d = s.decide(s.policies(KEY_SKIP, ""), &image).await;
+    assert!(!d.allowed);
+    let m = message(&d);
+    assert!(m.contains("authority \"release\"") && m.contains(".sig layer 0") && m.contains(&digest), "{m}");
+
+    // The transparency log is required unless the policy says skip.
+    s.write_key("release.pub", &release);
+    let required = KEY_SKIP.replace("      transparencyLog: skip\n", "");
+    let m = message(&s.decide(s.policies(&required, ""), &image).await);
+    assert!(m.contains("no transparency log entry"), "{m}");
+}
+
+#[tokio::test]
+async fn legacy_key_signatures_docker_distribution() {
+    legacy_key_signatures(Kind::Distribution).await;
+}
+
+#[tokio::test]
+async fn legacy_key_signatures_ferro() {
+    legacy_key_signatures(Kind::Ferro).await;
+}
+
+async fn bundle_signatures(kind: Kind) {
+    let s = setup(kind).await;
+    let release = Signer::new();
+    s.write_key("release.pub", &release);
+    let (digest, raw) = s.push.image("team/bundled", "v1", "bundled").await;
+    s.push.referrer("team/bundled", &digest, &raw, BUNDLE_V03, &release.signature_bundle(&digest)).await;
+    let image = format!("{}/team/bundled:v1", s.registry.host);
+    let d = s.decide(s.policies(KEY_SKIP, ""), &image).await;
+    assert!(d.allowed, "{d:?}");
+
+    // A bundle whose statement is about another digest does not count.
+    let (other_digest, other_raw) = s.push.image("team/other", "v1", "other").await;
+    let wrong = release.signature_bundle("sha256:0000000000000000000000000000000000000000000000000000000000000000");
+    s.push.referrer("team/other", &other_digest, &other_raw, BUNDLE_V03, &wrong).await;
+    let m = message(&s.decide(s.policies(KEY_SKIP, ""), &format!("{}/team/other:v1", s.registry.host)).await);
+    assert!(m.contains("about another digest"), "{m}");
+}
+
+#[tokio::test]
+async fn bundle_signatures_fallback_tag() {
+    bundle_signatures(Kind::Distribution).await;
+}
+
+#[tokio::test]
+async fn bundle_signatures_referrers_api() {
+    bundle_signatures(Kind::Ferro).await;
+}
+
+#[tokio::test]
+async fn both_formats_in_one_repository_and_require_all() {
+    let s = setup(Kind::Distribution).await;
+    let (a, b) = (Signer::new(), Signer::new());
+    s.write_key("a.pub", &a);
+    s.write_key("b.pub", &b);
+    let (image, digest) = s.signed_legacy("team/both", &a).await;
+    let raw = s.push.get_manifest("team/both", "v1").await.expect("manifest");
+    s.push.referrer("team/both", &digest, &raw, BUNDLE_V03, &b.signature_bundle(&digest)).await;
+    let two = "    - name: a\n      key: {publicKeyFile: a.pub}\n      transparencyLog: skip\n    - name: b\n      key: {publicKeyFile: b.pub}\n      transparencyLog: skip\n";
+    assert!(s.decide(s.policies(two, "  require: all\n"), &image).await.allowed);
+    assert!(s.decide(s.policies(two, "  require: {atLeast: 2}\n"), &image).await.allowed);
+    // Drop b's key: `all` fails and says which authority is missing.
+    s.write_key("b.pub", &Signer::new());
+    let d = s.decide(s.policies(two, "  require: all\n"), &image).await;
+    assert!(!d.allowed);
+    let m = message(&d);
+    assert!(m.contains("requires all 2 authorities, 1 satisfied") && m.contains("authority \"b\""), "{m}");
+    assert!(s.decide(s.policies(two, "  require: any\n"), &image).await.allowed);
+}
+
+#[tokio::test]
+async fn forged_signatures_are_rejected() {
+    let s = setup(Kind::Distribution).await;
+    let release = Signer::new();
+    s.write_key("release.pub", &release);
+    let reference = format!("{}/team/forged", s.registry.host);
+
+    // 1. A valid signature, but for another digest, copied onto this image's .sig tag.
+    let (digest, _) = s.push.image("team/forged", "v1", "one").await;
+    let other = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    let tag = format!("{}.sig", digest.replace(':', "-"));
+    s.push.artifact("team/forged", &tag, &[release.signature_layer(Signer::payload(&reference, other))]).await;
+    let m = message(&s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:v1")).await);
+    assert!(m.contains(&format!("the payload signs digest {other}, not {digest}")), "{m}");
+
+    // 2. A tampered payload: signed for this digest, then edited.
+    let (digest2, _) = s.push.image("team/forged", "v2", "two").await;
+    let (payload, media_type, annotations) = release.signature_layer(Signer::payload(&reference, &digest2));
+    let tampered = String::from_utf8(payload)
+        .expect("utf8")
+        .replace("cosign container image signature", "cosign container image signature ")
+        .into_bytes();
+    let tag2 = format!("{}.sig", digest2.replace(':', "-"));
+    s.push.artifact("team/forged", &tag2, &[(tampered, media_type, annotations)]).await;
+    let d = s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:v2")).await;
+    assert!(!d.allowed, "{d:?}");
+
+    // 3. Unsigned: denied, saying where it looked.
+    let (_, _) = s.push.image("team/forged", "v3", "three").await;
+    let m = message(&s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:v3")).await);
+    assert!(m.contains("no signatures found") && m.contains(".sig: absent"), "{m}");
+}
+
+#[tokio::test]
+async fn registry_errors_are_not_signature_failures() {
+    let s = setup(Kind::Distribution).await;
+    s.write_key("release.pub", &Signer::new());
+    let d = s.decide(s.policies(KEY_SKIP, ""), &format!("{}/team/absent:v1", s.registry.host)).await;
+    assert!(!d.allowed, "fail-closed in enforce");
+    let m = message(&d);
+    assert!(m.contains("could not be checked: registry error (not a signature failure)") && m.contains("404"), "{m}");
+    let warn = s.policies(KEY_SKIP, "  mode: warn\n");
+    let d = s.decide(warn, &format!("{}/team/absent:v1", s.registry.host)).await;
+    assert!(d.allowed && d.warnings[0].contains("registry error"), "{d:?}");
+}
+
+/// The production-signed bundle for go-containerregistry's empty image: rebuilt byte for byte,
+/// attached as a referrer, found, and verified keyless against the production trusted root.
+#[tokio::test]
+async fn production_bundle_as_a_referrer() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
+    if !fixtures.is_dir() {
+        eprintln!("SKIPPED: ../shared/fixtures is absent");
+        return;
+    }
+    let bundle = std::fs::read(fixtures.join("cosign/oci-attestation.sigstore.json")).expect("bundle");
+    let root = TrustRoot::from_file(&fixtures.join("sigstore-root/trusted_root.json")).expect("root");
+    for kind in [Kind::Distribution, Kind::Ferro] {
+        let s = setup(kind).await;
+        let config = br#"{"architecture":"","created":"0001-01-01T00:00:00Z","os":"","rootfs":{"type":"layers","diff_ids":null},"config":{}}"#;
+        let config_digest = s.push.blob("ggcr/empty", config).await;
+        // go-containerregistry writes struct fields in declaration order, not sorted.
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{config_digest}"}},"layers":[]}}"#,
+            config.len()
+        )
+        .into_bytes();
+        let digest = s
+            .push
+            .manifest("ggcr/empty", "v1", &manifest, "application/vnd.docker.distribution.manifest.v2+json")
+            .await;
+        assert_eq!(digest, "sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4");
+        s.push.referrer("ggcr/empty", &digest, &manifest, BUNDLE_V03, &bundle).await;
+
+        let registry =
+            Registry::new(RegistryConfig { insecure: vec![s.registry.host.clone()], ..Default::default() }).expect("r");
+        let image = portcullis::image::ImageRef::parse(&format!("{}/ggcr/empty:v1", s.registry.host)).expect("ref");
+        let d = portcullis::image::Digest::parse(&digest).expect("digest");
+        let evidence = portcullis::verify::discovery::discover(&registry, &image, &d).await.expect("discover");
+        assert_eq!(evidence.bundles.len(), 1, "{kind:?}: {:?}", evidence.looked);
+        let identity = portcullis::policy::Identity {
+            issuer: "https://github.com/login/oauth".to_owned(),
+            subject: portcullis::policy::SubjectMatch::Exact("cody@soyland.com".to_owned()),
+            github: None,
+        };
+        let signer = portcullis::verify::bundle::Signer::Keyless(&identity);
+        let verified = portcullis::verify::bundle::verify_bundle(
+            &evidence.bundles[0].json,
+            None,
+            &signer,
+            portcullis::policy::TransparencyLog::Required,
+            &root,
+        )
+        .expect("verifies keyless against the production root");
+        let portcullis::verify::bundle::Content::Dsse { payload_type, payload } = verified.content else {
+            panic!("a DSSE bundle");
+        };
+        let statement = portcullis::verify::dsse::Statement::from_payload(&payload_type, &payload).expect("statement");
+        let want = portcullis::verify::cosign::digest_bytes(&d).expect("sha256");
+        assert!(statement.has_sha256(&want), "the statement is about this image");
+        assert_eq!(statement.predicate_type, "https://cosign.sigstore.dev/attestation/v1");
+
+        // Another identity is refused, naming what the certificate carried.
+        let other = portcullis::policy::Identity {
+            issuer: "https://github.com/login/oauth".to_owned(),
+            subject: portcullis::policy::SubjectMatch::Exact("someone@else.com".to_owned()),
+            github: None,
+        };
+        let err = portcullis::verify::bundle::verify_bundle(
+            &evidence.bundles[0].json,
+            None,
+            &portcullis::verify::bundle::Signer::Keyless(&other),
+            portcullis::policy::TransparencyLog::Required,
+            &root,
+        )
+        .expect_err("identity mismatch");
+        assert!(err.to_string().contains("cody@soyland.com"), "{err}");
+    }
+}
