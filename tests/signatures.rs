@@ -274,3 +274,36 @@ async fn production_bundle_as_a_referrer() {
         assert!(err.to_string().contains("cody@soyland.com"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn multi_platform_images() {
+    let s = setup(Kind::Distribution).await;
+    let release = Signer::new();
+    s.write_key("release.pub", &release);
+    let (amd64, amd64_raw) = s.push.image("team/multi", "amd64", "amd64 build").await;
+    let (arm64, arm64_raw) = s.push.image("team/multi", "arm64", "arm64 build").await;
+    let index = s
+        .push
+        .index(
+            "team/multi",
+            "v1",
+            &[(amd64.clone(), amd64_raw.len(), "linux", "amd64"), (arm64.clone(), arm64_raw.len(), "linux", "arm64")],
+        )
+        .await;
+    s.push.sign_legacy("team/multi", &index, &release).await;
+    let image = format!("{}/team/multi:v1", s.registry.host);
+    assert!(s.decide(s.policies(KEY_SKIP, "  platforms: index\n"), &image).await.allowed, "the index is signed");
+
+    let every = "  platforms: every-platform\n";
+    let d = s.decide(s.policies(KEY_SKIP, every), &image).await;
+    assert!(!d.allowed);
+    let m = message(&d);
+    assert!(m.contains(&format!("platform linux/amd64 ({amd64})")) && m.contains("no signatures found"), "{m}");
+
+    s.push.sign_legacy("team/multi", &amd64, &release).await;
+    let m = message(&s.decide(s.policies(KEY_SKIP, every), &image).await);
+    assert!(m.contains(&format!("platform linux/arm64 ({arm64})")), "{m}");
+    s.push.sign_legacy("team/multi", &arm64, &release).await;
+    let d = s.decide(s.policies(KEY_SKIP, every), &image).await;
+    assert!(d.allowed, "{d:?}");
+}

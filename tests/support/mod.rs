@@ -230,6 +230,25 @@ impl Pusher {
         (digest, manifest)
     }
 
+    /// Push an image index over platform manifests (digest, size, os, architecture).
+    pub async fn index(&self, repo: &str, tag: &str, platforms: &[(String, usize, &str, &str)]) -> String {
+        let manifests: Vec<Value> = platforms
+            .iter()
+            .map(|(digest, size, os, arch)| {
+                json!({"mediaType": OCI_MANIFEST, "size": size, "digest": digest, "platform": {"os": os, "architecture": arch}})
+            })
+            .collect();
+        let index = cjson(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}));
+        self.manifest(repo, tag, &index, OCI_INDEX).await
+    }
+
+    /// Sign `digest` the legacy way (a `.sig` tag in `repo`).
+    pub async fn sign_legacy(&self, repo: &str, digest: &str, signer: &Signer) {
+        let reference = format!("{}/{repo}", self.host);
+        let tag = format!("{}.sig", digest.replace(':', "-"));
+        self.artifact(repo, &tag, &[signer.signature_layer(Signer::payload(&reference, digest))]).await;
+    }
+
     /// Push a manifest whose layers are (blob, mediaType, annotations), tagged `tag`.
     pub async fn artifact(&self, repo: &str, tag: &str, layers: &[(Vec<u8>, &str, Value)]) -> String {
         let config = b"{}".to_vec();
