@@ -18,6 +18,7 @@ use super::trust::TrustRoot;
 use crate::policy::{Identity, TransparencyLog};
 
 mod legacy;
+mod offline;
 pub use legacy::{bundle_from_legacy, verify_raw_signature};
 
 /// The largest bundle accepted, in bytes.
@@ -118,12 +119,24 @@ pub fn verify_bundle(
 ) -> Result<Verified, BundleError> {
     let bundle = parse_bundle(bundle_json)?;
     reject_root_in_chain(&bundle)?;
+    if tlog == TransparencyLog::Required && bundle.verification_material.tlog_entries.is_empty() {
+        return Err(BundleError::TransparencyLog(
+            "the bundle has no transparency log entry; sign with upload to Rekor, or, for a key-based \
+             authority that deliberately signs offline, set `transparencyLog: skip`"
+                .to_owned(),
+        ));
+    }
     let target = sigstore_artifact(&bundle, artifact)?;
     let verifier = trust.verifier();
     let (result, signer) = match signer {
         Signer::Key { pem } => {
             let key = parse_public_key(pem)?;
             let described = describe_key(&key);
+            if tlog == TransparencyLog::Skip && offline::has_no_evidence(&bundle) {
+                require_public_key_material(&bundle)?;
+                offline::verify_with_key_only(&bundle, &key, artifact)?;
+                return Ok(Verified { content: content(&bundle), signer: described, signed_at: None });
+            }
             let mut policy = PublicKeyVerificationPolicy::new(key);
             if tlog == TransparencyLog::Skip {
                 policy = policy.skip_tlog_unsafe();
@@ -168,6 +181,17 @@ fn parse_bundle(bundle_json: &[u8]) -> Result<Bundle, BundleError> {
         return Err(BundleError::UnsupportedVersion(media_type.to_owned()));
     }
     Bundle::from_json(text).map_err(|e| BundleError::Malformed(e.to_string()))
+}
+
+/// A key-signed bundle carries a public-key hint, not a certificate.
+fn require_public_key_material(bundle: &Bundle) -> Result<(), BundleError> {
+    if bundle.signing_certificate().is_some() {
+        return Err(BundleError::Material(
+            "the bundle holds a signing certificate but a public key was given; verify it by keyless identity"
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// A bundle's certificate chain must not carry a self-signed (root) certificate: roots come
