@@ -176,3 +176,9 @@ fn der_utf8_is_strict() {
 fn garbage_is_a_certificate_error() {
     assert!(matches!(Claims::from_der(b"not a certificate"), Err(BundleError::Certificate(_))));
 }
+
+#[test]
+fn no_constraint_at_all_is_refused() {
+    let Some(cert) = beacon() else { return };
+    expect_mismatch(check_identity(&cert, &identity(SubjectMatch::GithubOnly, None)), "neither", BEACON);
+}
