@@ -104,6 +104,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shareable_across_tasks() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<TrustRoot>();
+    }
+
+    #[test]
     fn production_root_loads() {
         let root = TrustRoot::production().expect("embedded root");
         assert!(!root.trusted_root().certificate_authorities.is_empty());
