@@ -19,6 +19,7 @@ use crate::policy::{Identity, TransparencyLog};
 
 mod legacy;
 mod offline;
+mod timestamps;
 pub use legacy::{bundle_from_legacy, verify_raw_signature};
 
 /// The largest bundle accepted, in bytes.
@@ -117,8 +118,9 @@ pub fn verify_bundle(
     tlog: TransparencyLog,
     trust: &TrustRoot,
 ) -> Result<Verified, BundleError> {
-    let bundle = parse_bundle(bundle_json)?;
+    let mut bundle = parse_bundle(bundle_json)?;
     reject_root_in_chain(&bundle)?;
+    timestamps::drop_unparseable(&mut bundle, trust);
     if tlog == TransparencyLog::Required && bundle.verification_material.tlog_entries.is_empty() {
         return Err(BundleError::TransparencyLog(
             "the bundle has no transparency log entry; sign with upload to Rekor, or, for a key-based \
@@ -284,7 +286,8 @@ fn map_error(error: sigstore_verify::Error) -> BundleError {
             BundleError::IdentityMismatch { expected: "the policy identity".to_owned(), found: text }
         }
         E::SignatureInvalid(_) | E::Crypto(_) => BundleError::Signature(text),
-        E::ArtifactMismatch(_) | E::UnsupportedArtifact(_) | E::ArtifactRead(_) => BundleError::ArtifactMismatch(text),
+        E::UnsupportedArtifact(_) => BundleError::ArtifactRequired(format!("{text}; pass the artifact bytes")),
+        E::ArtifactMismatch(_) | E::ArtifactRead(_) => BundleError::ArtifactMismatch(text),
         E::Certificate(_) => BundleError::Certificate(text),
         E::TransparencyLog(_) => BundleError::TransparencyLog(text),
         E::Timestamp(_) => BundleError::Timestamp(text),
@@ -295,5 +298,7 @@ fn map_error(error: sigstore_verify::Error) -> BundleError {
     }
 }
 
+#[cfg(test)]
+mod mock_tests;
 #[cfg(test)]
 mod tests;
