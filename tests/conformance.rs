@@ -77,6 +77,5 @@ fn sigstore_conformance_bundle_verify() {
     }
     let passed = cases.len() - failures.len();
     println!("conformance: {passed}/{}", cases.len());
-    eprintln!("conformance: {passed}/{}", cases.len());
     assert!(failures.is_empty(), "cases with the wrong outcome: {failures:?}");
 }

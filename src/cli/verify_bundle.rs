@@ -43,8 +43,11 @@ pub struct VerifyBundleArgs {
     #[arg(long, value_name = "PEM_FILE", required_unless_present = "certificate_identity")]
     pub key: Option<PathBuf>,
     /// A trusted_root.json; default: the embedded Sigstore public-good root.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "staging")]
     pub trusted_root: Option<PathBuf>,
+    /// Use the embedded Sigstore staging root instead of the public-good one.
+    #[arg(long)]
+    pub staging: bool,
     /// The artifact: a file path, or `sha256:<hex>`.
     #[arg(value_name = "FILE_OR_DIGEST")]
     pub artifact: String,
@@ -54,9 +57,10 @@ pub struct VerifyBundleArgs {
 pub fn run(args: VerifyBundleArgs) -> anyhow::Result<ExitCode> {
     let bundle =
         std::fs::read(&args.bundle).with_context(|| format!("cannot read bundle {}", args.bundle.display()))?;
-    let trust = match &args.trusted_root {
-        Some(path) => TrustRoot::from_file(path)?,
-        None => TrustRoot::production()?,
+    let trust = match (&args.trusted_root, args.staging) {
+        (Some(path), _) => TrustRoot::from_file(path)?,
+        (None, true) => TrustRoot::staging()?,
+        (None, false) => TrustRoot::production()?,
     };
     let artifact_bytes;
     let artifact = match args.artifact.strip_prefix("sha256:") {

@@ -9,7 +9,6 @@
 //! [`super::identity`]), including the typed GitHub claims `sigstore-verify` does not know.
 
 use serde_json::Value;
-use sha2::Digest as _;
 use sigstore_verify::types::{ArtifactDigest, Bundle, DerPublicKey, SignatureContent};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, VerificationResult};
 
@@ -18,8 +17,9 @@ use super::identity::check_identity;
 use super::trust::TrustRoot;
 use crate::policy::{Identity, TransparencyLog};
 
-mod keyonly;
 mod legacy;
+mod offline;
+mod timestamps;
 pub use legacy::{bundle_from_legacy, verify_raw_signature};
 
 /// The largest bundle accepted, in bytes.
@@ -118,20 +118,27 @@ pub fn verify_bundle(
     tlog: TransparencyLog,
     trust: &TrustRoot,
 ) -> Result<Verified, BundleError> {
-    if let (Signer::Key { pem }, TransparencyLog::Skip) = (signer, tlog)
-        && let Some(verified) = keyonly::verify_key_only_dsse(bundle_json, pem)?
-    {
-        check_dsse_artifact(&verified, artifact)?;
-        return Ok(verified);
-    }
-    let bundle = parse_bundle(bundle_json)?;
+    let mut bundle = parse_bundle(bundle_json)?;
     reject_root_in_chain(&bundle)?;
+    timestamps::drop_unparseable(&mut bundle, trust);
+    if tlog == TransparencyLog::Required && bundle.verification_material.tlog_entries.is_empty() {
+        return Err(BundleError::TransparencyLog(
+            "the bundle has no transparency log entry; sign with upload to Rekor, or, for a key-based \
+             authority that deliberately signs offline, set `transparencyLog: skip`"
+                .to_owned(),
+        ));
+    }
     let target = sigstore_artifact(&bundle, artifact)?;
     let verifier = trust.verifier();
     let (result, signer) = match signer {
         Signer::Key { pem } => {
             let key = parse_public_key(pem)?;
             let described = describe_key(&key);
+            if tlog == TransparencyLog::Skip && offline::has_no_evidence(&bundle) {
+                require_public_key_material(&bundle)?;
+                offline::verify_with_key_only(&bundle, &key, artifact)?;
+                return Ok(Verified { content: content(&bundle), signer: described, signed_at: None });
+            }
             let mut policy = PublicKeyVerificationPolicy::new(key);
             if tlog == TransparencyLog::Skip {
                 policy = policy.skip_tlog_unsafe();
@@ -164,25 +171,6 @@ pub fn verify_bundle(
     Ok(Verified { content: content(&bundle), signer, signed_at: signed_at(&result) })
 }
 
-/// For a DSSE bundle verified outside sigstore-verify: if an artifact was given, an in-toto
-/// subject must carry its sha256.
-fn check_dsse_artifact(verified: &Verified, artifact: Option<Artifact<'_>>) -> Result<(), BundleError> {
-    let (Some(artifact), Content::Dsse { payload_type, payload }) = (artifact, &verified.content) else {
-        return Ok(());
-    };
-    let digest: [u8; 32] = match artifact {
-        Artifact::Bytes(bytes) => sha2::Sha256::digest(bytes).into(),
-        Artifact::Sha256(d) => d,
-    };
-    let statement = Statement::from_payload(payload_type, payload)
-        .map_err(|e| BundleError::ArtifactMismatch(format!("the DSSE payload is not an in-toto statement: {e}")))?;
-    if statement.has_sha256(&digest) {
-        Ok(())
-    } else {
-        Err(BundleError::ArtifactMismatch(format!("no in-toto subject has the artifact's sha256 {}", hex(&digest))))
-    }
-}
-
 /// Parse bundle JSON, telling unsupported versions apart from malformed documents.
 fn parse_bundle(bundle_json: &[u8]) -> Result<Bundle, BundleError> {
     if bundle_json.len() > MAX_BUNDLE_BYTES {
@@ -195,6 +183,17 @@ fn parse_bundle(bundle_json: &[u8]) -> Result<Bundle, BundleError> {
         return Err(BundleError::UnsupportedVersion(media_type.to_owned()));
     }
     Bundle::from_json(text).map_err(|e| BundleError::Malformed(e.to_string()))
+}
+
+/// A key-signed bundle carries a public-key hint, not a certificate.
+fn require_public_key_material(bundle: &Bundle) -> Result<(), BundleError> {
+    if bundle.signing_certificate().is_some() {
+        return Err(BundleError::Material(
+            "the bundle holds a signing certificate but a public key was given; verify it by keyless identity"
+                .to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// A bundle's certificate chain must not carry a self-signed (root) certificate: roots come
@@ -287,7 +286,8 @@ fn map_error(error: sigstore_verify::Error) -> BundleError {
             BundleError::IdentityMismatch { expected: "the policy identity".to_owned(), found: text }
         }
         E::SignatureInvalid(_) | E::Crypto(_) => BundleError::Signature(text),
-        E::ArtifactMismatch(_) | E::UnsupportedArtifact(_) | E::ArtifactRead(_) => BundleError::ArtifactMismatch(text),
+        E::UnsupportedArtifact(_) => BundleError::ArtifactRequired(format!("{text}; pass the artifact bytes")),
+        E::ArtifactMismatch(_) | E::ArtifactRead(_) => BundleError::ArtifactMismatch(text),
         E::Certificate(_) => BundleError::Certificate(text),
         E::TransparencyLog(_) => BundleError::TransparencyLog(text),
         E::Timestamp(_) => BundleError::Timestamp(text),
@@ -298,5 +298,7 @@ fn map_error(error: sigstore_verify::Error) -> BundleError {
     }
 }
 
+#[cfg(test)]
+mod mock_tests;
 #[cfg(test)]
 mod tests;

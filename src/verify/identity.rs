@@ -136,14 +136,15 @@ pub fn match_claims(claims: &Claims, identity: &Identity) -> Result<(), BundleEr
         SubjectMatch::Exact(s) => subject == Some(s.as_str()),
         SubjectMatch::Pattern(glob) => subject.is_some_and(|s| glob.matches(s)),
         SubjectMatch::RegExp(re) => subject.is_some_and(|s| re.is_match(s)),
-        SubjectMatch::GithubOnly => true,
+        // Compiled policies pair `GithubOnly` with `github` claims; without them, refuse.
+        SubjectMatch::GithubOnly => identity.github.is_some(),
     };
     if !subject_ok {
         let expected = match &identity.subject {
             SubjectMatch::Exact(s) => format!("subject {s}"),
             SubjectMatch::Pattern(g) => format!("subject matching glob {g}"),
             SubjectMatch::RegExp(re) => format!("subject matching regexp {}", re.as_str()),
-            SubjectMatch::GithubOnly => String::new(),
+            SubjectMatch::GithubOnly => "a subject or GitHub claims (the policy gives neither)".to_owned(),
         };
         return Err(mismatch(expected, subject, "subject"));
     }

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sigstore_trust_root::{SIGSTORE_PRODUCTION_TRUSTED_ROOT, TrustedRoot};
+use sigstore_trust_root::{SIGSTORE_PRODUCTION_TRUSTED_ROOT, SIGSTORE_STAGING_TRUSTED_ROOT, TrustedRoot};
 use sigstore_verify::Verifier;
 
 /// The largest `trusted_root.json` accepted (the public-good one is about 10 KiB).
@@ -64,6 +64,11 @@ impl TrustRoot {
         Self::from_json(SIGSTORE_PRODUCTION_TRUSTED_ROOT)
     }
 
+    /// The Sigstore staging trusted root embedded in the binary (for tests against staging).
+    pub fn staging() -> Result<Self, TrustError> {
+        Self::from_json(SIGSTORE_STAGING_TRUSTED_ROOT)
+    }
+
     /// A trusted_root.json file (size-limited read), for private instances / `--trusted-root`.
     pub fn from_file(path: &Path) -> Result<Self, TrustError> {
         let read_err = |source| TrustError::Read { path: path.to_owned(), source };
@@ -99,10 +104,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shareable_across_tasks() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<TrustRoot>();
+    }
+
+    #[test]
     fn production_root_loads() {
         let root = TrustRoot::production().expect("embedded root");
         assert!(!root.trusted_root().certificate_authorities.is_empty());
         assert!(!root.trusted_root().tlogs.is_empty());
+    }
+
+    #[test]
+    fn staging_root_loads() {
+        assert!(!TrustRoot::staging().expect("embedded staging root").trusted_root().tlogs.is_empty());
     }
 
     #[test]
