@@ -16,6 +16,7 @@ use crate::decision::{Decision, Finding, Verdict, decide};
 use crate::image::ImageRef;
 use crate::policy::{DigestRule, ImagePolicy, Mode, PolicySet, ResourcePolicy, matcher};
 use crate::review::Review;
+use crate::verify::pull_secrets::PullContext;
 use crate::verify::{Outcome, Verifier, VerifyRequest};
 use crate::workload::{self, WorkloadImage};
 
@@ -131,8 +132,10 @@ impl Engine {
             }
         }
         let verifier = &self.verifier;
+        let pull = pull_context(review, object);
+        let pull = pull.as_ref();
         let checks = verifications.into_iter().map(|(policy, image, subject)| async move {
-            let request = VerifyRequest { image, policy };
+            let request = VerifyRequest { image, policy, pull };
             let verdict = match tokio::time::timeout_at(deadline, verifier.verify(request)).await {
                 Ok(Outcome::Verified { .. }) => Verdict::Pass,
                 Ok(Outcome::Failed { reason }) => Verdict::Fail(reason),
@@ -162,6 +165,12 @@ fn image_object(review: &Review) -> Option<&Value> {
         return None;
     }
     Some(object)
+}
+
+/// The namespace, imagePullSecrets and service account of the workload's pod spec.
+fn pull_context(review: &Review, object: &Value) -> Option<PullContext> {
+    let spec = object.pointer(workload::pod_spec_pointer(&review.kind.group, &review.kind.kind)?)?;
+    Some(PullContext::from_pod_spec(review.namespace.as_deref()?, spec))
 }
 
 fn subject(image: &WorkloadImage) -> String {

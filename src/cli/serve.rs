@@ -16,6 +16,8 @@ use crate::policy::load::{self, PolicyDir};
 use crate::server::tls::CertStore;
 use crate::server::{self, AppState, Limits};
 use crate::telemetry::Metrics;
+use crate::verify::image::RegistryVerifier;
+use crate::verify::pull_secrets::KubeSecrets;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -85,9 +87,24 @@ pub struct PolicyArgs {
     /// itself out.
     #[arg(long, env = "PORTCULLIS_OWN_NAMESPACE")]
     pub own_namespace: Option<String>,
+    /// Read registry credentials from the workload's imagePullSecrets and its service
+    /// account's (needs `get` on secrets and serviceaccounts): `auto` when running in a cluster.
+    #[arg(long, env = "PORTCULLIS_IMAGE_PULL_SECRETS", value_enum, default_value_t = PullSecretsArg::Auto)]
+    pub image_pull_secrets: PullSecretsArg,
     /// What to do with an image that no ImagePolicy matches.
     #[arg(long, env = "PORTCULLIS_UNMATCHED_IMAGES", value_enum, default_value_t = UnmatchedArg::Allow)]
     pub unmatched_images: UnmatchedArg,
+}
+
+/// `--image-pull-secrets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullSecretsArg {
+    /// In a cluster (service account token mounted): yes; elsewhere: no.
+    Auto,
+    /// Always (in-cluster config or a kubeconfig); fail to start without cluster access.
+    Always,
+    /// Never: only --registry-config credentials.
+    Never,
 }
 
 /// `--unmatched-images`.
@@ -113,7 +130,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ServeArgs { listen, tls, policy, registry } = args;
     let ListenArgs { listen, drain_timeout } = listen;
     let TlsArgs { tls_cert, tls_key, tls_san, write_ca } = tls;
-    let PolicyArgs { policies, reload_interval, own_namespace, unmatched_images } = policy;
+    let PolicyArgs { policies, reload_interval, own_namespace, image_pull_secrets, unmatched_images } = policy;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -171,7 +188,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             UnmatchedArg::Deny => Unmatched::Deny,
         },
     };
-    let verifier = registry.verifier()?;
+    let verifier = with_pull_secrets(registry.verifier()?, image_pull_secrets).await?;
     let engine = Engine::new(published.policies, Arc::new(verifier), settings);
     let state = AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status: published.status };
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -184,4 +201,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::run(listener, tls_config, server::router(state), limits, shutdown).await?;
     info!("stopped");
     Ok(())
+}
+
+async fn with_pull_secrets(verifier: RegistryVerifier, mode: PullSecretsArg) -> anyhow::Result<RegistryVerifier> {
+    let config = match mode {
+        PullSecretsArg::Never => return Ok(verifier),
+        PullSecretsArg::Auto => match kube::Config::incluster() {
+            Ok(config) => config,
+            Err(_) => {
+                info!("not running in a cluster: imagePullSecrets are not read (--image-pull-secrets always to force)");
+                return Ok(verifier);
+            }
+        },
+        PullSecretsArg::Always => kube::Config::infer()
+            .await
+            .context("--image-pull-secrets always needs cluster access (in-cluster or a kubeconfig)")?,
+    };
+    let client = kube::Client::try_from(config).context("cannot build the Kubernetes client")?;
+    info!("reading imagePullSecrets from the API server");
+    Ok(verifier.with_pull_secrets(Arc::new(KubeSecrets::new(client))))
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::cosign::{AuthorityResult, KeyMaterial, check_authority, describe_require, requirement_met};
 use super::discovery::discover;
+use super::pull_secrets::SecretSource;
 use super::registry::{Registry, RegistryError};
 use super::trust::TrustRoot;
 use super::{BoxFuture, Outcome, Verifier, VerifyRequest};
@@ -27,6 +28,8 @@ pub struct RegistryVerifier {
     trust: Arc<TrustRoot>,
     /// Per-authority trusted roots (private Sigstore instances), loaded on first use.
     roots: Mutex<HashMap<PathBuf, Arc<TrustRoot>>>,
+    /// Where imagePullSecrets are read (the API server), if anywhere.
+    secrets: Option<Arc<dyn SecretSource>>,
 }
 
 impl std::fmt::Debug for RegistryVerifier {
@@ -37,7 +40,13 @@ impl std::fmt::Debug for RegistryVerifier {
 
 impl RegistryVerifier {
     pub fn new(registry: Registry, trust: TrustRoot) -> Self {
-        Self { registry, trust: Arc::new(trust), roots: Mutex::new(HashMap::new()) }
+        Self { registry, trust: Arc::new(trust), roots: Mutex::new(HashMap::new()), secrets: None }
+    }
+
+    /// Also use the workload's imagePullSecrets (and its service account's) from `source`.
+    pub fn with_pull_secrets(mut self, source: Arc<dyn SecretSource>) -> Self {
+        self.secrets = Some(source);
+        self
     }
 
     /// The registry client (for request counts).
@@ -58,12 +67,12 @@ impl RegistryVerifier {
         Ok(root)
     }
 
-    async fn verify_image(&self, image: &ImageRef, policy: &ImagePolicy) -> Outcome {
+    async fn verify_image(&self, registry: &Registry, image: &ImageRef, policy: &ImagePolicy) -> Outcome {
         let digest = match image.digest() {
             Some(d) => d.clone(),
             None => {
                 let tag = image.tag().unwrap_or("latest");
-                match self.registry.resolve(image.registry(), image.repository(), tag).await {
+                match registry.resolve(image.registry(), image.repository(), tag).await {
                     Ok(d) => d,
                     Err(e) => return registry_error(&e),
                 }
@@ -71,14 +80,14 @@ impl RegistryVerifier {
         };
         let mut targets = vec![(String::new(), digest.clone())];
         if policy.platforms == Platforms::EveryPlatform {
-            match self.platforms(image, &digest).await {
+            match platforms(registry, image, &digest).await {
                 Ok(platforms) => targets.extend(platforms),
                 Err(e) => return registry_error(&e),
             }
         }
         let mut verified = Vec::new();
         for (platform, target) in &targets {
-            match self.verify_digest(image, target, policy).await {
+            match self.verify_digest(registry, image, target, policy).await {
                 Outcome::Verified { detail } => verified.push(detail),
                 Outcome::Failed { reason } if platform.is_empty() => return Outcome::Failed { reason },
                 Outcome::Failed { reason } => {
@@ -94,47 +103,57 @@ impl RegistryVerifier {
         };
         Outcome::Verified { detail: format!("{digest}{platforms}: {}", verified.join("; ")) }
     }
+}
 
-    /// The platform manifests of an index (empty for a plain manifest).
-    async fn platforms(&self, image: &ImageRef, digest: &Digest) -> Result<Vec<(String, Digest)>, RegistryError> {
-        let Some(manifest) = self.registry.manifest(image.registry(), image.repository(), &digest.to_string()).await?
-        else {
-            return Err(RegistryError::Status {
-                url: format!("{}/{}@{digest}", image.registry(), image.repository()),
-                status: 404,
-                detail: String::new(),
-            });
-        };
-        if !manifest.is_index() {
-            return Ok(Vec::new());
-        }
-        let json =
-            manifest.json().map_err(|e| RegistryError::Invalid { url: digest.to_string(), why: e.to_string() })?;
-        let entries = json.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
-        let mut out = Vec::new();
-        for entry in entries.iter().take(MAX_PLATFORMS) {
-            let Some(d) = entry.get("digest").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()) else {
-                continue;
-            };
-            let platform = entry
-                .get("platform")
-                .map(|p| {
-                    let part = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-                    let variant = p.get("variant").and_then(Value::as_str).map(|v| format!("/{v}")).unwrap_or_default();
-                    format!("{}/{}{variant}", part("os"), part("architecture"))
-                })
-                .unwrap_or_else(|| "unknown".to_owned());
-            // Attestation manifests in buildkit indexes are not platforms.
-            if platform == "unknown/unknown" {
-                continue;
-            }
-            out.push((platform, d));
-        }
-        Ok(out)
+/// The platform manifests of an index (empty for a plain manifest).
+async fn platforms(
+    registry: &Registry,
+    image: &ImageRef,
+    digest: &Digest,
+) -> Result<Vec<(String, Digest)>, RegistryError> {
+    let Some(manifest) = registry.manifest(image.registry(), image.repository(), &digest.to_string()).await? else {
+        return Err(RegistryError::Status {
+            url: format!("{}/{}@{digest}", image.registry(), image.repository()),
+            status: 404,
+            detail: String::new(),
+        });
+    };
+    if !manifest.is_index() {
+        return Ok(Vec::new());
     }
+    let json = manifest.json().map_err(|e| RegistryError::Invalid { url: digest.to_string(), why: e.to_string() })?;
+    let entries = json.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for entry in entries.iter().take(MAX_PLATFORMS) {
+        let Some(d) = entry.get("digest").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()) else {
+            continue;
+        };
+        let platform = entry
+            .get("platform")
+            .map(|p| {
+                let part = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+                let variant = p.get("variant").and_then(Value::as_str).map(|v| format!("/{v}")).unwrap_or_default();
+                format!("{}/{}{variant}", part("os"), part("architecture"))
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        // Attestation manifests in buildkit indexes are not platforms.
+        if platform == "unknown/unknown" {
+            continue;
+        }
+        out.push((platform, d));
+    }
+    Ok(out)
+}
 
-    async fn verify_digest(&self, image: &ImageRef, digest: &Digest, policy: &ImagePolicy) -> Outcome {
-        let evidence = match discover(&self.registry, image, digest).await {
+impl RegistryVerifier {
+    async fn verify_digest(
+        &self,
+        registry: &Registry,
+        image: &ImageRef,
+        digest: &Digest,
+        policy: &ImagePolicy,
+    ) -> Outcome {
+        let evidence = match discover(registry, image, digest).await {
             Ok(e) => e,
             Err(e) => return registry_error(&e),
         };
@@ -196,7 +215,16 @@ impl Verifier for RegistryVerifier {
             if request.policy.authorities.is_empty() {
                 return Outcome::Verified { detail: "no authorities to check".to_owned() };
             }
-            self.verify_image(request.image, request.policy).await
+            let with_pull_secrets = match (request.pull, &self.secrets) {
+                (Some(context), Some(source)) => match source.keychain(context).await {
+                    Ok(keychain) if keychain.is_empty() => None,
+                    Ok(keychain) => Some(self.registry.with_credentials(keychain)),
+                    Err(e) => return Outcome::Error { reason: format!("imagePullSecrets: {e}") },
+                },
+                _ => None,
+            };
+            let registry = with_pull_secrets.as_ref().unwrap_or(&self.registry);
+            self.verify_image(registry, request.image, request.policy).await
         })
     }
 }

@@ -15,6 +15,7 @@ use std::pin::Pin;
 pub mod cosign;
 pub mod discovery;
 pub mod image;
+pub mod pull_secrets;
 pub mod registry;
 
 use crate::image::ImageRef;
@@ -28,6 +29,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct VerifyRequest<'a> {
     pub image: &'a ImageRef,
     pub policy: &'a ImagePolicy,
+    /// Where the workload's imagePullSecrets are (None outside admission).
+    pub pull: Option<&'a pull_secrets::PullContext>,
 }
 
 /// The result of verifying one image against one policy.

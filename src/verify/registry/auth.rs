@@ -127,6 +127,16 @@ impl Keychain {
         self.by_host.insert(normalise_host(host), credential);
     }
 
+    /// Add every credential of `other`, replacing those for the same hosts.
+    pub fn extend(&mut self, other: Keychain) {
+        self.by_host.extend(other.by_host);
+    }
+
+    /// Whether there is no credential at all.
+    pub fn is_empty(&self) -> bool {
+        self.by_host.is_empty()
+    }
+
     /// The credential for a registry host, if any.
     pub fn get(&self, host: &str) -> Option<&Credential> {
         self.by_host.get(&normalise_host(host))

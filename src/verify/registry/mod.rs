@@ -5,8 +5,8 @@
 //! A registry error is an error (with the URL and status), never "no signature".
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -88,7 +88,7 @@ pub struct Registry {
     http: reqwest::Client,
     config: RegistryConfig,
     tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
-    requests: AtomicU64,
+    requests: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -110,7 +110,21 @@ impl Registry {
             }
         }
         let http = builder.build().map_err(|e| RegistryError::Client(e.to_string()))?;
-        Ok(Self { http, config, tokens: Mutex::new(HashMap::new()), requests: AtomicU64::new(0) })
+        Ok(Self { http, config, tokens: Mutex::new(HashMap::new()), requests: Arc::new(AtomicU64::new(0)) })
+    }
+
+    /// The same client (connections, CAs, insecure list, request counter) with `extra`
+    /// credentials added over the configured ones, and a token cache of its own: tokens fetched
+    /// with one namespace's pull secrets are never reused for another's.
+    pub fn with_credentials(&self, extra: Keychain) -> Self {
+        let mut config = self.config.clone();
+        config.keychain.extend(extra);
+        Self {
+            http: self.http.clone(),
+            config,
+            tokens: Mutex::new(HashMap::new()),
+            requests: Arc::clone(&self.requests),
+        }
     }
 
     /// HTTP requests sent so far (for benchmarks).
