@@ -1,5 +1,6 @@
 //! Policies: the file format ([`model`]), its compiled form (this module), compiling
-//! ([`compile`]), matching ([`matcher`]), CEL ([`cel`]) and loading from disk ([`load`]).
+//! ([`compile`]), matching ([`matcher`]), CEL ([`cel`]), SBOM normalisation for attestation
+//! conditions ([`sbom`]) and loading from disk ([`load`]).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ pub mod compile;
 pub mod load;
 pub mod matcher;
 pub mod model;
+pub mod sbom;
 
 pub use compile::PolicyError;
 pub use model::{DigestRule, Mode, Platforms, Require, TransparencyLog};
