@@ -63,15 +63,20 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// Copy a directory tree (the example policies and their `keys/`).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("examples") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() { copy_dir(&path, &target) } else { std::fs::copy(&path, &target).map(drop).expect("copy") }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_embedded_defaults_and_env() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let policies = dir.path().join("policies");
-    std::fs::create_dir(&policies).expect("mkdir");
-    for entry in std::fs::read_dir(common::root().join("policies")).expect("examples") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, policies.join(path.file_name().expect("name"))).expect("copy");
-    }
+    copy_dir(&common::root().join("policies"), &dir.path().join("policies"));
     // No flags but the port (the default 8443 may be taken on a CI machine), passed by env.
     let (mut child, address, _logs) =
         spawn_serve(dir.path(), &["--write-ca", "ca.crt"], &[("PORTCULLIS_LISTEN", "127.0.0.1:0")]);
@@ -85,7 +90,7 @@ async fn serve_with_embedded_defaults_and_env() {
     let base = format!("https://localhost:{port}");
     let ready = client.get(format!("{base}/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 200);
-    assert!(ready.text().await.expect("text").contains("5 policies loaded"));
+    assert!(ready.text().await.expect("text").contains("10 policies loaded"));
     let review = common::fixture("pod-create.json");
     let body: serde_json::Value = client
         .post(format!("{base}/validate?timeout=5s"))

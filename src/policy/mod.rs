@@ -12,6 +12,9 @@ pub mod matcher;
 pub mod model;
 pub mod sbom;
 
+#[cfg(test)]
+mod example_tests;
+
 pub use compile::PolicyError;
 pub use model::{DigestRule, Mode, Platforms, Require, TransparencyLog};
 

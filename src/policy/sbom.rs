@@ -387,4 +387,4 @@ fn split_expression(expression: &str, out: &mut Vec<String>) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
