@@ -18,10 +18,14 @@
 
 mod semver;
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use cel::common::types::{CelBool, CelInt, CelString};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp, CelUInt,
+};
+use cel::common::value::Val;
 use cel::{Context, DeclarationError, Env, ExecutionError, Program, Value as CelValue};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -116,22 +120,16 @@ impl Expression {
     }
 
     /// Evaluate with the given JSON variables and `now` bound to the timestamp `now`; the result
-    /// must be a bool. `now` is reserved: passing a variable of that name is an error.
+    /// must be a bool. `now` is reserved: passing a variable of that name is an error. To
+    /// evaluate several expressions over the same (large) documents, [`CelEnv::bind`] them once
+    /// and use [`Expression::eval_bool_in`].
     pub fn eval_bool_at(&self, variables: &[(&str, &Value)], now: DateTime<Utc>) -> Result<bool, CelError> {
-        let mut context = Context::with_env(Arc::clone(&self.env.0));
-        context.add_variable_from_value(NOW, CelValue::Timestamp(now.fixed_offset()));
-        for (name, value) in variables {
-            if *name == NOW {
-                return Err(CelError::Variable {
-                    name: NOW.to_owned(),
-                    message: "`now` is bound to the evaluation time; pass it as the `now` argument".to_owned(),
-                });
-            }
-            let value = cel::to_value(IntFirst(value))
-                .map_err(|e| CelError::Variable { name: (*name).to_owned(), message: e.to_string() })?;
-            context.add_variable_from_value(*name, value);
-        }
-        let result = catch_unwind(AssertUnwindSafe(|| self.program.execute(&context)));
+        self.eval_bool_in(&self.env.bind(variables, now)?)
+    }
+
+    /// Evaluate against variables bound once with [`CelEnv::bind`]; the result must be a bool.
+    pub fn eval_bool_in(&self, bindings: &Bindings<'_>) -> Result<bool, CelError> {
+        let result = catch_unwind(AssertUnwindSafe(|| self.program.execute(&bindings.context)));
         match result {
             Ok(Ok(CelValue::Bool(b))) => Ok(b),
             Ok(Ok(other)) => Err(CelError::NotBool { expression: self.source.clone(), found: describe(&other) }),
@@ -144,38 +142,68 @@ impl Expression {
     }
 }
 
-/// JSON → CEL with integers as `int` (as Kubernetes CEL does), not `uint`: serde_json hands
-/// positive integers to serializers as u64, which would make `object.spec.replicas + 1` an
-/// overload error.
-struct IntFirst<'a>(&'a Value);
+/// JSON variables and `now`, converted to CEL once and borrowed from the JSON (strings are not
+/// copied), to evaluate any number of expressions against. Converting dominates the cost of a
+/// condition over a large document (an SBOM of many thousand packages), so the conditions of
+/// one attestation should share one `Bindings`.
+pub struct Bindings<'v> {
+    context: Context<'v, 'v>,
+}
 
-impl serde::Serialize for IntFirst<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
-        match self.0 {
-            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-                (Some(i), _, _) => serializer.serialize_i64(i),
-                (None, Some(u), _) => serializer.serialize_u64(u),
-                (_, _, Some(f)) => serializer.serialize_f64(f),
-                _ => serializer.serialize_none(),
-            },
-            Value::Array(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(&IntFirst(item))?;
-                }
-                seq.end()
-            }
-            Value::Object(fields) => {
-                let mut map = serializer.serialize_map(Some(fields.len()))?;
-                for (k, v) in fields {
-                    map.serialize_entry(k, &IntFirst(v))?;
-                }
-                map.end()
-            }
-            other => other.serialize(serializer),
-        }
+impl std::fmt::Debug for Bindings<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bindings")
     }
+}
+
+/// Deepest JSON nesting passed to CEL.
+const MAX_JSON_DEPTH: usize = 256;
+
+impl CelEnv {
+    /// Convert JSON variables for evaluation, with `now` bound to the timestamp `now` (a
+    /// variable named `now` is an error). JSON integers become CEL `int` (as in Kubernetes CEL;
+    /// one beyond the `int` range becomes `uint`), other numbers `double`.
+    pub fn bind<'v>(&self, variables: &[(&str, &'v Value)], now: DateTime<Utc>) -> Result<Bindings<'v>, CelError> {
+        let mut context = Context::with_env(Arc::clone(&self.0));
+        context.add_variable_as_val(NOW, Box::new(CelTimestamp::from(now.fixed_offset())));
+        for (name, value) in variables {
+            let error = |message: String| CelError::Variable { name: (*name).to_owned(), message };
+            if *name == NOW {
+                return Err(error("`now` is bound to the evaluation time; pass it as the `now` argument".to_owned()));
+            }
+            context.add_variable_as_val(*name, json_to_cel(value, 0).map_err(error)?);
+        }
+        Ok(Bindings { context })
+    }
+}
+
+/// JSON → CEL, borrowing strings and map keys.
+fn json_to_cel(value: &Value, depth: usize) -> Result<Box<dyn Val + '_>, String> {
+    if depth > MAX_JSON_DEPTH {
+        return Err(format!("nested more than {MAX_JSON_DEPTH} levels deep"));
+    }
+    Ok(match value {
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Box::new(CelInt::from(i)),
+            (None, Some(u), _) => Box::new(CelUInt::from(u)),
+            (_, _, Some(f)) => Box::new(CelDouble::from(f)),
+            _ => Box::new(CelNull),
+        },
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::Array(items) => {
+            let items = items.iter().map(|item| json_to_cel(item, depth + 1)).collect::<Result<Vec<_>, _>>()?;
+            Box::new(CelList::from(items))
+        }
+        Value::Object(fields) => {
+            let fields = fields
+                .iter()
+                .map(|(k, v)| Ok((CelMapKey::from(k.as_str()), json_to_cel(v, depth + 1)?)))
+                .collect::<Result<HashMap<_, _>, String>>()?;
+            Box::new(CelMap::from(fields))
+        }
+    })
 }
 
 /// Register the portcullis helpers (see the module documentation).
@@ -309,5 +337,32 @@ mod tests {
         let shadow = json!("2020-01-01T00:00:00Z");
         let shadowed = env.compile("true").expect("compiles").eval_bool_at(&[("now", &shadow)], now);
         assert!(matches!(shadowed, Err(CelError::Variable { .. })), "{shadowed:?}");
+    }
+
+    #[test]
+    fn bindings_are_converted_once_and_shared() {
+        let env = CelEnv::new();
+        let now = DateTime::parse_from_rfc3339("2026-11-22T12:00:00Z").expect("time").with_timezone(&Utc);
+        let doc = json!({
+            "n": 3, "neg": -2, "big": u64::MAX, "f": 1.5, "t": true, "z": null, "s": "x",
+            "list": [1, "a", [2]], "map": {"k": {"deep": [{"v": 1}]}}
+        });
+        let bindings = env.bind(&[("doc", &doc)], now).expect("binds");
+        let t = |src: &str| env.compile(src).expect(src).eval_bool_in(&bindings);
+        assert_eq!(t("doc.n + 1 == 4 && doc.neg < 0 && type(doc.n) == int"), Ok(true));
+        assert_eq!(t("doc.big == 18446744073709551615u && type(doc.big) == uint"), Ok(true));
+        assert_eq!(t("doc.f == 1.5 && doc.t && doc.z == null && doc.s == 'x'"), Ok(true));
+        assert_eq!(t("doc.list.size() == 3 && doc.list[2][0] == 2 && 'a' in doc.list"), Ok(true));
+        assert_eq!(t("doc.map.k.deep[0].v == 1 && has(doc.map.k) && !has(doc.map.q)"), Ok(true));
+        assert_eq!(t("'k' in doc.map && doc.map.size() == 1"), Ok(true));
+        assert_eq!(t("now == timestamp('2026-11-22T12:00:00Z')"), Ok(true));
+        assert!(matches!(t("doc.nope"), Err(CelError::Eval { .. })));
+
+        let mut deep = json!(1);
+        for _ in 0..300 {
+            deep = json!([deep]);
+        }
+        let too_deep = env.bind(&[("deep", &deep)], now);
+        assert!(matches!(too_deep, Err(CelError::Variable { ref name, .. }) if name == "deep"), "{too_deep:?}");
     }
 }

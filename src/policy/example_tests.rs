@@ -48,7 +48,14 @@ fn evaluate(policy: &ImagePolicy, statement: &Value, now: DateTime<Utc>) -> Vec<
     let image = json!({"registry": "registry.example.com", "repository": "app", "digest": digest,
                        "reference": format!("registry.example.com/app@{digest}")});
     let vars = [("predicate", predicate), ("statement", statement), ("image", &image), ("sbom", &sbom)];
-    policy.attestations[0].conditions.iter().map(|c| c.expression.eval_bool_at(&vars, now)).collect()
+    // Converted once for all the conditions, as the verifier should.
+    let bindings = CelEnv::new().bind(&vars, now).expect("binds");
+    let outcomes: Vec<_> =
+        policy.attestations[0].conditions.iter().map(|c| c.expression.eval_bool_in(&bindings)).collect();
+    let one_by_one: Vec<_> =
+        policy.attestations[0].conditions.iter().map(|c| c.expression.eval_bool_at(&vars, now)).collect();
+    assert_eq!(outcomes, one_by_one);
+    outcomes
 }
 
 /// The messages of the conditions that are false; evaluation errors panic (use [`evaluate`]).
