@@ -16,7 +16,7 @@
 //!
 //! An invalid version or range is an evaluation error naming the value.
 
-mod semver;
+pub mod semver;
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -30,7 +30,7 @@ use cel::{Context, DeclarationError, Env, ExecutionError, Program, Value as CelV
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-pub use self::semver::SemverError;
+use self::semver::SemverError;
 
 /// The variable [`Expression::eval_bool_at`] binds to the evaluation time.
 pub const NOW: &str = "now";
@@ -348,6 +348,8 @@ mod tests {
             "list": [1, "a", [2]], "map": {"k": {"deep": [{"v": 1}]}}
         });
         let bindings = env.bind(&[("doc", &doc)], now).expect("binds");
+        fn shareable<T: Send + Sync>(_: &T) {}
+        shareable(&bindings);
         let t = |src: &str| env.compile(src).expect(src).eval_bool_in(&bindings);
         assert_eq!(t("doc.n + 1 == 4 && doc.neg < 0 && type(doc.n) == int"), Ok(true));
         assert_eq!(t("doc.big == 18446744073709551615u && type(doc.big) == uint"), Ok(true));
