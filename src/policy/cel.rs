@@ -85,6 +85,15 @@ impl Expression {
         &self.source
     }
 
+    /// TEMPORARY: replaced on merge.
+    pub fn eval_bool_at(
+        &self,
+        variables: &[(&str, &Value)],
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, CelError> {
+        self.eval_bool(variables)
+    }
+
     /// Evaluate with the given JSON variables; the result must be a bool.
     pub fn eval_bool(&self, variables: &[(&str, &Value)]) -> Result<bool, CelError> {
         let mut context = Context::with_env(Arc::clone(&self.env.0));

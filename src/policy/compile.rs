@@ -252,6 +252,9 @@ fn compile_image(doc: ImagePolicyDoc, source: Source, base: &Path, env: &CelEnv)
             ctx.err(format!("require: atLeast {n} but the policy lists only {} authorities", authorities.len()))
         );
     }
+    if spec.require == super::model::Require::None && spec.attestations.is_empty() {
+        return Err(ctx.err("require: none needs attestations: without them the authorities would check nothing"));
+    }
     let mut attestations = Vec::new();
     for a in &spec.attestations {
         attestations.push(compile_attestation(&ctx, a, &authorities, env)?);

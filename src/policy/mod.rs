@@ -9,6 +9,7 @@ pub mod compile;
 pub mod load;
 pub mod matcher;
 pub mod model;
+pub mod sbom;
 
 pub use compile::PolicyError;
 pub use model::{DigestRule, Mode, Platforms, Require, TransparencyLog};

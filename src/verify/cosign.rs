@@ -167,6 +167,7 @@ pub fn requirement_met(require: Require, satisfied: usize, total: usize) -> bool
         Require::Any => satisfied >= 1,
         Require::All => satisfied == total,
         Require::AtLeast(n) => satisfied >= n as usize,
+        Require::None => true,
     }
 }
 
@@ -176,5 +177,6 @@ pub fn describe_require(require: Require, total: usize) -> String {
         Require::Any => "any one authority".to_owned(),
         Require::All => format!("all {total} authorities"),
         Require::AtLeast(n) => format!("at least {n} of {total} authorities"),
+        Require::None => "no image signature".to_owned(),
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::attest::{Checker, check_requirement};
 use super::cosign::{AuthorityResult, KeyMaterial, check_authority, describe_require, requirement_met};
 use super::discovery::discover;
 use super::pull_secrets::SecretSource;
@@ -157,20 +158,24 @@ impl RegistryVerifier {
             Ok(e) => e,
             Err(e) => return registry_error(&e),
         };
-        let mut satisfied = Vec::new();
-        let mut failures = Vec::new();
+        let mut keys = Vec::new();
         for authority in &policy.authorities {
             let key = match &authority.kind {
                 AuthorityKind::Key(key) => Some(load_key(key)),
                 AuthorityKind::Keyless(_) => None,
             };
-            let trust = match self.trust_for(authority.trusted_root.as_deref()) {
-                Ok(t) => t,
+            match self.trust_for(authority.trusted_root.as_deref()) {
+                Ok(trust) => keys.push((authority, key, trust)),
                 Err(e) => {
                     return Outcome::Error { reason: format!("authority {:?}: trusted root: {e}", authority.name) };
                 }
-            };
-            match check_authority(authority, key.as_ref(), digest, &evidence, &trust) {
+            }
+        }
+        let mut satisfied = Vec::new();
+        let mut failures = Vec::new();
+        let signatures_required = policy.require != crate::policy::Require::None;
+        for (authority, key, trust) in keys.iter().filter(|_| signatures_required) {
+            match check_authority(authority, key.as_ref(), digest, &evidence, trust) {
                 AuthorityResult::Satisfied { location, signer } => {
                     satisfied.push(format!("authority {:?} by {signer} at {location}", authority.name));
                 }
@@ -184,20 +189,48 @@ impl RegistryVerifier {
             }
         }
         let total = policy.authorities.len();
-        if requirement_met(policy.require, satisfied.len(), total) {
-            return Outcome::Verified { detail: satisfied.join("; ") };
+        if !requirement_met(policy.require, satisfied.len(), total) {
+            let found = if evidence.signatures.is_empty() && evidence.bundles.is_empty() {
+                format!("no signatures found for {digest} (looked at {})", evidence.looked.join(", "))
+            } else {
+                format!("{digest}: {}", failures.join(" | "))
+            };
+            return Outcome::Failed {
+                reason: format!(
+                    "requires {}, {} satisfied: {found}",
+                    describe_require(policy.require, total),
+                    satisfied.len()
+                ),
+            };
         }
-        let found = if evidence.signatures.is_empty() && evidence.bundles.is_empty() {
-            format!("no signatures found for {digest} (looked at {})", evidence.looked.join(", "))
-        } else {
-            format!("{digest}: {}", failures.join(" | "))
-        };
-        Outcome::Failed {
-            reason: format!(
-                "requires {}, {} satisfied: {found}",
-                describe_require(policy.require, total),
-                satisfied.len()
-            ),
+        let checkers: Vec<Checker<'_>> = keys
+            .iter()
+            .map(|(authority, key, trust)| Checker { authority, key: key.as_ref(), trust: trust.as_ref() })
+            .collect();
+        let now = chrono::Utc::now();
+        let mut unmet = Vec::new();
+        let mut evaluation_error = false;
+        for requirement in &policy.attestations {
+            match check_requirement(requirement, &checkers, image, digest, &evidence, now) {
+                Ok(detail) => satisfied.push(detail),
+                Err(why) => {
+                    evaluation_error |= why.evaluation_error;
+                    let tried = if why.tried.is_empty() {
+                        format!("no attestation found for {digest} (looked at {})", evidence.looked.join(", "))
+                    } else {
+                        why.tried.iter().map(|(at, why)| format!("{at}: {why}")).collect::<Vec<_>>().join("; ")
+                    };
+                    unmet.push(format!(
+                        "attestation {:?} ({}) not satisfied: {tried}",
+                        requirement.name, requirement.predicate_type
+                    ));
+                }
+            }
+        }
+        match (unmet.is_empty(), evaluation_error) {
+            (true, _) => Outcome::Verified { detail: satisfied.join("; ") },
+            (false, false) => Outcome::Failed { reason: unmet.join(" | ") },
+            (false, true) => Outcome::Error { reason: unmet.join(" | ") },
         }
     }
 }
@@ -205,13 +238,6 @@ impl RegistryVerifier {
 impl Verifier for RegistryVerifier {
     fn verify<'a>(&'a self, request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            if !request.policy.attestations.is_empty() {
-                return Outcome::Error {
-                    reason: "attestation requirements are not yet verifiable: this build verifies image \
-                             signatures only"
-                        .to_owned(),
-                };
-            }
             if request.policy.authorities.is_empty() {
                 return Outcome::Verified { detail: "no authorities to check".to_owned() };
             }

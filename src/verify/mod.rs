@@ -12,6 +12,7 @@ pub mod trust;
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod attest;
 pub mod cosign;
 pub mod discovery;
 pub mod image;

@@ -148,6 +148,10 @@ fn semantic_errors() {
             "does not compile",
         ),
         ("  images: ['**']\n  allowedImages: []\n", "empty list"),
+        (
+            "  images: ['**']\n  require: none\n  authorities: [{name: a, key: {publicKeyFile: k}}]\n",
+            "require: none needs attestations",
+        ),
         ("  images: ['a/***']\n", "***"),
     ];
     for (spec, want) in cases {
