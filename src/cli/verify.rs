@@ -210,6 +210,7 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
     let policy = ImagePolicy {
         name: "command-line".to_owned(),
         source: Source { file: "(flags)".to_owned(), line: 0 },
+        fingerprint: 0,
         mode: Mode::Enforce,
         selector: Selector::default(),
         images: vec![Glob::new("**")?],

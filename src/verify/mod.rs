@@ -13,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub mod attest;
+pub mod cache;
 pub mod cosign;
 pub mod discovery;
 pub mod image;
