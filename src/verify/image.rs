@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::attest::{Checker, check_requirement};
 use super::cosign::{AuthorityResult, KeyMaterial, check_authority, describe_require, requirement_met};
-use super::discovery::discover;
+use super::discovery::{Wanted, discover};
 use super::pull_secrets::SecretSource;
 use super::registry::{Registry, RegistryError};
 use super::trust::TrustRoot;
@@ -154,7 +154,11 @@ impl RegistryVerifier {
         digest: &Digest,
         policy: &ImagePolicy,
     ) -> Outcome {
-        let evidence = match discover(registry, image, digest).await {
+        let wanted = Wanted {
+            signatures: policy.require != crate::policy::Require::None,
+            attestations: !policy.attestations.is_empty(),
+        };
+        let evidence = match discover(registry, image, digest, wanted).await {
             Ok(e) => e,
             Err(e) => return registry_error(&e),
         };
