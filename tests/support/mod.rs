@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod secure;
+pub mod sigstore;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
