@@ -43,7 +43,6 @@ pub const COSIGN_SIGN_V1: &str = "https://sigstore.dev/cosign/sign/v1";
 
 const FULCIO_ARC: [u64; 9] = [1, 3, 6, 1, 4, 1, 57264, 1, 0];
 const CT_PRECERT_SCTS: [u64; 10] = [1, 3, 6, 1, 4, 1, 11129, 2, 4, 2];
-const LOG_ORIGIN: &str = "rekor.mini-sigstore.test";
 
 /// Unix seconds now.
 pub fn now() -> i64 {
@@ -197,11 +196,14 @@ pub struct IssueOptions {
     pub foreign_sct: bool,
     /// Leave the SCT extension out.
     pub no_sct: bool,
+    /// Only the legacy (pre-2023) Fulcio extensions `.1`–`.6`, raw strings, as old
+    /// certificates carry them.
+    pub legacy_extensions_only: bool,
 }
 
 impl Default for IssueOptions {
     fn default() -> Self {
-        Self { validity: Validity::fulcio(), foreign_sct: false, no_sct: false }
+        Self { validity: Validity::fulcio(), foreign_sct: false, no_sct: false, legacy_extensions_only: false }
     }
 }
 
@@ -315,6 +317,11 @@ impl MiniSigstore {
         format!("{}{}", cert_pem(&self.intermediate_der()), cert_pem(&self.root_der()))
     }
 
+    /// The log's host name: its checkpoint origin and signer name, its `baseUrl` in the root.
+    pub fn rekor_host(&self) -> String {
+        format!("rekor.{}.mini-sigstore.test", self.name)
+    }
+
     /// The Rekor log ID (sha256 of its public key).
     pub fn rekor_log_id(&self) -> [u8; 32] {
         self.rekor.id()
@@ -322,6 +329,11 @@ impl MiniSigstore {
 
     /// This instance's `trusted_root.json`.
     pub fn trusted_root_json(&self) -> String {
+        serde_json::to_string_pretty(&self.trusted_root()).expect("json")
+    }
+
+    /// This instance's trusted root as JSON, to edit (validity windows…) before writing it.
+    pub fn trusted_root(&self) -> Value {
         let start = rfc3339(self.valid_from);
         let log = |key: &LogKey, url: &str| {
             json!({
@@ -335,9 +347,9 @@ impl MiniSigstore {
                 "logId": {"keyId": B64.encode(key.id())},
             })
         };
-        let root = json!({
+        json!({
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-            "tlogs": [log(&self.rekor, &format!("https://rekor.{}.mini-sigstore.test", self.name))],
+            "tlogs": [log(&self.rekor, &format!("https://{}", self.rekor_host()))],
             "certificateAuthorities": [{
                 "subject": {"organization": format!("{}.mini-sigstore.test", self.name), "commonName": "sigstore"},
                 "uri": format!("https://fulcio.{}.mini-sigstore.test", self.name),
@@ -349,8 +361,7 @@ impl MiniSigstore {
             }],
             "ctlogs": [log(&self.ct, &format!("https://ctfe.{}.mini-sigstore.test", self.name))],
             "timestampAuthorities": [],
-        });
-        serde_json::to_string_pretty(&root).expect("json")
+        })
     }
 
     /// Write `trusted_root.json` as `dir/file`; returns the path.
@@ -396,7 +407,7 @@ impl MiniSigstore {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
         params.use_authority_key_identifier_extension = true;
-        params.custom_extensions = fulcio_extensions(issuer, github);
+        params.custom_extensions = fulcio_extensions(issuer, github, options.legacy_extensions_only);
         let precert = params.signed_by(&leaf_key, &self.intermediate).expect("precertificate");
         let cert_der = if options.no_sct {
             precert.der().to_vec()
@@ -471,8 +482,9 @@ impl MiniSigstore {
         let index = usize::try_from(log_index).expect("index");
         let root = merkle_root(&leaves);
         let hashes: Vec<String> = inclusion_path(index, &leaves).iter().map(|h| B64.encode(h)).collect();
+        let origin = self.rekor_host();
         let note = format!(
-            "{LOG_ORIGIN} - {}\n{}\n{}\nTimestamp: {}\n",
+            "{origin} - {}\n{}\n{}\nTimestamp: {}\n",
             u64::from_be_bytes(log_id[..8].try_into().expect("8 bytes")) >> 1,
             leaves.len(),
             B64.encode(root),
@@ -480,7 +492,7 @@ impl MiniSigstore {
         );
         let mut signature = log_id[..4].to_vec();
         signature.extend(self.rekor.sign(note.as_bytes()));
-        let envelope = format!("{note}\n\u{2014} {LOG_ORIGIN} {}\n", B64.encode(signature));
+        let envelope = format!("{note}\n\u{2014} {origin} {}\n", B64.encode(signature));
         LogEntry {
             body: body.to_vec(),
             integrated_time: tamper.rewrite_integrated_time.unwrap_or(integrated_time),
@@ -605,7 +617,7 @@ impl MiniSigstore {
 }
 
 /// The Fulcio extensions for an OIDC issuer and, for GitHub Actions, the workflow claims.
-fn fulcio_extensions(issuer: &str, github: Option<&GithubClaims>) -> Vec<CustomExtension> {
+fn fulcio_extensions(issuer: &str, github: Option<&GithubClaims>, legacy_only: bool) -> Vec<CustomExtension> {
     let oid = |n: u64| {
         let mut arc = FULCIO_ARC.to_vec();
         arc[8] = n;
@@ -617,7 +629,6 @@ fn fulcio_extensions(issuer: &str, github: Option<&GithubClaims>) -> Vec<CustomE
     let mut out = vec![raw(1, issuer)];
     if let Some(g) = github {
         let workflow_name = g.workflow.rsplit('/').next().unwrap_or_default().trim_end_matches(".yml");
-        let run = format!("{}/actions/runs/1234567890/attempts/1", g.repository_uri());
         out.extend([
             raw(2, &g.trigger),
             raw(3, &g.sha),
@@ -625,7 +636,14 @@ fn fulcio_extensions(issuer: &str, github: Option<&GithubClaims>) -> Vec<CustomE
             raw(5, &g.repository),
             raw(6, &g.git_ref),
         ]);
-        out.push(utf8(8, issuer));
+    }
+    if legacy_only {
+        return out;
+    }
+    out.push(utf8(8, issuer));
+    if let Some(g) = github {
+        let run = format!("{}/actions/runs/1234567890/attempts/1", g.repository_uri());
+        let owner = g.repository.split('/').next().unwrap_or_default();
         out.extend([
             utf8(9, &g.san()),
             utf8(10, &g.sha),
@@ -634,7 +652,7 @@ fn fulcio_extensions(issuer: &str, github: Option<&GithubClaims>) -> Vec<CustomE
             utf8(13, &g.sha),
             utf8(14, &g.git_ref),
             utf8(15, "123456789"),
-            utf8(16, &format!("https://github.com/{}", g.repository.split('/').next().unwrap_or_default())),
+            utf8(16, &format!("https://github.com/{owner}")),
             utf8(17, "987654321"),
             utf8(18, &g.san()),
             utf8(19, &g.sha),
@@ -642,8 +660,6 @@ fn fulcio_extensions(issuer: &str, github: Option<&GithubClaims>) -> Vec<CustomE
             utf8(21, &run),
             utf8(22, "public"),
         ]);
-    } else {
-        out.push(utf8(8, issuer));
     }
     out
 }
