@@ -220,6 +220,7 @@ async fn legacy_keyless_subjects(kind: Kind) {
         format!("subject: {RELEASE}"),
         "subjectPattern: 'release@*.com'".to_owned(),
         "subjectRegExp: '(release|ops)@example\\.com'".to_owned(),
+        "subjectRegExp: '.*'".to_owned(),
     ] {
         let d = s.decide(&email_subject(&subject), &image).await;
         assert!(d.allowed, "{subject}: {d:?}");
@@ -390,6 +391,20 @@ async fn bundle_keyless(kind: Kind) {
         })
         .await;
     assert_denied(&s.decide(&authority, &other).await, &["about another digest"]);
+
+    // A keyless attestation bundle about this digest is not a signature.
+    let (attested, _) = s
+        .signed_bundle("acme/bundled", "v3", |digest| {
+            let statement = support::cjson(&serde_json::json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+                "predicateType": "https://slsa.dev/provenance/v1",
+                "predicate": {"buildDefinition": {"buildType": "https://example.com/build/v1"}}
+            }));
+            s.sigstore.bundle_for_statement(&signer, &statement, &Tamper::default())
+        })
+        .await;
+    assert_denied(&s.decide(&authority, &attested).await, &["is an attestation (https://slsa.dev/provenance/v1)"]);
 }
 
 #[tokio::test]
