@@ -464,6 +464,16 @@ async fn verifier_trusted_root_without_per_authority_root() {
     let pinned = authority.replace("keyless:", "trustedRoot: other-root.json\n      keyless:");
     let d = s.decide_with(s.policies(&pinned, ""), &image, mini).await;
     assert_denied(&d, &["invalid inclusion promise: No log key valid"]);
+
+    // A per-authority root that is missing or not a trusted root: could not be checked (an
+    // error, not a signature failure), denied in enforce, naming the authority and the file.
+    let missing = authority.replace("keyless:", "trustedRoot: absent-root.json\n      keyless:");
+    let d = s.decide(&missing, &image).await;
+    assert_denied(&d, &["could not be checked", "authority \"ci\": trusted root", "absent-root.json"]);
+    std::fs::write(s.dir.path().join("garbage-root.json"), "{\"mediaType\": 1}").expect("write");
+    let garbage = authority.replace("keyless:", "trustedRoot: garbage-root.json\n      keyless:");
+    let d = s.decide(&garbage, &image).await;
+    assert_denied(&d, &["could not be checked", "not a valid trusted_root.json"]);
 }
 
 /// A `.sig` layer maker for [`Setup::signed_legacy`], with the log evidence tampered.
@@ -513,7 +523,7 @@ async fn keyless_legacy_forgeries_are_rejected() {
     let expired = s.sigstore.issue(RELEASE, ISSUER, None, Validity::starting(now() - 3600));
     let (image, _) =
         s.signed_legacy("team/forged", "expired", legacy_layer(&s.sigstore, &expired, Tamper::default())).await;
-    assert_denied(&s.decide(&subject, &image).await, &["signing certificate rejected", "expired"]);
+    assert_denied(&s.decide(&subject, &image).await, &["signing certificate rejected", "CertExpired"]);
 
     // 5. ... and the same with the integrated time backdated into the validity: the SET no
     //    longer covers the entry.
@@ -525,7 +535,7 @@ async fn keyless_legacy_forgeries_are_rejected() {
     let future = s.sigstore.issue(RELEASE, ISSUER, None, Validity::starting(now() + 3600));
     let (image, _) =
         s.signed_legacy("team/forged", "not-yet-valid", legacy_layer(&s.sigstore, &future, Tamper::default())).await;
-    assert_denied(&s.decide(&subject, &image).await, &["signing certificate rejected"]);
+    assert_denied(&s.decide(&subject, &image).await, &["signing certificate rejected", "CertNotValidYet"]);
 
     // 7. A valid keyless signature whose payload is for another digest, copied onto this tag.
     let other_digest = format!("sha256:{}", "22".repeat(32));
@@ -628,7 +638,7 @@ async fn keyless_bundle_forgeries_are_rejected() {
     // An expired certificate.
     let expired = s.sigstore.issue(RELEASE, ISSUER, None, Validity::starting(now() - 3600));
     let (image, _) = s.signed_bundle("team/bundles", "expired", |d| s.sigstore.signature_bundle(&expired, d)).await;
-    assert_denied(&s.decide(&subject, &image).await, &["expired"]);
+    assert_denied(&s.decide(&subject, &image).await, &["CertExpired"]);
 
     // The honest one still passes in the same repository.
     let (image, _) = s.signed_bundle("team/bundles", "honest", |d| s.sigstore.signature_bundle(&signer, d)).await;
