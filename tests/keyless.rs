@@ -767,3 +767,36 @@ async fn subject_regexp_cannot_escape_its_anchors() {
         }
     }
 }
+
+/// `cosign sign` run twice appends a layer to the `.sig` image: one matching layer is enough,
+/// and a denial lists why each layer failed.
+#[tokio::test]
+async fn several_keyless_signatures_on_one_image() {
+    let s = setup(Kind::Ferro).await;
+    let other = MiniSigstore::new("other");
+    let stranger = other.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let ops = s.sigstore.issue("ops@example.com", ISSUER, None, Validity::fulcio());
+    let release = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (reference, digest, _) = s.image("team/multi", "v1").await;
+    let payload = MiniSigstore::payload(&reference, &digest);
+    let layers = [
+        other.signature_layer(&stranger, payload.clone()),
+        s.sigstore.signature_layer(&ops, payload.clone()),
+        s.sigstore.signature_layer(&release, payload),
+    ];
+    s.push.artifact("team/multi", &format!("{}.sig", digest.replace(':', "-")), &layers).await;
+    let image = format!("{reference}:v1");
+    match s.outcome(&email_subject(&format!("subject: {RELEASE}")), &image).await {
+        Outcome::Verified { detail } => assert!(detail.contains(".sig layer 2"), "{detail}"),
+        other => panic!("not verified: {other:?}"),
+    }
+    let d = s.decide(&email_subject("subject: dev@example.com"), &image).await;
+    assert_denied(
+        &d,
+        &[
+            ".sig layer 0: transparency log check failed",
+            ".sig layer 1: certificate identity mismatch",
+            ".sig layer 2: certificate identity mismatch",
+        ],
+    );
+}
