@@ -1,12 +1,14 @@
 //! Test support: real registries on 127.0.0.1 (Debian `docker-registry`, `ferro-oci-server`),
 //! a small push client, and a cosign-format signer (legacy `.sig`/`.att` tags, Sigstore bundle
-//! v0.3 referrers with the fallback tag where the registry has no referrers API).
+//! v0.3 referrers with the fallback tag where the registry has no referrers API), and an
+//! in-process mini Sigstore ([`sigstore`]: Fulcio CA, CT log, Rekor) for keyless signatures.
 //!
 //! The formats follow cosign: simple-signing payloads, ECDSA-P256-SHA256 ASN.1 signatures in
 //! the `dev.cosignproject.cosign/signature` annotation, DSSE over PAE for attestations.
 #![allow(dead_code)]
 
 pub mod secure;
+pub mod sigstore;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
