@@ -369,7 +369,11 @@ fn compile_authority(ctx: &Ctx<'_>, a: &AuthoritySpec, base: &Path) -> Result<Au
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Compile a user regex anchored at both ends: `foo` means `^(?:foo)$`.
+///
+/// The pattern must be a valid regex on its own first: otherwise `x)|(.*` would wrap into
+/// `^(?:x)|(.*)$`, whose second branch is unanchored and matches anything.
 pub fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern).size_limit(1 << 20).build()?;
     regex::RegexBuilder::new(&format!("^(?:{pattern})$")).size_limit(1 << 20).build()
 }
 

@@ -109,6 +109,11 @@ fn check_legacy(
         (Signer::Keyless(_), _) if certificate.is_none() => {
             return Err("the signature carries no certificate: it is not a keyless signature".to_owned());
         }
+        (Signer::Keyless(_), _) if rekor.is_none() => {
+            return Err("the keyless signature has no transparency log entry (no Rekor bundle annotation); \
+                        keyless signatures are only trusted with a logged signing time"
+                .to_owned());
+        }
         _ => {}
     }
     let bundle = bundle_from_legacy(

@@ -20,6 +20,8 @@ use crate::policy::{AuthorityKind, ImagePolicy, KeyRef, Platforms};
 
 /// Largest public key file read.
 const MAX_KEY_BYTES: u64 = 64 * 1024;
+/// Largest trusted_root.json read.
+const MAX_TRUSTED_ROOT_BYTES: u64 = 4 * 1024 * 1024;
 /// Most platforms of an index checked with `platforms: every-platform`.
 const MAX_PLATFORMS: usize = 32;
 
@@ -27,8 +29,9 @@ const MAX_PLATFORMS: usize = 32;
 pub struct RegistryVerifier {
     registry: Registry,
     trust: Arc<TrustRoot>,
-    /// Per-authority trusted roots (private Sigstore instances), loaded on first use.
-    roots: Mutex<HashMap<PathBuf, Arc<TrustRoot>>>,
+    /// Per-authority trusted roots (private Sigstore instances) by path, with a hash of the
+    /// file they were parsed from: the file is re-read at every use, re-parsed when it changed.
+    roots: Mutex<HashMap<PathBuf, (u64, Arc<TrustRoot>)>>,
     /// Where imagePullSecrets are read (the API server), if anywhere.
     secrets: Option<Arc<dyn SecretSource>>,
 }
@@ -59,12 +62,22 @@ impl RegistryVerifier {
         let Some(path) = path else {
             return Ok(Arc::clone(&self.trust));
         };
+        let bytes = read_limited(path, MAX_TRUSTED_ROOT_BYTES, "trusted root")?;
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            hasher.finish()
+        };
         let mut roots = self.roots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(root) = roots.get(path) {
+        if let Some((known, root)) = roots.get(path)
+            && *known == hash
+        {
             return Ok(Arc::clone(root));
         }
-        let root = Arc::new(TrustRoot::from_file(path).map_err(|e| e.to_string())?);
-        roots.insert(path.to_path_buf(), Arc::clone(&root));
+        let text = std::str::from_utf8(&bytes).map_err(|_| format!("{} is not UTF-8 JSON", path.display()))?;
+        let root = Arc::new(TrustRoot::from_json(text).map_err(|e| format!("{}: {e}", path.display()))?);
+        roots.insert(path.to_path_buf(), (hash, Arc::clone(&root)));
         Ok(root)
     }
 
@@ -263,18 +276,24 @@ fn registry_error(e: &RegistryError) -> Outcome {
     Outcome::Error { reason: format!("registry error (not a signature failure): {e}") }
 }
 
+/// Read a small file, refusing more than `limit` bytes.
+fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    let read = |e: std::io::Error| format!("cannot read {what} {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(read)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(read)?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("{what} {} is larger than {limit} bytes", path.display()));
+    }
+    Ok(bytes)
+}
+
 /// Read a public key for a key authority.
 pub fn load_key(key: &KeyRef) -> KeyMaterial {
     match key {
         KeyRef::Pem(pem) => Ok(pem.clone()),
         KeyRef::File(path) => {
-            let read = |e: std::io::Error| format!("cannot read public key {}: {e}", path.display());
-            let file = std::fs::File::open(path).map_err(read)?;
-            let mut bytes = Vec::new();
-            file.take(MAX_KEY_BYTES + 1).read_to_end(&mut bytes).map_err(read)?;
-            if bytes.len() as u64 > MAX_KEY_BYTES {
-                return Err(format!("public key {} is larger than 64 KiB", path.display()));
-            }
+            let bytes = read_limited(path, MAX_KEY_BYTES, "public key")?;
             String::from_utf8(bytes).map_err(|_| format!("public key {} is not PEM text", path.display()))
         }
         KeyRef::Secret { name, .. } => Err(format!(
