@@ -62,6 +62,15 @@ impl CachedVerifier {
 }
 
 impl Verifier for CachedVerifier {
+    fn resolve<'a>(
+        &'a self,
+        image: &'a crate::image::ImageRef,
+        pull: Option<&'a super::pull_secrets::PullContext>,
+    ) -> BoxFuture<'a, Result<crate::image::Digest, String>> {
+        // Never cached: a tag moves.
+        self.inner.resolve(image, pull)
+    }
+
     fn verify<'a>(&'a self, request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             if self.ttl.is_zero() || request.image.digest().is_none() {

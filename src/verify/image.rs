@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::attest::{Checker, check_requirement};
 use super::cosign::{AuthorityResult, KeyMaterial, check_authority, describe_require, requirement_met};
 use super::discovery::{Wanted, discover};
-use super::pull_secrets::SecretSource;
+use super::pull_secrets::{PullContext, SecretSource};
 use super::registry::{Registry, RegistryError};
 use super::trust::TrustRoot;
 use super::{BoxFuture, Outcome, Verifier, VerifyRequest};
@@ -252,19 +252,45 @@ impl RegistryVerifier {
     }
 }
 
+impl RegistryVerifier {
+    /// The registry client to use for a workload: with its pull secrets, if any.
+    async fn registry_for(&self, pull: Option<&PullContext>) -> Result<Option<Registry>, String> {
+        match (pull, &self.secrets) {
+            (Some(context), Some(source)) => match source.keychain(context).await {
+                Ok(keychain) if keychain.is_empty() => Ok(None),
+                Ok(keychain) => Ok(Some(self.registry.with_credentials(keychain))),
+                Err(e) => Err(format!("imagePullSecrets: {e}")),
+            },
+            _ => Ok(None),
+        }
+    }
+}
+
 impl Verifier for RegistryVerifier {
+    fn resolve<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        pull: Option<&'a PullContext>,
+    ) -> BoxFuture<'a, Result<Digest, String>> {
+        Box::pin(async move {
+            let with_pull_secrets = self.registry_for(pull).await?;
+            let registry = with_pull_secrets.as_ref().unwrap_or(&self.registry);
+            let tag = image.tag().unwrap_or("latest");
+            registry
+                .resolve(image.registry(), image.repository(), tag)
+                .await
+                .map_err(|e| format!("registry error: {e}"))
+        })
+    }
+
     fn verify<'a>(&'a self, request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             if request.policy.authorities.is_empty() {
                 return Outcome::Verified { detail: "no authorities to check".to_owned() };
             }
-            let with_pull_secrets = match (request.pull, &self.secrets) {
-                (Some(context), Some(source)) => match source.keychain(context).await {
-                    Ok(keychain) if keychain.is_empty() => None,
-                    Ok(keychain) => Some(self.registry.with_credentials(keychain)),
-                    Err(e) => return Outcome::Error { reason: format!("imagePullSecrets: {e}") },
-                },
-                _ => None,
+            let with_pull_secrets = match self.registry_for(request.pull).await {
+                Ok(registry) => registry,
+                Err(reason) => return Outcome::Error { reason },
             };
             let registry = with_pull_secrets.as_ref().unwrap_or(&self.registry);
             self.verify_image(registry, request.image, request.policy).await
