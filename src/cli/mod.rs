@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod decrypt;
 pub mod serve;
 
 /// Exit code: the command succeeded / the object or image is allowed.
@@ -29,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the validating admission webhook (HTTPS).
     Serve(serve::ServeArgs),
+    /// Decrypt SOPS files (age keys), manifest streams and KRM ResourceLists.
+    Decrypt(decrypt::DecryptArgs),
 }
 
 impl Cli {
@@ -38,6 +41,7 @@ impl Cli {
         crate::telemetry::init(&log)?;
         match command {
             Command::Serve(args) => serve::run(args),
+            Command::Decrypt(args) => decrypt::run(args),
         }
     }
 }

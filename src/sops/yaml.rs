@@ -1,0 +1,738 @@
+//! YAML store: a parser over saphyr's event stream that keeps key order, scalar types, comments
+//! (placed where sops's go-yaml store puts them) and the source span of every scalar, so that a
+//! decrypted document can be written back in place, keeping the file's layout. Pure.
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
+
+use super::tree::{Comment, Entry, Leaf, Node, Value};
+
+/// Why a YAML document could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    #[error("invalid YAML at line {line}, column {col}: {reason}")]
+    Syntax {
+        line: usize,
+        col: usize,
+        reason: String,
+    },
+    #[error("YAML document {0} is not a mapping; sops only handles mappings at the top level")]
+    NotAMapping(usize),
+    #[error("YAML alias `*{0}` refers to an unknown anchor")]
+    UnknownAlias(usize),
+}
+
+/// Maps character indices (saphyr's markers) to byte offsets.
+struct Offsets {
+    ascii: bool,
+    table: Vec<usize>,
+}
+
+impl Offsets {
+    fn new(text: &str) -> Self {
+        if text.is_ascii() {
+            return Self {
+                ascii: true,
+                table: Vec::new(),
+            };
+        }
+        let mut table: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+        table.push(text.len());
+        Self {
+            ascii: false,
+            table,
+        }
+    }
+
+    fn byte(&self, char_index: usize) -> usize {
+        if self.ascii {
+            char_index
+        } else {
+            self.table.get(char_index).copied().unwrap_or(usize::MAX)
+        }
+    }
+}
+
+/// A comment found in the source: byte range of `#…`, its line, column, and whether code precedes it.
+#[derive(Debug, Clone)]
+struct RawComment {
+    start: usize,
+    end: usize,
+    line: usize,
+    col: usize,
+    inline: bool,
+}
+
+/// Arena representation used while placing comments.
+#[derive(Debug)]
+struct Container {
+    is_map: bool,
+    col: usize,
+    children: Vec<Child>,
+}
+
+#[derive(Debug)]
+struct Child {
+    order: usize,
+    line: usize,
+    col: usize,
+    kind: ChildKind,
+}
+
+#[derive(Debug)]
+enum ChildKind {
+    Pair(String, Raw),
+    Item(Raw),
+    Comment(Comment),
+}
+
+#[derive(Debug, Clone)]
+enum Raw {
+    Container(usize),
+    Leaf(Leaf),
+    Null,
+}
+
+/// One parsed YAML document.
+#[derive(Debug)]
+pub struct Document {
+    pub root: Node,
+    /// Byte range of the document's text (from its first content to its end).
+    pub start: usize,
+    pub end: usize,
+}
+
+struct Builder<'a> {
+    text: &'a str,
+    offsets: Offsets,
+    arena: Vec<Container>,
+    anchors: Vec<(usize, Raw)>,
+    order: usize,
+    line_starts: Vec<usize>,
+}
+
+fn syntax(e: &saphyr_parser::ScanError) -> YamlError {
+    YamlError::Syntax {
+        line: e.marker().line(),
+        col: e.marker().col() + 1,
+        reason: e.info().to_owned(),
+    }
+}
+
+/// Parse every document of a YAML stream.
+///
+/// # Errors
+/// [`YamlError`] for invalid YAML or a document that is not a mapping.
+pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
+    let mut events: Vec<(Event<'_>, YSpan)> = Vec::new();
+    let mut parser = Parser::new_from_str(text);
+    while let Some(ev) = parser.next_event() {
+        let (ev, span) = ev.map_err(|e| syntax(&e))?;
+        events.push((ev, span));
+    }
+    let offsets = Offsets::new(text);
+    let mut line_starts = vec![0];
+    line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+    let mut b = Builder {
+        text,
+        offsets,
+        arena: Vec::new(),
+        anchors: Vec::new(),
+        order: 0,
+        line_starts,
+    };
+    let scalar_spans: Vec<(usize, usize)> = events
+        .iter()
+        .filter(|(e, _)| matches!(e, Event::Scalar(..)))
+        .map(|(_, s)| {
+            (
+                b.offsets.byte(s.start.index()),
+                b.offsets.byte(s.end.index()),
+            )
+        })
+        .collect();
+    let comments = find_comments(text, &scalar_spans);
+
+    let mut docs = Vec::new();
+    let mut i = 0;
+    let mut doc_bounds = Vec::new();
+    while i < events.len() {
+        if let Event::DocumentStart(_) = events[i].0 {
+            let start = b.offsets.byte(events[i].1.start.index());
+            b.arena.clear();
+            b.anchors.clear();
+            let first = b.arena.len();
+            let (root, next) = b.node(&events, i + 1)?;
+            i = next;
+            let end = match events.get(i) {
+                Some((Event::DocumentEnd, s)) => b.offsets.byte(s.end.index()),
+                _ => text.len(),
+            };
+            doc_bounds.push((start, end));
+            docs.push((root, first, std::mem::take(&mut b.arena)));
+        }
+        i += 1;
+    }
+    // A document ends where the `---` line of the next one starts.
+    for k in 0..doc_bounds.len() {
+        let next = doc_bounds.get(k + 1).map(|b| b.0);
+        doc_bounds[k].1 = next.map_or(text.len(), |n| boundary(text, doc_bounds[k].0, n));
+    }
+    let mut out = Vec::new();
+    let count = docs.len();
+    let mut prev_end = 0;
+    for (n, ((root, _, arena), (start, end))) in docs.into_iter().zip(doc_bounds).enumerate() {
+        b.arena = arena;
+        let lower = if n == 0 { 0 } else { prev_end };
+        let last = n + 1 == count;
+        let doc_comments: Vec<&RawComment> = comments
+            .iter()
+            .filter(|c| c.start >= lower && (c.start < end || last))
+            .collect();
+        prev_end = end;
+        let root = match root {
+            Raw::Container(id) if b.arena[id].is_map => {
+                b.place_comments(id, &doc_comments);
+                b.finish(&Raw::Container(id))
+            }
+            Raw::Null => Node::Map(Vec::new()),
+            _ => return Err(YamlError::NotAMapping(n + 1)),
+        };
+        out.push(Document { root, start, end });
+    }
+    Ok(out)
+}
+
+/// Where document `i` ends: the start of the `---` line before the next document's content.
+pub fn boundary(text: &str, this_start: usize, next_start: usize) -> usize {
+    let region = &text[this_start.min(next_start)..next_start];
+    let mut pos = this_start.min(next_start);
+    let mut found = None;
+    for line in region.split_inclusive('\n') {
+        if line.starts_with("---") {
+            found = Some(pos);
+        }
+        pos += line.len();
+    }
+    found.unwrap_or(next_start)
+}
+
+/// Find `#` comments outside scalars.
+fn find_comments(text: &str, scalars: &[(usize, usize)]) -> Vec<RawComment> {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut s = 0;
+    let mut line_start = 0;
+    let mut line = 1;
+    let mut i = 0;
+    while i < bytes.len() {
+        while s < scalars.len() && scalars[s].1 <= i {
+            s += 1;
+        }
+        if s < scalars.len() && scalars[s].0 <= i && i < scalars[s].1 {
+            // Skip the scalar, counting lines.
+            let end = scalars[s].1.min(bytes.len());
+            for (k, &c) in bytes.iter().enumerate().take(end).skip(i) {
+                if c == b'\n' {
+                    line += 1;
+                    line_start = k + 1;
+                }
+            }
+            i = end;
+            continue;
+        }
+        match bytes[i] {
+            b'\n' => {
+                line += 1;
+                line_start = i + 1;
+            }
+            b'#' if i == line_start || matches!(bytes[i - 1], b' ' | b'\t') => {
+                let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
+                let end = if end > i && bytes[end - 1] == b'\r' {
+                    end - 1
+                } else {
+                    end
+                };
+                let inline = !text[line_start..i].trim().is_empty();
+                let col = text[line_start..i].chars().count();
+                out.push(RawComment {
+                    start: i,
+                    end,
+                    line,
+                    col,
+                    inline,
+                });
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+impl Builder<'_> {
+    fn line_of(&self, byte: usize) -> usize {
+        match self.line_starts.binary_search(&byte) {
+            Ok(l) => l + 1,
+            Err(l) => l,
+        }
+    }
+
+    fn next_order(&mut self) -> usize {
+        self.order += 1;
+        self.order
+    }
+
+    /// Build the node starting at `events[i]`; returns it and the index after it.
+    fn node(&mut self, events: &[(Event<'_>, YSpan)], i: usize) -> Result<(Raw, usize), YamlError> {
+        let Some((ev, span)) = events.get(i) else {
+            return Ok((Raw::Null, i));
+        };
+        match ev {
+            Event::DocumentEnd | Event::StreamEnd => Ok((Raw::Null, i)),
+            Event::Scalar(v, style, anchor, tag) => {
+                let span = (
+                    self.offsets.byte(span.start.index()),
+                    self.offsets.byte(span.end.index()),
+                );
+                let tag = tag.as_ref().map(|t| format!("{}{}", t.handle, t.suffix));
+                let raw = match resolve(v, *style, tag.as_deref()) {
+                    None => Raw::Null,
+                    Some(value) => Raw::Leaf(Leaf::new(value, Some(span))),
+                };
+                if *anchor > 0 {
+                    self.anchors.push((*anchor, raw.clone()));
+                }
+                Ok((raw, i + 1))
+            }
+            Event::Alias(id) => {
+                let raw = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|(a, _)| a == id)
+                    .map(|(_, r)| r.clone())
+                    .ok_or(YamlError::UnknownAlias(*id))?;
+                Ok((strip_spans(raw), i + 1))
+            }
+            Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                let is_map = matches!(ev, Event::MappingStart(..));
+                let id = self.arena.len();
+                self.arena.push(Container {
+                    is_map,
+                    col: usize::MAX,
+                    children: Vec::new(),
+                });
+                let mut j = i + 1;
+                while let Some((ev, span)) = events.get(j) {
+                    if matches!(ev, Event::MappingEnd | Event::SequenceEnd) {
+                        j += 1;
+                        break;
+                    }
+                    let start = self.offsets.byte(span.start.index());
+                    let line = self.line_of(start);
+                    let col = span.start.col();
+                    if self.arena[id].col == usize::MAX {
+                        self.arena[id].col = col;
+                    }
+                    let order = self.next_order();
+                    let kind = if is_map {
+                        let key = match ev {
+                            Event::Scalar(k, ..) => k.to_string(),
+                            _ => String::new(),
+                        };
+                        let (_, after_key) = self.node(events, j)?;
+                        let (value, after) = self.node(events, after_key)?;
+                        j = after;
+                        ChildKind::Pair(key, value)
+                    } else {
+                        let (value, after) = self.node(events, j)?;
+                        j = after;
+                        ChildKind::Item(value)
+                    };
+                    self.arena[id].children.push(Child {
+                        order,
+                        line,
+                        col,
+                        kind,
+                    });
+                }
+                let raw = Raw::Container(id);
+                if *anchor > 0 {
+                    let copy = self.deep_copy(id);
+                    self.anchors.push((*anchor, copy));
+                }
+                Ok((raw, j))
+            }
+            _ => Ok((Raw::Null, i + 1)),
+        }
+    }
+
+    fn deep_copy(&mut self, id: usize) -> Raw {
+        let children: Vec<(usize, usize, usize, ChildKindCopy)> = self.arena[id]
+            .children
+            .iter()
+            .map(|c| {
+                let k = match &c.kind {
+                    ChildKind::Pair(k, v) => ChildKindCopy::Pair(k.clone(), v.clone()),
+                    ChildKind::Item(v) => ChildKindCopy::Item(v.clone()),
+                    ChildKind::Comment(_) => ChildKindCopy::Skip,
+                };
+                (c.order, c.line, c.col, k)
+            })
+            .collect();
+        let new_id = self.arena.len();
+        let (is_map, col) = (self.arena[id].is_map, self.arena[id].col);
+        self.arena.push(Container {
+            is_map,
+            col,
+            children: Vec::new(),
+        });
+        for (order, line, col, k) in children {
+            let kind = match k {
+                ChildKindCopy::Pair(key, v) => ChildKind::Pair(key, self.copy_raw(v)),
+                ChildKindCopy::Item(v) => ChildKind::Item(self.copy_raw(v)),
+                ChildKindCopy::Skip => continue,
+            };
+            self.arena[new_id].children.push(Child {
+                order,
+                line,
+                col,
+                kind,
+            });
+        }
+        Raw::Container(new_id)
+    }
+
+    fn copy_raw(&mut self, raw: Raw) -> Raw {
+        match raw {
+            Raw::Container(id) => self.deep_copy(id),
+            other => strip_spans(other),
+        }
+    }
+
+    /// Place comments where sops's go-yaml store puts them: an inline comment before the item of
+    /// its line; a full-line comment before the next item at its indentation, or at the end of the
+    /// deepest enclosing block at its indentation.
+    fn place_comments(&mut self, root: usize, comments: &[&RawComment]) {
+        // Document order of every child: (order, line, col, container, parents).
+        let mut items: Vec<(usize, usize, usize, usize, Vec<usize>)> = Vec::new();
+        self.collect(root, &mut Vec::new(), &mut items);
+        items.sort_by_key(|(o, ..)| *o);
+        for c in comments {
+            let text = self.text[c.start + 1..c.end].to_owned();
+            let comment = Comment::new(text, Some((c.start, c.end)));
+            if c.inline {
+                // deepest child starting on this line
+                if let Some((order, _, _, container, _)) = items
+                    .iter()
+                    .filter(|(_, line, ..)| *line == c.line)
+                    .max_by_key(|(.., p)| p.len())
+                {
+                    self.insert_before(*container, *order, comment, c.line);
+                    continue;
+                }
+            }
+            let next = items.iter().find(|(_, line, ..)| *line > c.line);
+            let prev = items.iter().rev().find(|(_, line, ..)| *line < c.line);
+            match next {
+                Some((order, _, col, container, _)) if c.col <= *col || prev.is_none() => {
+                    self.insert_before(*container, *order, comment, c.line);
+                }
+                _ => {
+                    // A foot comment: the deepest container of the previous item indented at most as
+                    // much as the comment.
+                    let target = prev.map_or(root, |(_, _, _, container, parents)| {
+                        parents
+                            .iter()
+                            .chain(std::iter::once(container))
+                            .rev()
+                            .find(|id| self.arena[**id].col <= c.col)
+                            .copied()
+                            .unwrap_or(root)
+                    });
+                    self.append(target, comment, c.line);
+                }
+            }
+        }
+    }
+
+    fn collect(
+        &self,
+        id: usize,
+        parents: &mut Vec<usize>,
+        out: &mut Vec<(usize, usize, usize, usize, Vec<usize>)>,
+    ) {
+        for child in &self.arena[id].children {
+            out.push((child.order, child.line, child.col, id, parents.clone()));
+            let raw = match &child.kind {
+                ChildKind::Pair(_, r) | ChildKind::Item(r) => r,
+                ChildKind::Comment(_) => continue,
+            };
+            if let Raw::Container(cid) = raw {
+                parents.push(id);
+                self.collect(*cid, parents, out);
+                parents.pop();
+            }
+        }
+    }
+
+    fn insert_before(&mut self, container: usize, order: usize, comment: Comment, line: usize) {
+        let children = &mut self.arena[container].children;
+        let pos = children
+            .iter()
+            .position(|c| c.order == order)
+            .unwrap_or(children.len());
+        children.insert(
+            pos,
+            Child {
+                order: 0,
+                line,
+                col: 0,
+                kind: ChildKind::Comment(comment),
+            },
+        );
+    }
+
+    fn append(&mut self, container: usize, comment: Comment, line: usize) {
+        let children = &mut self.arena[container].children;
+        let pos = children
+            .iter()
+            .position(|c| c.line > line)
+            .unwrap_or(children.len());
+        children.insert(
+            pos,
+            Child {
+                order: 0,
+                line,
+                col: 0,
+                kind: ChildKind::Comment(comment),
+            },
+        );
+    }
+
+    fn finish(&mut self, raw: &Raw) -> Node {
+        match raw {
+            Raw::Null => Node::Null,
+            Raw::Leaf(l) => Node::Leaf(l.clone()),
+            Raw::Container(id) => {
+                let children = std::mem::take(&mut self.arena[*id].children);
+                if self.arena[*id].is_map {
+                    Node::Map(
+                        children
+                            .into_iter()
+                            .map(|c| match c.kind {
+                                ChildKind::Pair(k, v) => Entry::Pair(k, self.finish(&v)),
+                                ChildKind::Item(v) => Entry::Pair(String::new(), self.finish(&v)),
+                                ChildKind::Comment(c) => Entry::Comment(c),
+                            })
+                            .collect(),
+                    )
+                } else {
+                    Node::Seq(
+                        children
+                            .into_iter()
+                            .map(|c| match c.kind {
+                                ChildKind::Pair(_, v) | ChildKind::Item(v) => self.finish(&v),
+                                ChildKind::Comment(c) => Node::Comment(c),
+                            })
+                            .collect(),
+                    )
+                }
+            }
+        }
+    }
+}
+
+enum ChildKindCopy {
+    Pair(String, Raw),
+    Item(Raw),
+    Skip,
+}
+
+fn strip_spans(raw: Raw) -> Raw {
+    match raw {
+        Raw::Leaf(mut l) => {
+            l.span = None;
+            Raw::Leaf(l)
+        }
+        other => other,
+    }
+}
+
+/// Resolve a scalar's type as go-yaml v3 does when decoding into `interface{}`
+/// (YAML 1.2 core schema; timestamps stay strings). `None` is null.
+#[must_use]
+pub fn resolve(v: &str, style: ScalarStyle, tag: Option<&str>) -> Option<Value> {
+    let plain = matches!(style, ScalarStyle::Plain);
+    match tag {
+        Some("tag:yaml.org,2002:str" | "!!str") => return Some(Value::Str(v.to_owned())),
+        Some("tag:yaml.org,2002:null" | "!!null") => return None,
+        Some("tag:yaml.org,2002:int" | "!!int") => {
+            return parse_int(v).map(Value::Int).or(Some(Value::Str(v.into())));
+        }
+        Some("tag:yaml.org,2002:float" | "!!float") => {
+            return parse_float(v)
+                .or_else(|| parse_int(v).map(|i| i as f64))
+                .map(Value::Float);
+        }
+        Some("tag:yaml.org,2002:bool" | "!!bool") => return parse_bool(v).map(Value::Bool),
+        _ => {}
+    }
+    if !plain {
+        return Some(Value::Str(v.to_owned()));
+    }
+    match v {
+        "" | "~" | "null" | "Null" | "NULL" => return None,
+        _ => {}
+    }
+    if let Some(b) = parse_bool(v) {
+        return Some(Value::Bool(b));
+    }
+    if let Some(i) = parse_int(v) {
+        return Some(Value::Int(i));
+    }
+    if let Some(f) = parse_float(v) {
+        return Some(Value::Float(f));
+    }
+    Some(Value::Str(v.to_owned()))
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_int(v: &str) -> Option<i64> {
+    let plain: String = v.chars().filter(|c| *c != '_').collect();
+    let (neg, digits) = match plain.as_bytes().first() {
+        Some(b'-') => (true, &plain[1..]),
+        Some(b'+') => (false, &plain[1..]),
+        _ => (false, plain.as_str()),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let (radix, body) = if let Some(h) = digits.strip_prefix("0x") {
+        (16, h)
+    } else if let Some(o) = digits.strip_prefix("0o") {
+        (8, o)
+    } else if let Some(b) = digits.strip_prefix("0b") {
+        (2, b)
+    } else {
+        (10, digits)
+    };
+    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let n = i64::from_str_radix(body, radix).ok()?;
+    Some(if neg { -n } else { n })
+}
+
+fn parse_float(v: &str) -> Option<f64> {
+    match v {
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Some(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Some(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Some(f64::NAN),
+        _ => {}
+    }
+    let body = v.strip_prefix(['-', '+']).unwrap_or(v);
+    let first = body.chars().next()?;
+    if !(first.is_ascii_digit() || first == '.') || !body.chars().any(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    if !body
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+' | '_'))
+    {
+        return None;
+    }
+    v.replace('_', "").parse().ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_types_order_and_comments() {
+        let text = "# head\na: 1 # inline\nb:\n    c: hello\n    # foot of b\nd:\n    - x\n    - 2.5\ne: 'true'\nf: true\ng: ~\n";
+        let docs = parse(text).unwrap();
+        assert_eq!(docs.len(), 1);
+        let Node::Map(entries) = &docs[0].root else {
+            panic!()
+        };
+        let shape: Vec<String> = entries
+            .iter()
+            .map(|e| match e {
+                Entry::Pair(k, _) => format!("key {k}"),
+                Entry::Comment(c) => format!("comment{}", c.text),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "comment head",
+                "comment inline",
+                "key a",
+                "key b",
+                "key d",
+                "key e",
+                "key f",
+                "key g"
+            ]
+        );
+        let b = docs[0].root.get("b").unwrap();
+        let Node::Map(be) = b else { panic!() };
+        assert!(matches!(&be[1], Entry::Comment(c) if c.text == " foot of b"));
+        assert!(matches!(
+            docs[0].root.get("a"),
+            Some(Node::Leaf(Leaf {
+                value: Value::Int(1),
+                ..
+            }))
+        ));
+        assert!(matches!(
+            docs[0].root.get("e"),
+            Some(Node::Leaf(Leaf {
+                value: Value::Str(_),
+                ..
+            }))
+        ));
+        assert!(matches!(
+            docs[0].root.get("f"),
+            Some(Node::Leaf(Leaf {
+                value: Value::Bool(true),
+                ..
+            }))
+        ));
+        assert!(matches!(docs[0].root.get("g"), Some(Node::Null)));
+        let Some(Node::Seq(items)) = docs[0].root.get("d") else {
+            panic!()
+        };
+        assert!(
+            matches!(&items[1], Node::Leaf(Leaf { value: Value::Float(f), .. }) if (*f - 2.5).abs() < 1e-9)
+        );
+    }
+
+    #[test]
+    fn multi_document_spans() {
+        let text = "a: 1\n---\nb: \"x # not a comment\"\n";
+        let docs = parse(text).unwrap();
+        assert_eq!(docs.len(), 2);
+        let Some(Node::Leaf(leaf)) = docs[1].root.get("b") else {
+            panic!()
+        };
+        let (s, e) = leaf.span.unwrap();
+        assert_eq!(&text[s..e], "\"x # not a comment\"");
+        let Node::Map(entries) = &docs[1].root else {
+            panic!()
+        };
+        assert_eq!(entries.len(), 1);
+    }
+}

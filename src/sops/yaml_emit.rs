@@ -1,0 +1,352 @@
+//! Writing YAML: decrypted values spliced back into the source text (keeps the layout and the
+//! comments of the encrypted file), and a small block-style emitter for trees that have no source
+//! (conversions, KRM ResourceLists). Pure.
+
+use std::fmt::Write as _;
+
+use super::tree::{Entry, Leaf, Node, Value};
+use super::yaml::{Document, resolve};
+
+/// A YAML scalar for a value: plain when unambiguous, else double-quoted.
+#[must_use]
+pub fn scalar(v: &Value) -> String {
+    match v {
+        Value::Str(s) => str_scalar(s),
+        Value::Time(s) => str_scalar(s),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) if f.is_nan() => ".nan".to_owned(),
+        Value::Float(f) if f.is_infinite() => (if *f > 0.0 { ".inf" } else { "-.inf" }).to_owned(),
+        Value::Float(f) => {
+            let s = format!("{f}");
+            if s.contains(['.', 'e']) {
+                s
+            } else {
+                format!("{s}.0")
+            }
+        }
+        Value::Bool(b) => (if *b { "true" } else { "false" }).to_owned(),
+        Value::Bytes(b) => {
+            use base64::Engine as _;
+            format!(
+                "!!binary {}",
+                base64::engine::general_purpose::STANDARD.encode(b)
+            )
+        }
+    }
+}
+
+/// Whether `s` can be written as a plain scalar that every YAML reader (1.1 or 1.2) reads back as
+/// the same string.
+fn safe_plain(s: &str) -> bool {
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
+    if !(first.is_ascii_alphabetic() || first == '_' || first == '/') || s.ends_with(' ') {
+        return false;
+    }
+    if !s.chars().all(|c| {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '@' | '+' | '=' | ' ')
+    }) {
+        return false;
+    }
+    let lower = s.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
+    ) {
+        return false;
+    }
+    matches!(
+        resolve(s, saphyr_parser::ScalarStyle::Plain, None),
+        Some(Value::Str(_))
+    )
+}
+
+/// A string scalar.
+#[must_use]
+pub fn str_scalar(s: &str) -> String {
+    if safe_plain(s) {
+        return s.to_owned();
+    }
+    // Single quotes for printable one-line strings, as go-yaml does.
+    if !s.is_empty()
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
+        && s.chars()
+            .all(|c| !c.is_control() && !matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}'))
+    {
+        return format!("'{}'", s.replace('\'', "''"));
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{feff}' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn collect(node: &Node, out: &mut Vec<(usize, usize, String)>) {
+    match node {
+        Node::Map(entries) => {
+            for e in entries {
+                match e {
+                    Entry::Pair(_, v) => collect(v, out),
+                    Entry::Comment(c) => {
+                        if let (true, Some((s, e))) = (c.decrypted, c.span) {
+                            out.push((s, e, format!("#{}", c.text)));
+                        }
+                    }
+                }
+            }
+        }
+        Node::Seq(items) => items.iter().for_each(|n| collect(n, out)),
+        Node::Leaf(Leaf {
+            value,
+            span: Some((s, e)),
+            decrypted: true,
+        }) => out.push((*s, *e, scalar(value))),
+        Node::Comment(c) => {
+            if let (true, Some((s, e))) = (c.decrypted, c.span) {
+                out.push((s, e, format!("#{}", c.text)));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The byte range of the top-level `sops:` block in `text[from..to]`: from its line to the next
+/// line that starts in column 0.
+fn sops_block(text: &str, from: usize, to: usize) -> Option<(usize, usize)> {
+    let mut pos = from;
+    let mut start = None;
+    for line in text[from..to].split_inclusive('\n') {
+        if start.is_none() {
+            if line.starts_with("sops:") || line.starts_with("\"sops\":") {
+                start = Some(pos);
+            }
+        } else if line.starts_with(|c: char| !matches!(c, ' ' | '\t' | '\n' | '\r')) {
+            return start.map(|s| (s, pos));
+        }
+        pos += line.len();
+    }
+    start.map(|s| (s, to))
+}
+
+/// Write the decrypted documents back into the source text: decrypted values and comments replace
+/// their ciphertext, and the `sops` metadata blocks are removed.
+#[must_use]
+pub fn splice(text: &str, docs: &[Document]) -> String {
+    let mut edits = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        collect(&doc.root, &mut edits);
+        let to = docs
+            .get(i + 1)
+            .map_or(text.len(), |d| d.start.min(text.len()));
+        let from = doc.start.min(to);
+        if let Some((s, e)) = sops_block(text, line_start(text, from), to) {
+            edits.push((s, e, String::new()));
+        }
+    }
+    edits.sort_by_key(|(s, ..)| *s);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (s, e, repl) in edits {
+        if s < at || e > text.len() {
+            continue;
+        }
+        out.push_str(&text[at..s]);
+        out.push_str(&repl);
+        at = e;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+fn line_start(text: &str, at: usize) -> usize {
+    text[..at].rfind('\n').map_or(0, |n| n + 1)
+}
+
+/// Emit documents in block style (indent 4, like sops), comments as full lines.
+#[must_use]
+pub fn emit(docs: &[&Node]) -> String {
+    let mut out = String::new();
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        match doc {
+            Node::Map(entries) if !entries.is_empty() => write_map(entries, 0, &mut out),
+            Node::Map(_) => out.push_str("{}\n"),
+            other => write_value_inline(other, 0, &mut out),
+        }
+    }
+    out
+}
+
+fn pad(n: usize, out: &mut String) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+fn write_map(entries: &[Entry], ind: usize, out: &mut String) {
+    let mut first = true;
+    for e in entries {
+        if !first {
+            pad(ind, out);
+        }
+        first = false;
+        match e {
+            Entry::Comment(c) => {
+                let _ = writeln!(out, "#{}", c.text);
+            }
+            Entry::Pair(k, v) => {
+                out.push_str(&str_scalar(k));
+                out.push(':');
+                write_value_after_key(v, ind, out);
+            }
+        }
+    }
+}
+
+fn write_value_after_key(v: &Node, ind: usize, out: &mut String) {
+    match v {
+        Node::Map(entries) if entries.iter().any(|e| matches!(e, Entry::Pair(..))) => {
+            out.push('\n');
+            pad(ind + 4, out);
+            write_map(entries, ind + 4, out);
+        }
+        Node::Seq(items) if items.iter().any(|n| !matches!(n, Node::Comment(_))) => {
+            out.push('\n');
+            pad(ind + 4, out);
+            write_seq(items, ind + 4, out);
+        }
+        other => {
+            out.push(' ');
+            write_value_inline(other, ind, out);
+        }
+    }
+}
+
+fn write_seq(items: &[Node], ind: usize, out: &mut String) {
+    let mut first = true;
+    for item in items {
+        if !first {
+            pad(ind, out);
+        }
+        first = false;
+        match item {
+            Node::Comment(c) => {
+                let _ = writeln!(out, "#{}", c.text);
+            }
+            Node::Map(entries) if entries.iter().any(|e| matches!(e, Entry::Pair(..))) => {
+                out.push_str("- ");
+                write_map(entries, ind + 2, out);
+            }
+            Node::Seq(inner) if inner.iter().any(|n| !matches!(n, Node::Comment(_))) => {
+                out.push_str("- ");
+                write_seq(inner, ind + 2, out);
+            }
+            other => {
+                out.push_str("- ");
+                write_value_inline(other, ind, out);
+            }
+        }
+    }
+}
+
+fn write_value_inline(v: &Node, _ind: usize, out: &mut String) {
+    match v {
+        Node::Map(_) => out.push_str("{}\n"),
+        Node::Seq(_) => out.push_str("[]\n"),
+        Node::Leaf(l) => {
+            out.push_str(&scalar(&l.value));
+            out.push('\n');
+        }
+        Node::Null | Node::Comment(_) => out.push_str("null\n"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::sops::yaml::parse;
+
+    #[test]
+    fn scalars_round_trip() {
+        for s in [
+            "hello",
+            "two words",
+            "123",
+            "true",
+            "yes",
+            "",
+            " x",
+            "a: b",
+            "#c",
+            "line\nbreak",
+            "é",
+            "null",
+        ] {
+            let text = format!("k: {}\n", str_scalar(s));
+            let docs = parse(&text).unwrap();
+            assert_eq!(
+                docs[0].root.get("k").and_then(Node::as_str),
+                Some(s),
+                "{text}"
+            );
+        }
+        assert_eq!(str_scalar("yes"), "'yes'");
+        assert_eq!(str_scalar("plain-value"), "plain-value");
+    }
+
+    #[test]
+    fn emitter_round_trips() {
+        let text = "a: 1\nb:\n    c: x\n    d:\n        - 1\n        - e: f\n          g: h\n# note\ni: []\nj: {}\n";
+        let docs = parse(text).unwrap();
+        let out = emit(&[&docs[0].root]);
+        let again = parse(&out).unwrap();
+        assert_eq!(strip(&again[0].root), strip(&docs[0].root), "{out}");
+    }
+
+    fn strip(n: &Node) -> Node {
+        match n {
+            Node::Map(e) => Node::Map(
+                e.iter()
+                    .map(|e| match e {
+                        Entry::Pair(k, v) => Entry::Pair(k.clone(), strip(v)),
+                        Entry::Comment(c) => {
+                            Entry::Comment(crate::sops::tree::Comment::new(c.text.clone(), None))
+                        }
+                    })
+                    .collect(),
+            ),
+            Node::Seq(i) => Node::Seq(i.iter().map(strip).collect()),
+            Node::Leaf(l) => Node::Leaf(Leaf::new(l.value.clone(), None)),
+            Node::Comment(c) => {
+                Node::Comment(crate::sops::tree::Comment::new(c.text.clone(), None))
+            }
+            Node::Null => Node::Null,
+        }
+    }
+
+    #[test]
+    fn splice_removes_sops_block() {
+        let text = "a: x\nsops:\n    mac: m\n    age:\n        - enc: |\n            abc\n---\nb: y\nsops:\n    mac: m\n";
+        let docs = parse(text).unwrap();
+        assert_eq!(splice(text, &docs), "a: x\n---\nb: y\n");
+    }
+}
