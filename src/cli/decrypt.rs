@@ -30,6 +30,9 @@ Examples:
 Exit codes: 0 decrypted, 2 error (no key for any recipient, MAC mismatch, tampered value, unsupported
 format, a path outside --root, a file larger than --max-size).";
 
+/// Largest key file or key Secret read (independent of --max-size).
+const KEY_FILE_MAX: u64 = 1 << 20;
+
 /// Flags of `portcullis decrypt`.
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
@@ -115,7 +118,7 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
     let root = root
         .canonicalize()
         .with_context(|| format!("--root {}: cannot open the directory", root.display()))?;
-    let ids = load_identities(&age_key_file, &age_key_secret, max_size)?;
+    let ids = load_identities(&age_key_file, &age_key_secret, KEY_FILE_MAX)?;
     let opts = Options {
         allow_mac_only_encrypted,
     };
@@ -177,7 +180,8 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolve `path` under `root`: no `..`, and the real path (symlinks followed) inside `root`.
+/// Resolve `path` (relative to the current directory): no `..`, and the real path (symlinks
+/// followed) inside `root`.
 /// For an output file that does not exist yet, its directory is checked.
 fn confine(root: &Path, path: &Path, must_exist: bool) -> anyhow::Result<PathBuf> {
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
@@ -190,7 +194,9 @@ fn confine(root: &Path, path: &Path, must_exist: bool) -> anyhow::Result<PathBuf
     let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        root.join(path)
+        std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(path)
     };
     let real = match joined.canonicalize() {
         Ok(real) => real,

@@ -208,7 +208,7 @@ pub fn boundary(text: &str, this_start: usize, next_start: usize) -> usize {
     let mut pos = this_start.min(next_start);
     let mut found = None;
     for line in region.split_inclusive('\n') {
-        if line.starts_with("---") {
+        if line.starts_with("---") && pos > this_start {
             found = Some(pos);
         }
         pos += line.len();
