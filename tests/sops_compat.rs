@@ -309,3 +309,66 @@ fn binary_store_byte_for_byte() {
     );
     assert_eq!(ours, theirs);
 }
+
+#[test]
+fn ini_store_byte_for_byte() {
+    let (dir, key) = setup();
+    let doc = "; global\nname = demo\n\n; database settings\n[database]\n# the user\nuser = admin\npassword = s3cr;et\n\
+url = \"postgres://x\"\nspaced = \" padded \"\nlong_key_name = 1\nmulti = \"\"\"line1\nline2\"\"\"\n\n[api]\ntoken = abc#def\n\
+plain_unencrypted = visible\n";
+    std::fs::write(dir.path().join("c.ini"), doc).unwrap();
+    let enc = sops_encrypt(dir.path(), "c.ini", &["--age", &key.recipient]);
+    std::fs::write(dir.path().join("c.enc.ini"), &enc).unwrap();
+    let theirs = sops_decrypt(dir.path(), "c.enc.ini", &key.file, &[]);
+    let ours = decrypt_ok(
+        dir.path(),
+        &["--age-key-file", key.file.to_str().unwrap(), "c.enc.ini"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ours),
+        String::from_utf8_lossy(&theirs)
+    );
+}
+
+#[test]
+fn yaml_to_other_output_types() {
+    let (dir, key) = setup();
+    let doc = "a: 1\nb:\n  c: two\n  d: [1.5, true]\n";
+    std::fs::write(dir.path().join("o.yaml"), doc).unwrap();
+    let enc = sops_encrypt(dir.path(), "o.yaml", &["--age", &key.recipient]);
+    std::fs::write(dir.path().join("o.enc.yaml"), &enc).unwrap();
+    let k = key.file.to_str().unwrap();
+    let theirs = sops_decrypt(
+        dir.path(),
+        "o.enc.yaml",
+        &key.file,
+        &["--output-type", "json"],
+    );
+    let ours = decrypt_ok(
+        dir.path(),
+        &["--age-key-file", k, "--output-type", "json", "o.enc.yaml"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ours),
+        String::from_utf8_lossy(&theirs)
+    );
+    // JSON in, YAML out
+    std::fs::write(
+        dir.path().join("o.json"),
+        r#"{"a": 1, "b": {"c": "two", "d": [1.5, true]}}"#,
+    )
+    .unwrap();
+    let enc = sops_encrypt(dir.path(), "o.json", &["--age", &key.recipient]);
+    std::fs::write(dir.path().join("o.enc.json"), &enc).unwrap();
+    let theirs = sops_decrypt(
+        dir.path(),
+        "o.enc.json",
+        &key.file,
+        &["--output-type", "yaml"],
+    );
+    let ours = decrypt_ok(
+        dir.path(),
+        &["--age-key-file", k, "--output-type", "yaml", "o.enc.json"],
+    );
+    assert_same_yaml(&ours, &theirs, "json to yaml");
+}
