@@ -334,3 +334,31 @@ fn help_has_examples() {
         "{help}"
     );
 }
+
+#[test]
+fn detect_finds_what_sops_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = keygen(d, "key");
+    let enc = encrypted(
+        d,
+        &key,
+        "s.enc.json",
+        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"j"},"stringData":{"p":"x1"}}"#,
+        &["--encrypted-regex", "^stringData$"],
+    );
+    let mut obj: serde_json::Value = serde_json::from_str(&enc).unwrap();
+    let found = portcullis::sops::detect::find_ciphertext(&obj).unwrap();
+    assert!(found.contains("SOPS metadata"), "{found}");
+    obj.as_object_mut().unwrap().remove("sops");
+    assert_eq!(
+        portcullis::sops::detect::find_ciphertext(&obj).as_deref(),
+        Some("stringData.p holds a SOPS ENC[AES256_GCM,…] value")
+    );
+    let plain = decrypt_ok(
+        d,
+        &["--age-key-file", key.file.to_str().unwrap(), "s.enc.json"],
+    );
+    let plain: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(portcullis::sops::detect::find_ciphertext(&plain), None);
+}

@@ -58,6 +58,11 @@ fn yaml_case(dir: &Path, name: &str, plain: &str, flags: &[&str], key: &Key) -> 
         &["--age-key-file", key.file.to_str().unwrap(), &enc_name],
     );
     assert_same_yaml(&ours, &theirs, &format!("{name} {flags:?}"));
+    if ours != theirs {
+        eprintln!(
+            "note: {name} {flags:?}: same documents, but the YAML layout differs from sops's"
+        );
+    }
     ours
 }
 

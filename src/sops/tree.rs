@@ -96,6 +96,12 @@ pub struct Comment {
     pub decrypted: bool,
 }
 
+impl Drop for Comment {
+    fn drop(&mut self) {
+        self.text.zeroize();
+    }
+}
+
 impl Comment {
     #[must_use]
     pub fn new(text: String, span: Option<Span>) -> Self {

@@ -617,12 +617,24 @@ fn parse_int(v: &str) -> Option<i64> {
     if digits.is_empty() {
         return None;
     }
-    let (radix, body) = if let Some(h) = digits.strip_prefix("0x") {
+    // Go `strconv.ParseInt(s, 0, 64)`, as go-yaml uses: 0x, 0o, 0b prefixes, a leading 0 is octal.
+    let (radix, body) = if let Some(h) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         (16, h)
-    } else if let Some(o) = digits.strip_prefix("0o") {
+    } else if let Some(o) = digits
+        .strip_prefix("0o")
+        .or_else(|| digits.strip_prefix("0O"))
+    {
         (8, o)
-    } else if let Some(b) = digits.strip_prefix("0b") {
+    } else if let Some(b) = digits
+        .strip_prefix("0b")
+        .or_else(|| digits.strip_prefix("0B"))
+    {
         (2, b)
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        (8, &digits[1..])
     } else {
         (10, digits)
     };
@@ -712,6 +724,10 @@ mod tests {
             }))
         ));
         assert!(matches!(docs[0].root.get("g"), Some(Node::Null)));
+        assert_eq!(parse_int("010"), Some(8));
+        assert_eq!(parse_int("0x1F"), Some(31));
+        assert_eq!(parse_int("09"), None);
+        assert_eq!(parse_int("-1_000"), Some(-1000));
         let Some(Node::Seq(items)) = docs[0].root.get("d") else {
             panic!()
         };

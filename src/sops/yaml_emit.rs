@@ -16,14 +16,7 @@ pub fn scalar(v: &Value) -> String {
         Value::Int(i) => i.to_string(),
         Value::Float(f) if f.is_nan() => ".nan".to_owned(),
         Value::Float(f) if f.is_infinite() => (if *f > 0.0 { ".inf" } else { "-.inf" }).to_owned(),
-        Value::Float(f) => {
-            let s = format!("{f}");
-            if s.contains(['.', 'e']) {
-                s
-            } else {
-                format!("{s}.0")
-            }
-        }
+        Value::Float(f) => go_g_float(*f),
         Value::Bool(b) => (if *b { "true" } else { "false" }).to_owned(),
         Value::Bytes(b) => {
             use base64::Engine as _;
@@ -35,17 +28,66 @@ pub fn scalar(v: &Value) -> String {
     }
 }
 
+/// Go `strconv.FormatFloat(f, 'g', -1, 64)`, as go-yaml writes floats.
+fn go_g_float(f: f64) -> String {
+    let e = format!("{f:e}");
+    let Some((mantissa, exp)) = e.split_once('e') else {
+        return e;
+    };
+    let Ok(exp) = exp.parse::<i32>() else {
+        return e;
+    };
+    let digits = mantissa.trim_start_matches('-').replace('.', "").len();
+    let digits = i32::try_from(digits).unwrap_or(i32::MAX);
+    if exp < -4 || exp >= digits.max(1) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    } else {
+        format!("{f}")
+    }
+}
+
+/// YAML 1.1 booleans that go-yaml double-quotes.
+fn is_old_bool(s: &str) -> bool {
+    matches!(
+        s,
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
+    )
+}
+
 /// Whether `s` can be written as a plain scalar that every YAML reader (1.1 or 1.2) reads back as
 /// the same string.
 fn safe_plain(s: &str) -> bool {
     let Some(first) = s.chars().next() else {
         return false;
     };
-    if !(first.is_ascii_alphabetic() || first == '_' || first == '/') || s.ends_with(' ') {
+    let other = |c: char| !c.is_ascii() && !c.is_control() && !c.is_whitespace() && c != '\u{feff}';
+    if !(first.is_ascii_alphabetic()
+        || first == '_'
+        || first == '/'
+        || (other(first) && first.is_alphabetic()))
+        || s.ends_with(' ')
+    {
         return false;
     }
     if !s.chars().all(|c| {
-        c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '@' | '+' | '=' | ' ')
+        c.is_ascii_alphanumeric()
+            || matches!(c, '_' | '-' | '.' | '/' | '@' | '+' | '=' | ' ')
+            || other(c)
     }) {
         return false;
     }
@@ -70,6 +112,7 @@ pub fn str_scalar(s: &str) -> String {
     }
     // Single quotes for printable one-line strings, as go-yaml does.
     if !s.is_empty()
+        && !is_old_bool(s)
         && !s.starts_with(' ')
         && !s.ends_with(' ')
         && s.chars()
@@ -97,6 +140,75 @@ pub fn str_scalar(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// A literal block scalar (`|` or `|-`) for a multi-line string that is the value of a block
+/// mapping key at `indent`, as go-yaml writes it; `None` when another style is needed.
+fn literal_block(s: &str, indent: usize) -> Option<String> {
+    let body = s.strip_suffix('\n').unwrap_or(s);
+    if !body.contains('\n')
+        || body.ends_with('\n')
+        || body.starts_with([' ', '\n'])
+        || body.split('\n').any(|l| l.ends_with([' ', '\t']))
+        || body
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        || body.contains(['\u{feff}', '\u{2028}', '\u{2029}'])
+    {
+        return None;
+    }
+    let mut out = String::from(if s.ends_with('\n') { "|" } else { "|-" });
+    for line in body.split('\n') {
+        out.push('\n');
+        if !line.is_empty() {
+            out.extend(std::iter::repeat_n(' ', indent + 4));
+            out.push_str(line);
+        }
+    }
+    Some(out)
+}
+
+/// The indentation of a block mapping key whose value starts at `at`, if the value follows
+/// `key: ` on its line.
+fn key_indent(text: &str, at: usize) -> Option<usize> {
+    let line_start = text[..at].rfind('\n').map_or(0, |n| n + 1);
+    let prefix = &text[line_start..at];
+    let indent = prefix.len() - prefix.trim_start_matches(' ').len();
+    let key = prefix[indent..].trim_end();
+    (key.ends_with(':') && !key.starts_with(['-', '?', '{', '['])).then_some(indent)
+}
+
+fn collect_spliced(text: &str, node: &Node, out: &mut Vec<(usize, usize, String)>) {
+    let mut raw = Vec::new();
+    collect(node, &mut raw);
+    for (s, e, repl) in raw {
+        out.push((s, e, repl));
+    }
+    multi_line(text, node, out);
+}
+
+/// Replace double-quoted multi-line values by literal blocks where go-yaml would use one.
+fn multi_line(text: &str, node: &Node, out: &mut [(usize, usize, String)]) {
+    match node {
+        Node::Map(entries) => entries.iter().for_each(|e| {
+            if let Entry::Pair(_, v) = e {
+                multi_line(text, v, out);
+            }
+        }),
+        Node::Seq(items) => items.iter().for_each(|n| multi_line(text, n, out)),
+        Node::Leaf(Leaf {
+            value: Value::Str(v),
+            span: Some((s, _)),
+            decrypted: true,
+        }) if v.contains('\n') => {
+            if let Some(block) = key_indent(text, *s).and_then(|i| literal_block(v, i))
+                && let Some(edit) = out.iter_mut().find(|(start, ..)| start == s)
+            {
+                edit.2 = block;
+            }
+        }
+        _ => {}
+    }
 }
 
 fn collect(node: &Node, out: &mut Vec<(usize, usize, String)>) {
@@ -152,7 +264,7 @@ fn sops_block(text: &str, from: usize, to: usize) -> Option<(usize, usize)> {
 pub fn splice(text: &str, docs: &[Document]) -> String {
     let mut edits = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
-        collect(&doc.root, &mut edits);
+        collect_spliced(text, &doc.root, &mut edits);
         let to = docs
             .get(i + 1)
             .map_or(text.len(), |d| d.start.min(text.len()));
@@ -309,7 +421,13 @@ mod tests {
                 "{text}"
             );
         }
-        assert_eq!(str_scalar("yes"), "'yes'");
+        assert_eq!(str_scalar("yes"), "\"yes\"");
+        assert_eq!(str_scalar("päss wörd ✓"), "päss wörd ✓");
+        assert_eq!(scalar(&Value::Float(1.5e10)), "1.5e+10");
+        assert_eq!(scalar(&Value::Float(2.0)), "2");
+        assert_eq!(scalar(&Value::Float(3.25)), "3.25");
+        assert_eq!(scalar(&Value::Float(100.0)), "1e+02");
+        assert_eq!(scalar(&Value::Float(0.00001)), "1e-05");
         assert_eq!(str_scalar("plain-value"), "plain-value");
     }
 
@@ -341,6 +459,19 @@ mod tests {
             }
             Node::Null => Node::Null,
         }
+    }
+
+    #[test]
+    fn literal_blocks_like_go_yaml() {
+        assert_eq!(
+            literal_block("a\nb\n", 4).unwrap(),
+            "|\n        a\n        b"
+        );
+        assert_eq!(literal_block("a\n\nb", 0).unwrap(), "|-\n    a\n\n    b");
+        assert_eq!(literal_block("a \nb", 0), None);
+        assert_eq!(literal_block("one line", 0), None);
+        assert_eq!(key_indent("x:\n    k: V", 10), Some(4));
+        assert_eq!(key_indent("- V", 2), None);
     }
 
     #[test]
