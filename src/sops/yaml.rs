@@ -596,7 +596,96 @@ pub fn resolve(v: &str, style: ScalarStyle, tag: Option<&str>) -> Option<Value> 
     if let Some(f) = parse_float(v) {
         return Some(Value::Float(f));
     }
+    if let Some(t) = parse_timestamp(v) {
+        return Some(Value::Time(t));
+    }
     Some(Value::Str(v.to_owned()))
+}
+
+fn digits(s: &str, min: usize, max: usize) -> Option<(u32, &str)> {
+    let n = s.bytes().take_while(u8::is_ascii_digit).count();
+    if n < min || n > max {
+        return None;
+    }
+    Some((s[..n].parse().ok()?, &s[n..]))
+}
+
+/// A plain timestamp as go-yaml reads it (layouts `2006-1-2T15:4:5.999999999Z07:00`, the same
+/// with `t`, `2006-1-2 15:4:5.999999999` and `2006-1-2`), returned as Go's `time.MarshalText`
+/// writes it (RFC 3339 with nanoseconds), which is what sops feeds the MAC.
+#[must_use]
+pub fn parse_timestamp(v: &str) -> Option<String> {
+    let (year, rest) = digits(v, 4, 4)?;
+    let (month, rest) = digits(rest.strip_prefix('-')?, 1, 2)?;
+    let (day, rest) = digits(rest.strip_prefix('-')?, 1, 2)?;
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month) || day == 0 || day > days[month as usize - 1] {
+        return None;
+    }
+    let date = format!("{year:04}-{month:02}-{day:02}");
+    if rest.is_empty() {
+        return Some(format!("{date}T00:00:00Z"));
+    }
+    let (zoned, rest) = if let Some(r) = rest.strip_prefix(['T', 't']) {
+        (true, r)
+    } else {
+        (false, rest.strip_prefix(' ')?)
+    };
+    let (hour, rest) = digits(rest, 1, 2)?;
+    let (min, rest) = digits(rest.strip_prefix(':')?, 1, 2)?;
+    let (sec, mut rest) = digits(rest.strip_prefix(':')?, 1, 2)?;
+    if hour > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let mut frac = String::new();
+    if let Some(r) = rest.strip_prefix('.') {
+        let n = r.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 || n > 9 {
+            return None;
+        }
+        frac = r[..n].trim_end_matches('0').to_owned();
+        rest = &r[n..];
+    }
+    let zone = if !zoned {
+        if !rest.is_empty() {
+            return None;
+        }
+        "Z".to_owned()
+    } else if rest == "Z" {
+        "Z".to_owned()
+    } else {
+        let sign = rest.chars().next().filter(|c| matches!(c, '+' | '-'))?;
+        let (zh, r) = digits(&rest[1..], 2, 2)?;
+        let (zm, r) = digits(r.strip_prefix(':')?, 2, 2)?;
+        if !r.is_empty() || zh > 23 || zm > 59 {
+            return None;
+        }
+        if zh == 0 && zm == 0 {
+            "Z".to_owned()
+        } else {
+            format!("{sign}{zh:02}:{zm:02}")
+        }
+    };
+    let frac = if frac.is_empty() {
+        String::new()
+    } else {
+        format!(".{frac}")
+    };
+    Some(format!("{date}T{hour:02}:{min:02}:{sec:02}{frac}{zone}"))
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -725,6 +814,24 @@ mod tests {
         ));
         assert!(matches!(docs[0].root.get("g"), Some(Node::Null)));
         assert_eq!(parse_int("010"), Some(8));
+        assert_eq!(
+            parse_timestamp("2024-1-2").as_deref(),
+            Some("2024-01-02T00:00:00Z")
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-02T03:04:05.500+00:00").as_deref(),
+            Some("2024-01-02T03:04:05.5Z")
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-02t03:04:05-05:30").as_deref(),
+            Some("2024-01-02T03:04:05-05:30")
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-02 03:04:05").as_deref(),
+            Some("2024-01-02T03:04:05Z")
+        );
+        assert_eq!(parse_timestamp("2024-01-02T03:04:05"), None);
+        assert_eq!(parse_timestamp("2024-02-30"), None);
         assert_eq!(parse_int("0x1F"), Some(31));
         assert_eq!(parse_int("09"), None);
         assert_eq!(parse_int("-1_000"), Some(-1000));

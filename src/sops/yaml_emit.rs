@@ -12,7 +12,7 @@ use super::yaml::{Document, resolve};
 pub fn scalar(v: &Value) -> String {
     match v {
         Value::Str(s) => str_scalar(s),
-        Value::Time(s) => str_scalar(s),
+        Value::Time(s) => s.clone(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) if f.is_nan() => ".nan".to_owned(),
         Value::Float(f) if f.is_infinite() => (if *f > 0.0 { ".inf" } else { "-.inf" }).to_owned(),
@@ -76,48 +76,44 @@ fn safe_plain(s: &str) -> bool {
         return false;
     };
     let other = |c: char| !c.is_ascii() && !c.is_control() && !c.is_whitespace() && c != '\u{feff}';
+    let word =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '@' | '+' | '=');
     if !(first.is_ascii_alphabetic()
         || first == '_'
         || first == '/'
         || (other(first) && first.is_alphabetic()))
-        || s.ends_with(' ')
     {
         return false;
     }
-    if !s.chars().all(|c| {
-        c.is_ascii_alphanumeric()
-            || matches!(c, '_' | '-' | '.' | '/' | '@' | '+' | '=' | ' ')
-            || other(c)
-    }) {
+    if s.ends_with([' ', ':'])
+        || s.contains(": ")
+        || !s
+            .chars()
+            .all(|c| word(c) || c == ' ' || c == ':' || other(c))
+    {
         return false;
     }
     let lower = s.to_ascii_lowercase();
-    if matches!(
+    !matches!(
         lower.as_str(),
         "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
-    ) {
-        return false;
-    }
-    matches!(
-        resolve(s, saphyr_parser::ScalarStyle::Plain, None),
-        Some(Value::Str(_))
     )
 }
 
 /// A string scalar.
 #[must_use]
 pub fn str_scalar(s: &str) -> String {
-    if safe_plain(s) {
+    // Strings that would read back as another type are double-quoted, as go-yaml does.
+    let plain_type = resolve(s, saphyr_parser::ScalarStyle::Plain, None);
+    let other_type = is_old_bool(s) || !matches!(plain_type, Some(Value::Str(_)));
+    if !other_type && safe_plain(s) {
         return s.to_owned();
     }
     // Single quotes for printable one-line strings, as go-yaml does.
-    if !s.is_empty()
-        && !is_old_bool(s)
-        && !s.starts_with(' ')
-        && !s.ends_with(' ')
-        && s.chars()
-            .all(|c| !c.is_control() && !matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}'))
-    {
+    let printable = s
+        .chars()
+        .all(|c| !c.is_control() && !matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}'));
+    if !s.is_empty() && !other_type && printable {
         return format!("'{}'", s.replace('\'', "''"));
     }
     let mut out = String::with_capacity(s.len() + 2);
@@ -146,7 +142,8 @@ pub fn str_scalar(s: &str) -> String {
 /// mapping key at `indent`, as go-yaml writes it; `None` when another style is needed.
 fn literal_block(s: &str, indent: usize) -> Option<String> {
     let body = s.strip_suffix('\n').unwrap_or(s);
-    if !body.contains('\n')
+    if !s.contains('\n')
+        || body.is_empty()
         || body.ends_with('\n')
         || body.starts_with([' ', '\n'])
         || body.split('\n').any(|l| l.ends_with([' ', '\t']))
@@ -429,6 +426,10 @@ mod tests {
         assert_eq!(scalar(&Value::Float(100.0)), "1e+02");
         assert_eq!(scalar(&Value::Float(0.00001)), "1e-05");
         assert_eq!(str_scalar("plain-value"), "plain-value");
+        assert_eq!(str_scalar("a:b"), "a:b");
+        assert_eq!(str_scalar(" lead"), "' lead'");
+        assert_eq!(str_scalar("1.10"), "\"1.10\"");
+        assert_eq!(str_scalar("~"), "\"~\"");
     }
 
     #[test]
@@ -470,6 +471,7 @@ mod tests {
         assert_eq!(literal_block("a\n\nb", 0).unwrap(), "|-\n    a\n\n    b");
         assert_eq!(literal_block("a \nb", 0), None);
         assert_eq!(literal_block("one line", 0), None);
+        assert_eq!(literal_block("one line\n", 2).unwrap(), "|\n      one line");
         assert_eq!(key_indent("x:\n    k: V", 10), Some(4));
         assert_eq!(key_indent("- V", 2), None);
     }
