@@ -362,3 +362,52 @@ fn detect_finds_what_sops_leaves() {
     let plain: serde_json::Value = serde_json::from_slice(&plain).unwrap();
     assert_eq!(portcullis::sops::detect::find_ciphertext(&plain), None);
 }
+
+#[test]
+fn manifest_yaml_list_and_nested_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = keygen(d, "key");
+    let enc = encrypted(
+        d,
+        &key,
+        "s.enc.yaml",
+        SECRET,
+        &["--encrypted-regex", "^stringData$"],
+    );
+    let indented: String = enc.lines().map(|l| format!("      {l}\n")).collect();
+    let list = format!("apiVersion: v1\nkind: List\nitems:\n  -\n{indented}");
+    // A Secret with sops metadata whose stringData value is itself an encrypted dotenv file.
+    let env = encrypted(d, &key, "e.enc.env", "TOKEN=abc\n", &[]);
+    let nested_plain = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: nested\nstringData:\n  app.env: {}\n",
+        portcullis::sops::yaml_emit::str_scalar(&env)
+    );
+    std::fs::write(d.join("nested.yaml"), &nested_plain).unwrap();
+    let nested = String::from_utf8(sops_encrypt(
+        d,
+        "nested.yaml",
+        &["--age", &key.recipient, "--encrypted-regex", "^metadata$"],
+    ))
+    .unwrap();
+    std::fs::write(d.join("all.yaml"), format!("{list}---\n{nested}")).unwrap();
+    let out = decrypt_ok(
+        d,
+        &[
+            "--manifests",
+            "--age-key-file",
+            key.file.to_str().unwrap(),
+            "all.yaml",
+        ],
+    );
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("ENC[") && !text.contains("sops"), "{text}");
+    let docs = portcullis::sops::yaml::parse(&text).unwrap();
+    assert_eq!(docs.len(), 2, "{text}");
+    let app_env = docs[1]
+        .root
+        .get("stringData")
+        .and_then(|s| s.get("app.env"))
+        .and_then(portcullis::sops::tree::Node::as_str);
+    assert_eq!(app_env, Some("TOKEN=abc\n"), "{text}");
+}

@@ -20,8 +20,10 @@ pub enum ManifestError {
         #[source]
         source: Error,
     },
-    #[error("{resource}: Secret {field}.{key} is not valid base64")]
-    BadBase64 {
+    #[error(
+        "{resource}: Secret {field}.{key} decrypts to bytes that are not text; keep such values in `data`"
+    )]
+    NotText {
         resource: String,
         field: &'static str,
         key: String,
@@ -34,10 +36,7 @@ pub enum ManifestError {
     NotResourceList,
 }
 
-/// A replacement of a source span by a new YAML scalar.
-type Edit = ((usize, usize), String);
-
-/// `Kind/namespace/name (document N)` for messages.
+/// `Kind namespace/name (document N)` for messages.
 fn describe(node: &Node, index: usize) -> String {
     let kind = node
         .get("kind")
@@ -67,7 +66,7 @@ fn take_sops(node: &mut Node) -> Option<Node> {
     }
 }
 
-/// Decrypt one resource in place. Returns whether anything changed.
+/// Decrypt one resource in place. Returns whether it carried SOPS metadata.
 fn decrypt_resource(node: &mut Node, ids: &Identities, opts: &Options) -> Result<bool, Error> {
     if let Some(meta_node) = take_sops(node) {
         let meta = Metadata::from_node(&meta_node)?;
@@ -79,7 +78,7 @@ fn decrypt_resource(node: &mut Node, ids: &Identities, opts: &Options) -> Result
 
 /// Guess the format of an embedded SOPS document.
 fn embedded_format(text: &str) -> Option<Format> {
-    if !text.contains("ENC[AES256_GCM,") && !text.contains("sops") {
+    if !text.contains("sops") {
         return None;
     }
     let t = text.trim_start();
@@ -96,20 +95,20 @@ fn embedded_format(text: &str) -> Option<Format> {
     }
 }
 
-/// Decrypt Secret `data` / `stringData` values that are SOPS documents. Returns the edits made as
-/// (span, new YAML scalar) for documents that are written back in place.
+/// Decrypt Secret `data` / `stringData` values that are SOPS documents. The new values are marked
+/// decrypted, so that a splice writes them. Returns how many were decrypted.
 fn decrypt_secret_values(
     node: &mut Node,
     resource: &str,
     ids: &Identities,
     opts: &Options,
-) -> Result<Vec<Edit>, ManifestError> {
-    let mut edits = Vec::new();
+) -> Result<usize, ManifestError> {
+    let mut count = 0;
     if node.get("kind").and_then(Node::as_str) != Some("Secret") {
-        return Ok(edits);
+        return Ok(count);
     }
     let Node::Map(entries) = node else {
-        return Ok(edits);
+        return Ok(count);
     };
     for entry in entries.iter_mut() {
         let Entry::Pair(field, Node::Map(values)) = entry else {
@@ -134,10 +133,7 @@ fn decrypt_secret_values(
             } else {
                 Zeroizing::new(s.as_bytes().to_vec())
             };
-            let Ok(embedded) = std::str::from_utf8(&text) else {
-                continue;
-            };
-            let Some(format) = embedded_format(embedded) else {
+            let Some(format) = std::str::from_utf8(&text).ok().and_then(embedded_format) else {
                 continue;
             };
             let plain = super::decrypt(&text, format, format, ids, opts).map_err(|source| {
@@ -149,23 +145,71 @@ fn decrypt_secret_values(
             let new = if is_b64 {
                 STANDARD.encode(plain.as_slice())
             } else {
-                String::from_utf8(plain.to_vec()).map_err(|_| ManifestError::BadBase64 {
+                String::from_utf8(plain.to_vec()).map_err(|_| ManifestError::NotText {
                     resource: resource.to_owned(),
                     field,
                     key: key.clone(),
                 })?
             };
-            if let Some(span) = leaf.span {
-                edits.push((span, yaml_emit::str_scalar(&new)));
-            }
             leaf.value = Value::Str(new);
-            leaf.decrypted = false;
+            leaf.decrypted = true;
+            count += 1;
         }
     }
-    Ok(edits)
+    Ok(count)
 }
 
-/// Decrypt a stream of manifests: multi-document YAML, or a JSON object / `List`.
+/// Decrypt one resource and its Secret values; returns whether anything changed.
+fn resource(
+    item: &mut Node,
+    i: usize,
+    ids: &Identities,
+    opts: &Options,
+) -> Result<bool, ManifestError> {
+    let name = describe(item, i);
+    let changed = decrypt_resource(item, ids, opts).map_err(|source| ManifestError::Resource {
+        resource: name.clone(),
+        source,
+    })?;
+    Ok(decrypt_secret_values(item, &name, ids, opts)? > 0 || changed)
+}
+
+/// Whether a document is a `kind: …List` with `items`.
+fn is_list(node: &Node) -> bool {
+    node.get("kind")
+        .and_then(Node::as_str)
+        .is_some_and(|k| k.ends_with("List"))
+        && matches!(node.get("items"), Some(Node::Seq(_)))
+}
+
+/// Decrypt the items of a List or ResourceList; returns whether any item changed.
+fn decrypt_list_items(
+    root: &mut Node,
+    ids: &Identities,
+    opts: &Options,
+) -> Result<bool, ManifestError> {
+    let mut changed = false;
+    let Node::Map(entries) = root else {
+        return Ok(false);
+    };
+    for e in entries.iter_mut() {
+        if let Entry::Pair(k, Node::Seq(items)) = e
+            && k == "items"
+        {
+            for (i, item) in items
+                .iter_mut()
+                .filter(|n| matches!(n, Node::Map(_)))
+                .enumerate()
+            {
+                changed |= resource(item, i, ids, opts)?;
+            }
+        }
+    }
+    Ok(changed)
+}
+
+/// Decrypt a stream of manifests: multi-document YAML (`kind: List` documents included), or a
+/// JSON object or `List`.
 ///
 /// # Errors
 /// [`ManifestError`] naming the first resource that fails.
@@ -177,23 +221,8 @@ pub fn decrypt_stream(
     let text = std::str::from_utf8(input).map_err(|_| Error::NotText)?;
     if text.trim_start().starts_with('{') {
         let mut root = json::parse(text).map_err(Error::from)?;
-        let is_list = root.get("items").is_some()
-            && root
-                .get("kind")
-                .and_then(Node::as_str)
-                .is_some_and(|k| k.ends_with("List"));
-        if is_list {
-            if let Node::Map(entries) = &mut root {
-                for e in entries.iter_mut() {
-                    if let Entry::Pair(k, Node::Seq(items)) = e
-                        && k == "items"
-                    {
-                        for (i, item) in items.iter_mut().enumerate() {
-                            resource(item, i, ids, opts)?;
-                        }
-                    }
-                }
-            }
+        if is_list(&root) {
+            decrypt_list_items(&mut root, ids, opts)?;
         } else {
             resource(&mut root, 0, ids, opts)?;
         }
@@ -209,34 +238,30 @@ pub fn decrypt_stream(
         } else {
             text.len()
         };
-        let start = at;
-        let name = describe(&docs[i].root, i);
-        let changed = decrypt_resource(&mut docs[i].root, ids, opts).map_err(|source| {
-            ManifestError::Resource {
-                resource: name.clone(),
-                source,
-            }
-        })?;
-        let edits = decrypt_secret_values(&mut docs[i].root, &name, ids, opts)?;
-        let body = &text[start..end];
-        if changed {
-            let one = yaml::Document {
-                root: std::mem::replace(&mut docs[i].root, Node::Null),
-                start: 0,
-                end: body.len(),
-            };
-            let mut spliced = yaml_emit::splice(&shift_text(body), &[shift(one, start)]);
-            // secret values edits were recorded with absolute spans; re-apply on the decrypted body
-            if !edits.is_empty() {
-                let reparsed = yaml::parse(&spliced).map_err(Error::from)?;
-                if let Some(mut d) = reparsed.into_iter().next() {
-                    let e2 = decrypt_secret_values(&mut d.root, &name, ids, opts)?;
-                    spliced = apply(&spliced, 0, e2);
+        let body = &text[at..end];
+        if is_list(&docs[i].root) {
+            // A `kind: List` document: its items are decrypted one by one and the list re-emitted.
+            if decrypt_list_items(&mut docs[i].root, ids, opts)? {
+                if body.starts_with("---") {
+                    out.push_str("---\n");
                 }
+                out.push_str(&yaml_emit::emit(&[&docs[i].root]));
+            } else {
+                out.push_str(body);
             }
-            out.push_str(&spliced);
+        } else if resource(&mut docs[i].root, i, ids, opts)? {
+            let root = std::mem::replace(&mut docs[i].root, Node::Null);
+            let one = shift(
+                yaml::Document {
+                    root,
+                    start: 0,
+                    end: body.len(),
+                },
+                at,
+            );
+            out.push_str(&yaml_emit::splice(body, &[one]));
         } else {
-            out.push_str(&apply(body, start, edits));
+            out.push_str(body);
         }
         at = end;
     }
@@ -244,68 +269,29 @@ pub fn decrypt_stream(
     Ok(Zeroizing::new(out.into_bytes()))
 }
 
-fn shift_text(body: &str) -> String {
-    body.to_owned()
-}
-
 /// Re-base the spans of a document parsed from the whole stream onto its own text.
 fn shift(mut doc: yaml::Document, offset: usize) -> yaml::Document {
+    fn rebase(span: Option<(usize, usize)>, offset: usize) -> Option<(usize, usize)> {
+        span.and_then(|(s, e)| Some((s.checked_sub(offset)?, e.checked_sub(offset)?)))
+    }
     fn walk(n: &mut Node, offset: usize) {
         match n {
             Node::Map(entries) => {
                 for e in entries {
                     match e {
                         Entry::Pair(_, v) => walk(v, offset),
-                        Entry::Comment(c) => {
-                            c.span = c.span.map(|(s, e)| (s - offset.min(s), e - offset.min(e)))
-                        }
+                        Entry::Comment(c) => c.span = rebase(c.span, offset),
                     }
                 }
             }
             Node::Seq(items) => items.iter_mut().for_each(|i| walk(i, offset)),
-            Node::Leaf(Leaf { span, .. }) => {
-                *span = span.map(|(s, e)| (s - offset.min(s), e - offset.min(e)))
-            }
-            Node::Comment(c) => {
-                c.span = c.span.map(|(s, e)| (s - offset.min(s), e - offset.min(e)))
-            }
+            Node::Leaf(Leaf { span, .. }) => *span = rebase(*span, offset),
+            Node::Comment(c) => c.span = rebase(c.span, offset),
             Node::Null => {}
         }
     }
     walk(&mut doc.root, offset);
     doc
-}
-
-fn apply(body: &str, offset: usize, mut edits: Vec<Edit>) -> String {
-    edits.sort_by_key(|((s, _), _)| *s);
-    let mut out = String::with_capacity(body.len());
-    let mut at = 0;
-    for ((s, e), repl) in edits {
-        let (s, e) = (s.saturating_sub(offset), e.saturating_sub(offset));
-        if s < at || e > body.len() {
-            continue;
-        }
-        out.push_str(&body[at..s]);
-        out.push_str(&repl);
-        at = e;
-    }
-    out.push_str(&body[at..]);
-    out
-}
-
-fn resource(
-    item: &mut Node,
-    i: usize,
-    ids: &Identities,
-    opts: &Options,
-) -> Result<(), ManifestError> {
-    let name = describe(item, i);
-    decrypt_resource(item, ids, opts).map_err(|source| ManifestError::Resource {
-        resource: name.clone(),
-        source,
-    })?;
-    decrypt_secret_values(item, &name, ids, opts)?;
-    Ok(())
 }
 
 /// Run as a KRM function: a `config.kubernetes.io/v1` ResourceList in (YAML or JSON), the same
@@ -327,28 +313,12 @@ pub fn decrypt_resource_list(
             .map_err(Error::from)?
             .into_iter()
             .next()
-            .map(|d| d.root)
-            .unwrap_or(Node::Null)
+            .map_or(Node::Null, |d| d.root)
     };
     if root.get("kind").and_then(Node::as_str) != Some("ResourceList") {
         return Err(ManifestError::NotResourceList);
     }
-    let Node::Map(entries) = &mut root else {
-        return Err(ManifestError::NotResourceList);
-    };
-    for e in entries.iter_mut() {
-        if let Entry::Pair(k, Node::Seq(items)) = e
-            && k == "items"
-        {
-            for (i, item) in items
-                .iter_mut()
-                .filter(|n| matches!(n, Node::Map(_)))
-                .enumerate()
-            {
-                resource(item, i, ids, opts)?;
-            }
-        }
-    }
+    decrypt_list_items(&mut root, ids, opts)?;
     let out = if is_json {
         json::emit(&root)
     } else {

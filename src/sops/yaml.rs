@@ -279,6 +279,20 @@ impl Builder<'_> {
         }
     }
 
+    /// saphyr's span of a block scalar covers its content and trailing line breaks; widen it to
+    /// the `|` / `>` indicator and end it after the last content character.
+    fn block_span(&self, (start, end): (usize, usize)) -> (usize, usize) {
+        let text = self.text;
+        let (start, end) = (start.min(text.len()), end.min(text.len()));
+        let Some(indicator) = text[..start].rfind(['|', '>']) else {
+            return (start, end);
+        };
+        let trimmed = text[start..end]
+            .trim_end_matches(['\n', '\r', ' ', '\t'])
+            .len();
+        (indicator, start + trimmed)
+    }
+
     fn next_order(&mut self) -> usize {
         self.order += 1;
         self.order
@@ -292,10 +306,13 @@ impl Builder<'_> {
         match ev {
             Event::DocumentEnd | Event::StreamEnd => Ok((Raw::Null, i)),
             Event::Scalar(v, style, anchor, tag) => {
-                let span = (
+                let mut span = (
                     self.offsets.byte(span.start.index()),
                     self.offsets.byte(span.end.index()),
                 );
+                if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
+                    span = self.block_span(span);
+                }
                 let tag = tag.as_ref().map(|t| format!("{}{}", t.handle, t.suffix));
                 let raw = match resolve(v, *style, tag.as_deref()) {
                     None => Raw::Null,
@@ -841,6 +858,18 @@ mod tests {
         assert!(
             matches!(&items[1], Node::Leaf(Leaf { value: Value::Float(f), .. }) if (*f - 2.5).abs() < 1e-9)
         );
+    }
+
+    #[test]
+    fn block_scalar_spans_cover_the_indicator() {
+        let text = "a: |-\n    x\n    y\n\nb: >\n    z\n";
+        let docs = parse(text).unwrap();
+        let span = |k: &str| match docs[0].root.get(k) {
+            Some(Node::Leaf(l)) => l.span.map(|(s, e)| &text[s..e]),
+            _ => None,
+        };
+        assert_eq!(span("a"), Some("|-\n    x\n    y"));
+        assert_eq!(span("b"), Some(">\n    z"));
     }
 
     #[test]
