@@ -22,6 +22,7 @@ pub mod tree;
 pub mod value;
 pub mod yaml;
 pub mod yaml_emit;
+pub mod yaml_scalar;
 
 use zeroize::Zeroizing;
 

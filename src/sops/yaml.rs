@@ -4,7 +4,8 @@
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
 
-use super::tree::{Comment, Entry, Leaf, Node, Value};
+use super::tree::{Comment, Entry, Leaf, Node};
+pub use super::yaml_scalar::{parse_timestamp, resolve};
 
 /// Why a YAML document could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,10 @@ pub enum YamlError {
     },
     #[error("YAML document {0} is not a mapping; sops only handles mappings at the top level")]
     NotAMapping(usize),
+    #[error("YAML nesting deeper than {0} levels; such documents are refused")]
+    TooDeep(usize),
+    #[error("YAML aliases expand to more than {0} nodes; such documents are refused")]
+    AliasBomb(usize),
     #[error("YAML alias `*{0}` refers to an unknown anchor")]
     UnknownAlias(usize),
 }
@@ -108,7 +113,16 @@ struct Builder<'a> {
     anchors: Vec<(usize, Raw)>,
     order: usize,
     line_starts: Vec<usize>,
+    depth: usize,
+    /// Nodes copied for aliases, bounded against alias bombs.
+    copied: usize,
 }
+
+/// The most nodes aliases may copy in one stream.
+const MAX_ALIAS_COPIES: usize = 1_000_000;
+
+/// The deepest nesting accepted (the tree walk recurses once per level).
+const MAX_DEPTH: usize = 256;
 
 fn syntax(e: &saphyr_parser::ScanError) -> YamlError {
     YamlError::Syntax {
@@ -139,6 +153,8 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
         anchors: Vec::new(),
         order: 0,
         line_starts,
+        depth: 0,
+        copied: 0,
     };
     let scalar_spans: Vec<(usize, usize)> = events
         .iter()
@@ -331,10 +347,21 @@ impl Builder<'_> {
                     .find(|(a, _)| a == id)
                     .map(|(_, r)| r.clone())
                     .ok_or(YamlError::UnknownAlias(*id))?;
+                let raw = match raw {
+                    Raw::Container(cid) => self.deep_copy(cid),
+                    other => other,
+                };
+                if self.copied > MAX_ALIAS_COPIES {
+                    return Err(YamlError::AliasBomb(MAX_ALIAS_COPIES));
+                }
                 Ok((strip_spans(raw), i + 1))
             }
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
                 let is_map = matches!(ev, Event::MappingStart(..));
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(YamlError::TooDeep(MAX_DEPTH));
+                }
                 let id = self.arena.len();
                 self.arena.push(Container {
                     is_map,
@@ -375,6 +402,7 @@ impl Builder<'_> {
                         kind,
                     });
                 }
+                self.depth -= 1;
                 let raw = Raw::Container(id);
                 if *anchor > 0 {
                     let copy = self.deep_copy(id);
@@ -387,6 +415,10 @@ impl Builder<'_> {
     }
 
     fn deep_copy(&mut self, id: usize) -> Raw {
+        self.copied += self.arena[id].children.len() + 1;
+        if self.copied > MAX_ALIAS_COPIES {
+            return Raw::Null;
+        }
         let children: Vec<(usize, usize, usize, ChildKindCopy)> = self.arena[id]
             .children
             .iter()
@@ -578,204 +610,11 @@ fn strip_spans(raw: Raw) -> Raw {
     }
 }
 
-/// Resolve a scalar's type as go-yaml v3 does when decoding into `interface{}`
-/// (YAML 1.2 core schema; timestamps stay strings). `None` is null.
-#[must_use]
-pub fn resolve(v: &str, style: ScalarStyle, tag: Option<&str>) -> Option<Value> {
-    let plain = matches!(style, ScalarStyle::Plain);
-    match tag {
-        Some("tag:yaml.org,2002:str" | "!!str") => return Some(Value::Str(v.to_owned())),
-        Some("tag:yaml.org,2002:null" | "!!null") => return None,
-        Some("tag:yaml.org,2002:int" | "!!int") => {
-            return parse_int(v).map(Value::Int).or(Some(Value::Str(v.into())));
-        }
-        Some("tag:yaml.org,2002:float" | "!!float") => {
-            return parse_float(v)
-                .or_else(|| parse_int(v).map(|i| i as f64))
-                .map(Value::Float);
-        }
-        Some("tag:yaml.org,2002:bool" | "!!bool") => return parse_bool(v).map(Value::Bool),
-        _ => {}
-    }
-    if !plain {
-        return Some(Value::Str(v.to_owned()));
-    }
-    match v {
-        "" | "~" | "null" | "Null" | "NULL" => return None,
-        _ => {}
-    }
-    if let Some(b) = parse_bool(v) {
-        return Some(Value::Bool(b));
-    }
-    if let Some(i) = parse_int(v) {
-        return Some(Value::Int(i));
-    }
-    if let Some(f) = parse_float(v) {
-        return Some(Value::Float(f));
-    }
-    if let Some(t) = parse_timestamp(v) {
-        return Some(Value::Time(t));
-    }
-    Some(Value::Str(v.to_owned()))
-}
-
-fn digits(s: &str, min: usize, max: usize) -> Option<(u32, &str)> {
-    let n = s.bytes().take_while(u8::is_ascii_digit).count();
-    if n < min || n > max {
-        return None;
-    }
-    Some((s[..n].parse().ok()?, &s[n..]))
-}
-
-/// A plain timestamp as go-yaml reads it (layouts `2006-1-2T15:4:5.999999999Z07:00`, the same
-/// with `t`, `2006-1-2 15:4:5.999999999` and `2006-1-2`), returned as Go's `time.MarshalText`
-/// writes it (RFC 3339 with nanoseconds), which is what sops feeds the MAC.
-#[must_use]
-pub fn parse_timestamp(v: &str) -> Option<String> {
-    let (year, rest) = digits(v, 4, 4)?;
-    let (month, rest) = digits(rest.strip_prefix('-')?, 1, 2)?;
-    let (day, rest) = digits(rest.strip_prefix('-')?, 1, 2)?;
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&month) || day == 0 || day > days[month as usize - 1] {
-        return None;
-    }
-    let date = format!("{year:04}-{month:02}-{day:02}");
-    if rest.is_empty() {
-        return Some(format!("{date}T00:00:00Z"));
-    }
-    let (zoned, rest) = if let Some(r) = rest.strip_prefix(['T', 't']) {
-        (true, r)
-    } else {
-        (false, rest.strip_prefix(' ')?)
-    };
-    let (hour, rest) = digits(rest, 1, 2)?;
-    let (min, rest) = digits(rest.strip_prefix(':')?, 1, 2)?;
-    let (sec, mut rest) = digits(rest.strip_prefix(':')?, 1, 2)?;
-    if hour > 23 || min > 59 || sec > 59 {
-        return None;
-    }
-    let mut frac = String::new();
-    if let Some(r) = rest.strip_prefix('.') {
-        let n = r.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 || n > 9 {
-            return None;
-        }
-        frac = r[..n].trim_end_matches('0').to_owned();
-        rest = &r[n..];
-    }
-    let zone = if !zoned {
-        if !rest.is_empty() {
-            return None;
-        }
-        "Z".to_owned()
-    } else if rest == "Z" {
-        "Z".to_owned()
-    } else {
-        let sign = rest.chars().next().filter(|c| matches!(c, '+' | '-'))?;
-        let (zh, r) = digits(&rest[1..], 2, 2)?;
-        let (zm, r) = digits(r.strip_prefix(':')?, 2, 2)?;
-        if !r.is_empty() || zh > 23 || zm > 59 {
-            return None;
-        }
-        if zh == 0 && zm == 0 {
-            "Z".to_owned()
-        } else {
-            format!("{sign}{zh:02}:{zm:02}")
-        }
-    };
-    let frac = if frac.is_empty() {
-        String::new()
-    } else {
-        format!(".{frac}")
-    };
-    Some(format!("{date}T{hour:02}:{min:02}:{sec:02}{frac}{zone}"))
-}
-
-fn parse_bool(v: &str) -> Option<bool> {
-    match v {
-        "true" | "True" | "TRUE" => Some(true),
-        "false" | "False" | "FALSE" => Some(false),
-        _ => None,
-    }
-}
-
-fn parse_int(v: &str) -> Option<i64> {
-    let plain: String = v.chars().filter(|c| *c != '_').collect();
-    let (neg, digits) = match plain.as_bytes().first() {
-        Some(b'-') => (true, &plain[1..]),
-        Some(b'+') => (false, &plain[1..]),
-        _ => (false, plain.as_str()),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    // Go `strconv.ParseInt(s, 0, 64)`, as go-yaml uses: 0x, 0o, 0b prefixes, a leading 0 is octal.
-    let (radix, body) = if let Some(h) = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
-        (16, h)
-    } else if let Some(o) = digits
-        .strip_prefix("0o")
-        .or_else(|| digits.strip_prefix("0O"))
-    {
-        (8, o)
-    } else if let Some(b) = digits
-        .strip_prefix("0b")
-        .or_else(|| digits.strip_prefix("0B"))
-    {
-        (2, b)
-    } else if digits.len() > 1 && digits.starts_with('0') {
-        (8, &digits[1..])
-    } else {
-        (10, digits)
-    };
-    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    let n = i64::from_str_radix(body, radix).ok()?;
-    Some(if neg { -n } else { n })
-}
-
-fn parse_float(v: &str) -> Option<f64> {
-    match v {
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Some(f64::INFINITY),
-        "-.inf" | "-.Inf" | "-.INF" => return Some(f64::NEG_INFINITY),
-        ".nan" | ".NaN" | ".NAN" => return Some(f64::NAN),
-        _ => {}
-    }
-    let body = v.strip_prefix(['-', '+']).unwrap_or(v);
-    let first = body.chars().next()?;
-    if !(first.is_ascii_digit() || first == '.') || !body.chars().any(|c| c.is_ascii_digit()) {
-        return None;
-    }
-    if !body
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+' | '_'))
-    {
-        return None;
-    }
-    v.replace('_', "").parse().ok()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::sops::tree::Value;
 
     #[test]
     fn parses_types_order_and_comments() {
@@ -830,7 +669,7 @@ mod tests {
             }))
         ));
         assert!(matches!(docs[0].root.get("g"), Some(Node::Null)));
-        assert_eq!(parse_int("010"), Some(8));
+        assert_eq!(super::super::yaml_scalar::parse_int("010"), Some(8));
         assert_eq!(
             parse_timestamp("2024-1-2").as_deref(),
             Some("2024-01-02T00:00:00Z")
@@ -849,9 +688,9 @@ mod tests {
         );
         assert_eq!(parse_timestamp("2024-01-02T03:04:05"), None);
         assert_eq!(parse_timestamp("2024-02-30"), None);
-        assert_eq!(parse_int("0x1F"), Some(31));
-        assert_eq!(parse_int("09"), None);
-        assert_eq!(parse_int("-1_000"), Some(-1000));
+        assert_eq!(super::super::yaml_scalar::parse_int("0x1F"), Some(31));
+        assert_eq!(super::super::yaml_scalar::parse_int("09"), None);
+        assert_eq!(super::super::yaml_scalar::parse_int("-1_000"), Some(-1000));
         let Some(Node::Seq(items)) = docs[0].root.get("d") else {
             panic!()
         };
@@ -870,6 +709,22 @@ mod tests {
         };
         assert_eq!(span("a"), Some("|-\n    x\n    y"));
         assert_eq!(span("b"), Some(">\n    z"));
+    }
+
+    #[test]
+    fn hostile_documents_are_refused() {
+        let deep = format!("a: {}{}", "[".repeat(300), "]".repeat(300));
+        assert!(
+            parse(&deep).is_err(),
+            "saphyr or portcullis refuses deep nesting"
+        );
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let p = i - 1;
+            bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        }
+        assert!(matches!(parse(&bomb), Err(YamlError::AliasBomb(_))));
+        assert!(parse("a: &x {b: 1}\nc: *x\n").is_ok());
     }
 
     #[test]
