@@ -21,6 +21,7 @@ pub mod metadata;
 pub mod tree;
 pub mod value;
 pub mod yaml;
+mod yaml_comments;
 pub mod yaml_emit;
 pub mod yaml_scalar;
 
