@@ -2,7 +2,7 @@
 //! file rules, manifest streams and KRM ResourceLists.
 #![allow(clippy::unwrap_used)]
 
-#[path = "sops_support.rs"]
+#[path = "sops_support/mod.rs"]
 mod support;
 
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! comments included, for YAML and JSON).
 #![allow(clippy::unwrap_used)]
 
-#[path = "sops_support.rs"]
+#[path = "sops_support/mod.rs"]
 mod support;
 
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! Skipped, visibly, when that folder is absent.
 #![allow(clippy::unwrap_used)]
 
-#[path = "sops_support.rs"]
+#[path = "sops_support/mod.rs"]
 mod support;
 
 use std::path::Path;

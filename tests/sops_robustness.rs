@@ -2,7 +2,7 @@
 //! in every format, end in an error or in a clean decryption.
 #![allow(clippy::unwrap_used)]
 
-#[path = "sops_support.rs"]
+#[path = "sops_support/mod.rs"]
 mod support;
 
 use portcullis::sops::{self, Format, Identities, Options};

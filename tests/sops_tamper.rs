@@ -4,7 +4,7 @@
 //! Secret (the MAC binds the namespace).
 #![allow(clippy::unwrap_used)]
 
-#[path = "sops_support.rs"]
+#[path = "sops_support/mod.rs"]
 mod support;
 
 use support::*;
