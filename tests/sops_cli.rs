@@ -411,3 +411,43 @@ fn manifest_yaml_list_and_nested_values() {
         .and_then(portcullis::sops::tree::Node::as_str);
     assert_eq!(app_env, Some("TOKEN=abc\n"), "{text}");
 }
+
+#[test]
+fn manifest_secret_value_binary_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = keygen(d, "key");
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let enc = encrypted(d, &key, "tls.crt", pem, &[]);
+    assert!(
+        enc.trim_start().starts_with('{'),
+        "sops stores unknown extensions as binary JSON"
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&enc);
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tls\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {b64}\n"
+    );
+    std::fs::write(d.join("tls.yaml"), secret).unwrap();
+    let out = decrypt_ok(
+        d,
+        &[
+            "--manifests",
+            "--age-key-file",
+            key.file.to_str().unwrap(),
+            "tls.yaml",
+        ],
+    );
+    let docs = portcullis::sops::yaml::parse(std::str::from_utf8(&out).unwrap()).unwrap();
+    let value = docs[0]
+        .root
+        .get("data")
+        .and_then(|v| v.get("tls.crt"))
+        .and_then(portcullis::sops::tree::Node::as_str)
+        .unwrap();
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(value)
+            .unwrap(),
+        pem.as_bytes()
+    );
+}

@@ -133,8 +133,15 @@ fn decrypt_secret_values(
             } else {
                 Zeroizing::new(s.as_bytes().to_vec())
             };
-            let Some(format) = std::str::from_utf8(&text).ok().and_then(embedded_format) else {
+            let Some(sniffed) = std::str::from_utf8(&text).ok().and_then(embedded_format) else {
                 continue;
+            };
+            // As Flux does: the key's extension names the format, anything else is a binary
+            // file (sops's JSON binary store).
+            let format = match Format::from_path(std::path::Path::new(key.as_str())) {
+                Format::Binary if sniffed == Format::Json => Format::Binary,
+                Format::Binary => sniffed,
+                named => named,
             };
             let plain = super::decrypt(&text, format, format, ids, opts).map_err(|source| {
                 ManifestError::Resource {
