@@ -10,6 +10,17 @@
 //!
 //! Everything here is pure (bytes in, bytes out); files, environment variables and Secrets are
 //! read by the command line (`cli::decrypt`).
+//!
+//! Decryption follows Go sops 3.x: the data key is recovered from an age stanza (or, with several
+//! key groups, from Shamir shares of it); each value is AES-256-GCM with a 32-byte nonce and the
+//! key path (`a:b:c:`) as additional data; the MAC is the SHA-512 of the plaintext leaves in tree
+//! order (only the encrypted ones with `mac_only_encrypted`), stored encrypted with
+//! `lastmodified` as additional data, and always verified. Files written with
+//! `mac_only_encrypted` are refused unless [`Options::allow_mac_only_encrypted`] is set, since
+//! their MAC does not bind the unencrypted values (a Secret's name and namespace).
+//!
+//! Not supported: master keys other than age X25519 (PGP, cloud KMS, Vault, age SSH keys and
+//! plugins) — they are named in errors.
 
 pub mod detect;
 pub mod dotenv;
