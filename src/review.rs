@@ -20,13 +20,9 @@ const MAX_WARNING: usize = 256;
 pub enum ReviewError {
     #[error("the body is not JSON: {0}")]
     NotJson(serde_json::Error),
-    #[error(
-        "the body is not an AdmissionReview object (a JSON object with apiVersion, kind and request)"
-    )]
+    #[error("the body is not an AdmissionReview object (a JSON object with apiVersion, kind and request)")]
     NotAnObject,
-    #[error(
-        "apiVersion {0:?} is not supported: portcullis speaks admission.k8s.io/v1 (set admissionReviewVersions: [v1])"
-    )]
+    #[error("apiVersion {0:?} is not supported: portcullis speaks admission.k8s.io/v1 (set admissionReviewVersions: [v1])")]
     WrongApiVersion(String),
     #[error("kind {0:?} is not AdmissionReview")]
     WrongKind(String),
@@ -98,15 +94,10 @@ impl Review {
         let request_value = Value::Object(request.clone());
         let review: AdmissionReview<DynamicObject> =
             serde_json::from_value(value).map_err(ReviewError::Malformed)?;
-        let kube: AdmissionRequest<DynamicObject> =
-            review.try_into().map_err(|_| ReviewError::MissingRequest)?;
+        let kube: AdmissionRequest<DynamicObject> = review.try_into().map_err(|_| ReviewError::MissingRequest)?;
         Ok(Self {
             uid: kube.uid.clone(),
-            kind: Gvk {
-                group: kube.kind.group.clone(),
-                version: kube.kind.version.clone(),
-                kind: kube.kind.kind.clone(),
-            },
+            kind: Gvk { group: kube.kind.group.clone(), version: kube.kind.version.clone(), kind: kube.kind.kind.clone() },
             sub_resource: kube.sub_resource.clone().filter(|s| !s.is_empty()),
             name: kube.name.clone(),
             namespace: kube.namespace.clone().filter(|s| !s.is_empty()),
@@ -122,11 +113,7 @@ impl Review {
 
     /// The `kubectl`-style name of what is reviewed, e.g. `Deployment prod/web`.
     pub fn describe(&self) -> String {
-        let sub = self
-            .sub_resource
-            .as_deref()
-            .map(|s| format!(" ({s})"))
-            .unwrap_or_default();
+        let sub = self.sub_resource.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
         match &self.namespace {
             Some(ns) => format!("{} {ns}/{}{sub}", self.kind.kind, self.name),
             None => format!("{} {}{sub}", self.kind.kind, self.name),
@@ -137,23 +124,12 @@ impl Review {
     pub fn respond(&self, decision: &Decision) -> AdmissionResponse {
         let mut response = AdmissionResponse::from(&self.kube);
         if !decision.allowed {
-            response = response.deny(
-                decision
-                    .message
-                    .as_deref()
-                    .unwrap_or("denied by portcullis"),
-            );
+            response = response.deny(decision.message.as_deref().unwrap_or("denied by portcullis"));
             response.result.code = 403;
             response.result.reason = "Forbidden".to_owned();
         }
         if !decision.warnings.is_empty() {
-            response.warnings = Some(
-                decision
-                    .warnings
-                    .iter()
-                    .map(|w| truncate(w, MAX_WARNING))
-                    .collect(),
-            );
+            response.warnings = Some(decision.warnings.iter().map(|w| truncate(w, MAX_WARNING)).collect());
         }
         response.audit_annotations = decision
             .audit_annotations
@@ -234,66 +210,30 @@ mod tests {
     fn rejects_what_it_cannot_answer() {
         let mut v = review();
         v["apiVersion"] = json!("admission.k8s.io/v1beta1");
-        assert!(matches!(
-            Review::from_value(v),
-            Err(ReviewError::WrongApiVersion(_))
-        ));
+        assert!(matches!(Review::from_value(v), Err(ReviewError::WrongApiVersion(_))));
         let mut v = review();
         v["kind"] = json!("Pod");
-        assert!(matches!(
-            Review::from_value(v),
-            Err(ReviewError::WrongKind(_))
-        ));
+        assert!(matches!(Review::from_value(v), Err(ReviewError::WrongKind(_))));
         let mut v = review();
         v.as_object_mut().expect("object").remove("request");
-        assert!(matches!(
-            Review::from_value(v),
-            Err(ReviewError::MissingRequest)
-        ));
+        assert!(matches!(Review::from_value(v), Err(ReviewError::MissingRequest)));
         let mut v = review();
         v["request"].as_object_mut().expect("object").remove("uid");
-        assert!(matches!(
-            Review::from_value(v),
-            Err(ReviewError::MissingUid)
-        ));
+        assert!(matches!(Review::from_value(v), Err(ReviewError::MissingUid)));
         let mut v = review();
         v["request"]["operation"] = json!("EXPLODE");
-        assert!(matches!(
-            Review::from_value(v),
-            Err(ReviewError::Malformed(_))
-        ));
-        assert!(matches!(
-            Review::from_slice(b"{nope"),
-            Err(ReviewError::NotJson(_))
-        ));
-        assert!(matches!(
-            Review::from_slice(b"[]"),
-            Err(ReviewError::NotAnObject)
-        ));
+        assert!(matches!(Review::from_value(v), Err(ReviewError::Malformed(_))));
+        assert!(matches!(Review::from_slice(b"{nope"), Err(ReviewError::NotJson(_))));
+        assert!(matches!(Review::from_slice(b"[]"), Err(ReviewError::NotAnObject)));
     }
 
     #[test]
     fn responses_echo_uid_and_carry_the_decision() {
         let r = Review::from_value(review()).expect("review");
         let d = decide(vec![
-            Finding::new(
-                "deny-me",
-                Mode::Enforce,
-                "image x",
-                Verdict::Fail("no digest".into()),
-            ),
-            Finding::new(
-                "warn-me",
-                Mode::Warn,
-                "image y",
-                Verdict::Fail("w".repeat(400)),
-            ),
-            Finding::new(
-                "audit-me",
-                Mode::Audit,
-                "image z",
-                Verdict::Fail("unsigned".into()),
-            ),
+            Finding::new("deny-me", Mode::Enforce, "image x", Verdict::Fail("no digest".into())),
+            Finding::new("warn-me", Mode::Warn, "image y", Verdict::Fail("w".repeat(400))),
+            Finding::new("audit-me", Mode::Audit, "image z", Verdict::Fail("unsigned".into())),
         ]);
         let body = serde_json::to_value(r.respond_review(&d)).expect("json");
         assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
@@ -302,20 +242,10 @@ mod tests {
         assert_eq!(resp["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
         assert_eq!(resp["allowed"], false);
         assert_eq!(resp["status"]["code"], 403);
-        assert!(
-            resp["status"]["message"]
-                .as_str()
-                .expect("m")
-                .contains("deny-me")
-        );
+        assert!(resp["status"]["message"].as_str().expect("m").contains("deny-me"));
         let warning = resp["warnings"][0].as_str().expect("warning");
         assert!(warning.len() <= MAX_WARNING && warning.ends_with("..."));
-        assert!(
-            resp["auditAnnotations"]["audit-me"]
-                .as_str()
-                .expect("a")
-                .contains("unsigned")
-        );
+        assert!(resp["auditAnnotations"]["audit-me"].as_str().expect("a").contains("unsigned"));
         assert!(resp.get("patch").is_none());
     }
 }

@@ -44,15 +44,9 @@ pub enum TelemetryError {
 
 /// Install the global tracing subscriber (logs go to stderr).
 pub fn init(args: &LogArgs) -> Result<(), TelemetryError> {
-    let LogArgs {
-        log_format,
-        log_level,
-    } = args;
-    let filter = EnvFilter::try_new(log_level)
-        .map_err(|e| TelemetryError::Filter(log_level.clone(), e.to_string()))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let LogArgs { log_format, log_level } = args;
+    let filter = EnvFilter::try_new(log_level).map_err(|e| TelemetryError::Filter(log_level.clone(), e.to_string()))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     // A second init (tests) keeps the first subscriber.
     let _ = match log_format {
         LogFormat::Text => builder.try_init(),
@@ -101,32 +95,14 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("portcullis");
         let reviews = Family::<ReviewLabels, Counter>::default();
-        registry.register(
-            "admission_reviews",
-            "Admission reviews answered, by decision",
-            reviews.clone(),
-        );
+        registry.register("admission_reviews", "Admission reviews answered, by decision", reviews.clone());
         let invalid = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "admission_invalid_requests",
-            "Requests that were not a valid AdmissionReview",
-            invalid.clone(),
-        );
-        let buckets = [
-            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ];
+        registry.register("admission_invalid_requests", "Requests that were not a valid AdmissionReview", invalid.clone());
+        let buckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
         let duration = Histogram::new(buckets);
-        registry.register(
-            "admission_review_duration_seconds",
-            "Time to decide one review",
-            duration.clone(),
-        );
+        registry.register("admission_review_duration_seconds", "Time to decide one review", duration.clone());
         let policies = Gauge::default();
-        registry.register(
-            "policies_loaded",
-            "Policies in the set being served",
-            policies.clone(),
-        );
+        registry.register("policies_loaded", "Policies in the set being served", policies.clone());
         let reload_failing = Gauge::default();
         registry.register(
             "policy_reload_failing",
@@ -134,55 +110,28 @@ impl Metrics {
             reload_failing.clone(),
         );
         let reloads_ok = Counter::default();
-        registry.register(
-            "policy_reloads_succeeded",
-            "Policy loads that succeeded",
-            reloads_ok.clone(),
-        );
+        registry.register("policy_reloads_succeeded", "Policy loads that succeeded", reloads_ok.clone());
         let reloads_failed = Counter::default();
-        registry.register(
-            "policy_reloads_failed",
-            "Policy reloads that failed",
-            reloads_failed.clone(),
-        );
-        Self {
-            registry,
-            reviews,
-            invalid,
-            duration,
-            policies,
-            reload_failing,
-            reloads_ok,
-            reloads_failed,
-        }
+        registry.register("policy_reloads_failed", "Policy reloads that failed", reloads_failed.clone());
+        Self { registry, reviews, invalid, duration, policies, reload_failing, reloads_ok, reloads_failed }
     }
 
     /// Count one answered review.
     pub fn review(&self, decision: &str, kind: &str, operation: &str, elapsed: Duration) {
-        let labels = ReviewLabels {
-            decision: decision.to_owned(),
-            kind: kind.to_owned(),
-            operation: operation.to_owned(),
-        };
+        let labels = ReviewLabels { decision: decision.to_owned(), kind: kind.to_owned(), operation: operation.to_owned() };
         self.reviews.get_or_create(&labels).inc();
         self.duration.observe(elapsed.as_secs_f64());
     }
 
     /// Count one request that was not a valid review.
     pub fn invalid(&self, reason: &str) {
-        self.invalid
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_owned(),
-            })
-            .inc();
+        self.invalid.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
     }
 
     /// The Prometheus text exposition, with policy gauges taken from `status`.
     pub fn render(&self, status: &LoadStatus) -> String {
-        self.policies
-            .set(i64::try_from(status.policies).unwrap_or(i64::MAX));
-        self.reload_failing
-            .set(i64::from(status.last_error.is_some()));
+        self.policies.set(i64::try_from(status.policies).unwrap_or(i64::MAX));
+        self.reload_failing.set(i64::from(status.last_error.is_some()));
         sync_counter(&self.reloads_ok, status.reloads_ok);
         sync_counter(&self.reloads_failed, status.reloads_failed);
         let mut out = String::new();
@@ -208,32 +157,14 @@ mod tests {
         let m = Metrics::new();
         m.review("denied", "Pod", "CREATE", Duration::from_millis(3));
         m.invalid("not_json");
-        let status = LoadStatus {
-            policies: 3,
-            reloads_ok: 2,
-            reloads_failed: 1,
-            last_error: Some("x".into()),
-            ..Default::default()
-        };
+        let status = LoadStatus { policies: 3, reloads_ok: 2, reloads_failed: 1, last_error: Some("x".into()), ..Default::default() };
         let text = m.render(&status);
         assert!(text.contains("portcullis_admission_reviews_total{decision=\"denied\",kind=\"Pod\",operation=\"CREATE\"} 1"), "{text}");
         assert!(text.contains("portcullis_policies_loaded 3"), "{text}");
-        assert!(
-            text.contains("portcullis_policy_reload_failing 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("portcullis_policy_reloads_failed_total 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("portcullis_admission_invalid_requests_total{reason=\"not_json\"} 1"),
-            "{text}"
-        );
-        for line in text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-        {
+        assert!(text.contains("portcullis_policy_reload_failing 1"), "{text}");
+        assert!(text.contains("portcullis_policy_reloads_failed_total 1"), "{text}");
+        assert!(text.contains("portcullis_admission_invalid_requests_total{reason=\"not_json\"} 1"), "{text}");
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
             assert!(line.starts_with("portcullis_"), "{line}");
         }
     }

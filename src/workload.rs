@@ -80,10 +80,7 @@ pub fn images(group: &str, kind: &str, object: &Value) -> Vec<WorkloadImage> {
                 Some(other) => other.to_string(),
                 None => String::new(),
             };
-            let name = container
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let name = container.get("name").and_then(Value::as_str).unwrap_or_default();
             found.push(WorkloadImage {
                 pointer: format!("{spec_pointer}/{list}/{index}/image"),
                 container: name.to_owned(),
@@ -133,48 +130,13 @@ mod tests {
     fn every_kind_and_every_list() {
         let cases = [
             ("", "Pod", json!({"spec": pod_spec()}), "/spec"),
-            (
-                "",
-                "ReplicationController",
-                json!({"spec": {"template": {"spec": pod_spec()}}}),
-                "/spec/template/spec",
-            ),
-            (
-                "",
-                "PodTemplate",
-                json!({"template": {"spec": pod_spec()}}),
-                "/template/spec",
-            ),
-            (
-                "apps",
-                "Deployment",
-                json!({"spec": {"template": {"spec": pod_spec()}}}),
-                "/spec/template/spec",
-            ),
-            (
-                "apps",
-                "ReplicaSet",
-                json!({"spec": {"template": {"spec": pod_spec()}}}),
-                "/spec/template/spec",
-            ),
-            (
-                "apps",
-                "StatefulSet",
-                json!({"spec": {"template": {"spec": pod_spec()}}}),
-                "/spec/template/spec",
-            ),
-            (
-                "apps",
-                "DaemonSet",
-                json!({"spec": {"template": {"spec": pod_spec()}}}),
-                "/spec/template/spec",
-            ),
-            (
-                "batch",
-                "Job",
-                json!({"spec": {"template": {"spec": pod_spec()}}}),
-                "/spec/template/spec",
-            ),
+            ("", "ReplicationController", json!({"spec": {"template": {"spec": pod_spec()}}}), "/spec/template/spec"),
+            ("", "PodTemplate", json!({"template": {"spec": pod_spec()}}), "/template/spec"),
+            ("apps", "Deployment", json!({"spec": {"template": {"spec": pod_spec()}}}), "/spec/template/spec"),
+            ("apps", "ReplicaSet", json!({"spec": {"template": {"spec": pod_spec()}}}), "/spec/template/spec"),
+            ("apps", "StatefulSet", json!({"spec": {"template": {"spec": pod_spec()}}}), "/spec/template/spec"),
+            ("apps", "DaemonSet", json!({"spec": {"template": {"spec": pod_spec()}}}), "/spec/template/spec"),
+            ("batch", "Job", json!({"spec": {"template": {"spec": pod_spec()}}}), "/spec/template/spec"),
             (
                 "batch",
                 "CronJob",

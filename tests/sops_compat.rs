@@ -53,16 +53,10 @@ fn yaml_case(dir: &Path, name: &str, plain: &str, flags: &[&str], key: &Key) -> 
     let enc_name = format!("enc.{name}");
     std::fs::write(dir.join(&enc_name), &enc).unwrap();
     let theirs = sops_decrypt(dir, &enc_name, &key.file, &[]);
-    let ours = decrypt_ok(
-        dir,
-        &["--age-key-file", key.file.to_str().unwrap(), &enc_name],
-    );
+    let ours = decrypt_ok(dir, &["--age-key-file", key.file.to_str().unwrap(), &enc_name]);
     assert_same_yaml(&ours, &theirs, &format!("{name} {flags:?}"));
     // Beyond the same documents, the layout is sops's too (go-yaml's styles, comments in place).
-    let (a, b) = (
-        String::from_utf8_lossy(&ours),
-        String::from_utf8_lossy(&theirs),
-    );
+    let (a, b) = (String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
     assert_eq!(a, b, "{name} {flags:?}: byte for byte");
     ours
 }
@@ -76,18 +70,9 @@ fn setup() -> (tempfile::TempDir, Key) {
 #[test]
 fn yaml_default_rules_comments_and_types() {
     let (dir, key) = setup();
-    let ours = yaml_case(
-        dir.path(),
-        "secret.yaml",
-        SECRET_YAML,
-        &["--age", &key.recipient],
-        &key,
-    );
+    let ours = yaml_case(dir.path(), "secret.yaml", SECRET_YAML, &["--age", &key.recipient], &key);
     let text = String::from_utf8(ours).unwrap();
-    assert!(
-        text.contains("# the password"),
-        "comments are decrypted: {text}"
-    );
+    assert!(text.contains("# the password"), "comments are decrypted: {text}");
     assert!(!text.contains("sops:"), "{text}");
 }
 
@@ -116,12 +101,7 @@ fn yaml_comment_rules() {
         dir.path(),
         "c1.yaml",
         doc,
-        &[
-            "--age",
-            &key.recipient,
-            "--encrypted-comment-regex",
-            "sops:enc",
-        ],
+        &["--age", &key.recipient, "--encrypted-comment-regex", "sops:enc"],
         &key,
     );
     assert!(String::from_utf8(out).unwrap().contains("hunter2"));
@@ -130,12 +110,7 @@ fn yaml_comment_rules() {
         dir.path(),
         "c2.yaml",
         doc2,
-        &[
-            "--age",
-            &key.recipient,
-            "--unencrypted-comment-regex",
-            "sops:clear",
-        ],
+        &["--age", &key.recipient, "--unencrypted-comment-regex", "sops:clear"],
         &key,
     );
 }
@@ -144,33 +119,15 @@ fn yaml_comment_rules() {
 fn yaml_multi_document_and_mac_only() {
     let (dir, key) = setup();
     let doc = "a: 1\nb: two\n---\nc: three\n# comment\nd:\n  - 4\n";
-    yaml_case(
-        dir.path(),
-        "multi.yaml",
-        doc,
-        &["--age", &key.recipient],
-        &key,
-    );
+    yaml_case(dir.path(), "multi.yaml", doc, &["--age", &key.recipient], &key);
 
     std::fs::write(dir.path().join("m.yaml"), SECRET_YAML).unwrap();
-    let enc = sops_encrypt(
-        dir.path(),
-        "m.yaml",
-        &["--age", &key.recipient, "--mac-only-encrypted"],
-    );
+    let enc = sops_encrypt(dir.path(), "m.yaml", &["--age", &key.recipient, "--mac-only-encrypted"]);
     std::fs::write(dir.path().join("m.enc.yaml"), &enc).unwrap();
     let k = key.file.to_str().unwrap();
     let err = decrypt_err(dir.path(), &["--age-key-file", k, "m.enc.yaml"]);
     assert!(err.contains("mac_only_encrypted"), "{err}");
-    let ours = decrypt_ok(
-        dir.path(),
-        &[
-            "--allow-mac-only-encrypted",
-            "--age-key-file",
-            k,
-            "m.enc.yaml",
-        ],
-    );
+    let ours = decrypt_ok(dir.path(), &["--allow-mac-only-encrypted", "--age-key-file", k, "m.enc.yaml"]);
     let theirs = sops_decrypt(dir.path(), "m.enc.yaml", &key.file, &[]);
     assert_same_yaml(&ours, &theirs, "mac-only");
 }
@@ -180,18 +137,11 @@ fn two_recipients_each_key_decrypts() {
     let dir = tempfile::tempdir().unwrap();
     let (k1, k2) = (keygen(dir.path(), "k1"), keygen(dir.path(), "k2"));
     std::fs::write(dir.path().join("s.yaml"), SECRET_YAML).unwrap();
-    let enc = sops_encrypt(
-        dir.path(),
-        "s.yaml",
-        &["--age", &format!("{},{}", k1.recipient, k2.recipient)],
-    );
+    let enc = sops_encrypt(dir.path(), "s.yaml", &["--age", &format!("{},{}", k1.recipient, k2.recipient)]);
     std::fs::write(dir.path().join("s.enc.yaml"), &enc).unwrap();
     let theirs = sops_decrypt(dir.path(), "s.enc.yaml", &k1.file, &[]);
     for k in [&k1, &k2] {
-        let ours = decrypt_ok(
-            dir.path(),
-            &["--age-key-file", k.file.to_str().unwrap(), "s.enc.yaml"],
-        );
+        let ours = decrypt_ok(dir.path(), &["--age-key-file", k.file.to_str().unwrap(), "s.enc.yaml"]);
         assert_same_yaml(&ours, &theirs, "two recipients");
     }
 }
@@ -199,9 +149,7 @@ fn two_recipients_each_key_decrypts() {
 #[test]
 fn shamir_key_groups_threshold() {
     let dir = tempfile::tempdir().unwrap();
-    let keys: Vec<Key> = (0..3)
-        .map(|i| keygen(dir.path(), &format!("g{i}")))
-        .collect();
+    let keys: Vec<Key> = (0..3).map(|i| keygen(dir.path(), &format!("g{i}"))).collect();
     let config = format!(
         "creation_rules:\n  - shamir_threshold: 2\n    key_groups:\n      - age: [{}]\n      - age: [{}]\n      - age: [{}]\n",
         keys[0].recipient, keys[1].recipient, keys[2].recipient
@@ -225,14 +173,7 @@ fn shamir_key_groups_threshold() {
         ],
     );
     assert_same_yaml(&ours, &theirs, "shamir");
-    let err = decrypt_err(
-        dir.path(),
-        &[
-            "--age-key-file",
-            keys[1].file.to_str().unwrap(),
-            "s.enc.yaml",
-        ],
-    );
+    let err = decrypt_err(dir.path(), &["--age-key-file", keys[1].file.to_str().unwrap(), "s.enc.yaml"]);
     assert!(err.contains("only 1 of the 2 key groups"), "{err}");
 }
 
@@ -246,21 +187,9 @@ fn json_store() {
     let enc = sops_encrypt(dir.path(), "c.json", &["--age", &key.recipient]);
     std::fs::write(dir.path().join("c.enc.json"), &enc).unwrap();
     let theirs = sops_decrypt(dir.path(), "c.enc.json", &key.file, &[]);
-    let ours = decrypt_ok(
-        dir.path(),
-        &["--age-key-file", key.file.to_str().unwrap(), "c.enc.json"],
-    );
-    assert_eq!(
-        json_canon(&ours),
-        json_canon(&theirs),
-        "{}",
-        String::from_utf8_lossy(&ours)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&ours),
-        String::from_utf8_lossy(&theirs),
-        "JSON is byte for byte"
-    );
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "c.enc.json"]);
+    assert_eq!(json_canon(&ours), json_canon(&theirs), "{}", String::from_utf8_lossy(&ours));
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs), "JSON is byte for byte");
 }
 
 #[test]
@@ -271,14 +200,8 @@ fn dotenv_store_byte_for_byte() {
     let enc = sops_encrypt(dir.path(), "app.env", &["--age", &key.recipient]);
     std::fs::write(dir.path().join("app.enc.env"), &enc).unwrap();
     let theirs = sops_decrypt(dir.path(), "app.enc.env", &key.file, &[]);
-    let ours = decrypt_ok(
-        dir.path(),
-        &["--age-key-file", key.file.to_str().unwrap(), "app.enc.env"],
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&ours),
-        String::from_utf8_lossy(&theirs)
-    );
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "app.enc.env"]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
 }
 
 #[test]
@@ -288,31 +211,14 @@ fn binary_store_byte_for_byte() {
     std::fs::write(dir.path().join("blob.bin"), &blob).unwrap();
     let enc = sops_encrypt(dir.path(), "blob.bin", &["--age", &key.recipient]);
     std::fs::write(dir.path().join("blob.enc"), &enc).unwrap();
-    let theirs = sops_decrypt(
-        dir.path(),
-        "blob.enc",
-        &key.file,
-        &["--input-type", "binary", "--output-type", "binary"],
-    );
+    let theirs =
+        sops_decrypt(dir.path(), "blob.enc", &key.file, &["--input-type", "binary", "--output-type", "binary"]);
     assert_eq!(theirs, blob);
     let k = key.file.to_str().unwrap();
-    let ours = decrypt_ok(
-        dir.path(),
-        &["--age-key-file", k, "--input-type", "binary", "blob.enc"],
-    );
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", k, "--input-type", "binary", "blob.enc"]);
     assert_eq!(ours, theirs);
-    let ours = decrypt_ok(
-        dir.path(),
-        &[
-            "--age-key-file",
-            k,
-            "--input-type",
-            "json",
-            "--output-type",
-            "binary",
-            "blob.enc",
-        ],
-    );
+    let ours =
+        decrypt_ok(dir.path(), &["--age-key-file", k, "--input-type", "json", "--output-type", "binary", "blob.enc"]);
     assert_eq!(ours, theirs);
 }
 
@@ -326,14 +232,8 @@ plain_unencrypted = visible\n";
     let enc = sops_encrypt(dir.path(), "c.ini", &["--age", &key.recipient]);
     std::fs::write(dir.path().join("c.enc.ini"), &enc).unwrap();
     let theirs = sops_decrypt(dir.path(), "c.enc.ini", &key.file, &[]);
-    let ours = decrypt_ok(
-        dir.path(),
-        &["--age-key-file", key.file.to_str().unwrap(), "c.enc.ini"],
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&ours),
-        String::from_utf8_lossy(&theirs)
-    );
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "c.enc.ini"]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
 }
 
 #[test]
@@ -344,38 +244,15 @@ fn yaml_to_other_output_types() {
     let enc = sops_encrypt(dir.path(), "o.yaml", &["--age", &key.recipient]);
     std::fs::write(dir.path().join("o.enc.yaml"), &enc).unwrap();
     let k = key.file.to_str().unwrap();
-    let theirs = sops_decrypt(
-        dir.path(),
-        "o.enc.yaml",
-        &key.file,
-        &["--output-type", "json"],
-    );
-    let ours = decrypt_ok(
-        dir.path(),
-        &["--age-key-file", k, "--output-type", "json", "o.enc.yaml"],
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&ours),
-        String::from_utf8_lossy(&theirs)
-    );
+    let theirs = sops_decrypt(dir.path(), "o.enc.yaml", &key.file, &["--output-type", "json"]);
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", k, "--output-type", "json", "o.enc.yaml"]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
     // JSON in, YAML out
-    std::fs::write(
-        dir.path().join("o.json"),
-        r#"{"a": 1, "b": {"c": "two", "d": [1.5, true]}}"#,
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("o.json"), r#"{"a": 1, "b": {"c": "two", "d": [1.5, true]}}"#).unwrap();
     let enc = sops_encrypt(dir.path(), "o.json", &["--age", &key.recipient]);
     std::fs::write(dir.path().join("o.enc.json"), &enc).unwrap();
-    let theirs = sops_decrypt(
-        dir.path(),
-        "o.enc.json",
-        &key.file,
-        &["--output-type", "yaml"],
-    );
-    let ours = decrypt_ok(
-        dir.path(),
-        &["--age-key-file", k, "--output-type", "yaml", "o.enc.json"],
-    );
+    let theirs = sops_decrypt(dir.path(), "o.enc.json", &key.file, &["--output-type", "yaml"]);
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", k, "--output-type", "yaml", "o.enc.json"]);
     assert_same_yaml(&ours, &theirs, "json to yaml");
 }
 
@@ -394,16 +271,6 @@ octal_unencrypted: 010\nhex_unencrypted: 0x1F\n",
     let enc = sops_encrypt(dir.path(), "styles.yaml", &["--age", &key.recipient]);
     std::fs::write(dir.path().join("styles.enc.yaml"), &enc).unwrap();
     let theirs = sops_decrypt(dir.path(), "styles.enc.yaml", &key.file, &[]);
-    let ours = decrypt_ok(
-        dir.path(),
-        &[
-            "--age-key-file",
-            key.file.to_str().unwrap(),
-            "styles.enc.yaml",
-        ],
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&ours),
-        String::from_utf8_lossy(&theirs)
-    );
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "styles.enc.yaml"]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
 }

@@ -21,63 +21,27 @@ fn case() -> Case {
     let dir = tempfile::tempdir().unwrap();
     let key = keygen(dir.path(), "key");
     std::fs::write(dir.path().join("s.yaml"), SECRET).unwrap();
-    let enc = sops_encrypt(
-        dir.path(),
-        "s.yaml",
-        &[
-            "--age",
-            &key.recipient,
-            "--encrypted-regex",
-            "^(data|stringData)$",
-        ],
-    );
-    Case {
-        dir,
-        key,
-        enc: String::from_utf8(enc).unwrap(),
-    }
+    let enc =
+        sops_encrypt(dir.path(), "s.yaml", &["--age", &key.recipient, "--encrypted-regex", "^(data|stringData)$"]);
+    Case { dir, key, enc: String::from_utf8(enc).unwrap() }
 }
 
 impl Case {
     /// Write a variant, check real sops fails too, and return portcullis's stderr.
     fn fails(&self, variant: &str) -> String {
         std::fs::write(self.dir.path().join("t.enc.yaml"), variant).unwrap();
-        let sops_out = sops(
-            self.dir.path(),
-            &["--decrypt", "t.enc.yaml"],
-            Some(&self.key.file),
-        );
-        assert!(
-            !sops_out.status.success(),
-            "real sops accepted the variant too:\n{variant}"
-        );
-        let err = decrypt_err(
-            self.dir.path(),
-            &[
-                "--age-key-file",
-                self.key.file.to_str().unwrap(),
-                "t.enc.yaml",
-            ],
-        );
-        assert!(
-            err.contains("t.enc.yaml"),
-            "the error names the file: {err}"
-        );
+        let sops_out = sops(self.dir.path(), &["--decrypt", "t.enc.yaml"], Some(&self.key.file));
+        assert!(!sops_out.status.success(), "real sops accepted the variant too:\n{variant}");
+        let err = decrypt_err(self.dir.path(), &["--age-key-file", self.key.file.to_str().unwrap(), "t.enc.yaml"]);
+        assert!(err.contains("t.enc.yaml"), "the error names the file: {err}");
         for secret in ["admin-user", "hunter2-secret"] {
-            assert!(
-                !err.contains(secret),
-                "the error must not echo plaintext: {err}"
-            );
+            assert!(!err.contains(secret), "the error must not echo plaintext: {err}");
         }
         err
     }
 
     fn enc_value(&self, key: &str) -> String {
-        let line = self
-            .enc
-            .lines()
-            .find(|l| l.trim_start().starts_with(&format!("{key}: ENC[")))
-            .unwrap();
+        let line = self.enc.lines().find(|l| l.trim_start().starts_with(&format!("{key}: ENC["))).unwrap();
         line.split_once(": ").unwrap().1.to_owned()
     }
 }
@@ -90,14 +54,7 @@ it from Git or re-encrypt it\n";
 fn untouched_file_decrypts() {
     let c = case();
     std::fs::write(c.dir.path().join("ok.enc.yaml"), &c.enc).unwrap();
-    let out = decrypt_ok(
-        c.dir.path(),
-        &[
-            "--age-key-file",
-            c.key.file.to_str().unwrap(),
-            "ok.enc.yaml",
-        ],
-    );
+    let out = decrypt_ok(c.dir.path(), &["--age-key-file", c.key.file.to_str().unwrap(), "ok.enc.yaml"]);
     assert_same_yaml(&out, SECRET.as_bytes(), "untouched");
 }
 
@@ -107,9 +64,7 @@ fn changed_ciphertext_fails_gcm() {
     let v = c.enc_value("password");
     let data = v.strip_prefix("ENC[AES256_GCM,data:").unwrap();
     let flipped = if data.starts_with('A') { "B" } else { "A" };
-    let tampered = c
-        .enc
-        .replace(&v, &format!("ENC[AES256_GCM,data:{flipped}{}", &data[1..]));
+    let tampered = c.enc.replace(&v, &format!("ENC[AES256_GCM,data:{flipped}{}", &data[1..]));
     let err = c.fails(&tampered);
     assert_eq!(
         err,
@@ -125,57 +80,30 @@ fn swapped_values_fail_aad() {
     let (u, p) = (c.enc_value("username"), c.enc_value("password"));
     let swapped = c.enc.replace(&u, "@U@").replace(&p, &u).replace("@U@", &p);
     let err = c.fails(&swapped);
-    assert!(
-        err.contains("value at `stringData.username` fails authentication"),
-        "{err}"
-    );
+    assert!(err.contains("value at `stringData.username` fails authentication"), "{err}");
 }
 
 #[test]
 fn moved_or_renamed_secret_fails_mac() {
     let c = case();
-    assert_eq!(
-        c.fails(&c.enc.replace("namespace: prod", "namespace: attacker")),
-        MAC_MISMATCH
-    );
-    assert_eq!(
-        c.fails(&c.enc.replace("name: db", "name: other")),
-        MAC_MISMATCH
-    );
+    assert_eq!(c.fails(&c.enc.replace("namespace: prod", "namespace: attacker")), MAC_MISMATCH);
+    assert_eq!(c.fails(&c.enc.replace("name: db", "name: other")), MAC_MISMATCH);
 }
 
 #[test]
 fn added_removed_reordered_values_fail_mac() {
     let c = case();
-    assert_eq!(
-        c.fails(&c.enc.replace(
-            "        app: demo\n",
-            "        app: demo\n        extra: x\n"
-        )),
-        MAC_MISMATCH
-    );
-    let without: String = c
-        .enc
-        .lines()
-        .filter(|l| !l.contains("username:"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    assert_eq!(c.fails(&c.enc.replace("        app: demo\n", "        app: demo\n        extra: x\n")), MAC_MISMATCH);
+    let without: String = c.enc.lines().filter(|l| !l.contains("username:")).map(|l| format!("{l}\n")).collect();
     assert_eq!(c.fails(&without), MAC_MISMATCH);
-    let reordered =
-        c.enc
-            .replace("type: Opaque\n", "")
-            .replacen("metadata:\n", "type: Opaque\nmetadata:\n", 1);
+    let reordered = c.enc.replace("type: Opaque\n", "").replacen("metadata:\n", "type: Opaque\nmetadata:\n", 1);
     assert_eq!(c.fails(&reordered), MAC_MISMATCH);
 }
 
 #[test]
 fn tampered_mac_is_reported() {
     let c = case();
-    let line = c
-        .enc
-        .lines()
-        .find(|l| l.trim_start().starts_with("mac: ENC["))
-        .unwrap();
+    let line = c.enc.lines().find(|l| l.trim_start().starts_with("mac: ENC[")).unwrap();
     let i = line.find("data:").unwrap() + 5;
     let mut bad = line.to_owned();
     let ch = if &line[i..=i] == "A" { "B" } else { "A" };
@@ -189,10 +117,7 @@ fn wrong_key_names_the_recipients() {
     let c = case();
     let other = keygen(c.dir.path(), "other");
     std::fs::write(c.dir.path().join("t.enc.yaml"), &c.enc).unwrap();
-    let err = decrypt_err(
-        c.dir.path(),
-        &["--age-key-file", other.file.to_str().unwrap(), "t.enc.yaml"],
-    );
+    let err = decrypt_err(c.dir.path(), &["--age-key-file", other.file.to_str().unwrap(), "t.enc.yaml"]);
     assert_eq!(
         err,
         format!(
@@ -229,10 +154,7 @@ fn truncated_file_fails() {
 fn plain_file_is_not_sops() {
     let c = case();
     std::fs::write(c.dir.path().join("plain.yaml"), SECRET).unwrap();
-    let err = decrypt_err(
-        c.dir.path(),
-        &["--age-key-file", c.key.file.to_str().unwrap(), "plain.yaml"],
-    );
+    let err = decrypt_err(c.dir.path(), &["--age-key-file", c.key.file.to_str().unwrap(), "plain.yaml"]);
     assert_eq!(
         err,
         "error: decrypting plain.yaml (yaml file): no `sops` metadata found: the file is not encrypted with sops (or \

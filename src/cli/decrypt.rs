@@ -80,15 +80,10 @@ pub struct DecryptArgs {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let (num, mult) = [
-        ("GiB", 1u64 << 30),
-        ("MiB", 1 << 20),
-        ("KiB", 1 << 10),
-        ("B", 1),
-    ]
-    .iter()
-    .find_map(|(suffix, m)| s.strip_suffix(suffix).map(|n| (n.trim(), *m)))
-    .unwrap_or((s, 1));
+    let (num, mult) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
+        .iter()
+        .find_map(|(suffix, m)| s.strip_suffix(suffix).map(|n| (n.trim(), *m)))
+        .unwrap_or((s, 1));
     num.parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
@@ -115,13 +110,9 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
     if !require_mac {
         bail!("--require-mac cannot be turned off: portcullis always verifies the MAC");
     }
-    let root = root
-        .canonicalize()
-        .with_context(|| format!("--root {}: cannot open the directory", root.display()))?;
+    let root = root.canonicalize().with_context(|| format!("--root {}: cannot open the directory", root.display()))?;
     let ids = load_identities(&age_key_file, &age_key_secret, KEY_FILE_MAX)?;
-    let opts = Options {
-        allow_mac_only_encrypted,
-    };
+    let opts = Options { allow_mac_only_encrypted };
 
     let stdin_default = manifests || krm;
     let input_path = match &file {
@@ -130,26 +121,20 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
         None if stdin_default => None,
         None => bail!("no input file: give the encrypted file, or `-` for standard input"),
     };
-    let name = file
-        .as_ref()
-        .map_or_else(|| "standard input".to_owned(), |p| p.display().to_string());
+    let name = file.as_ref().map_or_else(|| "standard input".to_owned(), |p| p.display().to_string());
     let input = match &input_path {
         Some(p) => read_limited_file(p, max_size)?,
         None => read_limited(std::io::stdin().lock(), max_size, "standard input")?,
     };
 
     let plaintext = if krm {
-        manifests::decrypt_resource_list(&input, &ids, &opts)
-            .with_context(|| format!("decrypting {name}"))?
+        manifests::decrypt_resource_list(&input, &ids, &opts).with_context(|| format!("decrypting {name}"))?
     } else if manifests {
-        manifests::decrypt_stream(&input, &ids, &opts)
-            .with_context(|| format!("decrypting {name}"))?
+        manifests::decrypt_stream(&input, &ids, &opts).with_context(|| format!("decrypting {name}"))?
     } else {
         let in_format = input_type
             .or_else(|| input_path.as_deref().map(Format::from_path))
-            .context(
-                "reading standard input needs --input-type (yaml, json, dotenv, ini or binary)",
-            )?;
+            .context("reading standard input needs --input-type (yaml, json, dotenv, ini or binary)")?;
         let out_format = output_type.unwrap_or(in_format);
         sops::decrypt(&input, in_format, out_format, &ids, &opts)
             .with_context(|| format!("decrypting {name} ({} file)", in_format.name()))?
@@ -161,19 +146,14 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
             if let Some(inp) = &input_path
                 && out_path.canonicalize().is_ok_and(|o| &o == inp)
             {
-                bail!(
-                    "-o {}: refusing to overwrite the input file; write the plaintext elsewhere",
-                    out.display()
-                );
+                bail!("-o {}: refusing to overwrite the input file; write the plaintext elsewhere", out.display());
             }
             std::fs::write(&out_path, plaintext.as_slice())
                 .with_context(|| format!("-o {}: cannot write the file", out.display()))?;
         }
         None => {
             let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(&plaintext)
-                .context("cannot write to standard output")?;
+            stdout.write_all(&plaintext).context("cannot write to standard output")?;
             stdout.flush().context("cannot write to standard output")?;
         }
     }
@@ -185,18 +165,12 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
 /// For an output file that does not exist yet, its directory is checked.
 fn confine(root: &Path, path: &Path, must_exist: bool) -> anyhow::Result<PathBuf> {
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
-        bail!(
-            "{}: `..` is not allowed in paths; give a path inside --root {}",
-            path.display(),
-            root.display()
-        );
+        bail!("{}: `..` is not allowed in paths; give a path inside --root {}", path.display(), root.display());
     }
     let joined = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir()
-            .context("cannot read the current directory")?
-            .join(path)
+        std::env::current_dir().context("cannot read the current directory")?.join(path)
     };
     let real = match joined.canonicalize() {
         Ok(real) => real,
@@ -205,9 +179,7 @@ fn confine(root: &Path, path: &Path, must_exist: bool) -> anyhow::Result<PathBuf
         }
         Err(_) => {
             let parent = joined.parent().unwrap_or(root);
-            let file_name = joined
-                .file_name()
-                .with_context(|| format!("{}: not a file name", path.display()))?;
+            let file_name = joined.file_name().with_context(|| format!("{}: not a file name", path.display()))?;
             parent
                 .canonicalize()
                 .with_context(|| format!("{}: the directory does not exist", path.display()))?
@@ -225,8 +197,7 @@ fn confine(root: &Path, path: &Path, must_exist: bool) -> anyhow::Result<PathBuf
 }
 
 fn read_limited_file(path: &Path, max: u64) -> anyhow::Result<Zeroizing<Vec<u8>>> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("{}: cannot open the file", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot open the file", path.display()))?;
     if !meta.is_file() {
         bail!("{}: not a regular file", path.display());
     }
@@ -237,16 +208,13 @@ fn read_limited_file(path: &Path, max: u64) -> anyhow::Result<Zeroizing<Vec<u8>>
             meta.len()
         );
     }
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("{}: cannot open the file", path.display()))?;
+    let f = std::fs::File::open(path).with_context(|| format!("{}: cannot open the file", path.display()))?;
     read_limited(f, max, &path.display().to_string())
 }
 
 fn read_limited(r: impl std::io::Read, max: u64, name: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(Vec::new());
-    r.take(max.saturating_add(1))
-        .read_to_end(&mut buf)
-        .with_context(|| format!("{name}: cannot read"))?;
+    r.take(max.saturating_add(1)).read_to_end(&mut buf).with_context(|| format!("{name}: cannot read"))?;
     if buf.len() as u64 > max {
         bail!("{name}: larger than --max-size {max}; raise --max-size if the input is expected");
     }
@@ -302,8 +270,7 @@ fn default_key_file() -> Option<PathBuf> {
 
 fn read_text(path: &Path, max: u64) -> anyhow::Result<Zeroizing<String>> {
     let bytes = read_limited_file(path, max)?;
-    let text = std::str::from_utf8(&bytes)
-        .with_context(|| format!("{}: not a text file", path.display()))?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{}: not a text file", path.display()))?;
     Ok(Zeroizing::new(text.to_owned()))
 }
 

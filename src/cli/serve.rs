@@ -64,12 +64,7 @@ pub struct TlsArgs {
     #[arg(long, env = "PORTCULLIS_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Extra DNS names for the generated certificate (repeatable), e.g. portcullis.portcullis.svc.
-    #[arg(
-        long = "tls-san",
-        env = "PORTCULLIS_TLS_SAN",
-        value_delimiter = ',',
-        conflicts_with = "tls_cert"
-    )]
+    #[arg(long = "tls-san", env = "PORTCULLIS_TLS_SAN", value_delimiter = ',', conflicts_with = "tls_cert")]
     pub tls_san: Vec<String>,
     /// Write the generated CA certificate (PEM) to this file, for the webhook's caBundle.
     #[arg(long, env = "PORTCULLIS_WRITE_CA", conflicts_with = "tls_cert")]
@@ -116,27 +111,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let ServeArgs {
-        listen,
-        tls,
-        policy,
-    } = args;
-    let ListenArgs {
-        listen,
-        drain_timeout,
-    } = listen;
-    let TlsArgs {
-        tls_cert,
-        tls_key,
-        tls_san,
-        write_ca,
-    } = tls;
-    let PolicyArgs {
-        policies,
-        reload_interval,
-        own_namespace,
-        unmatched_images,
-    } = policy;
+    let ServeArgs { listen, tls, policy } = args;
+    let ListenArgs { listen, drain_timeout } = listen;
+    let TlsArgs { tls_cert, tls_key, tls_san, write_ca } = tls;
+    let PolicyArgs { policies, reload_interval, own_namespace, unmatched_images } = policy;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -158,14 +136,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ => {
             let generated = CertStore::self_signed(&tls_san)?;
             if let Some(path) = &write_ca {
-                std::fs::write(path, &generated.ca_pem).with_context(|| {
-                    format!("cannot write the CA certificate to {}", path.display())
-                })?;
+                std::fs::write(path, &generated.ca_pem)
+                    .with_context(|| format!("cannot write the CA certificate to {}", path.display()))?;
                 info!(path = %path.display(), "self-signed CA written");
             } else {
-                warn!(
-                    "serving a self-signed certificate; pass --write-ca FILE to get its CA, or --tls-cert/--tls-key"
-                );
+                warn!("serving a self-signed certificate; pass --write-ca FILE to get its CA, or --tls-cert/--tls-key");
             }
             generated.store
         }
@@ -183,9 +158,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 match store.reload() {
                     Ok(true) => info!("serving certificate reloaded"),
                     Ok(false) => {}
-                    Err(e) => {
-                        error!(error = %e, "serving certificate reload failed; keeping the current one")
-                    }
+                    Err(e) => error!(error = %e, "serving certificate reload failed; keeping the current one"),
                 }
             }
         });
@@ -200,31 +173,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     let engine = Engine::new(published.policies, Arc::new(Unsupported), settings);
-    let state = AppState {
-        engine: Arc::new(engine),
-        metrics: Arc::new(Metrics::new()),
-        status: published.status,
-    };
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let state = AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status: published.status };
+    let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     info!(address = %listener.local_addr()?, policies = %policies.display(), "portcullis is serving");
     let shutdown = async move {
         server::shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    let limits = Limits {
-        drain_timeout,
-        ..Limits::default()
-    };
-    server::run(
-        listener,
-        tls_config,
-        server::router(state),
-        limits,
-        shutdown,
-    )
-    .await?;
+    let limits = Limits { drain_timeout, ..Limits::default() };
+    server::run(listener, tls_config, server::router(state), limits, shutdown).await?;
     info!("stopped");
     Ok(())
 }

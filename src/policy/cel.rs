@@ -72,10 +72,7 @@ impl CelEnv {
                 program: Arc::new(program),
                 env: self.clone(),
             }),
-            Ok(Err(errors)) => Err(CelError::Compile {
-                expression: source.to_owned(),
-                message: errors.to_string(),
-            }),
+            Ok(Err(errors)) => Err(CelError::Compile { expression: source.to_owned(), message: errors.to_string() }),
             Err(_) => Err(CelError::Compile {
                 expression: source.to_owned(),
                 message: "the CEL parser panicked on this expression".to_owned(),
@@ -94,23 +91,15 @@ impl Expression {
     pub fn eval_bool(&self, variables: &[(&str, &Value)]) -> Result<bool, CelError> {
         let mut context = Context::with_env(Arc::clone(&self.env.0));
         for (name, value) in variables {
-            let value = cel::to_value(value).map_err(|e| CelError::Variable {
-                name: (*name).to_owned(),
-                message: e.to_string(),
-            })?;
+            let value = cel::to_value(value)
+                .map_err(|e| CelError::Variable { name: (*name).to_owned(), message: e.to_string() })?;
             context.add_variable_from_value(*name, value);
         }
         let result = catch_unwind(AssertUnwindSafe(|| self.program.execute(&context)));
         match result {
             Ok(Ok(CelValue::Bool(b))) => Ok(b),
-            Ok(Ok(other)) => Err(CelError::NotBool {
-                expression: self.source.clone(),
-                found: describe(&other),
-            }),
-            Ok(Err(e)) => Err(CelError::Eval {
-                expression: self.source.clone(),
-                message: e.to_string(),
-            }),
+            Ok(Ok(other)) => Err(CelError::NotBool { expression: self.source.clone(), found: describe(&other) }),
+            Ok(Err(e)) => Err(CelError::Eval { expression: self.source.clone(), message: e.to_string() }),
             Err(_) => Err(CelError::Eval {
                 expression: self.source.clone(),
                 message: "the CEL interpreter panicked".to_owned(),
@@ -121,11 +110,7 @@ impl Expression {
 
 fn describe(value: &CelValue) -> String {
     let text = format!("{value:?}");
-    if text.len() > 80 {
-        format!("{}…", &text[..text.floor_char_boundary(80)])
-    } else {
-        text
-    }
+    if text.len() > 80 { format!("{}…", &text[..text.floor_char_boundary(80)]) } else { text }
 }
 
 #[cfg(test)]
@@ -138,8 +123,7 @@ mod tests {
     fn evaluates_over_json() {
         let env = CelEnv::new();
         let object = json!({"metadata": {"labels": {"team": "payments"}}, "spec": {"replicas": 3}});
-        let request =
-            json!({"userInfo": {"username": "alice", "groups": ["dev"]}, "operation": "CREATE"});
+        let request = json!({"userInfo": {"username": "alice", "groups": ["dev"]}, "operation": "CREATE"});
         let vars = [("object", &object), ("request", &request)];
         let t = |src: &str| env.compile(src).expect(src).eval_bool(&vars);
         assert_eq!(t("object.metadata.labels.team == 'payments'"), Ok(true));
@@ -147,10 +131,7 @@ mod tests {
         assert_eq!(t("has(object.metadata.labels.owner)"), Ok(false));
         assert_eq!(t("'dev' in request.userInfo.groups"), Ok(true));
         assert_eq!(t("request.userInfo.username.startsWith('al')"), Ok(true));
-        assert_eq!(
-            t("request.userInfo.username.lowerAscii() == 'alice'"),
-            Ok(true)
-        );
+        assert_eq!(t("request.userInfo.username.lowerAscii() == 'alice'"), Ok(true));
     }
 
     #[test]
@@ -158,23 +139,11 @@ mod tests {
         let env = CelEnv::new();
         let object = json!({"a": 1});
         let vars = [("object", &object)];
-        assert!(matches!(
-            env.compile("object.a =="),
-            Err(CelError::Compile { .. })
-        ));
-        let missing = env
-            .compile("object.b == 1")
-            .expect("compiles")
-            .eval_bool(&vars);
+        assert!(matches!(env.compile("object.a =="), Err(CelError::Compile { .. })));
+        let missing = env.compile("object.b == 1").expect("compiles").eval_bool(&vars);
         assert!(matches!(missing, Err(CelError::Eval { .. })), "{missing:?}");
-        let not_bool = env
-            .compile("object.a + 1")
-            .expect("compiles")
-            .eval_bool(&vars);
-        assert!(
-            matches!(not_bool, Err(CelError::NotBool { .. })),
-            "{not_bool:?}"
-        );
+        let not_bool = env.compile("object.a + 1").expect("compiles").eval_bool(&vars);
+        assert!(matches!(not_bool, Err(CelError::NotBool { .. })), "{not_bool:?}");
         let unknown = env.compile("nope == 1").expect("compiles").eval_bool(&vars);
         assert!(matches!(unknown, Err(CelError::Eval { .. })), "{unknown:?}");
     }

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use super::cel::CelEnv;
 use super::matcher::{Glob, Selector};
 use super::model::{
-    API_VERSION, AttestationSpec, AuthoritySpec, ConditionSpec, Header, ImagePolicyDoc, KINDS,
-    MatchSpec, ResourcePolicyDoc, TransparencyLog,
+    API_VERSION, AttestationSpec, AuthoritySpec, ConditionSpec, Header, ImagePolicyDoc, KINDS, MatchSpec,
+    ResourcePolicyDoc, TransparencyLog,
 };
 use super::{
-    Attestation, Authority, AuthorityKind, Condition, Identity, ImagePolicy, KeyRef, Policy,
-    ResourcePolicy, Source, SubjectMatch, predicate_type_uri,
+    Attestation, Authority, AuthorityKind, Condition, Identity, ImagePolicy, KeyRef, Policy, ResourcePolicy,
+    Source, SubjectMatch, predicate_type_uri,
 };
 use crate::workload::pod_spec_pointer;
 
@@ -20,31 +20,13 @@ use crate::workload::pod_spec_pointer;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PolicyError {
     #[error("{file}:{line}:{column}: {message}")]
-    Syntax {
-        file: String,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Syntax { file: String, line: usize, column: usize, message: String },
     #[error("{file}:{line}: {message}")]
-    Document {
-        file: String,
-        line: usize,
-        message: String,
-    },
+    Document { file: String, line: usize, message: String },
     #[error("{file}:{line}: policy {name:?}: {message}")]
-    Invalid {
-        file: String,
-        line: usize,
-        name: String,
-        message: String,
-    },
+    Invalid { file: String, line: usize, name: String, message: String },
     #[error("policy name {name:?} is used twice: {first} and {second}; names must be unique")]
-    Duplicate {
-        name: String,
-        first: String,
-        second: String,
-    },
+    Duplicate { name: String, first: String, second: String },
 }
 
 /// Workload kinds an `ImagePolicy` may select.
@@ -97,18 +79,11 @@ fn is_blank_document(doc: &str) -> bool {
 
 /// Parse and compile every policy in one file. `base` is the directory relative key and
 /// trusted-root paths are resolved against.
-pub fn parse_file(
-    text: &str,
-    file: &str,
-    base: &Path,
-    env: &CelEnv,
-) -> Result<Vec<Policy>, PolicyError> {
+pub fn parse_file(text: &str, file: &str, base: &Path, env: &CelEnv) -> Result<Vec<Policy>, PolicyError> {
     let mut policies = Vec::new();
     for (line, doc) in split_documents(text) {
         let syntax = |e: serde_yaml_ng::Error| {
-            let (l, c) = e
-                .location()
-                .map_or((0, 0), |loc| (loc.line(), loc.column()));
+            let (l, c) = e.location().map_or((0, 0), |loc| (loc.line(), loc.column()));
             PolicyError::Syntax {
                 file: file.to_owned(),
                 line: line + l.saturating_sub(1),
@@ -116,25 +91,16 @@ pub fn parse_file(
                 message: strip_location(&e.to_string()),
             }
         };
-        let document = |message: String| PolicyError::Document {
-            file: file.to_owned(),
-            line,
-            message,
-        };
+        let document = |message: String| PolicyError::Document { file: file.to_owned(), line, message };
         let header: Header = serde_yaml_ng::from_str(&doc).map_err(syntax)?;
         match header.api_version.as_deref() {
             Some(API_VERSION) => {}
             Some(other) => {
-                return Err(document(format!(
-                    "apiVersion {other:?} is not supported; use {API_VERSION:?}"
-                )));
+                return Err(document(format!("apiVersion {other:?} is not supported; use {API_VERSION:?}")));
             }
             None => return Err(document(format!("missing apiVersion; use {API_VERSION:?}"))),
         }
-        let source = Source {
-            file: file.to_owned(),
-            line,
-        };
+        let source = Source { file: file.to_owned(), line };
         let policy = match header.kind.as_deref() {
             Some("ImagePolicy") => {
                 let doc: ImagePolicyDoc = serde_yaml_ng::from_str(&doc).map_err(syntax)?;
@@ -145,9 +111,7 @@ pub fn parse_file(
                 Policy::Resource(compile_resource(doc, source, env)?)
             }
             Some(other) => {
-                return Err(document(format!(
-                    "kind {other:?} is not a policy kind; use one of {KINDS:?}"
-                )));
+                return Err(document(format!("kind {other:?} is not a policy kind; use one of {KINDS:?}")));
             }
             None => return Err(document(format!("missing kind; use one of {KINDS:?}"))),
         };
@@ -200,9 +164,7 @@ impl Ctx<'_> {
 fn check_name(ctx: &Ctx<'_>, what: &str, name: &str) -> Result<(), PolicyError> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if ok {
@@ -215,12 +177,7 @@ fn check_name(ctx: &Ctx<'_>, what: &str, name: &str) -> Result<(), PolicyError> 
     }
 }
 
-fn globs(
-    ctx: &Ctx<'_>,
-    field: &str,
-    patterns: &[String],
-    image: bool,
-) -> Result<Vec<Glob>, PolicyError> {
+fn globs(ctx: &Ctx<'_>, field: &str, patterns: &[String], image: bool) -> Result<Vec<Glob>, PolicyError> {
     patterns
         .iter()
         .map(|p| {
@@ -230,80 +187,40 @@ fn globs(
         .collect()
 }
 
-fn selector(
-    ctx: &Ctx<'_>,
-    spec: &MatchSpec,
-    allowed_ops: &[&str],
-) -> Result<Selector, PolicyError> {
+fn selector(ctx: &Ctx<'_>, spec: &MatchSpec, allowed_ops: &[&str]) -> Result<Selector, PolicyError> {
     for op in &spec.operations {
         if !allowed_ops.contains(&op.as_str()) {
-            return Err(ctx.err(format!(
-                "match.operations: {op:?} is not one of {allowed_ops:?}"
-            )));
+            return Err(ctx.err(format!("match.operations: {op:?} is not one of {allowed_ops:?}")));
         }
     }
     Ok(Selector {
         namespaces: globs(ctx, "match.namespaces", &spec.namespaces, false)?,
-        exclude_namespaces: globs(
-            ctx,
-            "match.excludeNamespaces",
-            &spec.exclude_namespaces,
-            false,
-        )?,
+        exclude_namespaces: globs(ctx, "match.excludeNamespaces", &spec.exclude_namespaces, false)?,
         kinds: spec.kinds.clone(),
         operations: spec.operations.clone(),
     })
 }
 
-fn conditions(
-    ctx: &Ctx<'_>,
-    field: &str,
-    specs: &[ConditionSpec],
-    env: &CelEnv,
-) -> Result<Vec<Condition>, PolicyError> {
+fn conditions(ctx: &Ctx<'_>, field: &str, specs: &[ConditionSpec], env: &CelEnv) -> Result<Vec<Condition>, PolicyError> {
     specs
         .iter()
         .map(|c| {
-            let expression = env
-                .compile(&c.expression)
-                .map_err(|e| ctx.err(format!("{field}: {e}")))?;
-            Ok(Condition {
-                expression,
-                message: c.message.clone(),
-            })
+            let expression = env.compile(&c.expression).map_err(|e| ctx.err(format!("{field}: {e}")))?;
+            Ok(Condition { expression, message: c.message.clone() })
         })
         .collect()
 }
 
-fn compile_image(
-    doc: ImagePolicyDoc,
-    source: Source,
-    base: &Path,
-    env: &CelEnv,
-) -> Result<ImagePolicy, PolicyError> {
-    let ImagePolicyDoc {
-        api_version: _,
-        kind: _,
-        metadata,
-        spec,
-    } = doc;
-    let ctx = Ctx {
-        source: &source,
-        name: &metadata.name,
-    };
+fn compile_image(doc: ImagePolicyDoc, source: Source, base: &Path, env: &CelEnv) -> Result<ImagePolicy, PolicyError> {
+    let ImagePolicyDoc { api_version: _, kind: _, metadata, spec } = doc;
+    let ctx = Ctx { source: &source, name: &metadata.name };
     check_name(&ctx, "metadata.name", &metadata.name)?;
     for kind in &spec.match_.kinds {
         if !IMAGE_KINDS.iter().any(|(_, k)| k == kind) {
             let known: Vec<_> = IMAGE_KINDS.iter().map(|(_, k)| *k).collect();
-            return Err(ctx.err(format!(
-                "match.kinds: {kind:?} carries no images; use some of {known:?}"
-            )));
+            return Err(ctx.err(format!("match.kinds: {kind:?} carries no images; use some of {known:?}")));
         }
-        debug_assert!(
-            IMAGE_KINDS
-                .iter()
-                .any(|(g, k)| k == kind && pod_spec_pointer(g, k).is_some())
-        );
+        debug_assert!(IMAGE_KINDS.iter().any(|(g, k)| k == kind && pod_spec_pointer(g, k).is_some()));
     }
     if spec.images.is_empty() {
         return Err(ctx.err("images: list at least one image glob (`**` for every image)"));
@@ -350,39 +267,23 @@ fn compile_image(
     })
 }
 
-fn compile_authority(
-    ctx: &Ctx<'_>,
-    a: &AuthoritySpec,
-    base: &Path,
-) -> Result<Authority, PolicyError> {
+fn compile_authority(ctx: &Ctx<'_>, a: &AuthoritySpec, base: &Path) -> Result<Authority, PolicyError> {
     let what = format!("authority {:?}", a.name);
     let kind = match (&a.key, &a.keyless) {
         (Some(key), None) => {
-            let sources = [
-                key.public_key_file.is_some(),
-                key.public_key.is_some(),
-                key.secret_ref.is_some(),
-            ];
+            let sources = [key.public_key_file.is_some(), key.public_key.is_some(), key.secret_ref.is_some()];
             if sources.iter().filter(|s| **s).count() != 1 {
-                return Err(ctx.err(format!(
-                    "{what}: key needs exactly one of publicKeyFile, publicKey, secretRef"
-                )));
+                return Err(ctx.err(format!("{what}: key needs exactly one of publicKeyFile, publicKey, secretRef")));
             }
             AuthorityKind::Key(if let Some(file) = &key.public_key_file {
                 KeyRef::File(resolve(base, file))
             } else if let Some(pem) = &key.public_key {
                 if !pem.contains("-----BEGIN PUBLIC KEY-----") {
-                    return Err(ctx.err(format!(
-                        "{what}: publicKey must be a PEM block (-----BEGIN PUBLIC KEY-----)"
-                    )));
+                    return Err(ctx.err(format!("{what}: publicKey must be a PEM block (-----BEGIN PUBLIC KEY-----)")));
                 }
                 KeyRef::Pem(pem.clone())
             } else if let Some(s) = &key.secret_ref {
-                KeyRef::Secret {
-                    name: s.name.clone(),
-                    namespace: s.namespace.clone(),
-                    key: s.key.clone(),
-                }
+                KeyRef::Secret { name: s.name.clone(), namespace: s.namespace.clone(), key: s.key.clone() }
             } else {
                 unreachable!("exactly one key source was checked above")
             })
@@ -393,11 +294,7 @@ fn compile_authority(
                     "{what}: transparencyLog: skip is only allowed for key-based authorities; keyless signatures need the log"
                 )));
             }
-            let subjects = [
-                k.subject.is_some(),
-                k.subject_pattern.is_some(),
-                k.subject_reg_exp.is_some(),
-            ];
+            let subjects = [k.subject.is_some(), k.subject_pattern.is_some(), k.subject_reg_exp.is_some()];
             let subject = match (subjects.iter().filter(|s| **s).count(), &k.github) {
                 (0, Some(_)) => SubjectMatch::GithubOnly,
                 (0, None) => {
@@ -410,23 +307,15 @@ fn compile_authority(
                     if let Some(s) = &k.subject {
                         SubjectMatch::Exact(s.clone())
                     } else if let Some(p) = &k.subject_pattern {
-                        SubjectMatch::Pattern(
-                            Glob::new(p)
-                                .map_err(|e| ctx.err(format!("{what}: subjectPattern: {e}")))?,
-                        )
+                        SubjectMatch::Pattern(Glob::new(p).map_err(|e| ctx.err(format!("{what}: subjectPattern: {e}")))?)
                     } else if let Some(r) = &k.subject_reg_exp {
-                        SubjectMatch::RegExp(
-                            anchored(r)
-                                .map_err(|e| ctx.err(format!("{what}: subjectRegExp: {e}")))?,
-                        )
+                        SubjectMatch::RegExp(anchored(r).map_err(|e| ctx.err(format!("{what}: subjectRegExp: {e}")))?)
                     } else {
                         unreachable!("one subject form was counted")
                     }
                 }
                 _ => {
-                    return Err(ctx.err(format!(
-                        "{what}: use only one of subject, subjectPattern, subjectRegExp"
-                    )));
+                    return Err(ctx.err(format!("{what}: use only one of subject, subjectPattern, subjectRegExp")));
                 }
             };
             let issuer = match (&k.issuer, &k.github) {
@@ -434,11 +323,7 @@ fn compile_authority(
                 (None, Some(_)) => GITHUB_ISSUER.to_owned(),
                 (None, None) => return Err(ctx.err(format!("{what}: keyless needs issuer"))),
             };
-            AuthorityKind::Keyless(Identity {
-                issuer,
-                subject,
-                github: k.github.clone(),
-            })
+            AuthorityKind::Keyless(Identity { issuer, subject, github: k.github.clone() })
         }
         _ => return Err(ctx.err(format!("{what}: needs exactly one of key or keyless"))),
     };
@@ -455,9 +340,7 @@ pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Compile a user regex anchored at both ends: `foo` means `^(?:foo)$`.
 pub fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(1 << 20)
-        .build()
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$")).size_limit(1 << 20).build()
 }
 
 fn compile_attestation(
@@ -468,16 +351,12 @@ fn compile_attestation(
 ) -> Result<Attestation, PolicyError> {
     let what = format!("attestation {:?}", a.name);
     if authorities.is_empty() {
-        return Err(ctx.err(format!(
-            "{what}: the policy lists no authorities to check its signature with"
-        )));
+        return Err(ctx.err(format!("{what}: the policy lists no authorities to check its signature with")));
     }
     let mut seen = HashSet::new();
     for name in &a.authorities {
         if !authorities.iter().any(|x| &x.name == name) {
-            return Err(ctx.err(format!(
-                "{what}: authority {name:?} is not defined in this policy"
-            )));
+            return Err(ctx.err(format!("{what}: authority {name:?} is not defined in this policy")));
         }
         if !seen.insert(name) {
             return Err(ctx.err(format!("{what}: authority {name:?} is listed twice")));
@@ -497,21 +376,9 @@ fn compile_attestation(
     })
 }
 
-fn compile_resource(
-    doc: ResourcePolicyDoc,
-    source: Source,
-    env: &CelEnv,
-) -> Result<ResourcePolicy, PolicyError> {
-    let ResourcePolicyDoc {
-        api_version: _,
-        kind: _,
-        metadata,
-        spec,
-    } = doc;
-    let ctx = Ctx {
-        source: &source,
-        name: &metadata.name,
-    };
+fn compile_resource(doc: ResourcePolicyDoc, source: Source, env: &CelEnv) -> Result<ResourcePolicy, PolicyError> {
+    let ResourcePolicyDoc { api_version: _, kind: _, metadata, spec } = doc;
+    let ctx = Ctx { source: &source, name: &metadata.name };
     check_name(&ctx, "metadata.name", &metadata.name)?;
     if spec.rules.is_empty() {
         return Err(ctx.err("rules: list at least one rule"));
@@ -527,11 +394,7 @@ fn compile_resource(
 
 fn resolve(base: &Path, path: &str) -> PathBuf {
     let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
 }
 
 #[cfg(test)]

@@ -32,13 +32,8 @@ pub enum LoadError {
     #[error("{0} is not a directory: --policies takes a directory of YAML files")]
     NotADirectory(PathBuf),
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{path} is larger than {MAX_FILE_BYTES} bytes; policy directories hold small text files"
-    )]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is larger than {MAX_FILE_BYTES} bytes; policy directories hold small text files")]
     TooLarge { path: PathBuf },
     #[error("{path} holds more than {MAX_FILES} files")]
     TooManyFiles { path: PathBuf },
@@ -70,10 +65,7 @@ pub struct LoadStatus {
 
 impl PolicyDir {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self {
-            dir: dir.into(),
-            env: CelEnv::new(),
-        }
+        Self { dir: dir.into(), env: CelEnv::new() }
     }
 
     pub fn path(&self) -> &Path {
@@ -89,15 +81,9 @@ impl PolicyDir {
             if !is_policy_file(path) {
                 continue;
             }
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| LoadError::NotUtf8 { path: path.clone() })?;
+            let text = std::str::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: path.clone() })?;
             let base = path.parent().unwrap_or(&self.dir);
-            policies.extend(parse_file(
-                text,
-                &path.display().to_string(),
-                base,
-                &self.env,
-            )?);
+            policies.extend(parse_file(text, &path.display().to_string(), base, &self.env)?);
         }
         Ok((PolicySet::new(policies)?, fingerprint))
     }
@@ -110,10 +96,7 @@ impl PolicyDir {
     fn read_all(&self) -> Result<Vec<(PathBuf, Vec<u8>)>, LoadError> {
         let meta = std::fs::metadata(&self.dir).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => LoadError::Missing(self.dir.clone()),
-            _ => LoadError::Io {
-                path: self.dir.clone(),
-                source: e,
-            },
+            _ => LoadError::Io { path: self.dir.clone(), source: e },
         })?;
         if !meta.is_dir() {
             return Err(LoadError::NotADirectory(self.dir.clone()));
@@ -121,25 +104,16 @@ impl PolicyDir {
         let mut paths = Vec::new();
         walk(&self.dir, 0, &mut paths)?;
         paths.sort();
-        paths
-            .into_iter()
-            .map(|p| read_limited(&p).map(|b| (p, b)))
-            .collect()
+        paths.into_iter().map(|p| read_limited(&p).map(|b| (p, b))).collect()
     }
 }
 
 fn is_policy_file(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    )
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }
 
 fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
-    let io = |source| LoadError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let io = |source| LoadError::Io { path: dir.to_path_buf(), source };
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let path = entry.path();
@@ -147,10 +121,7 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), LoadErro
             continue;
         }
         // Follow symlinks (ConfigMap mounts are symlinks into ..data).
-        let meta = std::fs::metadata(&path).map_err(|source| LoadError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let meta = std::fs::metadata(&path).map_err(|source| LoadError::Io { path: path.clone(), source })?;
         if meta.is_dir() {
             if depth + 1 < MAX_DEPTH {
                 walk(&path, depth + 1, out)?;
@@ -158,9 +129,7 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), LoadErro
         } else if meta.is_file() {
             out.push(path);
             if out.len() > MAX_FILES {
-                return Err(LoadError::TooManyFiles {
-                    path: dir.to_path_buf(),
-                });
+                return Err(LoadError::TooManyFiles { path: dir.to_path_buf() });
             }
         }
     }
@@ -168,19 +137,12 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), LoadErro
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, LoadError> {
-    let io = |source| LoadError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| LoadError::Io { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(LoadError::TooLarge {
-            path: path.to_path_buf(),
-        });
+        return Err(LoadError::TooLarge { path: path.to_path_buf() });
     }
     Ok(bytes)
 }
@@ -211,12 +173,7 @@ pub fn start(
     }
     info!(dir = %dir.path().display(), policies = count, "policies loaded");
     let (policy_tx, policy_rx) = watch::channel(Arc::new(set));
-    let status = LoadStatus {
-        policies: count,
-        loaded_at: Some(SystemTime::now()),
-        reloads_ok: 1,
-        ..Default::default()
-    };
+    let status = LoadStatus { policies: count, loaded_at: Some(SystemTime::now()), reloads_ok: 1, ..Default::default() };
     let (status_tx, status_rx) = watch::channel(status);
     tokio::spawn(async move {
         tokio::pin!(shutdown);
@@ -252,8 +209,7 @@ pub fn start(
                 }
                 Ok(Err(e)) => {
                     let message = e.to_string();
-                    let repeated =
-                        status_tx.borrow().last_error.as_deref() == Some(message.as_str());
+                    let repeated = status_tx.borrow().last_error.as_deref() == Some(message.as_str());
                     if !repeated {
                         error!(error = %message, "policy reload failed; still serving the last good policies");
                         status_tx.send_modify(|s| {
@@ -266,8 +222,5 @@ pub fn start(
             }
         }
     });
-    Ok(Published {
-        policies: policy_rx,
-        status: status_rx,
-    })
+    Ok(Published { policies: policy_rx, status: status_rx })
 }

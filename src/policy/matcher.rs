@@ -54,10 +54,7 @@ impl Glob {
                 c => Token::Literal(c),
             });
         }
-        Ok(Self {
-            pattern: pattern.to_owned(),
-            tokens,
-        })
+        Ok(Self { pattern: pattern.to_owned(), tokens })
     }
 
     /// Compile an image glob, normalising it the way image references are normalised:
@@ -214,30 +211,14 @@ mod tests {
 
     #[test]
     fn image_globs_are_normalised() {
-        assert_eq!(
-            Glob::image("nginx").expect("g").as_str(),
-            "docker.io/library/nginx"
-        );
-        assert_eq!(
-            Glob::image("acme/*").expect("g").as_str(),
-            "docker.io/acme/*"
-        );
-        assert_eq!(
-            Glob::image("index.docker.io/acme/**").expect("g").as_str(),
-            "docker.io/acme/**"
-        );
-        assert_eq!(
-            Glob::image("localhost:5000/**").expect("g").as_str(),
-            "localhost:5000/**"
-        );
+        assert_eq!(Glob::image("nginx").expect("g").as_str(), "docker.io/library/nginx");
+        assert_eq!(Glob::image("acme/*").expect("g").as_str(), "docker.io/acme/*");
+        assert_eq!(Glob::image("index.docker.io/acme/**").expect("g").as_str(), "docker.io/acme/**");
+        assert_eq!(Glob::image("localhost:5000/**").expect("g").as_str(), "localhost:5000/**");
         assert_eq!(Glob::image("**").expect("g").as_str(), "**");
         let nginx = ImageRef::parse("nginx:1.27").expect("ref");
         assert!(Glob::image("nginx").expect("g").matches_image(&nginx));
-        assert!(
-            Glob::image("docker.io/library/*")
-                .expect("g")
-                .matches_image(&nginx)
-        );
+        assert!(Glob::image("docker.io/library/*").expect("g").matches_image(&nginx));
     }
 
     #[test]

@@ -105,8 +105,7 @@ impl ImagePolicy {
     /// Whether this policy applies to the image (by the `images`/`excludeImages` globs).
     pub fn applies_to(&self, image: &ImageRef) -> bool {
         let name = image.name();
-        matcher::any_matches(&self.images, &name)
-            && !matcher::any_matches(&self.exclude_images, &name)
+        matcher::any_matches(&self.images, &name) && !matcher::any_matches(&self.exclude_images, &name)
     }
 
     /// Whether the policy needs signatures or attestations checked.
@@ -153,11 +152,7 @@ pub enum AuthorityKind {
 pub enum KeyRef {
     File(PathBuf),
     Pem(String),
-    Secret {
-        name: String,
-        namespace: Option<String>,
-        key: Option<String>,
-    },
+    Secret { name: String, namespace: Option<String>, key: Option<String> },
 }
 
 /// The certificate identity a keyless signature must carry.

@@ -172,18 +172,13 @@ impl<'de> Deserialize<'de> for Require {
                 let mut at_least = None;
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
-                        "atLeast" if at_least.is_none() => {
-                            at_least = Some(map.next_value::<u32>()?)
-                        }
+                        "atLeast" if at_least.is_none() => at_least = Some(map.next_value::<u32>()?),
                         "atLeast" => return Err(de::Error::duplicate_field("atLeast")),
                         other => return Err(de::Error::unknown_field(other, &["atLeast"])),
                     }
                 }
                 match at_least {
-                    Some(0) => Err(de::Error::invalid_value(
-                        de::Unexpected::Unsigned(0),
-                        &"atLeast of 1 or more",
-                    )),
+                    Some(0) => Err(de::Error::invalid_value(de::Unexpected::Unsigned(0), &"atLeast of 1 or more")),
                     Some(n) => Ok(Require::AtLeast(n)),
                     None => Err(de::Error::missing_field("atLeast")),
                 }

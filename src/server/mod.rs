@@ -58,14 +58,8 @@ pub async fn run(
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
@@ -86,22 +80,18 @@ pub async fn run(
         let service = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls_stream =
-                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let connection = builder
-                .serve_connection(TokioIo::new(tls_stream), service)
-                .into_owned();
+            let tls_stream = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let connection = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
             if let Err(e) = watcher.watch(connection).await {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
@@ -120,12 +110,8 @@ pub async fn run(
 
 fn is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
-    ) || e
-        .raw_os_error()
-        .is_some_and(|code| code == 24 || code == 23) // EMFILE, ENFILE
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted | WouldBlock)
+        || e.raw_os_error().is_some_and(|code| code == 24 || code == 23) // EMFILE, ENFILE
 }
 
 /// Resolves when the process receives SIGTERM or Ctrl-C.

@@ -65,21 +65,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let text = state.metrics.render(&state.status.borrow());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        "not found: portcullis serves POST /validate, GET /healthz, /readyz, /metrics\n",
-    )
+    (StatusCode::NOT_FOUND, "not found: portcullis serves POST /validate, GET /healthz, /readyz, /metrics\n")
         .into_response()
 }
 
@@ -117,28 +107,17 @@ async fn validate(State(state): State<AppState>, request: Request) -> Response {
         name = %review.name,
         operation = %review.operation,
     );
-    let decision = state
-        .engine
-        .review(&review, deadline)
-        .instrument(span.clone())
-        .await;
+    let decision = state.engine.review(&review, deadline).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
         match &decision.message {
             Some(error) if !decision.allowed => info!(%error, duration_ms = ms, "Denied"),
-            _ if !decision.warnings.is_empty() => {
-                info!(warnings = ?decision.warnings, duration_ms = ms, "Allowed with warnings")
-            }
+            _ if !decision.warnings.is_empty() => info!(warnings = ?decision.warnings, duration_ms = ms, "Allowed with warnings"),
             _ => info!(duration_ms = ms, "Allowed"),
         }
     });
-    state.metrics.review(
-        decision.label(),
-        &review.kind.kind,
-        &review.operation,
-        elapsed,
-    );
+    state.metrics.review(decision.label(), &review.kind.kind, &review.operation, elapsed);
     axum::Json(review.respond_review(&decision)).into_response()
 }
 
@@ -151,9 +130,7 @@ pub fn budget(timeout: Duration) -> Duration {
 
 /// `timeout=10s` from a query string: None if absent, Err(raw) if it does not parse.
 fn timeout_param(query: &str) -> Option<Result<Duration, String>> {
-    let raw = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("timeout="))?;
+    let raw = query.split('&').find_map(|pair| pair.strip_prefix("timeout="))?;
     Some(crate::duration::parse(raw).map_err(|_| raw.to_owned()))
 }
 
@@ -166,18 +143,11 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
             Err(if too_large {
                 (
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "the AdmissionReview body is larger than the {} MiB limit\n",
-                        MAX_BODY_BYTES >> 20
-                    ),
+                    format!("the AdmissionReview body is larger than the {} MiB limit\n", MAX_BODY_BYTES >> 20),
                 )
                     .into_response()
             } else {
-                (
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read the request body: {e}\n"),
-                )
-                    .into_response()
+                (StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}\n")).into_response()
             })
         }
     }
@@ -209,18 +179,9 @@ mod tests {
 
     #[test]
     fn timeout_params() {
-        assert_eq!(
-            timeout_param("timeout=5s"),
-            Some(Ok(Duration::from_secs(5)))
-        );
-        assert_eq!(
-            timeout_param("a=b&timeout=30s"),
-            Some(Ok(Duration::from_secs(30)))
-        );
-        assert_eq!(
-            timeout_param("timeout=forever"),
-            Some(Err("forever".to_owned()))
-        );
+        assert_eq!(timeout_param("timeout=5s"), Some(Ok(Duration::from_secs(5))));
+        assert_eq!(timeout_param("a=b&timeout=30s"), Some(Ok(Duration::from_secs(30))));
+        assert_eq!(timeout_param("timeout=forever"), Some(Err("forever".to_owned())));
         assert_eq!(timeout_param("a=b"), None);
     }
 }

@@ -20,10 +20,7 @@ const MAX_PEM_BYTES: u64 = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{0} is larger than 1 MiB; is it really a PEM file?")]
     TooLarge(PathBuf),
     #[error("{path} holds no PEM certificate: {detail}")]
@@ -31,11 +28,7 @@ pub enum TlsError {
     #[error("{path} holds no PEM private key (PKCS#8, PKCS#1 or SEC1): {detail}")]
     NoKey { path: PathBuf, detail: String },
     #[error("the key in {key} does not fit the certificate in {cert}: {detail}")]
-    Mismatch {
-        cert: PathBuf,
-        key: PathBuf,
-        detail: String,
-    },
+    Mismatch { cert: PathBuf, key: PathBuf, detail: String },
     #[error("cannot generate the self-signed certificate: {0}")]
     Generate(String),
     #[error("TLS configuration: {0}")]
@@ -56,9 +49,7 @@ struct CertFiles {
 
 impl std::fmt::Debug for CertStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertStore")
-            .field("from_files", &self.files.is_some())
-            .finish()
+        f.debug_struct("CertStore").field("from_files", &self.files.is_some()).finish()
     }
 }
 
@@ -87,47 +78,31 @@ impl CertStore {
     /// Generate a CA and a serving certificate for `localhost`, `127.0.0.1`, `::1` and `names`
     /// (e.g. `portcullis.portcullis.svc`).
     pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsError> {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-        };
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
         let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
         let ca_key = KeyPair::generate().map_err(generate)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(generate)?;
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "portcullis self-signed CA");
+        ca_params.distinguished_name.push(DnType::CommonName, "portcullis self-signed CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca_cert = ca_params.self_signed(&ca_key).map_err(generate)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
-        let mut sans = vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-        ];
+        let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
         sans.extend(names.iter().filter(|n| !n.is_empty()).cloned());
         let leaf_key = KeyPair::generate().map_err(generate)?;
         let mut leaf_params = CertificateParams::new(sans).map_err(generate)?;
-        leaf_params
-            .distinguished_name
-            .push(DnType::CommonName, "portcullis");
+        leaf_params.distinguished_name.push(DnType::CommonName, "portcullis");
         leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let leaf = leaf_params
-            .signed_by(&leaf_key, &issuer)
-            .map_err(generate)?;
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).map_err(generate)?;
 
         let chain = vec![leaf.der().clone(), ca_cert.der().clone()];
-        let key = PrivateKeyDer::try_from(leaf_key.serialize_der())
-            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        let key = PrivateKeyDer::try_from(leaf_key.serialize_der()).map_err(|e| TlsError::Generate(e.to_string()))?;
         let certified = CertifiedKey::from_der(chain, key, provider().as_ref())
             .map_err(|e| TlsError::Generate(e.to_string()))?;
         Ok(SelfSigned {
             ca_pem: ca_cert.pem(),
-            store: Arc::new(Self {
-                current: RwLock::new(Arc::new(certified)),
-                files: None,
-            }),
+            store: Arc::new(Self { current: RwLock::new(Arc::new(certified)), files: None }),
         })
     }
 
@@ -170,9 +145,7 @@ impl CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(
-            &self.current.read().unwrap_or_else(|p| p.into_inner()),
-        ))
+        Some(Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner())))
     }
 }
 
@@ -181,43 +154,25 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
-    let read = |source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
+    let read = |source| TlsError::Read { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(read)?;
     let mut bytes = Vec::new();
-    file.take(MAX_PEM_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read)?;
+    file.take(MAX_PEM_BYTES + 1).read_to_end(&mut bytes).map_err(read)?;
     if bytes.len() as u64 > MAX_PEM_BYTES {
         return Err(TlsError::TooLarge(path.to_path_buf()));
     }
     Ok(bytes)
 }
 
-fn certified_key(
-    cert: &Path,
-    cert_pem: &[u8],
-    key: &Path,
-    key_pem: &[u8],
-) -> Result<CertifiedKey, TlsError> {
+fn certified_key(cert: &Path, cert_pem: &[u8], key: &Path, key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::NoCertificate {
-            path: cert.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| TlsError::NoCertificate { path: cert.to_path_buf(), detail: e.to_string() })?;
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: cert.to_path_buf(),
-            detail: "no CERTIFICATE block".to_owned(),
-        });
+        return Err(TlsError::NoCertificate { path: cert.to_path_buf(), detail: "no CERTIFICATE block".to_owned() });
     }
-    let private = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::NoKey {
-        path: key.to_path_buf(),
-        detail: e.to_string(),
-    })?;
+    let private = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| TlsError::NoKey { path: key.to_path_buf(), detail: e.to_string() })?;
     CertifiedKey::from_der(chain, private, provider().as_ref()).map_err(|e| TlsError::Mismatch {
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),

@@ -16,7 +16,9 @@ pub fn find_ciphertext(object: &Value) -> Option<String> {
         && sops.is_object()
         && (sops.get("mac").is_some() || sops.get("lastmodified").is_some())
     {
-        return Some("the object has SOPS metadata (a top-level `sops` key): it was applied without being decrypted".to_owned());
+        return Some(
+            "the object has SOPS metadata (a top-level `sops` key): it was applied without being decrypted".to_owned(),
+        );
     }
     let is_secret = object.get("kind").and_then(Value::as_str) == Some("Secret");
     let mut path = Vec::new();
@@ -27,10 +29,7 @@ fn walk(v: &Value, path: &mut Vec<String>, is_secret: bool) -> Option<String> {
     match v {
         Value::String(s) => {
             if s.contains(ENC_PREFIX) {
-                return Some(format!(
-                    "{} holds a SOPS ENC[AES256_GCM,…] value",
-                    display(path)
-                ));
+                return Some(format!("{} holds a SOPS ENC[AES256_GCM,…] value", display(path)));
             }
             // Secret data values are base64: look inside.
             if is_secret && path.len() == 2 && path[0] == "data" {
@@ -38,10 +37,7 @@ fn walk(v: &Value, path: &mut Vec<String>, is_secret: bool) -> Option<String> {
                 if let Ok(bytes) = STANDARD.decode(compact)
                     && contains(&bytes, ENC_PREFIX.as_bytes())
                 {
-                    return Some(format!(
-                        "{} holds a SOPS ENC[AES256_GCM,…] value (base64-encoded)",
-                        display(path)
-                    ));
+                    return Some(format!("{} holds a SOPS ENC[AES256_GCM,…] value (base64-encoded)", display(path)));
                 }
             }
             None
@@ -74,11 +70,7 @@ fn display(path: &[String]) -> String {
         }
         out.push_str(p);
     }
-    if out.is_empty() {
-        "(top level)".to_owned()
-    } else {
-        out
-    }
+    if out.is_empty() { "(top level)".to_owned() } else { out }
 }
 
 #[cfg(test)]
@@ -92,26 +84,13 @@ mod tests {
         let obj = json!({"kind": "Secret", "sops": {"mac": "x", "lastmodified": "y"}});
         assert!(find_ciphertext(&obj).unwrap().contains("SOPS metadata"));
         let obj = json!({"kind": "Secret", "stringData": {"password": "ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]"}});
-        assert_eq!(
-            find_ciphertext(&obj).unwrap(),
-            "stringData.password holds a SOPS ENC[AES256_GCM,…] value"
-        );
+        assert_eq!(find_ciphertext(&obj).unwrap(), "stringData.password holds a SOPS ENC[AES256_GCM,…] value");
         let b64 = STANDARD.encode("ENC[AES256_GCM,data:x]");
         let obj = json!({"kind": "Secret", "data": {"password": b64}});
-        assert!(
-            find_ciphertext(&obj)
-                .unwrap()
-                .starts_with("data.password holds")
-        );
+        assert!(find_ciphertext(&obj).unwrap().starts_with("data.password holds"));
         let obj = json!({"kind": "ConfigMap", "data": {"a": "plain"}, "spec": {"list": [{"x": "ENC[AES256_GCM,"}]}});
-        assert_eq!(
-            find_ciphertext(&obj).unwrap(),
-            "spec.list[0].x holds a SOPS ENC[AES256_GCM,…] value"
-        );
-        assert_eq!(
-            find_ciphertext(&json!({"kind": "Secret", "data": {"a": "aGVsbG8="}})),
-            None
-        );
+        assert_eq!(find_ciphertext(&obj).unwrap(), "spec.list[0].x holds a SOPS ENC[AES256_GCM,…] value");
+        assert_eq!(find_ciphertext(&json!({"kind": "Secret", "data": {"a": "aGVsbG8="}})), None);
         assert_eq!(find_ciphertext(&json!({"sops": "just a key"})), None);
     }
 }

@@ -24,10 +24,7 @@ pub fn parse(text: &str) -> Result<Node, DotenvError> {
             entries.push(Entry::Comment(Comment::new(c.to_owned(), None)));
         } else {
             let (k, v) = line.split_once('=').ok_or(DotenvError::BadLine(i + 1))?;
-            entries.push(Entry::Pair(
-                k.to_owned(),
-                Node::Leaf(Leaf::new(Value::Str(v.replace("\\n", "\n")), None)),
-            ));
+            entries.push(Entry::Pair(k.to_owned(), Node::Leaf(Leaf::new(Value::Str(v.replace("\\n", "\n")), None))));
         }
     }
     Ok(Node::Map(entries))
@@ -39,10 +36,7 @@ pub fn take_metadata(root: &mut Node) -> Vec<(String, String)> {
     if let Node::Map(entries) = root {
         entries.retain(|e| match e {
             Entry::Pair(k, v) if k.starts_with("sops_") => {
-                meta.push((
-                    k["sops_".len()..].to_owned(),
-                    v.as_str().unwrap_or_default().to_owned(),
-                ));
+                meta.push((k["sops_".len()..].to_owned(), v.as_str().unwrap_or_default().to_owned()));
                 false
             }
             _ => true,
@@ -59,11 +53,7 @@ pub fn val_to_string(v: &Value) -> String {
         Value::Int(i) => i.to_string(),
         Value::Float(f) => {
             let s = format!("{f}");
-            if s.contains(['.', 'e', 'E']) || !f.is_finite() {
-                s
-            } else {
-                format!("{s}.0")
-            }
+            if s.contains(['.', 'e', 'E']) || !f.is_finite() { s } else { format!("{s}.0") }
         }
         Value::Bool(b) => b.to_string(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
@@ -86,10 +76,7 @@ pub fn emit(root: &Node) -> String {
                     out.push_str(k);
                     out.push('=');
                     match v {
-                        Node::Leaf(Leaf {
-                            value: Value::Str(s),
-                            ..
-                        }) => out.push_str(&s.replace('\n', "\\n")),
+                        Node::Leaf(Leaf { value: Value::Str(s), .. }) => out.push_str(&s.replace('\n', "\\n")),
                         Node::Leaf(l) => out.push_str(&val_to_string(&l.value)),
                         _ => {}
                     }

@@ -27,11 +27,7 @@ struct Section {
 }
 
 /// go-ini's `readValue` (default options): quotes, inline comments.
-fn read_value<'a>(
-    first: &str,
-    lines: &mut impl Iterator<Item = (usize, &'a str)>,
-    comment: &mut String,
-) -> String {
+fn read_value<'a>(first: &str, lines: &mut impl Iterator<Item = (usize, &'a str)>, comment: &mut String) -> String {
     let line = first.trim_start();
     if line.is_empty() {
         return String::new();
@@ -92,11 +88,7 @@ fn read_key(line: &str) -> Option<(String, &str)> {
 }
 
 fn parse_sections(text: &str) -> Result<Vec<Section>, IniError> {
-    let mut sections = vec![Section {
-        name: "DEFAULT".to_owned(),
-        comment: String::new(),
-        keys: Vec::new(),
-    }];
+    let mut sections = vec![Section { name: "DEFAULT".to_owned(), comment: String::new(), keys: Vec::new() }];
     let mut comment = String::new();
     let mut lines = text.split('\n').enumerate();
     while let Some((n, raw)) = lines.next() {
@@ -133,11 +125,7 @@ fn parse_sections(text: &str) -> Result<Vec<Section>, IniError> {
                 k.value = value;
                 k.comment = key_comment;
             }
-            None => section.keys.push(Key {
-                name,
-                value,
-                comment: key_comment,
-            }),
+            None => section.keys.push(Key { name, value, comment: key_comment }),
         }
     }
     Ok(sections)
@@ -163,30 +151,17 @@ pub fn parse(text: &str) -> Result<(Node, Vec<(String, String)>), IniError> {
     let mut meta = Vec::new();
     for s in parse_sections(text)? {
         if s.name == "sops" {
-            meta.extend(
-                s.keys
-                    .into_iter()
-                    .map(|k| (k.name, k.value.replace("\\n", "\n"))),
-            );
+            meta.extend(s.keys.into_iter().map(|k| (k.name, k.value.replace("\\n", "\n"))));
             continue;
         }
         let mut items = Vec::new();
         if !s.comment.is_empty() {
-            items.push(Entry::Comment(Comment::new(
-                strip_comment(&s.comment),
-                None,
-            )));
+            items.push(Entry::Comment(Comment::new(strip_comment(&s.comment), None)));
         }
         for k in s.keys {
-            items.push(Entry::Pair(
-                k.name,
-                Node::Leaf(Leaf::new(Value::Str(k.value), None)),
-            ));
+            items.push(Entry::Pair(k.name, Node::Leaf(Leaf::new(Value::Str(k.value), None))));
             if !k.comment.is_empty() {
-                items.push(Entry::Comment(Comment::new(
-                    strip_comment(&k.comment),
-                    None,
-                )));
+                items.push(Entry::Comment(Comment::new(strip_comment(&k.comment), None)));
             }
         }
         entries.push(Entry::Pair(s.name, Node::Map(items)));
@@ -269,11 +244,7 @@ pub fn emit(root: &Node) -> String {
                 k.to_owned()
             }
         };
-        let align = keys
-            .iter()
-            .map(|(k, ..)| quoted(k).len())
-            .max()
-            .unwrap_or(0);
+        let align = keys.iter().map(|(k, ..)| quoted(k).len()).max().unwrap_or(0);
         for (k, v, c) in &keys {
             if !c.is_empty() {
                 comment_lines(c, true, &mut out);
@@ -312,10 +283,7 @@ mod tests {
         assert!(meta.is_empty());
         assert_eq!(emit(&root), text);
         let (_, meta) = parse("[sops]\nmac = M\nage__list_0__map_enc = a\\nb\n").unwrap();
-        assert_eq!(
-            meta[1],
-            ("age__list_0__map_enc".to_owned(), "a\nb".to_owned())
-        );
+        assert_eq!(meta[1], ("age__list_0__map_enc".to_owned(), "a\nb".to_owned()));
         assert!(parse("[broken\n").is_err());
     }
 }

@@ -26,10 +26,7 @@ struct P<'a> {
 /// # Errors
 /// [`JsonError`] for invalid JSON.
 pub fn parse(text: &str) -> Result<Node, JsonError> {
-    let mut p = P {
-        s: text.as_bytes(),
-        i: 0,
-    };
+    let mut p = P { s: text.as_bytes(), i: 0 };
     p.ws();
     let node = p.value(0)?;
     p.ws();
@@ -47,10 +44,7 @@ pub fn parse(text: &str) -> Result<Node, JsonError> {
 /// # Errors
 /// [`JsonError`] for invalid JSON.
 pub fn parse_value(text: &str) -> Result<Node, JsonError> {
-    let mut p = P {
-        s: text.as_bytes(),
-        i: 0,
-    };
+    let mut p = P { s: text.as_bytes(), i: 0 };
     p.ws();
     let node = p.value(0)?;
     p.ws();
@@ -147,29 +141,18 @@ impl P<'_> {
 
     fn number(&mut self) -> Result<Node, JsonError> {
         let start = self.i;
-        while self.i < self.s.len()
-            && matches!(
-                self.s[self.i],
-                b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-            )
-        {
+        while self.i < self.s.len() && matches!(self.s[self.i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
             self.i += 1;
         }
-        let text =
-            std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("bad number"))?;
+        let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("bad number"))?;
         if let Ok(i) = text.parse::<i64>() {
             return Ok(leaf(Value::Int(i)));
         }
-        text.parse::<f64>()
-            .map(|f| leaf(Value::Float(f)))
-            .map_err(|_| self.err("bad number"))
+        text.parse::<f64>().map(|f| leaf(Value::Float(f))).map_err(|_| self.err("bad number"))
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
-        let h = self
-            .s
-            .get(self.i..self.i + 4)
-            .ok_or_else(|| self.err("short \\u escape"))?;
+        let h = self.s.get(self.i..self.i + 4).ok_or_else(|| self.err("short \\u escape"))?;
         let h = std::str::from_utf8(h).map_err(|_| self.err("bad \\u escape"))?;
         self.i += 4;
         u32::from_str_radix(h, 16).map_err(|_| self.err("bad \\u escape"))
@@ -204,9 +187,7 @@ impl P<'_> {
                         b't' => '\t',
                         b'u' => {
                             let hi = self.hex4()?;
-                            let code = if (0xD800..0xDC00).contains(&hi)
-                                && self.s[self.i..].starts_with(b"\\u")
-                            {
+                            let code = if (0xD800..0xDC00).contains(&hi) && self.s[self.i..].starts_with(b"\\u") {
                                 self.i += 2;
                                 let lo = self.hex4()?;
                                 0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
@@ -312,10 +293,7 @@ pub fn write_node(node: &Node, level: usize, out: &mut String) {
             out.push('}');
         }
         Node::Seq(items) => {
-            let items: Vec<&Node> = items
-                .iter()
-                .filter(|n| !matches!(n, Node::Comment(_)))
-                .collect();
+            let items: Vec<&Node> = items.iter().filter(|n| !matches!(n, Node::Comment(_))).collect();
             if items.is_empty() {
                 out.push_str("[]");
                 return;

@@ -13,9 +13,7 @@ use super::metadata::{KeyGroup, Metadata};
 pub enum KeyError {
     #[error("{source_name} holds no age identity (no line starting with AGE-SECRET-KEY-1)")]
     NoIdentityIn { source_name: String },
-    #[error(
-        "{source_name}, line {line}: not a valid age X25519 identity; generate one with age-keygen"
-    )]
+    #[error("{source_name}, line {line}: not a valid age X25519 identity; generate one with age-keygen")]
     InvalidIdentity { source_name: String, line: usize },
     #[error(
         "no age identity was given: pass --age-key-file FILE or --age-key-secret FILE, or set SOPS_AGE_KEY_FILE \
@@ -31,18 +29,10 @@ pub enum KeyError {
         "only {got} of the {needed} key groups needed (Shamir threshold) could be decrypted; key groups without \
          a matching identity: {missing}; pass identities for more key groups"
     )]
-    Threshold {
-        got: usize,
-        needed: usize,
-        missing: String,
-    },
-    #[error(
-        "the decrypted data key has {0} bytes instead of 32; the file is damaged: restore it from Git"
-    )]
+    Threshold { got: usize, needed: usize, missing: String },
+    #[error("the decrypted data key has {0} bytes instead of 32; the file is damaged: restore it from Git")]
     BadDataKey(usize),
-    #[error(
-        "the Shamir shares of the data key are inconsistent ({0}); the file is damaged: restore it from Git"
-    )]
+    #[error("the Shamir shares of the data key are inconsistent ({0}); the file is damaged: restore it from Git")]
     Shamir(&'static str),
 }
 
@@ -76,18 +66,13 @@ impl Identities {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let id =
-                age::x25519::Identity::from_str(line).map_err(|_| KeyError::InvalidIdentity {
-                    source_name: source_name.to_owned(),
-                    line: i + 1,
-                })?;
+            let id = age::x25519::Identity::from_str(line)
+                .map_err(|_| KeyError::InvalidIdentity { source_name: source_name.to_owned(), line: i + 1 })?;
             self.list.push(id);
             added += 1;
         }
         if added == 0 {
-            return Err(KeyError::NoIdentityIn {
-                source_name: source_name.to_owned(),
-            });
+            return Err(KeyError::NoIdentityIn { source_name: source_name.to_owned() });
         }
         Ok(added)
     }
@@ -107,18 +92,13 @@ impl Identities {
         let reader = age::armor::ArmoredReader::new(armored.trim().as_bytes());
         let decryptor = age::Decryptor::new_buffered(reader).ok()?;
         let mut out = Zeroizing::new(Vec::with_capacity(33));
-        let mut stream = decryptor
-            .decrypt(self.list.iter().map(|i| i as &dyn age::Identity))
-            .ok()?;
+        let mut stream = decryptor.decrypt(self.list.iter().map(|i| i as &dyn age::Identity)).ok()?;
         stream.read_to_end(&mut out).ok()?;
         Some(out)
     }
 
     fn decrypt_group(&self, group: &KeyGroup) -> Option<Zeroizing<Vec<u8>>> {
-        group
-            .age
-            .iter()
-            .find_map(|stanza| self.decrypt(&stanza.enc))
+        group.age.iter().find_map(|stanza| self.decrypt(&stanza.enc))
     }
 }
 
@@ -130,17 +110,8 @@ impl Default for Identities {
 
 fn describe(group: &KeyGroup) -> String {
     let mut names: Vec<String> = group.age.iter().map(|s| s.recipient.clone()).collect();
-    names.extend(
-        group
-            .other
-            .iter()
-            .map(|k| format!("{k} key (not supported by portcullis)")),
-    );
-    if names.is_empty() {
-        "(empty key group)".to_owned()
-    } else {
-        names.join(", ")
-    }
+    names.extend(group.other.iter().map(|k| format!("{k} key (not supported by portcullis)")));
+    if names.is_empty() { "(empty key group)".to_owned() } else { names.join(", ") }
 }
 
 /// Recover the 32-byte data key of a file.
@@ -153,16 +124,9 @@ pub fn data_key(meta: &Metadata, ids: &Identities) -> Result<Zeroizing<Vec<u8>>,
     }
     let key = if meta.groups.len() == 1 {
         ids.decrypt_group(&meta.groups[0])
-            .ok_or_else(|| KeyError::NoMatchingKey {
-                given: ids.len(),
-                recipients: describe(&meta.groups[0]),
-            })?
+            .ok_or_else(|| KeyError::NoMatchingKey { given: ids.len(), recipients: describe(&meta.groups[0]) })?
     } else {
-        let needed = if meta.shamir_threshold == 0 {
-            meta.groups.len()
-        } else {
-            meta.shamir_threshold
-        };
+        let needed = if meta.shamir_threshold == 0 { meta.groups.len() } else { meta.shamir_threshold };
         let mut parts = Vec::new();
         let mut missing = Vec::new();
         for group in &meta.groups {
@@ -172,11 +136,7 @@ pub fn data_key(meta: &Metadata, ids: &Identities) -> Result<Zeroizing<Vec<u8>>,
             }
         }
         if parts.len() < needed {
-            return Err(KeyError::Threshold {
-                got: parts.len(),
-                needed,
-                missing: missing.join(" "),
-            });
+            return Err(KeyError::Threshold { got: parts.len(), needed, missing: missing.join(" ") });
         }
         combine(&parts)?
     };
@@ -259,9 +219,7 @@ pub fn identities_from_secret(
 ) -> Result<Vec<(String, Zeroizing<String>)>, KeyError> {
     use super::tree::Entry;
     use base64::Engine as _;
-    let none = || KeyError::NoIdentityIn {
-        source_name: format!("{source_name} (a Secret with `*.agekey` keys)"),
-    };
+    let none = || KeyError::NoIdentityIn { source_name: format!("{source_name} (a Secret with `*.agekey` keys)") };
     let text = std::str::from_utf8(manifest).map_err(|_| none())?;
     let docs = super::yaml::parse(text).map_err(|_| none())?;
     let mut out = Vec::new();
@@ -281,11 +239,8 @@ pub fn identities_from_secret(
                 }
                 let value = if b64 {
                     let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-                    let bytes = Zeroizing::new(
-                        base64::engine::general_purpose::STANDARD
-                            .decode(compact)
-                            .map_err(|_| none())?,
-                    );
+                    let bytes =
+                        Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(compact).map_err(|_| none())?);
                     Zeroizing::new(std::str::from_utf8(&bytes).map_err(|_| none())?.to_owned())
                 } else {
                     Zeroizing::new(s.to_owned())
@@ -323,11 +278,7 @@ mod tests {
         // threshold 2: random linear polynomials per byte
         let slopes = [17u8, 200, 3];
         let share = |x: u8| -> Zeroizing<Vec<u8>> {
-            let mut s: Vec<u8> = secret
-                .iter()
-                .zip(slopes)
-                .map(|(c, m)| eval(&[*c, m], x))
-                .collect();
+            let mut s: Vec<u8> = secret.iter().zip(slopes).map(|(c, m)| eval(&[*c, m], x)).collect();
             s.push(x);
             Zeroizing::new(s)
         };
@@ -342,22 +293,13 @@ mod tests {
     #[test]
     fn identities_reject_bad_lines_without_echoing() {
         let mut ids = Identities::new();
-        let err = ids
-            .add_text("# comment\nAGE-SECRET-KEY-1NOTAKEY\n", "key.txt")
-            .unwrap_err();
+        let err = ids.add_text("# comment\nAGE-SECRET-KEY-1NOTAKEY\n", "key.txt").unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("key.txt, line 2"), "{msg}");
         assert!(!msg.contains("NOTAKEY"), "{msg}");
-        assert!(matches!(
-            ids.add_text("# nothing\n", "x").unwrap_err(),
-            KeyError::NoIdentityIn { .. }
-        ));
+        assert!(matches!(ids.add_text("# nothing\n", "x").unwrap_err(), KeyError::NoIdentityIn { .. }));
         let fresh = age::x25519::Identity::generate();
         use age::secrecy::ExposeSecret as _;
-        assert_eq!(
-            ids.add_text(fresh.to_string().expose_secret(), "gen")
-                .unwrap(),
-            1
-        );
+        assert_eq!(ids.add_text(fresh.to_string().expose_secret(), "gen").unwrap(), 1);
     }
 }

@@ -20,33 +20,19 @@ pub enum ManifestError {
         #[source]
         source: Error,
     },
-    #[error(
-        "{resource}: Secret {field}.{key} decrypts to bytes that are not text; keep such values in `data`"
-    )]
-    NotText {
-        resource: String,
-        field: &'static str,
-        key: String,
-    },
+    #[error("{resource}: Secret {field}.{key} decrypts to bytes that are not text; keep such values in `data`")]
+    NotText { resource: String, field: &'static str, key: String },
     #[error(transparent)]
     Parse(#[from] Error),
-    #[error(
-        "the KRM input is not a config.kubernetes.io/v1 ResourceList (kind: ResourceList, items: [...])"
-    )]
+    #[error("the KRM input is not a config.kubernetes.io/v1 ResourceList (kind: ResourceList, items: [...])")]
     NotResourceList,
 }
 
 /// `Kind namespace/name (document N)` for messages.
 fn describe(node: &Node, index: usize) -> String {
-    let kind = node
-        .get("kind")
-        .and_then(Node::as_str)
-        .unwrap_or("resource");
+    let kind = node.get("kind").and_then(Node::as_str).unwrap_or("resource");
     let meta = node.get("metadata");
-    let name = meta
-        .and_then(|m| m.get("name"))
-        .and_then(Node::as_str)
-        .unwrap_or("(no name)");
+    let name = meta.and_then(|m| m.get("name")).and_then(Node::as_str).unwrap_or("(no name)");
     match meta.and_then(|m| m.get("namespace")).and_then(Node::as_str) {
         Some(ns) => format!("{kind} {ns}/{name} (document {})", index + 1),
         None => format!("{kind} {name} (document {})", index + 1),
@@ -57,9 +43,7 @@ fn take_sops(node: &mut Node) -> Option<Node> {
     let Node::Map(entries) = node else {
         return None;
     };
-    let pos = entries
-        .iter()
-        .position(|e| matches!(e, Entry::Pair(k, _) if k == "sops"))?;
+    let pos = entries.iter().position(|e| matches!(e, Entry::Pair(k, _) if k == "sops"))?;
     match entries.remove(pos) {
         Entry::Pair(_, meta) => Some(meta),
         Entry::Comment(_) => None,
@@ -143,11 +127,9 @@ fn decrypt_secret_values(
                 Format::Binary => sniffed,
                 named => named,
             };
-            let plain = super::decrypt(&text, format, format, ids, opts).map_err(|source| {
-                ManifestError::Resource {
-                    resource: format!("{resource}: Secret {field}.{key}"),
-                    source,
-                }
+            let plain = super::decrypt(&text, format, format, ids, opts).map_err(|source| ManifestError::Resource {
+                resource: format!("{resource}: Secret {field}.{key}"),
+                source,
             })?;
             let new = if is_b64 {
                 STANDARD.encode(plain.as_slice())
@@ -167,34 +149,21 @@ fn decrypt_secret_values(
 }
 
 /// Decrypt one resource and its Secret values; returns whether anything changed.
-fn resource(
-    item: &mut Node,
-    i: usize,
-    ids: &Identities,
-    opts: &Options,
-) -> Result<bool, ManifestError> {
+fn resource(item: &mut Node, i: usize, ids: &Identities, opts: &Options) -> Result<bool, ManifestError> {
     let name = describe(item, i);
-    let changed = decrypt_resource(item, ids, opts).map_err(|source| ManifestError::Resource {
-        resource: name.clone(),
-        source,
-    })?;
+    let changed = decrypt_resource(item, ids, opts)
+        .map_err(|source| ManifestError::Resource { resource: name.clone(), source })?;
     Ok(decrypt_secret_values(item, &name, ids, opts)? > 0 || changed)
 }
 
 /// Whether a document is a `kind: …List` with `items`.
 fn is_list(node: &Node) -> bool {
-    node.get("kind")
-        .and_then(Node::as_str)
-        .is_some_and(|k| k.ends_with("List"))
+    node.get("kind").and_then(Node::as_str).is_some_and(|k| k.ends_with("List"))
         && matches!(node.get("items"), Some(Node::Seq(_)))
 }
 
 /// Decrypt the items of a List or ResourceList; returns whether any item changed.
-fn decrypt_list_items(
-    root: &mut Node,
-    ids: &Identities,
-    opts: &Options,
-) -> Result<bool, ManifestError> {
+fn decrypt_list_items(root: &mut Node, ids: &Identities, opts: &Options) -> Result<bool, ManifestError> {
     let mut changed = false;
     let Node::Map(entries) = root else {
         return Ok(false);
@@ -203,11 +172,7 @@ fn decrypt_list_items(
         if let Entry::Pair(k, Node::Seq(items)) = e
             && k == "items"
         {
-            for (i, item) in items
-                .iter_mut()
-                .filter(|n| matches!(n, Node::Map(_)))
-                .enumerate()
-            {
+            for (i, item) in items.iter_mut().filter(|n| matches!(n, Node::Map(_))).enumerate() {
                 changed |= resource(item, i, ids, opts)?;
             }
         }
@@ -220,11 +185,7 @@ fn decrypt_list_items(
 ///
 /// # Errors
 /// [`ManifestError`] naming the first resource that fails.
-pub fn decrypt_stream(
-    input: &[u8],
-    ids: &Identities,
-    opts: &Options,
-) -> Result<Zeroizing<Vec<u8>>, ManifestError> {
+pub fn decrypt_stream(input: &[u8], ids: &Identities, opts: &Options) -> Result<Zeroizing<Vec<u8>>, ManifestError> {
     let text = std::str::from_utf8(input).map_err(|_| Error::NotText)?;
     if text.trim_start().starts_with('{') {
         let mut root = json::parse(text).map_err(Error::from)?;
@@ -240,11 +201,7 @@ pub fn decrypt_stream(
     let mut at = 0;
     let count = docs.len();
     for i in 0..count {
-        let end = if i + 1 < count {
-            yaml::boundary(text, docs[i].start, docs[i + 1].start)
-        } else {
-            text.len()
-        };
+        let end = if i + 1 < count { yaml::boundary(text, docs[i].start, docs[i + 1].start) } else { text.len() };
         let body = &text[at..end];
         if is_list(&docs[i].root) {
             // A `kind: List` document: its items are decrypted one by one and the list re-emitted.
@@ -258,14 +215,7 @@ pub fn decrypt_stream(
             }
         } else if resource(&mut docs[i].root, i, ids, opts)? {
             let root = std::mem::replace(&mut docs[i].root, Node::Null);
-            let one = shift(
-                yaml::Document {
-                    root,
-                    start: 0,
-                    end: body.len(),
-                },
-                at,
-            );
+            let one = shift(yaml::Document { root, start: 0, end: body.len() }, at);
             out.push_str(&yaml_emit::splice(body, &[one]));
         } else {
             out.push_str(body);
@@ -316,20 +266,12 @@ pub fn decrypt_resource_list(
     let mut root = if is_json {
         json::parse(text).map_err(Error::from)?
     } else {
-        yaml::parse(text)
-            .map_err(Error::from)?
-            .into_iter()
-            .next()
-            .map_or(Node::Null, |d| d.root)
+        yaml::parse(text).map_err(Error::from)?.into_iter().next().map_or(Node::Null, |d| d.root)
     };
     if root.get("kind").and_then(Node::as_str) != Some("ResourceList") {
         return Err(ManifestError::NotResourceList);
     }
     decrypt_list_items(&mut root, ids, opts)?;
-    let out = if is_json {
-        json::emit(&root)
-    } else {
-        yaml_emit::emit(&[&root])
-    };
+    let out = if is_json { json::emit(&root) } else { yaml_emit::emit(&[&root]) };
     Ok(Zeroizing::new(out.into_bytes()))
 }

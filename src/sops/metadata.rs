@@ -40,9 +40,7 @@ pub enum MetadataError {
     NotAMapping,
     #[error("the `sops` metadata has no `{0}`; the file is damaged or was not written by sops")]
     Missing(&'static str),
-    #[error(
-        "the `sops` metadata lists no keys (no age, key_groups, …); re-encrypt the file with sops"
-    )]
+    #[error("the `sops` metadata lists no keys (no age, key_groups, …); re-encrypt the file with sops")]
     NoKeys,
     #[error(
         "the `sops` metadata sets more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex, \
@@ -80,10 +78,7 @@ fn field(map: &Node, key: &'static str) -> Result<Option<String>, MetadataError>
 
 fn items(node: Option<&Node>) -> Vec<&Node> {
     match node {
-        Some(Node::Seq(items)) => items
-            .iter()
-            .filter(|n| !matches!(n, Node::Comment(_)))
-            .collect(),
+        Some(Node::Seq(items)) => items.iter().filter(|n| !matches!(n, Node::Comment(_))).collect(),
         _ => Vec::new(),
     }
 }
@@ -106,12 +101,7 @@ fn group_from(map: &Node) -> Result<KeyGroup, MetadataError> {
 fn regex(field_name: &'static str, value: Option<String>) -> Result<Option<Regex>, MetadataError> {
     value
         .filter(|v| !v.is_empty())
-        .map(|v| {
-            Regex::new(&v).map_err(|e| MetadataError::BadRegex {
-                field: field_name,
-                reason: e.to_string(),
-            })
-        })
+        .map(|v| Regex::new(&v).map_err(|e| MetadataError::BadRegex { field: field_name, reason: e.to_string() }))
         .transpose()
 }
 
@@ -128,28 +118,22 @@ impl Metadata {
         let groups = if !top.age.is_empty() || !top.other.is_empty() {
             vec![top]
         } else {
-            items(node.get("key_groups"))
-                .into_iter()
-                .map(group_from)
-                .collect::<Result<Vec<_>, _>>()?
+            items(node.get("key_groups")).into_iter().map(group_from).collect::<Result<Vec<_>, _>>()?
         };
         if groups.is_empty() {
             return Err(MetadataError::NoKeys);
         }
         let shamir_threshold = match field(node, "shamir_threshold")? {
             None => 0,
-            Some(t) => t
-                .parse()
-                .map_err(|_| MetadataError::BadField("shamir_threshold"))?,
+            Some(t) => t.parse().map_err(|_| MetadataError::BadField("shamir_threshold"))?,
         };
         let mac_only_encrypted = match field(node, "mac_only_encrypted")?.as_deref() {
             None | Some("" | "false" | "False" | "0") => false,
             Some("true" | "True" | "1") => true,
             Some(_) => return Err(MetadataError::BadField("mac_only_encrypted")),
         };
-        let non_empty = |k| -> Result<Option<String>, MetadataError> {
-            Ok(field(node, k)?.filter(|v: &String| !v.is_empty()))
-        };
+        let non_empty =
+            |k| -> Result<Option<String>, MetadataError> { Ok(field(node, k)?.filter(|v: &String| !v.is_empty())) };
         let unencrypted_suffix = non_empty("unencrypted_suffix")?;
         let encrypted_suffix = non_empty("encrypted_suffix")?;
         let unencrypted_regex = non_empty("unencrypted_regex")?;
@@ -171,25 +155,17 @@ impl Metadata {
             return Err(MetadataError::SeveralRules);
         }
         let rules = Rules {
-            unencrypted_suffix: if count == 0 {
-                Some("_unencrypted".to_owned())
-            } else {
-                unencrypted_suffix
-            },
+            unencrypted_suffix: if count == 0 { Some("_unencrypted".to_owned()) } else { unencrypted_suffix },
             encrypted_suffix,
             unencrypted_regex: regex("unencrypted_regex", unencrypted_regex)?,
             encrypted_regex: regex("encrypted_regex", encrypted_regex)?,
-            unencrypted_comment_regex: regex(
-                "unencrypted_comment_regex",
-                unencrypted_comment_regex,
-            )?,
+            unencrypted_comment_regex: regex("unencrypted_comment_regex", unencrypted_comment_regex)?,
             encrypted_comment_regex: regex("encrypted_comment_regex", encrypted_comment_regex)?,
         };
         Ok(Self {
             groups,
             shamir_threshold,
-            lastmodified: field(node, "lastmodified")?
-                .ok_or(MetadataError::Missing("lastmodified"))?,
+            lastmodified: field(node, "lastmodified")?.ok_or(MetadataError::Missing("lastmodified"))?,
             mac: field(node, "mac")?.ok_or(MetadataError::Missing("mac"))?,
             mac_only_encrypted,
             version: field(node, "version")?.unwrap_or_default(),
@@ -229,11 +205,7 @@ fn tokenize(path: &str) -> Vec<Token> {
             (None, None) => (rest.len(), 0, false),
         };
         let part = &rest[..cut];
-        tokens.push(if is_index {
-            Token::Index(part.parse().unwrap_or(0))
-        } else {
-            Token::Key(part.to_owned())
-        });
+        tokens.push(if is_index { Token::Index(part.parse().unwrap_or(0)) } else { Token::Key(part.to_owned()) });
         if sep_len == 0 {
             break;
         }
@@ -254,9 +226,7 @@ fn insert(node: &mut Node, tokens: &[Token], value: String) {
                 *node = Node::Map(Vec::new());
             }
             if let Node::Map(entries) = node {
-                let pos = entries
-                    .iter()
-                    .position(|e| matches!(e, Entry::Pair(key, _) if key == k));
+                let pos = entries.iter().position(|e| matches!(e, Entry::Pair(key, _) if key == k));
                 let idx = pos.unwrap_or_else(|| {
                     entries.push(Entry::Pair(k.clone(), Node::Null));
                     entries.len() - 1
@@ -298,9 +268,6 @@ mod tests {
         assert_eq!(meta.groups.len(), 1);
         assert_eq!(meta.groups[0].age[0].recipient, "age1x");
         assert_eq!(meta.groups[0].age[0].enc, "E");
-        assert_eq!(
-            meta.rules.unencrypted_suffix.as_deref(),
-            Some("_unencrypted")
-        );
+        assert_eq!(meta.rules.unencrypted_suffix.as_deref(), Some("_unencrypted"));
     }
 }

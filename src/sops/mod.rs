@@ -56,12 +56,7 @@ impl Format {
     /// The format sops infers from a file name (`binary` for unknown extensions).
     #[must_use]
     pub fn from_path(path: &std::path::Path) -> Self {
-        match path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("yaml" | "yml") => Self::Yaml,
             Some("json") => Self::Json,
             Some("env") => Self::Dotenv,
@@ -103,9 +98,7 @@ pub enum Error {
     Dotenv(#[from] dotenv::DotenvError),
     #[error(transparent)]
     Ini(#[from] ini::IniError),
-    #[error(
-        "no `sops` metadata found: the file is not encrypted with sops (or the input type is wrong)"
-    )]
+    #[error("no `sops` metadata found: the file is not encrypted with sops (or the input type is wrong)")]
     NoMetadata,
     #[error(transparent)]
     Metadata(#[from] metadata::MetadataError),
@@ -119,43 +112,30 @@ pub enum Error {
          without --mac-only-encrypted, or pass --allow-mac-only-encrypted to accept it"
     )]
     MacOnlyEncrypted,
-    #[error(
-        "the stored MAC cannot be decrypted ({0}); the sops metadata was tampered with: restore the file from Git"
-    )]
+    #[error("the stored MAC cannot be decrypted ({0}); the sops metadata was tampered with: restore the file from Git")]
     MacUnreadable(value::ValueError),
     #[error(
         "MAC mismatch: the file was changed after it was encrypted (a value edited, added, removed or \
          reordered, or the resource renamed or moved to another namespace); restore it from Git or re-encrypt it"
     )]
     MacMismatch,
-    #[error(
-        "the binary store has no string `data` key; the file was not written by `sops` for a binary file"
-    )]
+    #[error("the binary store has no string `data` key; the file was not written by `sops` for a binary file")]
     NoBinaryData,
     #[error("cannot write a {from} document as {to}")]
-    Conversion {
-        from: &'static str,
-        to: &'static str,
-    },
+    Conversion { from: &'static str, to: &'static str },
 }
 
 /// Decrypt the documents of one file in place and verify the MAC.
 ///
 /// # Errors
 /// [`Error`] for a missing key, a tampered value or a MAC mismatch.
-pub fn open(
-    docs: &mut [Node],
-    meta: &Metadata,
-    ids: &Identities,
-    opts: &Options,
-) -> Result<(), Error> {
+pub fn open(docs: &mut [Node], meta: &Metadata, ids: &Identities, opts: &Options) -> Result<(), Error> {
     if meta.mac_only_encrypted && !opts.allow_mac_only_encrypted {
         return Err(Error::MacOnlyEncrypted);
     }
     let key = keys::data_key(meta, ids)?;
     let computed = tree::decrypt(docs, &meta.rules, &key, meta.mac_only_encrypted)?;
-    let stored = value::decrypt(&meta.mac, &key, meta.lastmodified.as_bytes())
-        .map_err(Error::MacUnreadable)?;
+    let stored = value::decrypt(&meta.mac, &key, meta.lastmodified.as_bytes()).map_err(Error::MacUnreadable)?;
     if stored.plaintext.as_slice() != computed.as_bytes() {
         return Err(Error::MacMismatch);
     }
@@ -167,9 +147,7 @@ fn take_sops(docs: &mut [Node]) -> Option<Node> {
     let mut found = None;
     for doc in docs.iter_mut() {
         if let Node::Map(entries) = doc
-            && let Some(pos) = entries
-                .iter()
-                .position(|e| matches!(e, Entry::Pair(k, _) if k == "sops"))
+            && let Some(pos) = entries.iter().position(|e| matches!(e, Entry::Pair(k, _) if k == "sops"))
         {
             let Entry::Pair(_, meta) = entries.remove(pos) else {
                 continue;
@@ -197,10 +175,7 @@ pub fn decrypt(
     match input_format {
         Format::Yaml => {
             let mut docs = yaml::parse(text)?;
-            let mut roots: Vec<Node> = docs
-                .iter_mut()
-                .map(|d| std::mem::replace(&mut d.root, Node::Null))
-                .collect();
+            let mut roots: Vec<Node> = docs.iter_mut().map(|d| std::mem::replace(&mut d.root, Node::Null)).collect();
             let meta_node = take_sops(&mut roots).ok_or(Error::NoMetadata)?;
             let meta = Metadata::from_node(&meta_node)?;
             open(&mut roots, &meta, ids, opts)?;
@@ -252,20 +227,11 @@ fn emit_tree(roots: &[Node], from: Format, to: Format) -> Result<Zeroizing<Vec<u
         Format::Dotenv => dotenv::emit(first).into_bytes(),
         Format::Ini => ini::emit(first).into_bytes(),
         Format::Binary => match first.get("data") {
-            Some(Node::Leaf(tree::Leaf {
-                value: Value::Str(s),
-                ..
-            })) => s.as_bytes().to_vec(),
-            Some(Node::Leaf(tree::Leaf {
-                value: Value::Bytes(b),
-                ..
-            })) => b.clone(),
+            Some(Node::Leaf(tree::Leaf { value: Value::Str(s), .. })) => s.as_bytes().to_vec(),
+            Some(Node::Leaf(tree::Leaf { value: Value::Bytes(b), .. })) => b.clone(),
             _ if from == Format::Binary || from == Format::Json => return Err(Error::NoBinaryData),
             _ => {
-                return Err(Error::Conversion {
-                    from: from.name(),
-                    to: to.name(),
-                });
+                return Err(Error::Conversion { from: from.name(), to: to.name() });
             }
         },
     };

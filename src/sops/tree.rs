@@ -57,11 +57,7 @@ pub fn go_format_float(f: f64) -> String {
     if f.is_nan() {
         "NaN".to_owned()
     } else if f.is_infinite() {
-        if f > 0.0 {
-            "+Inf".to_owned()
-        } else {
-            "-Inf".to_owned()
-        }
+        if f > 0.0 { "+Inf".to_owned() } else { "-Inf".to_owned() }
     } else {
         format!("{f}")
     }
@@ -80,11 +76,7 @@ pub struct Leaf {
 impl Leaf {
     #[must_use]
     pub fn new(value: Value, span: Option<Span>) -> Self {
-        Self {
-            value,
-            span,
-            decrypted: false,
-        }
+        Self { value, span, decrypted: false }
     }
 }
 
@@ -105,11 +97,7 @@ impl Drop for Comment {
 impl Comment {
     #[must_use]
     pub fn new(text: String, span: Option<Span>) -> Self {
-        Self {
-            text,
-            span,
-            decrypted: false,
-        }
+        Self { text, span, decrypted: false }
     }
 }
 
@@ -147,10 +135,7 @@ impl Node {
     #[must_use]
     pub fn as_str(&self) -> Option<&str> {
         match self {
-            Self::Leaf(Leaf {
-                value: Value::Str(s),
-                ..
-            }) => Some(s),
+            Self::Leaf(Leaf { value: Value::Str(s), .. }) => Some(s),
             _ => None,
         }
     }
@@ -212,16 +197,14 @@ impl Rules {
 pub enum TreeError {
     #[error("value at `{path}` {reason}")]
     Value { path: String, reason: ValueError },
-    #[error(
-        "value at `{path}` should be encrypted but is not a string; the file was edited by hand"
-    )]
+    #[error("value at `{path}` should be encrypted but is not a string; the file was edited by hand")]
     NotAString { path: String },
 }
 
 /// The MAC "initialization" bytes sops writes first when `mac_only_encrypted` is set (SHA-256 of "sops").
 pub const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
-    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
-    0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b, 0x0b, 0x97, 0x5b,
+    0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
 
 struct Walker<'a> {
@@ -238,24 +221,12 @@ struct Walker<'a> {
 ///
 /// # Errors
 /// [`TreeError`] naming the first value that fails.
-pub fn decrypt(
-    docs: &mut [Node],
-    rules: &Rules,
-    key: &[u8],
-    mac_only: bool,
-) -> Result<String, TreeError> {
+pub fn decrypt(docs: &mut [Node], rules: &Rules, key: &[u8], mac_only: bool) -> Result<String, TreeError> {
     let mut hash = Sha512::new();
     if mac_only {
         hash.update(MAC_ONLY_ENCRYPTED_INIT);
     }
-    let mut w = Walker {
-        rules,
-        key,
-        mac_only,
-        hash,
-        path: Vec::new(),
-        stack: Vec::new(),
-    };
+    let mut w = Walker { rules, key, mac_only, hash, path: Vec::new(), stack: Vec::new() };
     for doc in docs.iter_mut() {
         w.walk(doc)?;
     }
@@ -264,12 +235,10 @@ pub fn decrypt(
 
 fn hex_upper(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02X}");
-            s
-        })
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02X}");
+        s
+    })
 }
 
 impl Walker<'_> {
@@ -334,11 +303,7 @@ impl Walker<'_> {
     }
 
     fn path_display(&self) -> String {
-        if self.path.is_empty() {
-            "(top level)".to_owned()
-        } else {
-            self.path.join(".")
-        }
+        if self.path.is_empty() { "(top level)".to_owned() } else { self.path.join(".") }
     }
 
     fn comment(&mut self, c: &mut Comment) {
@@ -358,22 +323,13 @@ impl Walker<'_> {
         let encrypted = self.rules.should_encrypt(&self.path, &self.stack, false);
         if encrypted {
             let Value::Str(s) = &leaf.value else {
-                return Err(TreeError::NotAString {
-                    path: self.path_display(),
-                });
+                return Err(TreeError::NotAString { path: self.path_display() });
             };
             // sops leaves empty strings unencrypted.
             if !s.is_empty() {
-                let d = value::decrypt(s, self.key, self.aad().as_bytes()).map_err(|reason| {
-                    TreeError::Value {
-                        path: self.path_display(),
-                        reason,
-                    }
-                })?;
-                leaf.value = typed(d).map_err(|reason| TreeError::Value {
-                    path: self.path_display(),
-                    reason,
-                })?;
+                let d = value::decrypt(s, self.key, self.aad().as_bytes())
+                    .map_err(|reason| TreeError::Value { path: self.path_display(), reason })?;
+                leaf.value = typed(d).map_err(|reason| TreeError::Value { path: self.path_display(), reason })?;
                 leaf.decrypted = true;
             }
         }
@@ -393,25 +349,16 @@ fn typed(d: value::Decrypted) -> Result<Value, ValueError> {
             Err(_) => Value::Bytes(d.plaintext.to_vec()),
         },
         ValueType::Bytes => Value::Bytes(d.plaintext.to_vec()),
-        ValueType::Int => Value::Int(
-            text.ok()
-                .and_then(|t| t.parse::<i64>().ok())
-                .ok_or(ValueError::BadTypedValue("int"))?,
-        ),
-        ValueType::Float => Value::Float(
-            text.ok()
-                .and_then(parse_go_float)
-                .ok_or(ValueError::BadTypedValue("float"))?,
-        ),
+        ValueType::Int => {
+            Value::Int(text.ok().and_then(|t| t.parse::<i64>().ok()).ok_or(ValueError::BadTypedValue("int"))?)
+        }
+        ValueType::Float => Value::Float(text.ok().and_then(parse_go_float).ok_or(ValueError::BadTypedValue("float"))?),
         ValueType::Bool => Value::Bool(match text {
             Ok("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
             Ok("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
             _ => return Err(ValueError::BadTypedValue("bool")),
         }),
-        ValueType::Time => Value::Time(
-            text.map_err(|_| ValueError::BadTypedValue("time"))?
-                .to_owned(),
-        ),
+        ValueType::Time => Value::Time(text.map_err(|_| ValueError::BadTypedValue("time"))?.to_owned()),
     })
 }
 
@@ -444,22 +391,13 @@ mod tests {
 
     #[test]
     fn rules_follow_sops() {
-        let rules = Rules {
-            unencrypted_suffix: Some("_unencrypted".into()),
-            ..Rules::default()
-        };
+        let rules = Rules { unencrypted_suffix: Some("_unencrypted".into()), ..Rules::default() };
         assert!(rules.should_encrypt(&["a".into()], &[], false));
         assert!(!rules.should_encrypt(&["a_unencrypted".into(), "b".into()], &[], false));
-        let rules = Rules {
-            encrypted_regex: Some(Regex::new("^data$").unwrap()),
-            ..Rules::default()
-        };
+        let rules = Rules { encrypted_regex: Some(Regex::new("^data$").unwrap()), ..Rules::default() };
         assert!(rules.should_encrypt(&["data".into(), "x".into()], &[], false));
         assert!(!rules.should_encrypt(&["metadata".into()], &[], false));
-        let rules = Rules {
-            encrypted_comment_regex: Some(Regex::new("sops:enc").unwrap()),
-            ..Rules::default()
-        };
+        let rules = Rules { encrypted_comment_regex: Some(Regex::new("sops:enc").unwrap()), ..Rules::default() };
         assert!(rules.should_encrypt(&["a".into()], &[vec![" sops:enc".into()]], false));
         assert!(!rules.should_encrypt(&["a".into()], &[vec![" sops:enc".into()]], true));
         assert!(!rules.should_encrypt(&["a".into()], &[vec![]], false));
@@ -471,28 +409,15 @@ mod tests {
         let enc = value::encrypt(b"42", "int", &key, &[9; 32], b"db:port:").unwrap();
         let mut docs = vec![Node::Map(vec![Entry::Pair(
             "db".into(),
-            Node::Map(vec![
-                Entry::Pair("port".into(), s(&enc)),
-                Entry::Pair("host_unencrypted".into(), s("h")),
-            ]),
+            Node::Map(vec![Entry::Pair("port".into(), s(&enc)), Entry::Pair("host_unencrypted".into(), s("h"))]),
         )])];
-        let rules = Rules {
-            unencrypted_suffix: Some("_unencrypted".into()),
-            ..Rules::default()
-        };
+        let rules = Rules { unencrypted_suffix: Some("_unencrypted".into()), ..Rules::default() };
         let mac = decrypt(&mut docs, &rules, &key, false).unwrap();
         let mut expect = Sha512::new();
         expect.update(b"42");
         expect.update(b"h");
         assert_eq!(mac, hex_upper(&expect.finalize()));
         let port = docs[0].get("db").and_then(|d| d.get("port")).unwrap();
-        assert!(matches!(
-            port,
-            Node::Leaf(Leaf {
-                value: Value::Int(42),
-                decrypted: true,
-                ..
-            })
-        ));
+        assert!(matches!(port, Node::Leaf(Leaf { value: Value::Int(42), decrypted: true, .. })));
     }
 }

@@ -16,13 +16,9 @@ type SopsGcm = AesGcm<Aes256, U32>;
 /// Why one value could not be decrypted. Never carries plaintext or key material.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ValueError {
-    #[error(
-        "is not a SOPS value (expected ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]); was it edited by hand?"
-    )]
+    #[error("is not a SOPS value (expected ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]); was it edited by hand?")]
     NotEncrypted,
-    #[error(
-        "has a malformed ENC[…] field `{0}` (bad base64 or size); the file is damaged: restore it from Git"
-    )]
+    #[error("has a malformed ENC[…] field `{0}` (bad base64 or size); the file is damaged: restore it from Git")]
     Malformed(&'static str),
     #[error(
         "fails authentication (AES-GCM): the value was changed, moved to another key, or encrypted \
@@ -97,12 +93,7 @@ fn split(s: &str) -> Option<Parts<'_>> {
     if data.is_empty() || iv.is_empty() || tag.is_empty() || kind.is_empty() {
         return None;
     }
-    Some(Parts {
-        data,
-        iv,
-        tag,
-        kind,
-    })
+    Some(Parts { data, iv, tag, kind })
 }
 
 /// Decrypt one value with the data key and the additional data (the key path, or `lastmodified`
@@ -113,42 +104,24 @@ fn split(s: &str) -> Option<Parts<'_>> {
 pub fn decrypt(value: &str, key: &[u8], aad: &[u8]) -> Result<Decrypted, ValueError> {
     let parts = split(value).ok_or(ValueError::NotEncrypted)?;
     let kind = ValueType::parse(parts.kind)?;
-    let mut data = STANDARD
-        .decode(parts.data)
-        .map_err(|_| ValueError::Malformed("data"))?;
-    let iv = STANDARD
-        .decode(parts.iv)
-        .map_err(|_| ValueError::Malformed("iv"))?;
-    let tag = STANDARD
-        .decode(parts.tag)
-        .map_err(|_| ValueError::Malformed("tag"))?;
+    let mut data = STANDARD.decode(parts.data).map_err(|_| ValueError::Malformed("data"))?;
+    let iv = STANDARD.decode(parts.iv).map_err(|_| ValueError::Malformed("iv"))?;
+    let tag = STANDARD.decode(parts.tag).map_err(|_| ValueError::Malformed("tag"))?;
     let nonce = Nonce::<U32>::try_from(iv.as_slice()).map_err(|_| ValueError::Malformed("iv"))?;
     let tag = Tag::try_from(tag.as_slice()).map_err(|_| ValueError::Malformed("tag"))?;
     let cipher = SopsGcm::new_from_slice(key).map_err(|_| ValueError::Malformed("data key"))?;
-    if cipher
-        .decrypt_inout_detached(&nonce, aad, data.as_mut_slice().into(), &tag)
-        .is_err()
-    {
+    if cipher.decrypt_inout_detached(&nonce, aad, data.as_mut_slice().into(), &tag).is_err() {
         data.zeroize();
         return Err(ValueError::Authentication);
     }
-    Ok(Decrypted {
-        plaintext: Zeroizing::new(data),
-        kind,
-    })
+    Ok(Decrypted { plaintext: Zeroizing::new(data), kind })
 }
 
 /// Encrypt one value (used by tests and fixtures; portcullis itself only decrypts).
 ///
 /// # Errors
 /// [`ValueError::Malformed`] when the key is not 32 bytes.
-pub fn encrypt(
-    plaintext: &[u8],
-    kind: &str,
-    key: &[u8],
-    iv: &[u8; 32],
-    aad: &[u8],
-) -> Result<String, ValueError> {
+pub fn encrypt(plaintext: &[u8], kind: &str, key: &[u8], iv: &[u8; 32], aad: &[u8]) -> Result<String, ValueError> {
     let cipher = SopsGcm::new_from_slice(key).map_err(|_| ValueError::Malformed("data key"))?;
     let nonce = Nonce::<U32>::try_from(iv.as_slice()).map_err(|_| ValueError::Malformed("iv"))?;
     let mut buf = plaintext.to_vec();
@@ -177,31 +150,16 @@ mod tests {
         let dec = decrypt(&enc, &KEY, b"data:password:").unwrap();
         assert_eq!(dec.plaintext.as_slice(), b"hunter2");
         assert_eq!(dec.kind, ValueType::Str);
-        assert_eq!(
-            decrypt(&enc, &KEY, b"data:username:").unwrap_err(),
-            ValueError::Authentication
-        );
-        assert_eq!(
-            decrypt(&enc, &[8; 32], b"data:password:").unwrap_err(),
-            ValueError::Authentication
-        );
+        assert_eq!(decrypt(&enc, &KEY, b"data:username:").unwrap_err(), ValueError::Authentication);
+        assert_eq!(decrypt(&enc, &[8; 32], b"data:password:").unwrap_err(), ValueError::Authentication);
     }
 
     #[test]
     fn malformed_values() {
-        assert_eq!(
-            decrypt("hello", &KEY, b"").unwrap_err(),
-            ValueError::NotEncrypted
-        );
+        assert_eq!(decrypt("hello", &KEY, b"").unwrap_err(), ValueError::NotEncrypted);
         let bad = "ENC[AES256_GCM,data:!!,iv:AAAA,tag:AAAA,type:str]";
-        assert_eq!(
-            decrypt(bad, &KEY, b"").unwrap_err(),
-            ValueError::Malformed("data")
-        );
+        assert_eq!(decrypt(bad, &KEY, b"").unwrap_err(), ValueError::Malformed("data"));
         let enc = encrypt(b"x", "weird", &KEY, &[1; 32], b"").unwrap();
-        assert!(matches!(
-            decrypt(&enc, &KEY, b""),
-            Err(ValueError::UnknownType(_))
-        ));
+        assert!(matches!(decrypt(&enc, &KEY, b""), Err(ValueError::UnknownType(_))));
     }
 }

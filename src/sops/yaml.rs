@@ -12,11 +12,7 @@ pub use super::yaml_scalar::{parse_timestamp, resolve};
 #[derive(Debug, thiserror::Error)]
 pub enum YamlError {
     #[error("invalid YAML at line {line}, column {col}: {reason}")]
-    Syntax {
-        line: usize,
-        col: usize,
-        reason: String,
-    },
+    Syntax { line: usize, col: usize, reason: String },
     #[error("YAML document {0} is not a mapping; sops only handles mappings at the top level")]
     NotAMapping(usize),
     #[error("YAML nesting deeper than {0} levels; such documents are refused")]
@@ -36,25 +32,15 @@ struct Offsets {
 impl Offsets {
     fn new(text: &str) -> Self {
         if text.is_ascii() {
-            return Self {
-                ascii: true,
-                table: Vec::new(),
-            };
+            return Self { ascii: true, table: Vec::new() };
         }
         let mut table: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
         table.push(text.len());
-        Self {
-            ascii: false,
-            table,
-        }
+        Self { ascii: false, table }
     }
 
     fn byte(&self, char_index: usize) -> usize {
-        if self.ascii {
-            char_index
-        } else {
-            self.table.get(char_index).copied().unwrap_or(usize::MAX)
-        }
+        if self.ascii { char_index } else { self.table.get(char_index).copied().unwrap_or(usize::MAX) }
     }
 }
 
@@ -116,11 +102,7 @@ const MAX_ALIAS_COPIES: usize = 1_000_000;
 const MAX_DEPTH: usize = 256;
 
 fn syntax(e: &saphyr_parser::ScanError) -> YamlError {
-    YamlError::Syntax {
-        line: e.marker().line(),
-        col: e.marker().col() + 1,
-        reason: e.info().to_owned(),
-    }
+    YamlError::Syntax { line: e.marker().line(), col: e.marker().col() + 1, reason: e.info().to_owned() }
 }
 
 /// Parse every document of a YAML stream.
@@ -137,25 +119,12 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
     let offsets = Offsets::new(text);
     let mut line_starts = vec![0];
     line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-    let mut b = Builder {
-        text,
-        offsets,
-        arena: Vec::new(),
-        anchors: Vec::new(),
-        order: 0,
-        line_starts,
-        depth: 0,
-        copied: 0,
-    };
+    let mut b =
+        Builder { text, offsets, arena: Vec::new(), anchors: Vec::new(), order: 0, line_starts, depth: 0, copied: 0 };
     let scalar_spans: Vec<(usize, usize)> = events
         .iter()
         .filter(|(e, _)| matches!(e, Event::Scalar(..)))
-        .map(|(_, s)| {
-            (
-                b.offsets.byte(s.start.index()),
-                b.offsets.byte(s.end.index()),
-            )
-        })
+        .map(|(_, s)| (b.offsets.byte(s.start.index()), b.offsets.byte(s.end.index())))
         .collect();
     let comments = find_comments(text, &scalar_spans);
 
@@ -191,10 +160,8 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
         b.arena = arena;
         let lower = if n == 0 { 0 } else { prev_end };
         let last = n + 1 == count;
-        let doc_comments: Vec<&RawComment> = comments
-            .iter()
-            .filter(|c| c.start >= lower && (c.start < end || last))
-            .collect();
+        let doc_comments: Vec<&RawComment> =
+            comments.iter().filter(|c| c.start >= lower && (c.start < end || last)).collect();
         prev_end = end;
         let root = match root {
             Raw::Container(id) if b.arena[id].is_map => {
@@ -239,9 +206,7 @@ impl Builder<'_> {
         let Some(indicator) = text[..start].rfind(['|', '>']) else {
             return (start, end);
         };
-        let trimmed = text[start..end]
-            .trim_end_matches(['\n', '\r', ' ', '\t'])
-            .len();
+        let trimmed = text[start..end].trim_end_matches(['\n', '\r', ' ', '\t']).len();
         (indicator, start + trimmed)
     }
 
@@ -258,10 +223,7 @@ impl Builder<'_> {
         match ev {
             Event::DocumentEnd | Event::StreamEnd => Ok((Raw::Null, i)),
             Event::Scalar(v, style, anchor, tag) => {
-                let mut span = (
-                    self.offsets.byte(span.start.index()),
-                    self.offsets.byte(span.end.index()),
-                );
+                let mut span = (self.offsets.byte(span.start.index()), self.offsets.byte(span.end.index()));
                 if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded) {
                     span = self.block_span(span);
                 }
@@ -299,11 +261,7 @@ impl Builder<'_> {
                     return Err(YamlError::TooDeep(MAX_DEPTH));
                 }
                 let id = self.arena.len();
-                self.arena.push(Container {
-                    is_map,
-                    col: usize::MAX,
-                    children: Vec::new(),
-                });
+                self.arena.push(Container { is_map, col: usize::MAX, children: Vec::new() });
                 let mut j = i + 1;
                 while let Some((ev, span)) = events.get(j) {
                     if matches!(ev, Event::MappingEnd | Event::SequenceEnd) {
@@ -331,12 +289,7 @@ impl Builder<'_> {
                         j = after;
                         ChildKind::Item(value)
                     };
-                    self.arena[id].children.push(Child {
-                        order,
-                        line,
-                        col,
-                        kind,
-                    });
+                    self.arena[id].children.push(Child { order, line, col, kind });
                 }
                 self.depth -= 1;
                 let raw = Raw::Container(id);
@@ -369,23 +322,14 @@ impl Builder<'_> {
             .collect();
         let new_id = self.arena.len();
         let (is_map, col) = (self.arena[id].is_map, self.arena[id].col);
-        self.arena.push(Container {
-            is_map,
-            col,
-            children: Vec::new(),
-        });
+        self.arena.push(Container { is_map, col, children: Vec::new() });
         for (order, line, col, k) in children {
             let kind = match k {
                 ChildKindCopy::Pair(key, v) => ChildKind::Pair(key, self.copy_raw(v)),
                 ChildKindCopy::Item(v) => ChildKind::Item(self.copy_raw(v)),
                 ChildKindCopy::Skip => continue,
             };
-            self.arena[new_id].children.push(Child {
-                order,
-                line,
-                col,
-                kind,
-            });
+            self.arena[new_id].children.push(Child { order, line, col, kind });
         }
         Raw::Container(new_id)
     }
@@ -457,9 +401,7 @@ mod tests {
         let text = "# head\na: 1 # inline\nb:\n    c: hello\n    # foot of b\nd:\n    - x\n    - 2.5\ne: 'true'\nf: true\ng: ~\n";
         let docs = parse(text).unwrap();
         assert_eq!(docs.len(), 1);
-        let Node::Map(entries) = &docs[0].root else {
-            panic!()
-        };
+        let Node::Map(entries) = &docs[0].root else { panic!() };
         let shape: Vec<String> = entries
             .iter()
             .map(|e| match e {
@@ -467,72 +409,26 @@ mod tests {
                 Entry::Comment(c) => format!("comment{}", c.text),
             })
             .collect();
-        assert_eq!(
-            shape,
-            [
-                "comment head",
-                "comment inline",
-                "key a",
-                "key b",
-                "key d",
-                "key e",
-                "key f",
-                "key g"
-            ]
-        );
+        assert_eq!(shape, ["comment head", "comment inline", "key a", "key b", "key d", "key e", "key f", "key g"]);
         let b = docs[0].root.get("b").unwrap();
         let Node::Map(be) = b else { panic!() };
         assert!(matches!(&be[1], Entry::Comment(c) if c.text == " foot of b"));
-        assert!(matches!(
-            docs[0].root.get("a"),
-            Some(Node::Leaf(Leaf {
-                value: Value::Int(1),
-                ..
-            }))
-        ));
-        assert!(matches!(
-            docs[0].root.get("e"),
-            Some(Node::Leaf(Leaf {
-                value: Value::Str(_),
-                ..
-            }))
-        ));
-        assert!(matches!(
-            docs[0].root.get("f"),
-            Some(Node::Leaf(Leaf {
-                value: Value::Bool(true),
-                ..
-            }))
-        ));
+        assert!(matches!(docs[0].root.get("a"), Some(Node::Leaf(Leaf { value: Value::Int(1), .. }))));
+        assert!(matches!(docs[0].root.get("e"), Some(Node::Leaf(Leaf { value: Value::Str(_), .. }))));
+        assert!(matches!(docs[0].root.get("f"), Some(Node::Leaf(Leaf { value: Value::Bool(true), .. }))));
         assert!(matches!(docs[0].root.get("g"), Some(Node::Null)));
         assert_eq!(super::super::yaml_scalar::parse_int("010"), Some(8));
-        assert_eq!(
-            parse_timestamp("2024-1-2").as_deref(),
-            Some("2024-01-02T00:00:00Z")
-        );
-        assert_eq!(
-            parse_timestamp("2024-01-02T03:04:05.500+00:00").as_deref(),
-            Some("2024-01-02T03:04:05.5Z")
-        );
-        assert_eq!(
-            parse_timestamp("2024-01-02t03:04:05-05:30").as_deref(),
-            Some("2024-01-02T03:04:05-05:30")
-        );
-        assert_eq!(
-            parse_timestamp("2024-01-02 03:04:05").as_deref(),
-            Some("2024-01-02T03:04:05Z")
-        );
+        assert_eq!(parse_timestamp("2024-1-2").as_deref(), Some("2024-01-02T00:00:00Z"));
+        assert_eq!(parse_timestamp("2024-01-02T03:04:05.500+00:00").as_deref(), Some("2024-01-02T03:04:05.5Z"));
+        assert_eq!(parse_timestamp("2024-01-02t03:04:05-05:30").as_deref(), Some("2024-01-02T03:04:05-05:30"));
+        assert_eq!(parse_timestamp("2024-01-02 03:04:05").as_deref(), Some("2024-01-02T03:04:05Z"));
         assert_eq!(parse_timestamp("2024-01-02T03:04:05"), None);
         assert_eq!(parse_timestamp("2024-02-30"), None);
         assert_eq!(super::super::yaml_scalar::parse_int("0x1F"), Some(31));
         assert_eq!(super::super::yaml_scalar::parse_int("09"), None);
         assert_eq!(super::super::yaml_scalar::parse_int("-1_000"), Some(-1000));
-        let Some(Node::Seq(items)) = docs[0].root.get("d") else {
-            panic!()
-        };
-        assert!(
-            matches!(&items[1], Node::Leaf(Leaf { value: Value::Float(f), .. }) if (*f - 2.5).abs() < 1e-9)
-        );
+        let Some(Node::Seq(items)) = docs[0].root.get("d") else { panic!() };
+        assert!(matches!(&items[1], Node::Leaf(Leaf { value: Value::Float(f), .. }) if (*f - 2.5).abs() < 1e-9));
     }
 
     #[test]
@@ -550,14 +446,13 @@ mod tests {
     #[test]
     fn hostile_documents_are_refused() {
         let deep = format!("a: {}{}", "[".repeat(300), "]".repeat(300));
-        assert!(
-            parse(&deep).is_err(),
-            "saphyr or portcullis refuses deep nesting"
-        );
+        assert!(parse(&deep).is_err(), "saphyr or portcullis refuses deep nesting");
         let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..9 {
             let p = i - 1;
-            bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
         }
         assert!(matches!(parse(&bomb), Err(YamlError::AliasBomb(_))));
         assert!(parse("a: &x {b: 1}\nc: *x\n").is_ok());
@@ -568,14 +463,10 @@ mod tests {
         let text = "a: 1\n---\nb: \"x # not a comment\"\n";
         let docs = parse(text).unwrap();
         assert_eq!(docs.len(), 2);
-        let Some(Node::Leaf(leaf)) = docs[1].root.get("b") else {
-            panic!()
-        };
+        let Some(Node::Leaf(leaf)) = docs[1].root.get("b") else { panic!() };
         let (s, e) = leaf.span.unwrap();
         assert_eq!(&text[s..e], "\"x # not a comment\"");
-        let Node::Map(entries) = &docs[1].root else {
-            panic!()
-        };
+        let Node::Map(entries) = &docs[1].root else { panic!() };
         assert_eq!(entries.len(), 1);
     }
 }

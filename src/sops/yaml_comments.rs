@@ -46,20 +46,10 @@ pub(super) fn find_comments(text: &str, scalars: &[(usize, usize)]) -> Vec<RawCo
             }
             b'#' if i == line_start || matches!(bytes[i - 1], b' ' | b'\t') => {
                 let end = text[i..].find('\n').map_or(text.len(), |n| i + n);
-                let end = if end > i && bytes[end - 1] == b'\r' {
-                    end - 1
-                } else {
-                    end
-                };
+                let end = if end > i && bytes[end - 1] == b'\r' { end - 1 } else { end };
                 let inline = !text[line_start..i].trim().is_empty();
                 let col = text[line_start..i].chars().count();
-                out.push(RawComment {
-                    start: i,
-                    end,
-                    line,
-                    col,
-                    inline,
-                });
+                out.push(RawComment { start: i, end, line, col, inline });
                 i = end;
                 continue;
             }
@@ -87,9 +77,7 @@ impl Builder<'_> {
             let through = items.partition_point(|(_, line, ..)| *line <= c.line);
             if c.inline {
                 // deepest child starting on this line
-                if let Some((order, _, _, container, _)) =
-                    items[before..through].iter().max_by_key(|(.., p)| p.len())
-                {
+                if let Some((order, _, _, container, _)) = items[before..through].iter().max_by_key(|(.., p)| p.len()) {
                     self.insert_before(*container, *order, comment, c.line);
                     continue;
                 }
@@ -118,12 +106,7 @@ impl Builder<'_> {
         }
     }
 
-    fn collect(
-        &self,
-        id: usize,
-        parents: &mut Vec<usize>,
-        out: &mut Vec<(usize, usize, usize, usize, Vec<usize>)>,
-    ) {
+    fn collect(&self, id: usize, parents: &mut Vec<usize>, out: &mut Vec<(usize, usize, usize, usize, Vec<usize>)>) {
         for child in &self.arena[id].children {
             out.push((child.order, child.line, child.col, id, parents.clone()));
             let raw = match &child.kind {
@@ -140,35 +123,13 @@ impl Builder<'_> {
 
     fn insert_before(&mut self, container: usize, order: usize, comment: Comment, line: usize) {
         let children = &mut self.arena[container].children;
-        let pos = children
-            .iter()
-            .position(|c| c.order == order)
-            .unwrap_or(children.len());
-        children.insert(
-            pos,
-            Child {
-                order: 0,
-                line,
-                col: 0,
-                kind: ChildKind::Comment(comment),
-            },
-        );
+        let pos = children.iter().position(|c| c.order == order).unwrap_or(children.len());
+        children.insert(pos, Child { order: 0, line, col: 0, kind: ChildKind::Comment(comment) });
     }
 
     fn append(&mut self, container: usize, comment: Comment, line: usize) {
         let children = &mut self.arena[container].children;
-        let pos = children
-            .iter()
-            .position(|c| c.line > line)
-            .unwrap_or(children.len());
-        children.insert(
-            pos,
-            Child {
-                order: 0,
-                line,
-                col: 0,
-                kind: ChildKind::Comment(comment),
-            },
-        );
+        let pos = children.iter().position(|c| c.line > line).unwrap_or(children.len());
+        children.insert(pos, Child { order: 0, line, col: 0, kind: ChildKind::Comment(comment) });
     }
 }

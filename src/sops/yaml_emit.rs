@@ -20,10 +20,7 @@ pub fn scalar(v: &Value) -> String {
         Value::Bool(b) => (if *b { "true" } else { "false" }).to_owned(),
         Value::Bytes(b) => {
             use base64::Engine as _;
-            format!(
-                "!!binary {}",
-                base64::engine::general_purpose::STANDARD.encode(b)
-            )
+            format!("!!binary {}", base64::engine::general_purpose::STANDARD.encode(b))
         }
     }
 }
@@ -51,21 +48,7 @@ fn go_g_float(f: f64) -> String {
 fn is_old_bool(s: &str) -> bool {
     matches!(
         s,
-        "y" | "Y"
-            | "yes"
-            | "Yes"
-            | "YES"
-            | "n"
-            | "N"
-            | "no"
-            | "No"
-            | "NO"
-            | "on"
-            | "On"
-            | "ON"
-            | "off"
-            | "Off"
-            | "OFF"
+        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "on" | "On" | "ON" | "off" | "Off" | "OFF"
     )
 }
 
@@ -76,28 +59,15 @@ fn safe_plain(s: &str) -> bool {
         return false;
     };
     let other = |c: char| !c.is_ascii() && !c.is_control() && !c.is_whitespace() && c != '\u{feff}';
-    let word =
-        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '@' | '+' | '=');
-    if !(first.is_ascii_alphabetic()
-        || first == '_'
-        || first == '/'
-        || (other(first) && first.is_alphabetic()))
-    {
+    let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '@' | '+' | '=');
+    if !(first.is_ascii_alphabetic() || first == '_' || first == '/' || (other(first) && first.is_alphabetic())) {
         return false;
     }
-    if s.ends_with([' ', ':'])
-        || s.contains(": ")
-        || !s
-            .chars()
-            .all(|c| word(c) || c == ' ' || c == ':' || other(c))
-    {
+    if s.ends_with([' ', ':']) || s.contains(": ") || !s.chars().all(|c| word(c) || c == ' ' || c == ':' || other(c)) {
         return false;
     }
     let lower = s.to_ascii_lowercase();
-    !matches!(
-        lower.as_str(),
-        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null"
-    )
+    !matches!(lower.as_str(), "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null")
 }
 
 /// A string scalar.
@@ -110,9 +80,7 @@ pub fn str_scalar(s: &str) -> String {
         return s.to_owned();
     }
     // Single quotes for printable one-line strings, as go-yaml does.
-    let printable = s
-        .chars()
-        .all(|c| !c.is_control() && !matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}'));
+    let printable = s.chars().all(|c| !c.is_control() && !matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}'));
     if !s.is_empty() && !other_type && printable {
         return format!("'{}'", s.replace('\'', "''"));
     }
@@ -147,9 +115,7 @@ fn literal_block(s: &str, indent: usize) -> Option<String> {
         || body.ends_with('\n')
         || body.starts_with([' ', '\n'])
         || body.split('\n').any(|l| l.ends_with([' ', '\t']))
-        || body
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        || body.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
         || body.contains(['\u{feff}', '\u{2028}', '\u{2029}'])
     {
         return None;
@@ -193,11 +159,7 @@ fn multi_line(text: &str, node: &Node, out: &mut [(usize, usize, String)]) {
             }
         }),
         Node::Seq(items) => items.iter().for_each(|n| multi_line(text, n, out)),
-        Node::Leaf(Leaf {
-            value: Value::Str(v),
-            span: Some((s, _)),
-            decrypted: true,
-        }) if v.contains('\n') => {
+        Node::Leaf(Leaf { value: Value::Str(v), span: Some((s, _)), decrypted: true }) if v.contains('\n') => {
             if let Some(block) = key_indent(text, *s).and_then(|i| literal_block(v, i))
                 && let Some(edit) = out.iter_mut().find(|(start, ..)| start == s)
             {
@@ -223,11 +185,7 @@ fn collect(node: &Node, out: &mut Vec<(usize, usize, String)>) {
             }
         }
         Node::Seq(items) => items.iter().for_each(|n| collect(n, out)),
-        Node::Leaf(Leaf {
-            value,
-            span: Some((s, e)),
-            decrypted: true,
-        }) => out.push((*s, *e, scalar(value))),
+        Node::Leaf(Leaf { value, span: Some((s, e)), decrypted: true }) => out.push((*s, *e, scalar(value))),
         Node::Comment(c) => {
             if let (true, Some((s, e))) = (c.decrypted, c.span) {
                 out.push((s, e, format!("#{}", c.text)));
@@ -262,9 +220,7 @@ pub fn splice(text: &str, docs: &[Document]) -> String {
     let mut edits = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
         collect_spliced(text, &doc.root, &mut edits);
-        let to = docs
-            .get(i + 1)
-            .map_or(text.len(), |d| d.start.min(text.len()));
+        let to = docs.get(i + 1).map_or(text.len(), |d| d.start.min(text.len()));
         let from = doc.start.min(to);
         if let Some((s, e)) = sops_block(text, line_start(text, from), to) {
             edits.push((s, e, String::new()));
@@ -396,27 +352,10 @@ mod tests {
 
     #[test]
     fn scalars_round_trip() {
-        for s in [
-            "hello",
-            "two words",
-            "123",
-            "true",
-            "yes",
-            "",
-            " x",
-            "a: b",
-            "#c",
-            "line\nbreak",
-            "é",
-            "null",
-        ] {
+        for s in ["hello", "two words", "123", "true", "yes", "", " x", "a: b", "#c", "line\nbreak", "é", "null"] {
             let text = format!("k: {}\n", str_scalar(s));
             let docs = parse(&text).unwrap();
-            assert_eq!(
-                docs[0].root.get("k").and_then(Node::as_str),
-                Some(s),
-                "{text}"
-            );
+            assert_eq!(docs[0].root.get("k").and_then(Node::as_str), Some(s), "{text}");
         }
         assert_eq!(str_scalar("yes"), "\"yes\"");
         assert_eq!(str_scalar("päss wörd ✓"), "päss wörd ✓");
@@ -447,27 +386,20 @@ mod tests {
                 e.iter()
                     .map(|e| match e {
                         Entry::Pair(k, v) => Entry::Pair(k.clone(), strip(v)),
-                        Entry::Comment(c) => {
-                            Entry::Comment(crate::sops::tree::Comment::new(c.text.clone(), None))
-                        }
+                        Entry::Comment(c) => Entry::Comment(crate::sops::tree::Comment::new(c.text.clone(), None)),
                     })
                     .collect(),
             ),
             Node::Seq(i) => Node::Seq(i.iter().map(strip).collect()),
             Node::Leaf(l) => Node::Leaf(Leaf::new(l.value.clone(), None)),
-            Node::Comment(c) => {
-                Node::Comment(crate::sops::tree::Comment::new(c.text.clone(), None))
-            }
+            Node::Comment(c) => Node::Comment(crate::sops::tree::Comment::new(c.text.clone(), None)),
             Node::Null => Node::Null,
         }
     }
 
     #[test]
     fn literal_blocks_like_go_yaml() {
-        assert_eq!(
-            literal_block("a\nb\n", 4).unwrap(),
-            "|\n        a\n        b"
-        );
+        assert_eq!(literal_block("a\nb\n", 4).unwrap(), "|\n        a\n        b");
         assert_eq!(literal_block("a\n\nb", 0).unwrap(), "|-\n    a\n\n    b");
         assert_eq!(literal_block("a \nb", 0), None);
         assert_eq!(literal_block("one line", 0), None);
@@ -478,7 +410,8 @@ mod tests {
 
     #[test]
     fn splice_removes_sops_block() {
-        let text = "a: x\nsops:\n    mac: m\n    age:\n        - enc: |\n            abc\n---\nb: y\nsops:\n    mac: m\n";
+        let text =
+            "a: x\nsops:\n    mac: m\n    age:\n        - enc: |\n            abc\n---\nb: y\nsops:\n    mac: m\n";
         let docs = parse(text).unwrap();
         assert_eq!(splice(text, &docs), "a: x\n---\nb: y\n");
     }

@@ -17,9 +17,7 @@ pub fn resolve(v: &str, style: ScalarStyle, tag: Option<&str>) -> Option<Value> 
             return parse_int(v).map(Value::Int).or(Some(Value::Str(v.into())));
         }
         Some("tag:yaml.org,2002:float" | "!!float") => {
-            return parse_float(v)
-                .or_else(|| parse_int(v).map(|i| i as f64))
-                .map(Value::Float);
+            return parse_float(v).or_else(|| parse_int(v).map(|i| i as f64)).map(Value::Float);
         }
         Some("tag:yaml.org,2002:bool" | "!!bool") => return parse_bool(v).map(Value::Bool),
         _ => {}
@@ -63,20 +61,7 @@ pub fn parse_timestamp(v: &str) -> Option<String> {
     let (month, rest) = digits(rest.strip_prefix('-')?, 1, 2)?;
     let (day, rest) = digits(rest.strip_prefix('-')?, 1, 2)?;
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
+    let days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     if !(1..=12).contains(&month) || day == 0 || day > days[month as usize - 1] {
         return None;
     }
@@ -84,11 +69,8 @@ pub fn parse_timestamp(v: &str) -> Option<String> {
     if rest.is_empty() {
         return Some(format!("{date}T00:00:00Z"));
     }
-    let (zoned, rest) = if let Some(r) = rest.strip_prefix(['T', 't']) {
-        (true, r)
-    } else {
-        (false, rest.strip_prefix(' ')?)
-    };
+    let (zoned, rest) =
+        if let Some(r) = rest.strip_prefix(['T', 't']) { (true, r) } else { (false, rest.strip_prefix(' ')?) };
     let (hour, rest) = digits(rest, 1, 2)?;
     let (min, rest) = digits(rest.strip_prefix(':')?, 1, 2)?;
     let (sec, mut rest) = digits(rest.strip_prefix(':')?, 1, 2)?;
@@ -118,17 +100,9 @@ pub fn parse_timestamp(v: &str) -> Option<String> {
         if !r.is_empty() || zh > 23 || zm > 59 {
             return None;
         }
-        if zh == 0 && zm == 0 {
-            "Z".to_owned()
-        } else {
-            format!("{sign}{zh:02}:{zm:02}")
-        }
+        if zh == 0 && zm == 0 { "Z".to_owned() } else { format!("{sign}{zh:02}:{zm:02}") }
     };
-    let frac = if frac.is_empty() {
-        String::new()
-    } else {
-        format!(".{frac}")
-    };
+    let frac = if frac.is_empty() { String::new() } else { format!(".{frac}") };
     Some(format!("{date}T{hour:02}:{min:02}:{sec:02}{frac}{zone}"))
 }
 
@@ -151,20 +125,11 @@ pub(crate) fn parse_int(v: &str) -> Option<i64> {
         return None;
     }
     // Go `strconv.ParseInt(s, 0, 64)`, as go-yaml uses: 0x, 0o, 0b prefixes, a leading 0 is octal.
-    let (radix, body) = if let Some(h) = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
+    let (radix, body) = if let Some(h) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
         (16, h)
-    } else if let Some(o) = digits
-        .strip_prefix("0o")
-        .or_else(|| digits.strip_prefix("0O"))
-    {
+    } else if let Some(o) = digits.strip_prefix("0o").or_else(|| digits.strip_prefix("0O")) {
         (8, o)
-    } else if let Some(b) = digits
-        .strip_prefix("0b")
-        .or_else(|| digits.strip_prefix("0B"))
-    {
+    } else if let Some(b) = digits.strip_prefix("0b").or_else(|| digits.strip_prefix("0B")) {
         (2, b)
     } else if digits.len() > 1 && digits.starts_with('0') {
         (8, &digits[1..])
@@ -190,10 +155,7 @@ fn parse_float(v: &str) -> Option<f64> {
     if !(first.is_ascii_digit() || first == '.') || !body.chars().any(|c| c.is_ascii_digit()) {
         return None;
     }
-    if !body
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+' | '_'))
-    {
+    if !body.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+' | '_')) {
         return None;
     }
     v.replace('_', "").parse().ok()

@@ -43,10 +43,7 @@ pub struct Unsupported;
 
 impl Verifier for Unsupported {
     fn verify<'a>(&'a self, request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome> {
-        let what = match (
-            request.policy.authorities.is_empty(),
-            request.policy.attestations.is_empty(),
-        ) {
+        let what = match (request.policy.authorities.is_empty(), request.policy.attestations.is_empty()) {
             (false, true) => "signature",
             (true, false) => "attestation",
             _ => "signature and attestation",

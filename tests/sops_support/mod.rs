@@ -10,11 +10,8 @@ use portcullis::sops::tree::{Entry, Node, Value};
 
 /// The `sops` binary; fails the test (does not skip) when it is missing.
 pub fn sops_bin() -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("sops"))
-            .find(|p| p.is_file())
-    });
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("sops")).find(|p| p.is_file()));
     found.unwrap_or_else(|| {
         panic!(
             "the real Go `sops` is not on PATH: run the project's test command, which installs it \
@@ -36,19 +33,13 @@ pub fn keygen(dir: &Path, name: &str) -> Key {
     let recipient = id.to_public().to_string();
     let file = dir.join(format!("{name}.txt"));
     std::fs::write(&file, format!("# public key: {recipient}\n{identity}\n")).unwrap();
-    Key {
-        recipient,
-        file,
-        identity,
-    }
+    Key { recipient, file, identity }
 }
 
 /// Run the real sops in `dir` with a clean environment.
 pub fn sops(dir: &Path, args: &[&str], key_file: Option<&Path>) -> Output {
     let mut cmd = Command::new(sops_bin());
-    cmd.current_dir(dir)
-        .arg("--disable-version-check")
-        .args(args);
+    cmd.current_dir(dir).arg("--disable-version-check").args(args);
     clean_env(&mut cmd, dir);
     if let Some(k) = key_file {
         cmd.env("SOPS_AGE_KEY_FILE", k);
@@ -62,11 +53,7 @@ pub fn sops_encrypt(dir: &Path, file: &str, args: &[&str]) -> Vec<u8> {
     all.extend_from_slice(args);
     all.push(file);
     let out = sops(dir, &all, None);
-    assert!(
-        out.status.success(),
-        "sops -e {file} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "sops -e {file} failed: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
 
@@ -76,11 +63,7 @@ pub fn sops_decrypt(dir: &Path, file: &str, key: &Path, args: &[&str]) -> Vec<u8
     all.extend_from_slice(args);
     all.push(file);
     let out = sops(dir, &all, Some(key));
-    assert!(
-        out.status.success(),
-        "sops -d {file} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "sops -d {file} failed: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
 
@@ -90,8 +73,7 @@ fn clean_env(cmd: &mut Command, dir: &Path) {
             cmd.env_remove(&k);
         }
     }
-    cmd.env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir.join(".config"));
+    cmd.env("HOME", dir).env("XDG_CONFIG_HOME", dir.join(".config"));
 }
 
 /// Run `portcullis` in `dir` with a clean environment (no SOPS_* variables).
@@ -102,11 +84,7 @@ pub fn portcullis(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
@@ -136,15 +114,8 @@ pub fn decrypt_err(dir: &Path, args: &[&str]) -> String {
     all.extend_from_slice(args);
     let out = portcullis(dir, &all, &[], None);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "expected exit 2 for {args:?}; stderr: {stderr}"
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "no plaintext may be written on failure"
-    );
+    assert_eq!(out.status.code(), Some(2), "expected exit 2 for {args:?}; stderr: {stderr}");
+    assert!(out.stdout.is_empty(), "no plaintext may be written on failure");
     stderr
 }
 
@@ -220,10 +191,7 @@ pub fn assert_same_yaml(ours: &[u8], theirs: &[u8], what: &str) {
 
 /// The folder of ready-made third-party fixtures, if present.
 pub fn shared_fixtures() -> Option<PathBuf> {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/generated/sops"
-    ));
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/generated/sops"));
     if dir.is_dir() {
         Some(dir)
     } else {
