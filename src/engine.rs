@@ -80,30 +80,12 @@ impl Engine {
         let Some(object) = image_object(review) else {
             return Vec::new();
         };
-        let mut images = workload::images(&review.kind.group, &review.kind.kind, object);
-        if review.operation == "UPDATE" {
-            // Images already admitted with the old object are not new code: only check changes,
-            // so status/label updates of running workloads are never blocked by a newer policy.
-            let old: HashSet<String> = review
-                .old_object
-                .as_ref()
-                .map(|o| workload::images(&review.kind.group, &review.kind.kind, o))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|i| i.raw)
-                .collect();
-            images.retain(|i| !old.contains(&i.raw));
-        }
+        let images = new_images(review, object);
         let mut findings = Vec::new();
         let mut verifications = Vec::new();
         for image in &images {
             let subject = subject(image);
-            let matched: Vec<&ImagePolicy> = set
-                .images
-                .iter()
-                .filter(|p| p.selector.selects(review.namespace.as_deref(), &review.kind.kind, &review.operation))
-                .filter(|p| image.image.as_ref().map_or(true, |r| p.applies_to(r)))
-                .collect();
+            let matched = matching(set, review, image);
             if matched.is_empty() {
                 if self.settings.unmatched == Unmatched::Deny {
                     let why = match &image.image {
@@ -147,6 +129,35 @@ impl Engine {
         findings.extend(join_all(checks).await);
         findings
     }
+}
+
+/// The images of `object` that this request adds: all of them on CREATE; on UPDATE only those
+/// not already in the old object (images already admitted are not new code, so status or
+/// label updates of running workloads are never blocked by a newer policy).
+fn new_images(review: &Review, object: &Value) -> Vec<WorkloadImage> {
+    let mut images = workload::images(&review.kind.group, &review.kind.kind, object);
+    if review.operation == "UPDATE" {
+        let old: HashSet<String> = review
+            .old_object
+            .as_ref()
+            .map(|o| workload::images(&review.kind.group, &review.kind.kind, o))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| i.raw)
+            .collect();
+        images.retain(|i| !old.contains(&i.raw));
+    }
+    images
+}
+
+/// The image policies that apply to `image` in this request (all that select the request, if
+/// the reference does not parse).
+fn matching<'s>(set: &'s PolicySet, review: &Review, image: &WorkloadImage) -> Vec<&'s ImagePolicy> {
+    set.images
+        .iter()
+        .filter(|p| p.selector.selects(review.namespace.as_deref(), &review.kind.kind, &review.operation))
+        .filter(|p| image.image.as_ref().map_or(true, |r| p.applies_to(r)))
+        .collect()
 }
 
 /// The object whose images image policies check, if this request can add images at all.
@@ -195,10 +206,9 @@ fn static_checks(policy: &ImagePolicy, image: &ImageRef) -> Verdict {
              reference the image by digest (image@sha256:…)"
                 .to_owned(),
         ),
-        (DigestRule::Pin, None) => Verdict::Error(
-            "the reference has no digest and the policy has `digest: pin`, but tag-to-digest pinning \
-             (the /mutate webhook) is not yet implemented; reference the image by digest or use \
-             `digest: require`"
+        (DigestRule::Pin, None) => Verdict::Fail(
+            "the reference has no digest and the policy has `digest: pin`: the /mutate webhook pins tags \
+             to digests before validation; register it (the Helm chart does) or reference the image by digest"
                 .to_owned(),
         ),
     }
@@ -229,6 +239,9 @@ fn resource_findings(policies: &[ResourcePolicy], review: &Review) -> Vec<Findin
     }
     findings
 }
+
+mod mutate;
+pub use mutate::{Mutation, patch};
 
 #[cfg(test)]
 mod tests;

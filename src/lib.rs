@@ -26,6 +26,7 @@ pub mod image;
 pub mod policy;
 pub mod review;
 pub mod server;
+pub mod sops;
 pub mod telemetry;
 pub mod verify;
 pub mod workload;

@@ -167,6 +167,29 @@ impl Review {
     pub fn respond_review(&self, decision: &Decision) -> AdmissionReview<DynamicObject> {
         self.respond(decision).into_review()
     }
+
+    /// The response body of the mutating webhook: the decision, and a JSON Patch when there is
+    /// something to rewrite (only when allowed). The patch is base64, as the API server's
+    /// `[]byte` field is written in JSON.
+    pub fn respond_mutation(&self, decision: &Decision, patch: Value) -> Value {
+        let response = self.respond(decision);
+        let empty = patch.as_array().is_none_or(|ops| ops.is_empty());
+        let with_patch = if !decision.allowed || empty {
+            None
+        } else {
+            serde_json::from_value::<json_patch::Patch>(patch).ok().and_then(|p| response.clone().with_patch(p).ok())
+        };
+        // Our own patch always parses; if it did not, pinning nothing is the safe answer
+        // (validation still requires a digest).
+        let review = with_patch.unwrap_or(response).into_review();
+        let mut body = serde_json::to_value(review).unwrap_or(Value::Null);
+        if let Some(bytes) = body.pointer("/response/patch").and_then(Value::as_array).cloned() {
+            let raw: Vec<u8> = bytes.iter().filter_map(Value::as_u64).filter_map(|b| u8::try_from(b).ok()).collect();
+            use base64::Engine as _;
+            body["response"]["patch"] = Value::from(base64::engine::general_purpose::STANDARD.encode(raw));
+        }
+        body
+    }
 }
 
 /// Move `object`/`oldObject` out of the request (null becomes None) so the typed parse skips them.

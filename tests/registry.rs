@@ -5,7 +5,7 @@
 mod support;
 
 use portcullis::image::{Digest, ImageRef};
-use portcullis::verify::discovery::{ANN_SIGNATURE, discover};
+use portcullis::verify::discovery::{ANN_SIGNATURE, Wanted, discover};
 use portcullis::verify::registry::{Registry, RegistryConfig, RegistryError};
 use support::{BUNDLE_V03, Kind, Pusher, Signer, TestRegistry};
 
@@ -27,7 +27,7 @@ async fn discovery_on(kind: Kind) {
     let image = ImageRef::parse(&format!("{reference}:v1")).expect("ref");
     let resolved = client.resolve(image.registry(), image.repository(), "v1").await.expect("resolves");
     assert_eq!(resolved.to_string(), digest);
-    let evidence = discover(&client, &image, &resolved).await.expect("discovers");
+    let evidence = discover(&client, &image, &resolved, Wanted::ALL).await.expect("discovers");
     assert_eq!(evidence.signatures.len(), 1, "{:?}", evidence.looked);
     assert!(evidence.signatures[0].annotation(ANN_SIGNATURE).is_some());
     assert!(evidence.attestations.is_empty());
@@ -39,7 +39,8 @@ async fn discovery_on(kind: Kind) {
     // Nothing signed: discovery finds nothing and says where it looked.
     let (bare, _) = push.image("team/bare", "v1", "bare").await;
     let bare_image = ImageRef::parse(&format!("{}/team/bare:v1", registry.host)).expect("ref");
-    let empty = discover(&client, &bare_image, &Digest::parse(&bare).expect("digest")).await.expect("discovers");
+    let empty =
+        discover(&client, &bare_image, &Digest::parse(&bare).expect("digest"), Wanted::ALL).await.expect("discovers");
     assert!(empty.signatures.is_empty() && empty.bundles.is_empty());
     assert!(empty.looked.iter().any(|l| l.ends_with(".sig: absent")), "{:?}", empty.looked);
 

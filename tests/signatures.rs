@@ -13,6 +13,7 @@ use portcullis::policy::PolicySet;
 use portcullis::policy::cel::CelEnv;
 use portcullis::policy::compile::parse_file;
 use portcullis::review::Review;
+use portcullis::verify::discovery::Wanted;
 use portcullis::verify::image::RegistryVerifier;
 use portcullis::verify::registry::{Registry, RegistryConfig};
 use portcullis::verify::trust::TrustRoot;
@@ -233,7 +234,8 @@ async fn production_bundle_as_a_referrer() {
             Registry::new(RegistryConfig { insecure: vec![s.registry.host.clone()], ..Default::default() }).expect("r");
         let image = portcullis::image::ImageRef::parse(&format!("{}/ggcr/empty:v1", s.registry.host)).expect("ref");
         let d = portcullis::image::Digest::parse(&digest).expect("digest");
-        let evidence = portcullis::verify::discovery::discover(&registry, &image, &d).await.expect("discover");
+        let evidence =
+            portcullis::verify::discovery::discover(&registry, &image, &d, Wanted::ALL).await.expect("discover");
         assert_eq!(evidence.bundles.len(), 1, "{kind:?}: {:?}", evidence.looked);
         let identity = portcullis::policy::Identity {
             issuer: "https://github.com/login/oauth".to_owned(),

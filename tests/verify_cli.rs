@@ -77,6 +77,19 @@ async fn exit_codes_and_messages() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("no image policy covers this image"), "{out}");
 
+    // Attestations: a signed CycloneDX SBOM is there, an SPDX one is not.
+    let sbom = support::statement(&digest, "https://cyclonedx.org/bom", serde_json::json!({"components": []}), true);
+    push.attest_legacy("team/app", &digest, vec![(release.envelope(&sbom), "https://cyclonedx.org/bom".into())]).await;
+    let base = [image.as_str(), "--key", key, "--insecure-ignore-tlog", "--insecure-registry", host];
+    let (code, out, err) = verify(&[&base[..], &["--attestation", "cyclonedx"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, _) = verify(&[&base[..], &["--attestation", "cyclonedx", "--attestation", "spdx"]].concat());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("attestation \"spdx\" (https://spdx.dev/Document) not satisfied"), "{out}");
+    let (code, _, err) = verify(&[&base[..], &["--attestation", "nonsense"]].concat());
+    assert_eq!(code, Some(2));
+    assert!(err.contains("neither a known short name nor a URI"), "{err}");
+
     let (code, _, err) = verify(&[&image]);
     assert_eq!(code, Some(2));
     assert!(err.contains("pass --key, --certificate-identity[-regexp] or --policy"), "{err}");

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod decrypt;
 pub mod registry_args;
 pub mod serve;
 pub mod verify;
@@ -36,6 +37,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Verify a Sigstore bundle (key or keyless) against an artifact or its sha256 digest.
     VerifyBundle(verify_bundle::VerifyBundleArgs),
+    /// Decrypt SOPS files (age keys), manifest streams and KRM ResourceLists.
+    Decrypt(decrypt::DecryptArgs),
 }
 
 impl Cli {
@@ -47,6 +50,7 @@ impl Cli {
             Command::Serve(args) => serve::run(args),
             Command::Verify(args) => verify::run(args),
             Command::VerifyBundle(args) => verify_bundle::run(args),
+            Command::Decrypt(args) => decrypt::run(args),
         }
     }
 }

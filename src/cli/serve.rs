@@ -16,6 +16,7 @@ use crate::policy::load::{self, PolicyDir};
 use crate::server::tls::CertStore;
 use crate::server::{self, AppState, Limits};
 use crate::telemetry::Metrics;
+use crate::verify::cache::CachedVerifier;
 use crate::verify::image::RegistryVerifier;
 use crate::verify::pull_secrets::KubeSecrets;
 
@@ -91,6 +92,10 @@ pub struct PolicyArgs {
     /// account's (needs `get` on secrets and serviceaccounts): `auto` when running in a cluster.
     #[arg(long, env = "PORTCULLIS_IMAGE_PULL_SECRETS", value_enum, default_value_t = PullSecretsArg::Auto)]
     pub image_pull_secrets: PullSecretsArg,
+    /// How long a verified digest stays verified for the same policy (0 disables the cache).
+    /// Failures are kept a tenth of it; registry and log errors are never cached.
+    #[arg(long, env = "PORTCULLIS_VERIFY_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub verify_cache_ttl: Duration,
     /// What to do with an image that no ImagePolicy matches.
     #[arg(long, env = "PORTCULLIS_UNMATCHED_IMAGES", value_enum, default_value_t = UnmatchedArg::Allow)]
     pub unmatched_images: UnmatchedArg,
@@ -130,7 +135,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ServeArgs { listen, tls, policy, registry } = args;
     let ListenArgs { listen, drain_timeout } = listen;
     let TlsArgs { tls_cert, tls_key, tls_san, write_ca } = tls;
-    let PolicyArgs { policies, reload_interval, own_namespace, image_pull_secrets, unmatched_images } = policy;
+    let PolicyArgs { policies, reload_interval, own_namespace, image_pull_secrets, verify_cache_ttl, unmatched_images } =
+        policy;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -189,6 +195,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     let verifier = with_pull_secrets(registry.verifier()?, image_pull_secrets).await?;
+    let verifier = CachedVerifier::new(Arc::new(verifier), verify_cache_ttl);
     let engine = Engine::new(published.policies, Arc::new(verifier), settings);
     let state = AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status: published.status };
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

@@ -17,8 +17,8 @@ use crate::policy::cel::CelEnv;
 use crate::policy::load::PolicyDir;
 use crate::policy::matcher::{Glob, Selector};
 use crate::policy::{
-    Authority, AuthorityKind, DigestRule, Identity, ImagePolicy, KeyRef, Mode, Platforms, PolicySet, Require, Source,
-    SubjectMatch, TransparencyLog,
+    Attestation, Authority, AuthorityKind, DigestRule, Identity, ImagePolicy, KeyRef, Mode, Platforms, PolicySet,
+    Require, Source, SubjectMatch, TransparencyLog,
 };
 use crate::review::Review;
 
@@ -31,6 +31,9 @@ Examples:
   portcullis verify ghcr.io/acme/app:v1.2.3 \\
       --certificate-identity-regexp '^https://github.com/acme/app/\\.github/workflows/release\\.yml@refs/tags/v.*$' \\
       --certificate-oidc-issuer https://token.actions.githubusercontent.com
+
+  # Signed and with a signed CycloneDX SBOM attestation
+  portcullis verify ghcr.io/acme/app@sha256:… --key cosign.pub --attestation cyclonedx
 
   # The cluster's own policies, as the webhook would decide for a Pod in namespace prod
   portcullis verify ghcr.io/acme/app@sha256:… --policy policies/ --namespace prod
@@ -67,6 +70,11 @@ pub struct ExpectArgs {
     /// Accept signatures without a transparency log entry (key-based only).
     #[arg(long, requires = "key")]
     pub insecure_ignore_tlog: bool,
+    /// Also require a signed attestation of this predicate type (short name such as
+    /// cyclonedx, spdxjson, slsaprovenance1, vuln, or a URI); repeatable. With --policy, the
+    /// applying policies must require it.
+    #[arg(long = "attestation", value_name = "TYPE")]
+    pub attestations: Vec<String>,
     /// Verify against these policy files (a file or a directory) instead of flags.
     #[arg(long)]
     pub policy: Option<PathBuf>,
@@ -138,17 +146,44 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         certificate_identity_regexp,
         certificate_oidc_issuer,
         insecure_ignore_tlog,
+        attestations,
         policy,
         namespace: _,
         timeout: _,
     } = expect;
+    let mut required = Vec::new();
+    for name in &attestations {
+        let uri = crate::policy::predicate_type_uri(name)
+            .with_context(|| format!("--attestation {name:?} is neither a known short name nor a URI"))?;
+        required.push(Attestation {
+            name: name.clone(),
+            predicate_type: uri,
+            authorities: Vec::new(),
+            conditions: Vec::new(),
+        });
+    }
     if let Some(path) = policy {
         let set = if path.is_dir() {
             PolicyDir::new(&path).load().map(|(set, _)| set)
         } else {
             crate::policy::load::load_file(&path, &CelEnv::new())
         };
-        return set.with_context(|| format!("cannot load policies from {}", path.display()));
+        let set = set.with_context(|| format!("cannot load policies from {}", path.display()))?;
+        for attestation in &required {
+            let covered = set
+                .images
+                .iter()
+                .any(|p| p.attestations.iter().any(|a| a.predicate_type == attestation.predicate_type));
+            if !covered {
+                bail!(
+                    "--attestation {}: no policy in {} requires a {} attestation",
+                    attestation.name,
+                    path.display(),
+                    attestation.predicate_type
+                );
+            }
+        }
+        return Ok(set);
     }
     let kind = match (key, certificate_identity, certificate_identity_regexp) {
         (Some(path), None, None) => AuthorityKind::Key(KeyRef::File(path)),
@@ -175,6 +210,7 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
     let policy = ImagePolicy {
         name: "command-line".to_owned(),
         source: Source { file: "(flags)".to_owned(), line: 0 },
+        fingerprint: 0,
         mode: Mode::Enforce,
         selector: Selector::default(),
         images: vec![Glob::new("**")?],
@@ -184,7 +220,7 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         platforms: Platforms::Index,
         require: Require::Any,
         authorities: vec![authority],
-        attestations: Vec::new(),
+        attestations: required,
     };
     Ok(PolicySet { images: vec![policy], resources: Vec::new() })
 }

@@ -110,8 +110,11 @@ pub fn parse_file(text: &str, file: &str, base: &Path, env: &CelEnv) -> Result<V
         let source = Source { file: file.to_owned(), line };
         let policy = match header.kind.as_deref() {
             Some("ImagePolicy") => {
+                let fingerprint = fingerprint(file, &doc);
                 let doc: ImagePolicyDoc = serde_yaml_ng::from_str(&doc).map_err(syntax)?;
-                Policy::Image(compile_image(doc, source, base, env)?)
+                let mut policy = compile_image(doc, source, base, env)?;
+                policy.fingerprint = fingerprint;
+                Policy::Image(policy)
             }
             Some("ResourcePolicy") => {
                 let doc: ResourcePolicyDoc = serde_yaml_ng::from_str(&doc).map_err(syntax)?;
@@ -125,6 +128,14 @@ pub fn parse_file(text: &str, file: &str, base: &Path, env: &CelEnv) -> Result<V
         policies.push(policy);
     }
     Ok(policies)
+}
+
+/// A hash of a policy document's text and file: equal fingerprints, equal policies.
+fn fingerprint(file: &str, text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (file, text).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// serde_yaml puts " at line L column C" in its messages; we print our own absolute location.
@@ -252,6 +263,9 @@ fn compile_image(doc: ImagePolicyDoc, source: Source, base: &Path, env: &CelEnv)
             ctx.err(format!("require: atLeast {n} but the policy lists only {} authorities", authorities.len()))
         );
     }
+    if spec.require == super::model::Require::None && spec.attestations.is_empty() {
+        return Err(ctx.err("require: none needs attestations: without them the authorities would check nothing"));
+    }
     let mut attestations = Vec::new();
     for a in &spec.attestations {
         attestations.push(compile_attestation(&ctx, a, &authorities, env)?);
@@ -271,6 +285,7 @@ fn compile_image(doc: ImagePolicyDoc, source: Source, base: &Path, env: &CelEnv)
         },
         name: metadata.name,
         source,
+        fingerprint: 0,
         mode: spec.mode,
         digest: spec.digest,
         platforms: spec.platforms,
@@ -354,7 +369,11 @@ fn compile_authority(ctx: &Ctx<'_>, a: &AuthoritySpec, base: &Path) -> Result<Au
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Compile a user regex anchored at both ends: `foo` means `^(?:foo)$`.
+///
+/// The pattern must be a valid regex on its own first: otherwise `x)|(.*` would wrap into
+/// `^(?:x)|(.*)$`, whose second branch is unanchored and matches anything.
 pub fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern).size_limit(1 << 20).build()?;
     regex::RegexBuilder::new(&format!("^(?:{pattern})$")).size_limit(1 << 20).build()
 }
 

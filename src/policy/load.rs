@@ -85,7 +85,15 @@ impl PolicyDir {
             let base = path.parent().unwrap_or(&self.dir);
             policies.extend(parse_file(text, &path.display().to_string(), base, &self.env)?);
         }
-        Ok((PolicySet::new(policies)?, fingerprint))
+        let mut set = PolicySet::new(policies)?;
+        // Keys and trusted roots live beside the policies: an edit to any file of the directory
+        // makes every policy new, so no verification cached for the old files is reused.
+        for policy in &mut set.images {
+            let mut hasher = DefaultHasher::new();
+            (policy.fingerprint, fingerprint).hash(&mut hasher);
+            policy.fingerprint = hasher.finish();
+        }
+        Ok((set, fingerprint))
     }
 
     /// A hash of every file's path and content, to notice changes.

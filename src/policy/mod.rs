@@ -94,6 +94,9 @@ impl PolicySet {
 pub struct ImagePolicy {
     pub name: String,
     pub source: Source,
+    /// A hash of the document (and its file name): results cached for one policy are never
+    /// reused for an edited one.
+    pub fingerprint: u64,
     pub mode: Mode,
     pub selector: Selector,
     pub images: Vec<Glob>,

@@ -151,6 +151,8 @@ pub enum Require {
     All,
     /// At least this many authorities.
     AtLeast(u32),
+    /// No image signature is required: the authorities only sign the policy's attestations.
+    None,
 }
 
 impl<'de> Deserialize<'de> for Require {
@@ -159,12 +161,13 @@ impl<'de> Deserialize<'de> for Require {
         impl<'de> Visitor<'de> for RequireVisitor {
             type Value = Require;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("`any`, `all` or `{ atLeast: N }`")
+                f.write_str("`any`, `all`, `none` or `{ atLeast: N }`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Require, E> {
                 match v {
                     "any" => Ok(Require::Any),
                     "all" => Ok(Require::All),
+                    "none" => Ok(Require::None),
                     other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
                 }
             }
@@ -310,6 +313,7 @@ mod tests {
         let r = |s: &str| serde_yaml_ng::from_str::<Require>(s);
         assert_eq!(r("any").expect("any"), Require::Any);
         assert_eq!(r("all").expect("all"), Require::All);
+        assert_eq!(r("none").expect("none"), Require::None);
         assert_eq!(r("{atLeast: 2}").expect("n"), Require::AtLeast(2));
         assert!(r("{atLeast: 0}").is_err());
         assert!(r("{atleast: 2}").is_err());

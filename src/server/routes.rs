@@ -1,4 +1,5 @@
-//! HTTP routes: `POST /validate`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! HTTP routes: `POST /validate`, `POST /mutate` (digest pinning), `GET /healthz`, `GET /readyz`,
+//! `GET /metrics`.
 //!
 //! `/validate` takes an `admission.k8s.io/v1` AdmissionReview and answers one with the request's
 //! uid. A body that is not a review we can answer gets a 4xx with a plain-text reason (the API
@@ -39,6 +40,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/validate", post(validate))
+        .route("/mutate", post(mutate))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -69,11 +71,28 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "not found: portcullis serves POST /validate, GET /healthz, /readyz, /metrics\n")
+    (
+        StatusCode::NOT_FOUND,
+        "not found: portcullis serves POST /validate, POST /mutate, GET /healthz, /readyz, /metrics\n",
+    )
         .into_response()
 }
 
 async fn validate(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, request, Webhook::Validate).await
+}
+
+async fn mutate(State(state): State<AppState>, request: Request) -> Response {
+    handle(state, request, Webhook::Mutate).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Webhook {
+    Validate,
+    Mutate,
+}
+
+async fn handle(state: AppState, request: Request, webhook: Webhook) -> Response {
     let started = Instant::now();
     let timeout = match request.uri().query().and_then(timeout_param) {
         Some(Ok(t)) => t,
@@ -101,13 +120,21 @@ async fn validate(State(state): State<AppState>, request: Request) -> Response {
     let deadline = tokio::time::Instant::now() + budget(timeout);
     let span = info_span!(
         "review",
+        webhook = if webhook == Webhook::Mutate { "mutate" } else { "validate" },
         uid = %review.uid,
         kind = %review.kind.kind,
         ns = review.namespace.as_deref().unwrap_or(""),
         name = %review.name,
         operation = %review.operation,
     );
-    let decision = state.engine.review(&review, deadline).instrument(span.clone()).await;
+    let (decision, patch) = match webhook {
+        Webhook::Validate => (state.engine.review(&review, deadline).instrument(span.clone()).await, None),
+        Webhook::Mutate => {
+            let mutation = state.engine.mutate(&review, deadline).instrument(span.clone()).await;
+            let patch = crate::engine::patch(&mutation.pins);
+            (mutation.decision, Some(patch))
+        }
+    };
     let elapsed = started.elapsed();
     span.in_scope(|| {
         let ms = elapsed.as_secs_f64() * 1000.0;
@@ -120,7 +147,10 @@ async fn validate(State(state): State<AppState>, request: Request) -> Response {
         }
     });
     state.metrics.review(decision.label(), &review.kind.kind, &review.operation, elapsed);
-    axum::Json(review.respond_review(&decision)).into_response()
+    match patch {
+        None => axum::Json(review.respond_review(&decision)).into_response(),
+        Some(patch) => axum::Json(review.respond_mutation(&decision, patch)).into_response(),
+    }
 }
 
 /// The time the engine gets: the API server's timeout minus a margin for the response to

@@ -109,6 +109,11 @@ fn check_legacy(
         (Signer::Keyless(_), _) if certificate.is_none() => {
             return Err("the signature carries no certificate: it is not a keyless signature".to_owned());
         }
+        (Signer::Keyless(_), _) if rekor.is_none() => {
+            return Err("the keyless signature has no transparency log entry (no Rekor bundle annotation); \
+                        keyless signatures are only trusted with a logged signing time"
+                .to_owned());
+        }
         _ => {}
     }
     let bundle = bundle_from_legacy(
@@ -167,6 +172,7 @@ pub fn requirement_met(require: Require, satisfied: usize, total: usize) -> bool
         Require::Any => satisfied >= 1,
         Require::All => satisfied == total,
         Require::AtLeast(n) => satisfied >= n as usize,
+        Require::None => true,
     }
 }
 
@@ -176,5 +182,6 @@ pub fn describe_require(require: Require, total: usize) -> String {
         Require::Any => "any one authority".to_owned(),
         Require::All => format!("all {total} authorities"),
         Require::AtLeast(n) => format!("at least {n} of {total} authorities"),
+        Require::None => "no image signature".to_owned(),
     }
 }

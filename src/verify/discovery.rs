@@ -67,11 +67,31 @@ pub fn tag_for(digest: &Digest, suffix: &str) -> String {
     if suffix.is_empty() { base } else { format!("{base}.{suffix}") }
 }
 
-/// Look in every place cosign writes for `digest` in the image's repository.
-pub async fn discover(registry: &Registry, image: &ImageRef, digest: &Digest) -> Result<Evidence, RegistryError> {
+/// What to look for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wanted {
+    /// Legacy `.sig` layers.
+    pub signatures: bool,
+    /// Legacy `.att` layers.
+    pub attestations: bool,
+}
+
+impl Wanted {
+    pub const ALL: Self = Self { signatures: true, attestations: true };
+}
+
+/// Look in every place cosign writes for `digest` in the image's repository (bundle referrers
+/// always; the legacy tags that `wanted` asks for).
+pub async fn discover(
+    registry: &Registry,
+    image: &ImageRef,
+    digest: &Digest,
+    wanted: Wanted,
+) -> Result<Evidence, RegistryError> {
     let (host, repo) = (image.registry(), image.repository());
     let mut evidence = Evidence::default();
-    for (suffix, into_attestations) in [("sig", false), ("att", true)] {
+    let legacy = [("sig", false, wanted.signatures), ("att", true, wanted.attestations)];
+    for (suffix, into_attestations, _) in legacy.into_iter().filter(|(_, _, wanted)| *wanted) {
         let tag = tag_for(digest, suffix);
         match registry.manifest(host, repo, &tag).await? {
             None => evidence.looked.push(format!("tag {tag}: absent")),

@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use super::attest::{Checker, check_requirement};
 use super::cosign::{AuthorityResult, KeyMaterial, check_authority, describe_require, requirement_met};
-use super::discovery::discover;
-use super::pull_secrets::SecretSource;
+use super::discovery::{Wanted, discover};
+use super::pull_secrets::{PullContext, SecretSource};
 use super::registry::{Registry, RegistryError};
 use super::trust::TrustRoot;
 use super::{BoxFuture, Outcome, Verifier, VerifyRequest};
@@ -19,6 +20,8 @@ use crate::policy::{AuthorityKind, ImagePolicy, KeyRef, Platforms};
 
 /// Largest public key file read.
 const MAX_KEY_BYTES: u64 = 64 * 1024;
+/// Largest trusted_root.json read.
+const MAX_TRUSTED_ROOT_BYTES: u64 = 4 * 1024 * 1024;
 /// Most platforms of an index checked with `platforms: every-platform`.
 const MAX_PLATFORMS: usize = 32;
 
@@ -26,8 +29,9 @@ const MAX_PLATFORMS: usize = 32;
 pub struct RegistryVerifier {
     registry: Registry,
     trust: Arc<TrustRoot>,
-    /// Per-authority trusted roots (private Sigstore instances), loaded on first use.
-    roots: Mutex<HashMap<PathBuf, Arc<TrustRoot>>>,
+    /// Per-authority trusted roots (private Sigstore instances) by path, with a hash of the
+    /// file they were parsed from: the file is re-read at every use, re-parsed when it changed.
+    roots: Mutex<HashMap<PathBuf, (u64, Arc<TrustRoot>)>>,
     /// Where imagePullSecrets are read (the API server), if anywhere.
     secrets: Option<Arc<dyn SecretSource>>,
 }
@@ -58,12 +62,22 @@ impl RegistryVerifier {
         let Some(path) = path else {
             return Ok(Arc::clone(&self.trust));
         };
+        let bytes = read_limited(path, MAX_TRUSTED_ROOT_BYTES, "trusted root")?;
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            bytes.hash(&mut hasher);
+            hasher.finish()
+        };
         let mut roots = self.roots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(root) = roots.get(path) {
+        if let Some((known, root)) = roots.get(path)
+            && *known == hash
+        {
             return Ok(Arc::clone(root));
         }
-        let root = Arc::new(TrustRoot::from_file(path).map_err(|e| e.to_string())?);
-        roots.insert(path.to_path_buf(), Arc::clone(&root));
+        let text = std::str::from_utf8(&bytes).map_err(|_| format!("{} is not UTF-8 JSON", path.display()))?;
+        let root = Arc::new(TrustRoot::from_json(text).map_err(|e| format!("{}: {e}", path.display()))?);
+        roots.insert(path.to_path_buf(), (hash, Arc::clone(&root)));
         Ok(root)
     }
 
@@ -153,24 +167,32 @@ impl RegistryVerifier {
         digest: &Digest,
         policy: &ImagePolicy,
     ) -> Outcome {
-        let evidence = match discover(registry, image, digest).await {
+        let wanted = Wanted {
+            signatures: policy.require != crate::policy::Require::None,
+            attestations: !policy.attestations.is_empty(),
+        };
+        let evidence = match discover(registry, image, digest, wanted).await {
             Ok(e) => e,
             Err(e) => return registry_error(&e),
         };
-        let mut satisfied = Vec::new();
-        let mut failures = Vec::new();
+        let mut keys = Vec::new();
         for authority in &policy.authorities {
             let key = match &authority.kind {
                 AuthorityKind::Key(key) => Some(load_key(key)),
                 AuthorityKind::Keyless(_) => None,
             };
-            let trust = match self.trust_for(authority.trusted_root.as_deref()) {
-                Ok(t) => t,
+            match self.trust_for(authority.trusted_root.as_deref()) {
+                Ok(trust) => keys.push((authority, key, trust)),
                 Err(e) => {
                     return Outcome::Error { reason: format!("authority {:?}: trusted root: {e}", authority.name) };
                 }
-            };
-            match check_authority(authority, key.as_ref(), digest, &evidence, &trust) {
+            }
+        }
+        let mut satisfied = Vec::new();
+        let mut failures = Vec::new();
+        let signatures_required = policy.require != crate::policy::Require::None;
+        for (authority, key, trust) in keys.iter().filter(|_| signatures_required) {
+            match check_authority(authority, key.as_ref(), digest, &evidence, trust) {
                 AuthorityResult::Satisfied { location, signer } => {
                     satisfied.push(format!("authority {:?} by {signer} at {location}", authority.name));
                 }
@@ -184,44 +206,91 @@ impl RegistryVerifier {
             }
         }
         let total = policy.authorities.len();
-        if requirement_met(policy.require, satisfied.len(), total) {
-            return Outcome::Verified { detail: satisfied.join("; ") };
+        if !requirement_met(policy.require, satisfied.len(), total) {
+            let found = if evidence.signatures.is_empty() && evidence.bundles.is_empty() {
+                format!("no signatures found for {digest} (looked at {})", evidence.looked.join(", "))
+            } else {
+                format!("{digest}: {}", failures.join(" | "))
+            };
+            return Outcome::Failed {
+                reason: format!(
+                    "requires {}, {} satisfied: {found}",
+                    describe_require(policy.require, total),
+                    satisfied.len()
+                ),
+            };
         }
-        let found = if evidence.signatures.is_empty() && evidence.bundles.is_empty() {
-            format!("no signatures found for {digest} (looked at {})", evidence.looked.join(", "))
-        } else {
-            format!("{digest}: {}", failures.join(" | "))
-        };
-        Outcome::Failed {
-            reason: format!(
-                "requires {}, {} satisfied: {found}",
-                describe_require(policy.require, total),
-                satisfied.len()
-            ),
+        let checkers: Vec<Checker<'_>> = keys
+            .iter()
+            .map(|(authority, key, trust)| Checker { authority, key: key.as_ref(), trust: trust.as_ref() })
+            .collect();
+        let now = chrono::Utc::now();
+        let mut unmet = Vec::new();
+        let mut evaluation_error = false;
+        for requirement in &policy.attestations {
+            match check_requirement(requirement, &checkers, image, digest, &evidence, now) {
+                Ok(detail) => satisfied.push(detail),
+                Err(why) => {
+                    evaluation_error |= why.evaluation_error;
+                    let tried = if why.tried.is_empty() {
+                        format!("no attestation found for {digest} (looked at {})", evidence.looked.join(", "))
+                    } else {
+                        why.tried.iter().map(|(at, why)| format!("{at}: {why}")).collect::<Vec<_>>().join("; ")
+                    };
+                    unmet.push(format!(
+                        "attestation {:?} ({}) not satisfied: {tried}",
+                        requirement.name, requirement.predicate_type
+                    ));
+                }
+            }
+        }
+        match (unmet.is_empty(), evaluation_error) {
+            (true, _) => Outcome::Verified { detail: satisfied.join("; ") },
+            (false, false) => Outcome::Failed { reason: unmet.join(" | ") },
+            (false, true) => Outcome::Error { reason: unmet.join(" | ") },
+        }
+    }
+}
+
+impl RegistryVerifier {
+    /// The registry client to use for a workload: with its pull secrets, if any.
+    async fn registry_for(&self, pull: Option<&PullContext>) -> Result<Option<Registry>, String> {
+        match (pull, &self.secrets) {
+            (Some(context), Some(source)) => match source.keychain(context).await {
+                Ok(keychain) if keychain.is_empty() => Ok(None),
+                Ok(keychain) => Ok(Some(self.registry.with_credentials(keychain))),
+                Err(e) => Err(format!("imagePullSecrets: {e}")),
+            },
+            _ => Ok(None),
         }
     }
 }
 
 impl Verifier for RegistryVerifier {
+    fn resolve<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        pull: Option<&'a PullContext>,
+    ) -> BoxFuture<'a, Result<Digest, String>> {
+        Box::pin(async move {
+            let with_pull_secrets = self.registry_for(pull).await?;
+            let registry = with_pull_secrets.as_ref().unwrap_or(&self.registry);
+            let tag = image.tag().unwrap_or("latest");
+            registry
+                .resolve(image.registry(), image.repository(), tag)
+                .await
+                .map_err(|e| format!("registry error: {e}"))
+        })
+    }
+
     fn verify<'a>(&'a self, request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            if !request.policy.attestations.is_empty() {
-                return Outcome::Error {
-                    reason: "attestation requirements are not yet verifiable: this build verifies image \
-                             signatures only"
-                        .to_owned(),
-                };
-            }
             if request.policy.authorities.is_empty() {
                 return Outcome::Verified { detail: "no authorities to check".to_owned() };
             }
-            let with_pull_secrets = match (request.pull, &self.secrets) {
-                (Some(context), Some(source)) => match source.keychain(context).await {
-                    Ok(keychain) if keychain.is_empty() => None,
-                    Ok(keychain) => Some(self.registry.with_credentials(keychain)),
-                    Err(e) => return Outcome::Error { reason: format!("imagePullSecrets: {e}") },
-                },
-                _ => None,
+            let with_pull_secrets = match self.registry_for(request.pull).await {
+                Ok(registry) => registry,
+                Err(reason) => return Outcome::Error { reason },
             };
             let registry = with_pull_secrets.as_ref().unwrap_or(&self.registry);
             self.verify_image(registry, request.image, request.policy).await
@@ -233,18 +302,24 @@ fn registry_error(e: &RegistryError) -> Outcome {
     Outcome::Error { reason: format!("registry error (not a signature failure): {e}") }
 }
 
+/// Read a small file, refusing more than `limit` bytes.
+fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    let read = |e: std::io::Error| format!("cannot read {what} {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(read)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(read)?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("{what} {} is larger than {limit} bytes", path.display()));
+    }
+    Ok(bytes)
+}
+
 /// Read a public key for a key authority.
 pub fn load_key(key: &KeyRef) -> KeyMaterial {
     match key {
         KeyRef::Pem(pem) => Ok(pem.clone()),
         KeyRef::File(path) => {
-            let read = |e: std::io::Error| format!("cannot read public key {}: {e}", path.display());
-            let file = std::fs::File::open(path).map_err(read)?;
-            let mut bytes = Vec::new();
-            file.take(MAX_KEY_BYTES + 1).read_to_end(&mut bytes).map_err(read)?;
-            if bytes.len() as u64 > MAX_KEY_BYTES {
-                return Err(format!("public key {} is larger than 64 KiB", path.display()));
-            }
+            let bytes = read_limited(path, MAX_KEY_BYTES, "public key")?;
             String::from_utf8(bytes).map_err(|_| format!("public key {} is not PEM text", path.display()))
         }
         KeyRef::Secret { name, .. } => Err(format!(

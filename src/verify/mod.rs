@@ -12,6 +12,8 @@ pub mod trust;
 use std::future::Future;
 use std::pin::Pin;
 
+pub mod attest;
+pub mod cache;
 pub mod cosign;
 pub mod discovery;
 pub mod image;
@@ -47,6 +49,16 @@ pub enum Outcome {
 /// Checks signatures and attestations. Shared by the webhook, `portcullis verify` and tests.
 pub trait Verifier: Send + Sync {
     fn verify<'a>(&'a self, request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome>;
+
+    /// The digest a tag points at now (for `digest: pin`); Err says why it could not be had.
+    fn resolve<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        pull: Option<&'a pull_secrets::PullContext>,
+    ) -> BoxFuture<'a, Result<crate::image::Digest, String>> {
+        let _ = (image, pull);
+        Box::pin(async { Err("this verifier cannot resolve tags to digests".to_owned()) })
+    }
 }
 
 /// The verifier of a build without signature support: every request is answered with an

@@ -1,12 +1,14 @@
 //! Test support: real registries on 127.0.0.1 (Debian `docker-registry`, `ferro-oci-server`),
 //! a small push client, and a cosign-format signer (legacy `.sig`/`.att` tags, Sigstore bundle
-//! v0.3 referrers with the fallback tag where the registry has no referrers API).
+//! v0.3 referrers with the fallback tag where the registry has no referrers API), and an
+//! in-process mini Sigstore ([`sigstore`]: Fulcio CA, CT log, Rekor) for keyless signatures.
 //!
 //! The formats follow cosign: simple-signing payloads, ECDSA-P256-SHA256 ASN.1 signatures in
 //! the `dev.cosignproject.cosign/signature` annotation, DSSE over PAE for attestations.
 #![allow(dead_code)]
 
 pub mod secure;
+pub mod sigstore;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -249,6 +251,19 @@ impl Pusher {
         self.artifact(repo, &tag, &[signer.signature_layer(Signer::payload(&reference, digest))]).await;
     }
 
+    /// Attach legacy attestations (a `.att` tag, one DSSE layer per envelope) to `digest`.
+    /// `layers` are (envelope, predicateType annotation).
+    pub async fn attest_legacy(&self, repo: &str, digest: &str, layers: Vec<(Vec<u8>, String)>) {
+        let tag = format!("{}.att", digest.replace(':', "-"));
+        let layers: Vec<(Vec<u8>, &str, Value)> = layers
+            .into_iter()
+            .map(|(envelope, predicate_type)| {
+                (envelope, DSSE, json!({"dev.cosignproject.cosign/signature": "", "predicateType": predicate_type}))
+            })
+            .collect();
+        self.artifact(repo, &tag, &layers).await;
+    }
+
     /// Push a manifest whose layers are (blob, mediaType, annotations), tagged `tag`.
     pub async fn artifact(&self, repo: &str, tag: &str, layers: &[(Vec<u8>, &str, Value)]) -> String {
         let config = b"{}".to_vec();
@@ -355,9 +370,14 @@ impl Signer {
 
     /// A DSSE envelope over an in-toto statement.
     pub fn envelope(&self, statement: &[u8]) -> Vec<u8> {
-        let signature = self.sign(&pae(INTOTO, statement));
+        self.envelope_typed(INTOTO, statement)
+    }
+
+    /// A DSSE envelope with any payloadType.
+    pub fn envelope_typed(&self, payload_type: &str, statement: &[u8]) -> Vec<u8> {
+        let signature = self.sign(&pae(payload_type, statement));
         cjson(&json!({
-            "payloadType": INTOTO,
+            "payloadType": payload_type,
             "payload": B64.encode(statement),
             "signatures": [{"keyid": "", "sig": B64.encode(signature)}]
         }))
@@ -384,6 +404,17 @@ impl Signer {
             "dsseEnvelope": {"payload": B64.encode(statement), "payloadType": INTOTO, "signatures": [{"sig": B64.encode(signature)}]}
         }))
     }
+}
+
+/// An in-toto statement (v1) about `digest` (or v0.1 with `v01`).
+pub fn statement(digest: &str, predicate_type: &str, predicate: Value, v01: bool) -> Vec<u8> {
+    let kind = if v01 { "https://in-toto.io/Statement/v0.1" } else { "https://in-toto.io/Statement/v1" };
+    cjson(&json!({
+        "_type": kind,
+        "subject": [{"name": "image", "digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+        "predicateType": predicate_type,
+        "predicate": predicate
+    }))
 }
 
 /// DSSE pre-authentication encoding.

@@ -148,6 +148,10 @@ fn semantic_errors() {
             "does not compile",
         ),
         ("  images: ['**']\n  allowedImages: []\n", "empty list"),
+        (
+            "  images: ['**']\n  require: none\n  authorities: [{name: a, key: {publicKeyFile: k}}]\n",
+            "require: none needs attestations",
+        ),
         ("  images: ['a/***']\n", "***"),
     ];
     for (spec, want) in cases {
@@ -164,6 +168,9 @@ fn regexes_are_anchored() {
     assert!(!re.is_match("https://evil.com/?https://github.com/acme/app"));
     let re = anchored("a|b").expect("regex");
     assert!(!re.is_match("ab"), "alternation must not escape the anchors");
+    // A pattern that closes the wrapping group itself would escape the anchors: refused.
+    assert!(anchored(r"nobody@example\.com)|(.*").is_err());
+    assert!(anchored(r"a)(b").is_err());
 }
 
 #[test]

@@ -1,0 +1,289 @@
+//! `portcullis decrypt`: decrypt SOPS files (age keys), manifest streams and KRM ResourceLists.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use zeroize::Zeroizing;
+
+use crate::sops::{self, Format, Identities, Options, manifests};
+
+const EXAMPLES: &str = "\
+Examples:
+  # Decrypt a file to stdout (format from the extension), with an age key file
+  portcullis decrypt --age-key-file key.txt secret.enc.yaml
+
+  # The key from the environment, like sops; write to a file
+  SOPS_AGE_KEY_FILE=key.txt portcullis decrypt -o app.env app.enc.env
+
+  # A binary file encrypted with `sops -e blob.bin > blob.enc.json`
+  portcullis decrypt --input-type binary --output-type binary blob.enc.json > blob.bin
+
+  # A stream of manifests (multi-document YAML or a JSON List), keys from a Flux-style Secret
+  kustomize build . | portcullis decrypt --manifests --age-key-secret sops-age.yaml -
+
+  # As a KRM function / exec plugin: ResourceList on stdin, ResourceList on stdout
+  portcullis decrypt --krm --age-key-file /keys/age.agekey
+
+Exit codes: 0 decrypted, 2 error (no key for any recipient, MAC mismatch, tampered value, unsupported
+format, a path outside --root, a file larger than --max-size).";
+
+/// Largest key file or key Secret read (independent of --max-size).
+const KEY_FILE_MAX: u64 = 1 << 20;
+
+/// Flags of `portcullis decrypt`.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct DecryptArgs {
+    /// The encrypted file, or `-` for standard input (the default with --manifests and --krm).
+    pub file: Option<PathBuf>,
+    /// Input format; by default from the file extension (.yaml/.yml, .json, .env, .ini, else binary).
+    #[arg(long, value_enum)]
+    pub input_type: Option<Format>,
+    /// Output format; by default the input format.
+    #[arg(long, value_enum)]
+    pub output_type: Option<Format>,
+    /// Write the plaintext to this file instead of standard output (never the input file).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Treat the input as a stream of Kubernetes manifests: resources with `sops` metadata and
+    /// Secret values that are SOPS documents are decrypted, the rest passes through.
+    #[arg(long, conflicts_with_all = ["krm", "input_type", "output_type"])]
+    pub manifests: bool,
+    /// Run as a KRM function / kustomize exec plugin: a ResourceList on stdin, one on stdout.
+    #[arg(long, conflicts_with_all = ["input_type", "output_type", "output"])]
+    pub krm: bool,
+    /// age identity file (repeatable). Also read: SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, and, when no key
+    /// is given at all, sops's default key file (~/.config/sops/age/keys.txt).
+    #[arg(long = "age-key-file", value_name = "FILE")]
+    pub age_key_file: Vec<PathBuf>,
+    /// A Kubernetes Secret manifest (YAML or JSON, `-` for stdin) whose `data` / `stringData` keys
+    /// ending in `.agekey` hold age identities, as Flux's `decryption.secretRef` (repeatable).
+    #[arg(long = "age-key-secret", value_name = "FILE")]
+    pub age_key_secret: Vec<PathBuf>,
+    /// Directory that input and output paths must stay in (no `..`, no symlink escaping it).
+    #[arg(long, default_value = ".")]
+    pub root: PathBuf,
+    /// Largest input accepted, in bytes (suffixes KiB, MiB, GiB allowed).
+    #[arg(long, default_value = "5MiB", value_parser = parse_size)]
+    pub max_size: u64,
+    /// Verify the MAC (always on: the MAC is what binds unencrypted values such as a Secret's name
+    /// and namespace to the ciphertext). Accepted for explicitness.
+    #[arg(long, default_value_t = true)]
+    pub require_mac: bool,
+    /// Accept files written with `--mac-only-encrypted`, whose MAC does not cover unencrypted values.
+    #[arg(long)]
+    pub allow_mac_only_encrypted: bool,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10), ("B", 1)]
+        .iter()
+        .find_map(|(suffix, m)| s.strip_suffix(suffix).map(|n| (n.trim(), *m)))
+        .unwrap_or((s, 1));
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("invalid size {s:?}: use a number of bytes, e.g. 5MiB or 1048576"))
+}
+
+/// Run `portcullis decrypt`.
+pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
+    let DecryptArgs {
+        file,
+        input_type,
+        output_type,
+        output,
+        manifests,
+        krm,
+        age_key_file,
+        age_key_secret,
+        root,
+        max_size,
+        require_mac,
+        allow_mac_only_encrypted,
+    } = args;
+    if !require_mac {
+        bail!("--require-mac cannot be turned off: portcullis always verifies the MAC");
+    }
+    let root = root.canonicalize().with_context(|| format!("--root {}: cannot open the directory", root.display()))?;
+    let ids = load_identities(&age_key_file, &age_key_secret, KEY_FILE_MAX)?;
+    let opts = Options { allow_mac_only_encrypted };
+
+    let stdin_default = manifests || krm;
+    let input_path = match &file {
+        Some(p) if p.as_os_str() != "-" => Some(confine(&root, p, true)?),
+        Some(_) => None,
+        None if stdin_default => None,
+        None => bail!("no input file: give the encrypted file, or `-` for standard input"),
+    };
+    let name = file.as_ref().map_or_else(|| "standard input".to_owned(), |p| p.display().to_string());
+    let input = match &input_path {
+        Some(p) => read_limited_file(p, max_size)?,
+        None => read_limited(std::io::stdin().lock(), max_size, "standard input")?,
+    };
+
+    let plaintext = if krm {
+        manifests::decrypt_resource_list(&input, &ids, &opts).with_context(|| format!("decrypting {name}"))?
+    } else if manifests {
+        manifests::decrypt_stream(&input, &ids, &opts).with_context(|| format!("decrypting {name}"))?
+    } else {
+        let in_format = input_type
+            .or_else(|| input_path.as_deref().map(Format::from_path))
+            .context("reading standard input needs --input-type (yaml, json, dotenv, ini or binary)")?;
+        let out_format = output_type.unwrap_or(in_format);
+        sops::decrypt(&input, in_format, out_format, &ids, &opts)
+            .with_context(|| format!("decrypting {name} ({} file)", in_format.name()))?
+    };
+
+    match output {
+        Some(out) => {
+            let out_path = confine(&root, &out, false)?;
+            if let Some(inp) = &input_path
+                && out_path.canonicalize().is_ok_and(|o| &o == inp)
+            {
+                bail!("-o {}: refusing to overwrite the input file; write the plaintext elsewhere", out.display());
+            }
+            std::fs::write(&out_path, plaintext.as_slice())
+                .with_context(|| format!("-o {}: cannot write the file", out.display()))?;
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&plaintext).context("cannot write to standard output")?;
+            stdout.flush().context("cannot write to standard output")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolve `path` (relative to the current directory): no `..`, and the real path (symlinks
+/// followed) inside `root`.
+/// For an output file that does not exist yet, its directory is checked.
+fn confine(root: &Path, path: &Path, must_exist: bool) -> anyhow::Result<PathBuf> {
+    if path.components().any(|c| matches!(c, Component::ParentDir)) {
+        bail!("{}: `..` is not allowed in paths; give a path inside --root {}", path.display(), root.display());
+    }
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().context("cannot read the current directory")?.join(path)
+    };
+    let real = match joined.canonicalize() {
+        Ok(real) => real,
+        Err(e) if must_exist => {
+            return Err(e).with_context(|| format!("{}: cannot open the file", path.display()));
+        }
+        Err(_) => {
+            let parent = joined.parent().unwrap_or(root);
+            let file_name = joined.file_name().with_context(|| format!("{}: not a file name", path.display()))?;
+            parent
+                .canonicalize()
+                .with_context(|| format!("{}: the directory does not exist", path.display()))?
+                .join(file_name)
+        }
+    };
+    if !real.starts_with(root) {
+        bail!(
+            "{}: the path leads outside --root {} (through a symlink or an absolute path); pass --root to allow it",
+            path.display(),
+            root.display()
+        );
+    }
+    Ok(real)
+}
+
+fn read_limited_file(path: &Path, max: u64) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot open the file", path.display()))?;
+    if !meta.is_file() {
+        bail!("{}: not a regular file", path.display());
+    }
+    if meta.len() > max {
+        bail!(
+            "{}: {} bytes is larger than --max-size {max}; raise --max-size if the file is expected",
+            path.display(),
+            meta.len()
+        );
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("{}: cannot open the file", path.display()))?;
+    read_limited(f, max, &path.display().to_string())
+}
+
+fn read_limited(r: impl std::io::Read, max: u64, name: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::new());
+    r.take(max.saturating_add(1)).read_to_end(&mut buf).with_context(|| format!("{name}: cannot read"))?;
+    if buf.len() as u64 > max {
+        bail!("{name}: larger than --max-size {max}; raise --max-size if the input is expected");
+    }
+    Ok(buf)
+}
+
+/// age identities from the flags, then the environment, then sops's default key file.
+fn load_identities(files: &[PathBuf], secrets: &[PathBuf], max: u64) -> anyhow::Result<Identities> {
+    let mut ids = Identities::new();
+    for f in files {
+        let text = read_text(f, max)?;
+        ids.add_text(&text, &format!("--age-key-file {}", f.display()))?;
+    }
+    for f in secrets {
+        let bytes = if f.as_os_str() == "-" {
+            read_limited(std::io::stdin().lock(), max, "standard input")?
+        } else {
+            read_limited_file(f, max)?
+        };
+        let name = format!("--age-key-secret {}", f.display());
+        for (key, text) in sops::keys::identities_from_secret(&bytes, &name)? {
+            ids.add_text(&text, &format!("{name} key {key}"))?;
+        }
+    }
+    if let Some(f) = std::env::var_os("SOPS_AGE_KEY_FILE").filter(|v| !v.is_empty()) {
+        let f = PathBuf::from(f);
+        let text = read_text(&f, max)?;
+        ids.add_text(&text, &format!("SOPS_AGE_KEY_FILE={}", f.display()))?;
+    }
+    if let Ok(key) = std::env::var("SOPS_AGE_KEY") {
+        let key = Zeroizing::new(key);
+        if !key.trim().is_empty() {
+            ids.add_text(&key, "SOPS_AGE_KEY")?;
+        }
+    }
+    if ids.is_empty()
+        && let Some(default) = default_key_file()
+        && default.is_file()
+    {
+        let text = read_text(&default, max)?;
+        ids.add_text(&text, &default.display().to_string())?;
+    }
+    Ok(ids)
+}
+
+fn default_key_file() -> Option<PathBuf> {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(config.join("sops").join("age").join("keys.txt"))
+}
+
+fn read_text(path: &Path, max: u64) -> anyhow::Result<Zeroizing<String>> {
+    let bytes = read_limited_file(path, max)?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{}: not a text file", path.display()))?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("5MiB").unwrap(), 5 << 20);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("0").is_err());
+    }
+}

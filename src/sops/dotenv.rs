@@ -1,0 +1,105 @@
+//! dotenv store: `KEY=value` lines and `#comment` lines, metadata as flattened `sops_*` keys.
+//! Output is byte-compatible with `sops -d`. Pure.
+
+use super::tree::{Comment, Entry, Leaf, Node, Value};
+
+/// Why a dotenv file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DotenvError {
+    #[error("invalid dotenv line {0}: expected KEY=value or #comment")]
+    BadLine(usize),
+}
+
+/// Parse a dotenv file into one flat mapping (Go `dotenv.Store.LoadPlainFile`).
+///
+/// # Errors
+/// [`DotenvError::BadLine`] for a line without `=`.
+pub fn parse(text: &str) -> Result<Node, DotenvError> {
+    let mut entries = Vec::new();
+    for (i, line) in text.split('\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(c) = line.strip_prefix('#') {
+            entries.push(Entry::Comment(Comment::new(c.to_owned(), None)));
+        } else {
+            let (k, v) = line.split_once('=').ok_or(DotenvError::BadLine(i + 1))?;
+            entries.push(Entry::Pair(k.to_owned(), Node::Leaf(Leaf::new(Value::Str(v.replace("\\n", "\n")), None))));
+        }
+    }
+    Ok(Node::Map(entries))
+}
+
+/// Take the `sops_*` entries out of a flat mapping, returning them without the prefix.
+pub fn take_metadata(root: &mut Node) -> Vec<(String, String)> {
+    let mut meta = Vec::new();
+    if let Node::Map(entries) = root {
+        entries.retain(|e| match e {
+            Entry::Pair(k, v) if k.starts_with("sops_") => {
+                meta.push((k["sops_".len()..].to_owned(), v.as_str().unwrap_or_default().to_owned()));
+                false
+            }
+            _ => true,
+        });
+    }
+    meta
+}
+
+/// Go `stores.ValToString` for non-string values.
+#[must_use]
+pub fn val_to_string(v: &Value) -> String {
+    match v {
+        Value::Str(s) | Value::Time(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => {
+            let s = format!("{f}");
+            if s.contains(['.', 'e', 'E']) || !f.is_finite() { s } else { format!("{s}.0") }
+        }
+        Value::Bool(b) => b.to_string(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+    }
+}
+
+/// Emit a flat mapping as sops does.
+#[must_use]
+pub fn emit(root: &Node) -> String {
+    let mut out = String::new();
+    if let Node::Map(entries) = root {
+        for e in entries {
+            match e {
+                Entry::Comment(c) => {
+                    out.push('#');
+                    out.push_str(&c.text);
+                    out.push('\n');
+                }
+                Entry::Pair(k, v) => {
+                    out.push_str(k);
+                    out.push('=');
+                    match v {
+                        Node::Leaf(Leaf { value: Value::Str(s), .. }) => out.push_str(&s.replace('\n', "\\n")),
+                        Node::Leaf(l) => out.push_str(&val_to_string(&l.value)),
+                        _ => {}
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let text = "A=1\n#c\nB=x\\ny\nsops_mac=M\n";
+        let mut node = parse(text).unwrap();
+        let meta = take_metadata(&mut node);
+        assert_eq!(meta, vec![("mac".to_owned(), "M".to_owned())]);
+        assert_eq!(emit(&node), "A=1\n#c\nB=x\\ny\n");
+        assert!(parse("nokey\n").is_err());
+    }
+}

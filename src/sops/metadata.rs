@@ -1,0 +1,273 @@
+//! The `sops` metadata block: key groups, Shamir threshold, MAC, encryption rules.
+//! Parsed from the format-neutral tree, like Go `stores.metadata.ToInternal`. Pure.
+
+use regex::Regex;
+
+use super::tree::{Entry, Leaf, Node, Rules, Value};
+
+/// One age recipient and the data key (or Shamir share) encrypted to it.
+#[derive(Debug, Clone)]
+pub struct AgeStanza {
+    pub recipient: String,
+    pub enc: String,
+}
+
+/// A key group: every key in it encrypts the same data key (or the same Shamir share).
+#[derive(Debug, Clone, Default)]
+pub struct KeyGroup {
+    pub age: Vec<AgeStanza>,
+    /// Master keys of other kinds (pgp, kms, gcp_kms, azure_kv, hc_vault, hckms): portcullis
+    /// cannot use them, but names them in errors.
+    pub other: Vec<String>,
+}
+
+/// The parsed metadata of one SOPS file.
+#[derive(Debug)]
+pub struct Metadata {
+    pub groups: Vec<KeyGroup>,
+    pub shamir_threshold: usize,
+    pub lastmodified: String,
+    pub mac: String,
+    pub mac_only_encrypted: bool,
+    pub version: String,
+    pub rules: Rules,
+}
+
+/// Why the metadata is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("the `sops` metadata is not a mapping; the file is damaged: restore it from Git")]
+    NotAMapping,
+    #[error("the `sops` metadata has no `{0}`; the file is damaged or was not written by sops")]
+    Missing(&'static str),
+    #[error("the `sops` metadata lists no keys (no age, key_groups, …); re-encrypt the file with sops")]
+    NoKeys,
+    #[error(
+        "the `sops` metadata sets more than one of encrypted_suffix, unencrypted_suffix, encrypted_regex, \
+         unencrypted_regex, encrypted_comment_regex, unencrypted_comment_regex; sops refuses such files too"
+    )]
+    SeveralRules,
+    #[error("`sops.{field}` is not a valid regular expression ({reason}); fix the file's metadata")]
+    BadRegex { field: &'static str, reason: String },
+    #[error("`sops.{0}` has the wrong type; the file is damaged: restore it from Git")]
+    BadField(&'static str),
+}
+
+const OTHER_KEY_KINDS: [&str; 6] = ["pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"];
+
+/// A scalar of the metadata as text (mapstructure's weak typing).
+fn text(node: &Node) -> Option<String> {
+    match node {
+        Node::Leaf(Leaf { value, .. }) => Some(match value {
+            Value::Str(s) | Value::Time(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        }),
+        _ => None,
+    }
+}
+
+fn field(map: &Node, key: &'static str) -> Result<Option<String>, MetadataError> {
+    match map.get(key) {
+        None | Some(Node::Null) => Ok(None),
+        Some(n) => text(n).map(Some).ok_or(MetadataError::BadField(key)),
+    }
+}
+
+fn items(node: Option<&Node>) -> Vec<&Node> {
+    match node {
+        Some(Node::Seq(items)) => items.iter().filter(|n| !matches!(n, Node::Comment(_))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn group_from(map: &Node) -> Result<KeyGroup, MetadataError> {
+    let mut group = KeyGroup::default();
+    for item in items(map.get("age")) {
+        let recipient = field(item, "recipient")?.unwrap_or_default();
+        let enc = field(item, "enc")?.ok_or(MetadataError::Missing("age[].enc"))?;
+        group.age.push(AgeStanza { recipient, enc });
+    }
+    for kind in OTHER_KEY_KINDS {
+        for _ in items(map.get(kind)) {
+            group.other.push(kind.to_owned());
+        }
+    }
+    Ok(group)
+}
+
+fn regex(field_name: &'static str, value: Option<String>) -> Result<Option<Regex>, MetadataError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| Regex::new(&v).map_err(|e| MetadataError::BadRegex { field: field_name, reason: e.to_string() }))
+        .transpose()
+}
+
+impl Metadata {
+    /// Parse the `sops` mapping.
+    ///
+    /// # Errors
+    /// [`MetadataError`] when a required field is missing or malformed.
+    pub fn from_node(node: &Node) -> Result<Self, MetadataError> {
+        if !matches!(node, Node::Map(_)) {
+            return Err(MetadataError::NotAMapping);
+        }
+        let top = group_from(node)?;
+        let groups = if !top.age.is_empty() || !top.other.is_empty() {
+            vec![top]
+        } else {
+            items(node.get("key_groups")).into_iter().map(group_from).collect::<Result<Vec<_>, _>>()?
+        };
+        if groups.is_empty() {
+            return Err(MetadataError::NoKeys);
+        }
+        let shamir_threshold = match field(node, "shamir_threshold")? {
+            None => 0,
+            Some(t) => t.parse().map_err(|_| MetadataError::BadField("shamir_threshold"))?,
+        };
+        let mac_only_encrypted = match field(node, "mac_only_encrypted")?.as_deref() {
+            None | Some("" | "false" | "False" | "0") => false,
+            Some("true" | "True" | "1") => true,
+            Some(_) => return Err(MetadataError::BadField("mac_only_encrypted")),
+        };
+        let non_empty =
+            |k| -> Result<Option<String>, MetadataError> { Ok(field(node, k)?.filter(|v: &String| !v.is_empty())) };
+        let unencrypted_suffix = non_empty("unencrypted_suffix")?;
+        let encrypted_suffix = non_empty("encrypted_suffix")?;
+        let unencrypted_regex = non_empty("unencrypted_regex")?;
+        let encrypted_regex = non_empty("encrypted_regex")?;
+        let unencrypted_comment_regex = non_empty("unencrypted_comment_regex")?;
+        let encrypted_comment_regex = non_empty("encrypted_comment_regex")?;
+        let count = [
+            &unencrypted_suffix,
+            &encrypted_suffix,
+            &unencrypted_regex,
+            &encrypted_regex,
+            &unencrypted_comment_regex,
+            &encrypted_comment_regex,
+        ]
+        .iter()
+        .filter(|r| r.is_some())
+        .count();
+        if count > 1 {
+            return Err(MetadataError::SeveralRules);
+        }
+        let rules = Rules {
+            unencrypted_suffix: if count == 0 { Some("_unencrypted".to_owned()) } else { unencrypted_suffix },
+            encrypted_suffix,
+            unencrypted_regex: regex("unencrypted_regex", unencrypted_regex)?,
+            encrypted_regex: regex("encrypted_regex", encrypted_regex)?,
+            unencrypted_comment_regex: regex("unencrypted_comment_regex", unencrypted_comment_regex)?,
+            encrypted_comment_regex: regex("encrypted_comment_regex", encrypted_comment_regex)?,
+        };
+        Ok(Self {
+            groups,
+            shamir_threshold,
+            lastmodified: field(node, "lastmodified")?.ok_or(MetadataError::Missing("lastmodified"))?,
+            mac: field(node, "mac")?.ok_or(MetadataError::Missing("mac"))?,
+            mac_only_encrypted,
+            version: field(node, "version")?.unwrap_or_default(),
+            rules,
+        })
+    }
+}
+
+/// Rebuild the metadata mapping from flattened keys (`age__list_0__map_enc`), as the dotenv and INI
+/// stores write it (Go `stores.unflattenTreeBranch`). Keys are given without the `sops_` prefix.
+#[must_use]
+pub fn unflatten(flat: Vec<(String, String)>) -> Node {
+    let mut root = Node::Map(Vec::new());
+    for (key, value) in flat {
+        let tokens = tokenize(&key);
+        insert(&mut root, &tokens, value);
+    }
+    root
+}
+
+enum Token {
+    Key(String),
+    Index(usize),
+}
+
+fn tokenize(path: &str) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut rest = path;
+    let mut is_index = false;
+    loop {
+        let map = rest.find("__map_");
+        let list = rest.find("__list_");
+        let (cut, sep_len, next_is_index) = match (map, list) {
+            (Some(m), Some(l)) if l < m => (l, 7, true),
+            (Some(m), _) => (m, 6, false),
+            (None, Some(l)) => (l, 7, true),
+            (None, None) => (rest.len(), 0, false),
+        };
+        let part = &rest[..cut];
+        tokens.push(if is_index { Token::Index(part.parse().unwrap_or(0)) } else { Token::Key(part.to_owned()) });
+        if sep_len == 0 {
+            break;
+        }
+        rest = &rest[cut + sep_len..];
+        is_index = next_is_index;
+    }
+    tokens
+}
+
+fn insert(node: &mut Node, tokens: &[Token], value: String) {
+    let Some((first, rest)) = tokens.split_first() else {
+        *node = Node::Leaf(Leaf::new(Value::Str(value), None));
+        return;
+    };
+    match first {
+        Token::Key(k) => {
+            if !matches!(node, Node::Map(_)) {
+                *node = Node::Map(Vec::new());
+            }
+            if let Node::Map(entries) = node {
+                let pos = entries.iter().position(|e| matches!(e, Entry::Pair(key, _) if key == k));
+                let idx = pos.unwrap_or_else(|| {
+                    entries.push(Entry::Pair(k.clone(), Node::Null));
+                    entries.len() - 1
+                });
+                if let Some(Entry::Pair(_, child)) = entries.get_mut(idx) {
+                    insert(child, rest, value);
+                }
+            }
+        }
+        Token::Index(i) => {
+            if !matches!(node, Node::Seq(_)) {
+                *node = Node::Seq(Vec::new());
+            }
+            if let Node::Seq(items) = node {
+                while items.len() <= *i {
+                    items.push(Node::Null);
+                }
+                insert(&mut items[*i], rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unflattens_dotenv_metadata() {
+        let node = unflatten(vec![
+            ("age__list_0__map_enc".into(), "E".into()),
+            ("age__list_0__map_recipient".into(), "age1x".into()),
+            ("lastmodified".into(), "2026-01-01T00:00:00Z".into()),
+            ("mac".into(), "M".into()),
+            ("unencrypted_suffix".into(), "_unencrypted".into()),
+        ]);
+        let meta = Metadata::from_node(&node).unwrap();
+        assert_eq!(meta.groups.len(), 1);
+        assert_eq!(meta.groups[0].age[0].recipient, "age1x");
+        assert_eq!(meta.groups[0].age[0].enc, "E");
+        assert_eq!(meta.rules.unencrypted_suffix.as_deref(), Some("_unencrypted"));
+    }
+}

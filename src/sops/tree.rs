@@ -1,0 +1,423 @@
+//! The SOPS tree, format-neutral: ordered mappings, sequences, typed leaves and comments, and the
+//! walk that decrypts it and computes its MAC exactly as sops does (`sops.go` `walkBranch`,
+//! `shouldBeEncrypted`, `Decrypt`). Pure: no I/O.
+
+use std::borrow::Cow;
+
+use regex::Regex;
+use sha2::{Digest as _, Sha512};
+use zeroize::Zeroize;
+
+use super::value::{self, ValueError, ValueType};
+
+/// A byte range in the source document, so that a store can write the plaintext back in place.
+pub type Span = (usize, usize);
+
+/// A typed scalar, as sops's Go tree holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Bytes(Vec<u8>),
+    Time(String),
+}
+
+impl Value {
+    /// The bytes sops feeds to the MAC for this value (Go `sops.ToBytes`).
+    #[must_use]
+    pub fn mac_bytes(&self) -> Cow<'_, [u8]> {
+        match self {
+            Self::Str(s) | Self::Time(s) => Cow::Borrowed(s.as_bytes()),
+            Self::Int(i) => Cow::Owned(i.to_string().into_bytes()),
+            Self::Float(f) => Cow::Owned(go_format_float(*f).into_bytes()),
+            Self::Bool(true) => Cow::Borrowed(b"True"),
+            Self::Bool(false) => Cow::Borrowed(b"False"),
+            Self::Bytes(b) => Cow::Borrowed(b),
+        }
+    }
+}
+
+impl Drop for Value {
+    fn drop(&mut self) {
+        match self {
+            Self::Str(s) | Self::Time(s) => s.zeroize(),
+            Self::Bytes(b) => b.zeroize(),
+            Self::Int(i) => i.zeroize(),
+            Self::Float(f) => f.zeroize(),
+            Self::Bool(b) => b.zeroize(),
+        }
+    }
+}
+
+/// Go `strconv.FormatFloat(f, 'f', -1, 64)`.
+#[must_use]
+pub fn go_format_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".to_owned()
+    } else if f.is_infinite() {
+        if f > 0.0 { "+Inf".to_owned() } else { "-Inf".to_owned() }
+    } else {
+        format!("{f}")
+    }
+}
+
+/// A leaf of the tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leaf {
+    pub value: Value,
+    /// Where the leaf sits in the source, for stores that write back in place.
+    pub span: Option<Span>,
+    /// Set by [`decrypt`] when the value was decrypted.
+    pub decrypted: bool,
+}
+
+impl Leaf {
+    #[must_use]
+    pub fn new(value: Value, span: Option<Span>) -> Self {
+        Self { value, span, decrypted: false }
+    }
+}
+
+/// A comment line (without its `#`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comment {
+    pub text: String,
+    pub span: Option<Span>,
+    pub decrypted: bool,
+}
+
+impl Drop for Comment {
+    fn drop(&mut self) {
+        self.text.zeroize();
+    }
+}
+
+impl Comment {
+    #[must_use]
+    pub fn new(text: String, span: Option<Span>) -> Self {
+        Self { text, span, decrypted: false }
+    }
+}
+
+/// A node of the tree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    Map(Vec<Entry>),
+    Seq(Vec<Node>),
+    Leaf(Leaf),
+    Comment(Comment),
+    Null,
+}
+
+/// One item of a mapping: a key and its value, or a comment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Pair(String, Node),
+    Comment(Comment),
+}
+
+impl Node {
+    /// The value of `key` in a mapping.
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        match self {
+            Self::Map(entries) => entries.iter().find_map(|e| match e {
+                Entry::Pair(k, v) if k == key => Some(v),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The string value of a leaf (strings only).
+    #[must_use]
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Leaf(Leaf { value: Value::Str(s), .. }) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Which values are encrypted: the rules stored in the file's metadata (one at most).
+#[derive(Debug, Default)]
+pub struct Rules {
+    pub unencrypted_suffix: Option<String>,
+    pub encrypted_suffix: Option<String>,
+    pub unencrypted_regex: Option<Regex>,
+    pub encrypted_regex: Option<Regex>,
+    pub unencrypted_comment_regex: Option<Regex>,
+    pub encrypted_comment_regex: Option<Regex>,
+}
+
+impl Rules {
+    /// Go `Tree.shouldBeEncrypted`.
+    fn should_encrypt(&self, path: &[String], comments: &[Vec<String>], is_comment: bool) -> bool {
+        let mut encrypted = true;
+        if let Some(suffix) = &self.unencrypted_suffix
+            && path.iter().any(|p| p.ends_with(suffix.as_str()))
+        {
+            encrypted = false;
+        }
+        if let Some(suffix) = &self.encrypted_suffix {
+            encrypted = path.iter().any(|p| p.ends_with(suffix.as_str()));
+        }
+        if let Some(re) = &self.unencrypted_regex
+            && path.iter().any(|p| re.is_match(p))
+        {
+            encrypted = false;
+        }
+        if let Some(re) = &self.encrypted_regex {
+            encrypted = path.iter().any(|p| re.is_match(p));
+        }
+        if let Some(re) = &self.unencrypted_comment_regex
+            && comments.iter().flatten().any(|c| re.is_match(c))
+        {
+            encrypted = false;
+        }
+        if let Some(re) = &self.encrypted_comment_regex {
+            let last = comments.len().saturating_sub(1);
+            let last_len = comments.last().map_or(0, Vec::len);
+            encrypted = comments.iter().enumerate().any(|(i, cs)| {
+                cs.iter().enumerate().any(|(j, c)| {
+                    // The comment line that matches is itself left in clear.
+                    let is_self = is_comment && i == last && j + 1 == last_len;
+                    !is_self && re.is_match(c)
+                })
+            });
+        }
+        encrypted
+    }
+}
+
+/// Why the tree could not be decrypted. Names the key path, never the value.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("value at `{path}` {reason}")]
+    Value { path: String, reason: ValueError },
+    #[error("value at `{path}` should be encrypted but is not a string; the file was edited by hand")]
+    NotAString { path: String },
+}
+
+/// The MAC "initialization" bytes sops writes first when `mac_only_encrypted` is set (SHA-256 of "sops").
+pub const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b, 0x0b, 0x97, 0x5b,
+    0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
+];
+
+struct Walker<'a> {
+    rules: &'a Rules,
+    key: &'a [u8],
+    mac_only: bool,
+    hash: Sha512,
+    path: Vec<String>,
+    stack: Vec<Vec<String>>,
+}
+
+/// Decrypt every encrypted value of `docs` in place (all documents of one file share one data key
+/// and one MAC) and return the MAC computed over the plaintext, as uppercase hex.
+///
+/// # Errors
+/// [`TreeError`] naming the first value that fails.
+pub fn decrypt(docs: &mut [Node], rules: &Rules, key: &[u8], mac_only: bool) -> Result<String, TreeError> {
+    let mut hash = Sha512::new();
+    if mac_only {
+        hash.update(MAC_ONLY_ENCRYPTED_INIT);
+    }
+    let mut w = Walker { rules, key, mac_only, hash, path: Vec::new(), stack: Vec::new() };
+    for doc in docs.iter_mut() {
+        w.walk(doc)?;
+    }
+    Ok(hex_upper(&w.hash.finalize()))
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02X}");
+        s
+    })
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, node: &mut Node) -> Result<(), TreeError> {
+        match node {
+            Node::Map(entries) => self.walk_map(entries),
+            Node::Seq(items) => self.walk_seq(items),
+            Node::Leaf(leaf) => self.leaf(leaf),
+            Node::Comment(c) => {
+                self.comment(c);
+                Ok(())
+            }
+            Node::Null => Ok(()),
+        }
+    }
+
+    fn walk_map(&mut self, entries: &mut [Entry]) -> Result<(), TreeError> {
+        self.stack.push(Vec::new());
+        for entry in entries.iter_mut() {
+            match entry {
+                Entry::Comment(c) => {
+                    if let Some(top) = self.stack.last_mut() {
+                        top.push(c.text.clone());
+                    }
+                    self.comment(c);
+                }
+                Entry::Pair(k, v) => {
+                    self.path.push(k.clone());
+                    let result = self.walk(v);
+                    self.path.pop();
+                    result?;
+                    if let Some(top) = self.stack.last_mut() {
+                        top.clear();
+                    }
+                }
+            }
+        }
+        self.stack.pop();
+        Ok(())
+    }
+
+    fn walk_seq(&mut self, items: &mut [Node]) -> Result<(), TreeError> {
+        self.stack.push(Vec::new());
+        for item in items.iter_mut() {
+            let is_comment = matches!(item, Node::Comment(_));
+            if let (Node::Comment(c), Some(top)) = (&*item, self.stack.last_mut()) {
+                top.push(c.text.clone());
+            }
+            self.walk(item)?;
+            if !is_comment && let Some(top) = self.stack.last_mut() {
+                top.clear();
+            }
+        }
+        self.stack.pop();
+        Ok(())
+    }
+
+    fn aad(&self) -> String {
+        let mut aad = self.path.join(":");
+        aad.push(':');
+        aad
+    }
+
+    fn path_display(&self) -> String {
+        if self.path.is_empty() { "(top level)".to_owned() } else { self.path.join(".") }
+    }
+
+    fn comment(&mut self, c: &mut Comment) {
+        if !self.rules.should_encrypt(&self.path, &self.stack, true) || c.text.is_empty() {
+            return;
+        }
+        // sops keeps comments that fail to decrypt as they are (older files had clear comments).
+        if let Ok(d) = value::decrypt(&c.text, self.key, self.aad().as_bytes())
+            && let Ok(text) = std::str::from_utf8(&d.plaintext)
+        {
+            c.text = text.to_owned();
+            c.decrypted = true;
+        }
+    }
+
+    fn leaf(&mut self, leaf: &mut Leaf) -> Result<(), TreeError> {
+        let encrypted = self.rules.should_encrypt(&self.path, &self.stack, false);
+        if encrypted {
+            let Value::Str(s) = &leaf.value else {
+                return Err(TreeError::NotAString { path: self.path_display() });
+            };
+            // sops leaves empty strings unencrypted.
+            if !s.is_empty() {
+                let d = value::decrypt(s, self.key, self.aad().as_bytes())
+                    .map_err(|reason| TreeError::Value { path: self.path_display(), reason })?;
+                leaf.value = typed(d).map_err(|reason| TreeError::Value { path: self.path_display(), reason })?;
+                leaf.decrypted = true;
+            }
+        }
+        if !self.mac_only || encrypted {
+            self.hash.update(leaf.value.mac_bytes());
+        }
+        Ok(())
+    }
+}
+
+/// Turn decrypted bytes into the typed value sops would hold (Go `aes.Cipher.Decrypt`).
+fn typed(d: value::Decrypted) -> Result<Value, ValueError> {
+    let text = std::str::from_utf8(&d.plaintext);
+    Ok(match d.kind {
+        ValueType::Str | ValueType::Comment => match text {
+            Ok(t) => Value::Str(t.to_owned()),
+            Err(_) => Value::Bytes(d.plaintext.to_vec()),
+        },
+        ValueType::Bytes => Value::Bytes(d.plaintext.to_vec()),
+        ValueType::Int => {
+            Value::Int(text.ok().and_then(|t| t.parse::<i64>().ok()).ok_or(ValueError::BadTypedValue("int"))?)
+        }
+        ValueType::Float => Value::Float(text.ok().and_then(parse_go_float).ok_or(ValueError::BadTypedValue("float"))?),
+        ValueType::Bool => Value::Bool(match text {
+            Ok("1" | "t" | "T" | "TRUE" | "true" | "True") => true,
+            Ok("0" | "f" | "F" | "FALSE" | "false" | "False") => false,
+            _ => return Err(ValueError::BadTypedValue("bool")),
+        }),
+        ValueType::Time => Value::Time(text.map_err(|_| ValueError::BadTypedValue("time"))?.to_owned()),
+    })
+}
+
+fn parse_go_float(t: &str) -> Option<f64> {
+    match t {
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => t.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Node {
+        Node::Leaf(Leaf::new(Value::Str(v.to_owned()), None))
+    }
+
+    #[test]
+    fn mac_bytes_match_go() {
+        assert_eq!(&*Value::Float(1234.56789).mac_bytes(), b"1234.56789");
+        assert_eq!(&*Value::Float(3.0).mac_bytes(), b"3");
+        assert_eq!(&*Value::Float(1e21).mac_bytes(), b"1000000000000000000000");
+        assert_eq!(&*Value::Bool(true).mac_bytes(), b"True");
+        assert_eq!(&*Value::Int(-5).mac_bytes(), b"-5");
+    }
+
+    #[test]
+    fn rules_follow_sops() {
+        let rules = Rules { unencrypted_suffix: Some("_unencrypted".into()), ..Rules::default() };
+        assert!(rules.should_encrypt(&["a".into()], &[], false));
+        assert!(!rules.should_encrypt(&["a_unencrypted".into(), "b".into()], &[], false));
+        let rules = Rules { encrypted_regex: Some(Regex::new("^data$").unwrap()), ..Rules::default() };
+        assert!(rules.should_encrypt(&["data".into(), "x".into()], &[], false));
+        assert!(!rules.should_encrypt(&["metadata".into()], &[], false));
+        let rules = Rules { encrypted_comment_regex: Some(Regex::new("sops:enc").unwrap()), ..Rules::default() };
+        assert!(rules.should_encrypt(&["a".into()], &[vec![" sops:enc".into()]], false));
+        assert!(!rules.should_encrypt(&["a".into()], &[vec![" sops:enc".into()]], true));
+        assert!(!rules.should_encrypt(&["a".into()], &[vec![]], false));
+    }
+
+    #[test]
+    fn decrypt_walk_and_mac() {
+        let key = [3u8; 32];
+        let enc = value::encrypt(b"42", "int", &key, &[9; 32], b"db:port:").unwrap();
+        let mut docs = vec![Node::Map(vec![Entry::Pair(
+            "db".into(),
+            Node::Map(vec![Entry::Pair("port".into(), s(&enc)), Entry::Pair("host_unencrypted".into(), s("h"))]),
+        )])];
+        let rules = Rules { unencrypted_suffix: Some("_unencrypted".into()), ..Rules::default() };
+        let mac = decrypt(&mut docs, &rules, &key, false).unwrap();
+        let mut expect = Sha512::new();
+        expect.update(b"42");
+        expect.update(b"h");
+        assert_eq!(mac, hex_upper(&expect.finalize()));
+        let port = docs[0].get("db").and_then(|d| d.get("port")).unwrap();
+        assert!(matches!(port, Node::Leaf(Leaf { value: Value::Int(42), decrypted: true, .. })));
+    }
+}

@@ -1,0 +1,418 @@
+//! Writing YAML: decrypted values spliced back into the source text (keeps the layout and the
+//! comments of the encrypted file), and a small block-style emitter for trees that have no source
+//! (conversions, KRM ResourceLists). Pure.
+
+use std::fmt::Write as _;
+
+use super::tree::{Entry, Leaf, Node, Value};
+use super::yaml::{Document, resolve};
+
+/// A YAML scalar for a value: plain when unambiguous, else double-quoted.
+#[must_use]
+pub fn scalar(v: &Value) -> String {
+    match v {
+        Value::Str(s) => str_scalar(s),
+        Value::Time(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) if f.is_nan() => ".nan".to_owned(),
+        Value::Float(f) if f.is_infinite() => (if *f > 0.0 { ".inf" } else { "-.inf" }).to_owned(),
+        Value::Float(f) => go_g_float(*f),
+        Value::Bool(b) => (if *b { "true" } else { "false" }).to_owned(),
+        Value::Bytes(b) => {
+            use base64::Engine as _;
+            format!("!!binary {}", base64::engine::general_purpose::STANDARD.encode(b))
+        }
+    }
+}
+
+/// Go `strconv.FormatFloat(f, 'g', -1, 64)`, as go-yaml writes floats.
+fn go_g_float(f: f64) -> String {
+    let e = format!("{f:e}");
+    let Some((mantissa, exp)) = e.split_once('e') else {
+        return e;
+    };
+    let Ok(exp) = exp.parse::<i32>() else {
+        return e;
+    };
+    let digits = mantissa.trim_start_matches('-').replace('.', "").len();
+    let digits = i32::try_from(digits).unwrap_or(i32::MAX);
+    if exp < -4 || exp >= digits.max(1) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    } else {
+        format!("{f}")
+    }
+}
+
+/// YAML 1.1 booleans that go-yaml double-quotes.
+fn is_old_bool(s: &str) -> bool {
+    matches!(
+        s,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "on" | "On" | "ON" | "off" | "Off" | "OFF"
+    )
+}
+
+/// Whether `s` can be written as a plain scalar that every YAML reader (1.1 or 1.2) reads back as
+/// the same string.
+fn safe_plain(s: &str) -> bool {
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
+    let other = |c: char| !c.is_ascii() && !c.is_control() && !c.is_whitespace() && c != '\u{feff}';
+    let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '@' | '+' | '=');
+    if !(first.is_ascii_alphabetic() || first == '_' || first == '/' || (other(first) && first.is_alphabetic())) {
+        return false;
+    }
+    if s.ends_with([' ', ':']) || s.contains(": ") || !s.chars().all(|c| word(c) || c == ' ' || c == ':' || other(c)) {
+        return false;
+    }
+    let lower = s.to_ascii_lowercase();
+    !matches!(lower.as_str(), "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null")
+}
+
+/// A string scalar.
+#[must_use]
+pub fn str_scalar(s: &str) -> String {
+    // Strings that would read back as another type are double-quoted, as go-yaml does.
+    let plain_type = resolve(s, saphyr_parser::ScalarStyle::Plain, None);
+    let other_type = is_old_bool(s) || !matches!(plain_type, Some(Value::Str(_)));
+    if !other_type && safe_plain(s) {
+        return s.to_owned();
+    }
+    // Single quotes for printable one-line strings, as go-yaml does.
+    let printable = s.chars().all(|c| !c.is_control() && !matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}'));
+    if !s.is_empty() && !other_type && printable {
+        return format!("'{}'", s.replace('\'', "''"));
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{feff}' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A literal block scalar (`|` or `|-`) for a multi-line string that is the value of a block
+/// mapping key at `indent`, as go-yaml writes it; `None` when another style is needed.
+fn literal_block(s: &str, indent: usize) -> Option<String> {
+    let body = s.strip_suffix('\n').unwrap_or(s);
+    if !s.contains('\n')
+        || body.is_empty()
+        || body.ends_with('\n')
+        || body.starts_with([' ', '\n'])
+        || body.split('\n').any(|l| l.ends_with([' ', '\t']))
+        || body.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+        || body.contains(['\u{feff}', '\u{2028}', '\u{2029}'])
+    {
+        return None;
+    }
+    let mut out = String::from(if s.ends_with('\n') { "|" } else { "|-" });
+    for line in body.split('\n') {
+        out.push('\n');
+        if !line.is_empty() {
+            out.extend(std::iter::repeat_n(' ', indent + 4));
+            out.push_str(line);
+        }
+    }
+    Some(out)
+}
+
+/// The indentation of a block mapping key whose value starts at `at`, if the value follows
+/// `key: ` on its line.
+fn key_indent(text: &str, at: usize) -> Option<usize> {
+    let line_start = text[..at].rfind('\n').map_or(0, |n| n + 1);
+    let prefix = &text[line_start..at];
+    let indent = prefix.len() - prefix.trim_start_matches(' ').len();
+    let key = prefix[indent..].trim_end();
+    (key.ends_with(':') && !key.starts_with(['-', '?', '{', '['])).then_some(indent)
+}
+
+fn collect_spliced(text: &str, node: &Node, out: &mut Vec<(usize, usize, String)>) {
+    let mut raw = Vec::new();
+    collect(node, &mut raw);
+    for (s, e, repl) in raw {
+        out.push((s, e, repl));
+    }
+    multi_line(text, node, out);
+}
+
+/// Replace double-quoted multi-line values by literal blocks where go-yaml would use one.
+fn multi_line(text: &str, node: &Node, out: &mut [(usize, usize, String)]) {
+    match node {
+        Node::Map(entries) => entries.iter().for_each(|e| {
+            if let Entry::Pair(_, v) = e {
+                multi_line(text, v, out);
+            }
+        }),
+        Node::Seq(items) => items.iter().for_each(|n| multi_line(text, n, out)),
+        Node::Leaf(Leaf { value: Value::Str(v), span: Some((s, _)), decrypted: true }) if v.contains('\n') => {
+            if let Some(block) = key_indent(text, *s).and_then(|i| literal_block(v, i))
+                && let Some(edit) = out.iter_mut().find(|(start, ..)| start == s)
+            {
+                edit.2 = block;
+            }
+        }
+        _ => {}
+    }
+}
+
+fn collect(node: &Node, out: &mut Vec<(usize, usize, String)>) {
+    match node {
+        Node::Map(entries) => {
+            for e in entries {
+                match e {
+                    Entry::Pair(_, v) => collect(v, out),
+                    Entry::Comment(c) => {
+                        if let (true, Some((s, e))) = (c.decrypted, c.span) {
+                            out.push((s, e, format!("#{}", c.text)));
+                        }
+                    }
+                }
+            }
+        }
+        Node::Seq(items) => items.iter().for_each(|n| collect(n, out)),
+        Node::Leaf(Leaf { value, span: Some((s, e)), decrypted: true }) => out.push((*s, *e, scalar(value))),
+        Node::Comment(c) => {
+            if let (true, Some((s, e))) = (c.decrypted, c.span) {
+                out.push((s, e, format!("#{}", c.text)));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The byte range of the top-level `sops:` block in `text[from..to]`: from its line to the next
+/// line that starts in column 0.
+fn sops_block(text: &str, from: usize, to: usize) -> Option<(usize, usize)> {
+    let mut pos = from;
+    let mut start = None;
+    for line in text[from..to].split_inclusive('\n') {
+        if start.is_none() {
+            if line.starts_with("sops:") || line.starts_with("\"sops\":") {
+                start = Some(pos);
+            }
+        } else if line.starts_with(|c: char| !matches!(c, ' ' | '\t' | '\n' | '\r')) {
+            return start.map(|s| (s, pos));
+        }
+        pos += line.len();
+    }
+    start.map(|s| (s, to))
+}
+
+/// Write the decrypted documents back into the source text: decrypted values and comments replace
+/// their ciphertext, and the `sops` metadata blocks are removed.
+#[must_use]
+pub fn splice(text: &str, docs: &[Document]) -> String {
+    let mut edits = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        collect_spliced(text, &doc.root, &mut edits);
+        let to = docs.get(i + 1).map_or(text.len(), |d| d.start.min(text.len()));
+        let from = doc.start.min(to);
+        if let Some((s, e)) = sops_block(text, line_start(text, from), to) {
+            edits.push((s, e, String::new()));
+        }
+    }
+    edits.sort_by_key(|(s, ..)| *s);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (s, e, repl) in edits {
+        if s < at || e > text.len() {
+            continue;
+        }
+        out.push_str(&text[at..s]);
+        out.push_str(&repl);
+        at = e;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+fn line_start(text: &str, at: usize) -> usize {
+    text[..at].rfind('\n').map_or(0, |n| n + 1)
+}
+
+/// Emit documents in block style (indent 4, like sops), comments as full lines.
+#[must_use]
+pub fn emit(docs: &[&Node]) -> String {
+    let mut out = String::new();
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        match doc {
+            Node::Map(entries) if !entries.is_empty() => write_map(entries, 0, &mut out),
+            Node::Map(_) => out.push_str("{}\n"),
+            other => write_value_inline(other, 0, &mut out),
+        }
+    }
+    out
+}
+
+fn pad(n: usize, out: &mut String) {
+    out.extend(std::iter::repeat_n(' ', n));
+}
+
+fn write_map(entries: &[Entry], ind: usize, out: &mut String) {
+    let mut first = true;
+    for e in entries {
+        if !first {
+            pad(ind, out);
+        }
+        first = false;
+        match e {
+            Entry::Comment(c) => {
+                let _ = writeln!(out, "#{}", c.text);
+            }
+            Entry::Pair(k, v) => {
+                out.push_str(&str_scalar(k));
+                out.push(':');
+                write_value_after_key(v, ind, out);
+            }
+        }
+    }
+}
+
+fn write_value_after_key(v: &Node, ind: usize, out: &mut String) {
+    match v {
+        Node::Map(entries) if entries.iter().any(|e| matches!(e, Entry::Pair(..))) => {
+            out.push('\n');
+            pad(ind + 4, out);
+            write_map(entries, ind + 4, out);
+        }
+        Node::Seq(items) if items.iter().any(|n| !matches!(n, Node::Comment(_))) => {
+            out.push('\n');
+            pad(ind + 4, out);
+            write_seq(items, ind + 4, out);
+        }
+        other => {
+            out.push(' ');
+            write_value_inline(other, ind, out);
+        }
+    }
+}
+
+fn write_seq(items: &[Node], ind: usize, out: &mut String) {
+    let mut first = true;
+    for item in items {
+        if !first {
+            pad(ind, out);
+        }
+        first = false;
+        match item {
+            Node::Comment(c) => {
+                let _ = writeln!(out, "#{}", c.text);
+            }
+            Node::Map(entries) if entries.iter().any(|e| matches!(e, Entry::Pair(..))) => {
+                out.push_str("- ");
+                write_map(entries, ind + 2, out);
+            }
+            Node::Seq(inner) if inner.iter().any(|n| !matches!(n, Node::Comment(_))) => {
+                out.push_str("- ");
+                write_seq(inner, ind + 2, out);
+            }
+            other => {
+                out.push_str("- ");
+                write_value_inline(other, ind, out);
+            }
+        }
+    }
+}
+
+fn write_value_inline(v: &Node, _ind: usize, out: &mut String) {
+    match v {
+        Node::Map(_) => out.push_str("{}\n"),
+        Node::Seq(_) => out.push_str("[]\n"),
+        Node::Leaf(l) => {
+            out.push_str(&scalar(&l.value));
+            out.push('\n');
+        }
+        Node::Null | Node::Comment(_) => out.push_str("null\n"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::sops::yaml::parse;
+
+    #[test]
+    fn scalars_round_trip() {
+        for s in ["hello", "two words", "123", "true", "yes", "", " x", "a: b", "#c", "line\nbreak", "é", "null"] {
+            let text = format!("k: {}\n", str_scalar(s));
+            let docs = parse(&text).unwrap();
+            assert_eq!(docs[0].root.get("k").and_then(Node::as_str), Some(s), "{text}");
+        }
+        assert_eq!(str_scalar("yes"), "\"yes\"");
+        assert_eq!(str_scalar("päss wörd ✓"), "päss wörd ✓");
+        assert_eq!(scalar(&Value::Float(1.5e10)), "1.5e+10");
+        assert_eq!(scalar(&Value::Float(2.0)), "2");
+        assert_eq!(scalar(&Value::Float(3.25)), "3.25");
+        assert_eq!(scalar(&Value::Float(100.0)), "1e+02");
+        assert_eq!(scalar(&Value::Float(0.00001)), "1e-05");
+        assert_eq!(str_scalar("plain-value"), "plain-value");
+        assert_eq!(str_scalar("a:b"), "a:b");
+        assert_eq!(str_scalar(" lead"), "' lead'");
+        assert_eq!(str_scalar("1.10"), "\"1.10\"");
+        assert_eq!(str_scalar("~"), "\"~\"");
+    }
+
+    #[test]
+    fn emitter_round_trips() {
+        let text = "a: 1\nb:\n    c: x\n    d:\n        - 1\n        - e: f\n          g: h\n# note\ni: []\nj: {}\n";
+        let docs = parse(text).unwrap();
+        let out = emit(&[&docs[0].root]);
+        let again = parse(&out).unwrap();
+        assert_eq!(strip(&again[0].root), strip(&docs[0].root), "{out}");
+    }
+
+    fn strip(n: &Node) -> Node {
+        match n {
+            Node::Map(e) => Node::Map(
+                e.iter()
+                    .map(|e| match e {
+                        Entry::Pair(k, v) => Entry::Pair(k.clone(), strip(v)),
+                        Entry::Comment(c) => Entry::Comment(crate::sops::tree::Comment::new(c.text.clone(), None)),
+                    })
+                    .collect(),
+            ),
+            Node::Seq(i) => Node::Seq(i.iter().map(strip).collect()),
+            Node::Leaf(l) => Node::Leaf(Leaf::new(l.value.clone(), None)),
+            Node::Comment(c) => Node::Comment(crate::sops::tree::Comment::new(c.text.clone(), None)),
+            Node::Null => Node::Null,
+        }
+    }
+
+    #[test]
+    fn literal_blocks_like_go_yaml() {
+        assert_eq!(literal_block("a\nb\n", 4).unwrap(), "|\n        a\n        b");
+        assert_eq!(literal_block("a\n\nb", 0).unwrap(), "|-\n    a\n\n    b");
+        assert_eq!(literal_block("a \nb", 0), None);
+        assert_eq!(literal_block("one line", 0), None);
+        assert_eq!(literal_block("one line\n", 2).unwrap(), "|\n      one line");
+        assert_eq!(key_indent("x:\n    k: V", 10), Some(4));
+        assert_eq!(key_indent("- V", 2), None);
+    }
+
+    #[test]
+    fn splice_removes_sops_block() {
+        let text =
+            "a: x\nsops:\n    mac: m\n    age:\n        - enc: |\n            abc\n---\nb: y\nsops:\n    mac: m\n";
+        let docs = parse(text).unwrap();
+        assert_eq!(splice(text, &docs), "a: x\n---\nb: y\n");
+    }
+}

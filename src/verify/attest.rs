@@ -1,0 +1,228 @@
+//! Attestations: in-toto statements in DSSE envelopes, from legacy `.att` layers or Sigstore
+//! bundle referrers. A requirement is met by ONE statement that is signed by one of the allowed
+//! authorities, is about this exact digest, has the required predicateType (read from the signed
+//! statement, never from an unsigned annotation) and satisfies every condition.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+
+use super::bundle::{Content, Signer, bundle_from_legacy, verify_bundle, verify_raw_signature};
+use super::cosign::{COSIGN_SIGN_PREDICATE, KeyMaterial, digest_bytes};
+use super::discovery::{ANN_BUNDLE, ANN_CERTIFICATE, ANN_CHAIN, ANN_TIMESTAMP, Evidence};
+use super::dsse::{Statement, pae};
+use super::trust::TrustRoot;
+use crate::image::{Digest, ImageRef};
+use crate::policy::{Attestation, Authority, AuthorityKind, TransparencyLog};
+
+/// One verified statement and who signed it.
+struct Signed {
+    statement: Statement,
+    json: Value,
+    signer: String,
+}
+
+/// Why a requirement was not met.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmet {
+    /// Per location (and authority): why it did not count.
+    pub tried: Vec<(String, String)>,
+    /// A condition could not be evaluated (a CEL error): the requirement could not be checked.
+    pub evaluation_error: bool,
+}
+
+/// An authority with its key material and trusted root, ready to check envelopes.
+pub struct Checker<'a> {
+    pub authority: &'a Authority,
+    pub key: Option<&'a KeyMaterial>,
+    pub trust: &'a TrustRoot,
+}
+
+/// Check one attestation requirement against everything found for `digest`.
+pub fn check_requirement(
+    requirement: &Attestation,
+    checkers: &[Checker<'_>],
+    image: &ImageRef,
+    digest: &Digest,
+    evidence: &Evidence,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, Unmet> {
+    let mut unmet = Unmet { tried: Vec::new(), evaluation_error: false };
+    let allowed: Vec<&Checker<'_>> = checkers
+        .iter()
+        .filter(|c| requirement.authorities.is_empty() || requirement.authorities.contains(&c.authority.name))
+        .collect();
+    let candidates = evidence
+        .attestations
+        .iter()
+        .map(|l| (l.location.as_str(), Envelope::Legacy(l)))
+        .chain(evidence.bundles.iter().map(|b| (b.location.as_str(), Envelope::Bundle(&b.json))));
+    for (location, envelope) in candidates {
+        for checker in &allowed {
+            let at = format!("{location} (authority {:?})", checker.authority.name);
+            let signed = match verify_envelope(checker, &envelope, digest) {
+                Ok(s) => s,
+                Err(why) => {
+                    unmet.tried.push((at, why));
+                    continue;
+                }
+            };
+            if signed.statement.predicate_type != requirement.predicate_type {
+                if signed.statement.predicate_type != COSIGN_SIGN_PREDICATE {
+                    let found = &signed.statement.predicate_type;
+                    unmet
+                        .tried
+                        .push((at, format!("signed predicateType is {found}, not {}", requirement.predicate_type)));
+                }
+                break;
+            }
+            match conditions_hold(requirement, &signed, image, digest, now) {
+                Ok(()) => {
+                    return Ok(format!(
+                        "attestation {:?} ({}) signed by {} at {location}",
+                        requirement.name, requirement.predicate_type, signed.signer
+                    ));
+                }
+                Err((why, is_error)) => {
+                    unmet.evaluation_error |= is_error;
+                    unmet.tried.push((at, why));
+                    break;
+                }
+            }
+        }
+    }
+    Err(unmet)
+}
+
+enum Envelope<'a> {
+    Legacy(&'a super::discovery::LegacyLayer),
+    Bundle(&'a [u8]),
+}
+
+/// Verify the envelope's signature with the authority, then read the statement and check that
+/// it is about `digest`.
+fn verify_envelope(checker: &Checker<'_>, envelope: &Envelope<'_>, digest: &Digest) -> Result<Signed, String> {
+    let authority = checker.authority;
+    let pem = match (&authority.kind, checker.key) {
+        (AuthorityKind::Key(_), Some(Ok(pem))) => Some(pem.as_str()),
+        (AuthorityKind::Key(_), Some(Err(why))) => return Err(why.clone()),
+        (AuthorityKind::Key(_), None) => return Err("the authority's key is not available".to_owned()),
+        (AuthorityKind::Keyless(_), _) => None,
+    };
+    let signer = match (&authority.kind, pem) {
+        (AuthorityKind::Key(_), Some(pem)) => Signer::Key { pem },
+        (AuthorityKind::Keyless(identity), _) => Signer::Keyless(identity),
+        (AuthorityKind::Key(_), None) => return Err("the authority's key is not available".to_owned()),
+    };
+    let (payload_type, payload, signer_name) = match envelope {
+        Envelope::Legacy(layer) => {
+            if let (Signer::Key { pem }, TransparencyLog::Skip) = (&signer, authority.transparency_log) {
+                let (payload_type, payload) = verify_key_only_envelope(pem, &layer.blob)?;
+                (payload_type, payload, "key".to_owned())
+            } else {
+                if matches!(signer, Signer::Keyless(_)) && layer.annotation(ANN_CERTIFICATE).is_none() {
+                    return Err("the attestation carries no certificate: it is not keyless".to_owned());
+                }
+                if layer.annotation(ANN_BUNDLE).is_none() {
+                    return Err("the attestation has no transparency log entry (no Rekor bundle annotation) \
+                                and the authority requires one"
+                        .to_owned());
+                }
+                let bundle = bundle_from_legacy(
+                    &layer.blob,
+                    "",
+                    layer.annotation(ANN_CERTIFICATE),
+                    layer.annotation(ANN_CHAIN),
+                    layer.annotation(ANN_BUNDLE),
+                    layer.annotation(ANN_TIMESTAMP),
+                )
+                .map_err(|e| e.to_string())?;
+                dsse_content(verify_bundle(&bundle, None, &signer, authority.transparency_log, checker.trust))?
+            }
+        }
+        Envelope::Bundle(json) => {
+            dsse_content(verify_bundle(json, None, &signer, authority.transparency_log, checker.trust))?
+        }
+    };
+    let statement = Statement::from_payload(&payload_type, &payload).map_err(|e| e.to_string())?;
+    let want = digest_bytes(digest).ok_or("only sha256 image digests are supported")?;
+    if !statement.has_sha256(&want) {
+        return Err(format!("the signed statement is about another digest, not {digest}"));
+    }
+    let json: Value = serde_json::from_slice(&payload).map_err(|e| format!("the statement is not JSON: {e}"))?;
+    Ok(Signed { statement, json, signer: signer_name })
+}
+
+fn dsse_content(
+    verified: Result<super::bundle::Verified, super::bundle::BundleError>,
+) -> Result<(String, Vec<u8>, String), String> {
+    let verified = verified.map_err(|e| e.to_string())?;
+    match verified.content {
+        Content::Dsse { payload_type, payload } => Ok((payload_type, payload, verified.signer)),
+        Content::MessageSignature => Err("a message signature, not an attestation (DSSE)".to_owned()),
+    }
+}
+
+/// A legacy DSSE envelope checked with a key alone (`transparencyLog: skip`).
+fn verify_key_only_envelope(pem: &str, blob: &[u8]) -> Result<(String, Vec<u8>), String> {
+    let envelope: Value = serde_json::from_slice(blob).map_err(|e| format!("the DSSE envelope is not JSON: {e}"))?;
+    let payload_type = envelope.get("payloadType").and_then(Value::as_str).ok_or("the envelope has no payloadType")?;
+    let payload = envelope
+        .get("payload")
+        .and_then(Value::as_str)
+        .and_then(|p| B64.decode(p).ok())
+        .ok_or("the envelope payload is not base64")?;
+    let signatures = envelope.get("signatures").and_then(Value::as_array).ok_or("the envelope has no signatures")?;
+    let data = pae(payload_type, &payload);
+    let mut last = "the envelope has no signatures".to_owned();
+    for signature in signatures {
+        let Some(sig) = signature.get("sig").and_then(Value::as_str).and_then(|s| B64.decode(s).ok()) else {
+            last = "a signature is not base64".to_owned();
+            continue;
+        };
+        match verify_raw_signature(pem, &data, &sig) {
+            Ok(()) => return Ok((payload_type.to_owned(), payload)),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// Every condition of the requirement, on this statement. Err((why, is_evaluation_error)).
+fn conditions_hold(
+    requirement: &Attestation,
+    signed: &Signed,
+    image: &ImageRef,
+    digest: &Digest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), (String, bool)> {
+    let predicate = signed.json.get("predicate").cloned().unwrap_or(Value::Null);
+    let image_var = json!({
+        "registry": image.registry(),
+        "repository": image.repository(),
+        "digest": digest.to_string(),
+        "reference": image.to_string(),
+    });
+    let sbom = crate::policy::sbom::packages(&signed.statement.predicate_type, &predicate)
+        .map(|packages| json!({"format": sbom_format(&signed.statement.predicate_type), "packages": packages}))
+        .unwrap_or(Value::Null);
+    let vars = [("predicate", &predicate), ("statement", &signed.json), ("image", &image_var), ("sbom", &sbom)];
+    for condition in &requirement.conditions {
+        match condition.expression.eval_bool_at(&vars, now) {
+            Ok(true) => {}
+            Ok(false) => {
+                let message = condition
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| format!("condition `{}` is false", condition.expression.source()));
+                return Err((format!("condition failed: {message}"), false));
+            }
+            Err(e) => return Err((e.to_string(), true)),
+        }
+    }
+    Ok(())
+}
+
+fn sbom_format(predicate_type: &str) -> &'static str {
+    if predicate_type.starts_with("https://cyclonedx.org/") { "cyclonedx" } else { "spdx" }
+}

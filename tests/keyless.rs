@@ -1,0 +1,799 @@
+//! Keyless (Fulcio certificate) signatures end to end through the registry path: images signed
+//! in cosign's formats by the in-process mini Sigstore (`support::sigstore`), pushed to real
+//! registries on 127.0.0.1, checked by the same engine and verifier as the webhook, with the
+//! mini instance's `trusted_root.json` given per authority (`trustedRoot:`) or as the verifier's
+//! root.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis::decision::Decision;
+use portcullis::engine::{Engine, Settings};
+use portcullis::image::ImageRef;
+use portcullis::policy::PolicySet;
+use portcullis::policy::cel::CelEnv;
+use portcullis::policy::compile::parse_file;
+use portcullis::review::Review;
+use portcullis::verify::identity::Claims;
+use portcullis::verify::image::RegistryVerifier;
+use portcullis::verify::registry::{Registry, RegistryConfig};
+use portcullis::verify::trust::TrustRoot;
+use portcullis::verify::{Outcome, Verifier, VerifyRequest};
+use serde_json::Value;
+use support::sigstore::{
+    GITHUB_ISSUER, GithubClaims, IssueOptions, KeylessSigner, MiniSigstore, Tamper, Validity, now, rfc3339,
+};
+use support::{BUNDLE_V03, Kind, Pusher, TestRegistry};
+
+const ISSUER: &str = "https://accounts.example.com";
+const RELEASE: &str = "release@example.com";
+const ROOT_FILE: &str = "mini-root.json";
+
+struct Setup {
+    registry: TestRegistry,
+    push: Pusher,
+    dir: tempfile::TempDir,
+    sigstore: MiniSigstore,
+}
+
+async fn setup(kind: Kind) -> Setup {
+    let registry = TestRegistry::start(kind).await;
+    let push = Pusher::new(&registry.host);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sigstore = MiniSigstore::new("ci");
+    sigstore.write_trusted_root(dir.path(), ROOT_FILE);
+    Setup { registry, push, dir, sigstore }
+}
+
+impl Setup {
+    /// The webhook's verifier: the production root by default, private roots per authority.
+    fn verifier(&self, root: TrustRoot) -> RegistryVerifier {
+        let config = RegistryConfig { insecure: vec![self.registry.host.clone()], ..Default::default() };
+        RegistryVerifier::new(Registry::new(config).expect("registry"), root)
+    }
+
+    fn policies(&self, authorities: &str, extra: &str) -> PolicySet {
+        let text = format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{host}/**']\n  digest: allow-tags\n{extra}  authorities:\n{authorities}",
+            host = self.registry.host
+        );
+        let policies = parse_file(&text, "signed.yaml", self.dir.path(), &CelEnv::new()).expect("policy");
+        PolicySet::new(policies).expect("set")
+    }
+
+    async fn decide_with(&self, set: PolicySet, image: &str, root: TrustRoot) -> Decision {
+        let engine = Engine::fixed(set, Arc::new(self.verifier(root)), Settings::default());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        engine.review(&Review::for_image(image, "default"), deadline).await
+    }
+
+    async fn decide(&self, authorities: &str, image: &str) -> Decision {
+        self.decide_with(self.policies(authorities, ""), image, TrustRoot::production().expect("root")).await
+    }
+
+    /// The verifier's own outcome (it names the signer and the location on success).
+    async fn outcome(&self, authorities: &str, image: &str) -> Outcome {
+        let set = self.policies(authorities, "");
+        let image = ImageRef::parse(image).expect("image reference");
+        let verifier = self.verifier(TrustRoot::production().expect("root"));
+        verifier.verify(VerifyRequest { image: &image, policy: &set.images[0], pull: None }).await
+    }
+
+    /// Push an image with distinct content; returns (repository reference, digest, raw manifest).
+    async fn image(&self, repo: &str, tag: &str) -> (String, String, Vec<u8>) {
+        let (digest, raw) = self.push.image(repo, tag, &format!("{repo}:{tag}")).await;
+        (format!("{}/{repo}", self.registry.host), digest, raw)
+    }
+
+    /// Push an image and attach `layer` on its legacy `.sig` tag; returns the tagged reference.
+    async fn signed_legacy(
+        &self,
+        repo: &str,
+        tag: &str,
+        layer: impl FnOnce(&str, &str) -> (Vec<u8>, &'static str, Value),
+    ) -> (String, String) {
+        let (reference, digest, _) = self.image(repo, tag).await;
+        let sig_tag = format!("{}.sig", digest.replace(':', "-"));
+        self.push.artifact(repo, &sig_tag, &[layer(&reference, &digest)]).await;
+        (format!("{reference}:{tag}"), digest)
+    }
+
+    /// Push an image and attach a keyless signature bundle as a referrer; returns the reference.
+    async fn signed_bundle(&self, repo: &str, tag: &str, bundle: impl FnOnce(&str) -> Vec<u8>) -> (String, String) {
+        let (reference, digest, raw) = self.image(repo, tag).await;
+        self.push.referrer(repo, &digest, &raw, BUNDLE_V03, &bundle(&digest)).await;
+        (format!("{reference}:{tag}"), digest)
+    }
+}
+
+/// A keyless authority trusting the mini instance, with `identity` lines under `keyless:`.
+fn keyless(identity: &str) -> String {
+    let lines: String = identity.lines().map(|l| format!("        {l}\n")).collect();
+    format!("    - name: ci\n      trustedRoot: {ROOT_FILE}\n      keyless:\n{lines}")
+}
+
+fn email_subject(subject_line: &str) -> String {
+    keyless(&format!("issuer: {ISSUER}\n{subject_line}"))
+}
+
+fn message(d: &Decision) -> String {
+    d.message.clone().unwrap_or_default()
+}
+
+#[track_caller]
+fn assert_denied(d: &Decision, needles: &[&str]) {
+    assert!(!d.allowed, "expected a denial: {d:?}");
+    let m = message(d);
+    for needle in needles {
+        assert!(m.contains(needle), "{needle:?} not in: {m}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The mini Sigstore itself.
+
+#[test]
+fn mini_sigstore_trusted_root_and_certificates() {
+    assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    assert_eq!(rfc3339(1_795_376_483), "2026-11-22T19:41:23Z");
+
+    let sigstore = MiniSigstore::new("unit");
+    let root = TrustRoot::from_json(&sigstore.trusted_root_json()).expect("loads as a trusted root");
+    let trusted = root.trusted_root();
+    assert_eq!(trusted.certificate_authorities.len(), 1);
+    assert_eq!(trusted.tlogs.len(), 1);
+    assert_eq!(trusted.ctlogs.len(), 1);
+
+    // An email identity: SAN + issuer, nothing else.
+    let signer = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let claims = Claims::from_der(&signer.cert_der).expect("claims");
+    assert_eq!(claims.subject.as_deref(), Some(RELEASE));
+    assert_eq!(claims.issuer.as_deref(), Some(ISSUER));
+    assert_eq!(claims.source_repository, None);
+
+    // A GitHub Actions identity: every typed claim the verifier reads.
+    let gh = GithubClaims::new("acme/app", ".github/workflows/release.yml", "refs/heads/main");
+    let signer = sigstore.issue_github(&gh);
+    let claims = Claims::from_der(&signer.cert_der).expect("claims");
+    assert_eq!(claims.subject.as_deref(), Some(gh.san().as_str()));
+    assert_eq!(claims.issuer.as_deref(), Some(GITHUB_ISSUER));
+    assert_eq!(claims.source_repository.as_deref(), Some("https://github.com/acme/app"));
+    assert_eq!(claims.source_ref.as_deref(), Some("refs/heads/main"));
+    assert_eq!(claims.source_sha.as_deref(), Some(gh.sha.as_str()));
+    assert_eq!(claims.build_config.as_deref(), Some(gh.san().as_str()));
+    assert_eq!(claims.trigger.as_deref(), Some("push"));
+}
+
+/// The bundle a legacy layer becomes verifies with `verify_bundle` directly: certificate chain,
+/// SCT, SET and hashedrekord consistency all hold for what the mini instance makes.
+#[test]
+fn legacy_layer_verifies_as_a_bundle() {
+    use portcullis::policy::{Identity, SubjectMatch, TransparencyLog};
+    use portcullis::verify::bundle::{Artifact, Signer, bundle_from_legacy, verify_bundle};
+    let sigstore = MiniSigstore::new("direct");
+    let root = TrustRoot::from_json(&sigstore.trusted_root_json()).expect("root");
+    let signer = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let payload = MiniSigstore::payload("registry.test/app", &format!("sha256:{}", "ab".repeat(32)));
+    let (blob, _, annotations) = sigstore.signature_layer(&signer, payload);
+    let ann = |k: &str| annotations[k].as_str().map(str::to_owned);
+    let bundle = bundle_from_legacy(
+        &blob,
+        &ann("dev.cosignproject.cosign/signature").expect("signature"),
+        ann("dev.sigstore.cosign/certificate").as_deref(),
+        ann("dev.sigstore.cosign/chain").as_deref(),
+        ann("dev.sigstore.cosign/bundle").as_deref(),
+        None,
+    )
+    .expect("bundle");
+    let identity =
+        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None };
+    let verified = verify_bundle(
+        &bundle,
+        Some(Artifact::Bytes(&blob)),
+        &Signer::Keyless(&identity),
+        TransparencyLog::Required,
+        &root,
+    )
+    .expect("verifies");
+    assert_eq!(verified.signer, format!("{RELEASE} (issuer {ISSUER})"));
+    let signed_at = verified.signed_at.expect("a verified signing time");
+    assert!((now() - signed_at).abs() < 60, "integrated time {signed_at}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy `.sig` layers.
+
+async fn legacy_keyless_subjects(kind: Kind) {
+    let s = setup(kind).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (image, digest) = s
+        .signed_legacy("team/app", "v1", |reference, digest| {
+            s.sigstore.signature_layer(&signer, MiniSigstore::payload(reference, digest))
+        })
+        .await;
+
+    // Each subject form, exact and anchored.
+    for subject in [
+        format!("subject: {RELEASE}"),
+        "subjectPattern: 'release@*.com'".to_owned(),
+        "subjectRegExp: '(release|ops)@example\\.com'".to_owned(),
+        "subjectRegExp: '.*'".to_owned(),
+    ] {
+        let d = s.decide(&email_subject(&subject), &image).await;
+        assert!(d.allowed, "{subject}: {d:?}");
+    }
+    // The verifier says which signature satisfied which authority, and by whom.
+    match s.outcome(&email_subject(&format!("subject: {RELEASE}")), &image).await {
+        Outcome::Verified { detail } => {
+            assert!(
+                detail.contains(&digest) && detail.contains(&format!("by {RELEASE} (issuer {ISSUER})")),
+                "{detail}"
+            );
+            assert!(detail.contains(".sig layer 0"), "{detail}");
+        }
+        other => panic!("not verified: {other:?}"),
+    }
+
+    // Another identity: the message names the identity the certificate carries.
+    let d = s.decide(&email_subject("subject: someone@example.com"), &image).await;
+    assert_denied(&d, &["authority \"ci\"", "expected subject someone@example.com", &format!("subject {RELEASE}")]);
+
+    // Another issuer.
+    let other_issuer = keyless(&format!("issuer: https://issuer.example.org\nsubject: {RELEASE}"));
+    let d = s.decide(&other_issuer, &image).await;
+    assert_denied(&d, &["expected issuer https://issuer.example.org", &format!("issuer {ISSUER}")]);
+
+    // Regular expressions are anchored: one that matches only a part of the SAN does not match.
+    for unanchored in ["release@example", "example\\.com", "elease@example\\.co"] {
+        let d = s.decide(&email_subject(&format!("subjectRegExp: '{unanchored}'")), &image).await;
+        assert_denied(&d, &["subject matching regexp", &format!("subject {RELEASE}")]);
+    }
+    // So are globs.
+    let d = s.decide(&email_subject("subjectPattern: 'release@*'"), &image).await;
+    assert!(d.allowed, "a glob may match the whole SAN: {d:?}");
+    let d = s.decide(&email_subject("subjectPattern: 'release@example'"), &image).await;
+    assert_denied(&d, &["subject matching glob"]);
+
+    // Without the mini instance's trusted root, the production root does not trust the CA.
+    let production = format!("    - name: ci\n      keyless:\n        issuer: {ISSUER}\n        subject: {RELEASE}\n");
+    let d = s.decide(&production, &image).await;
+    assert_denied(&d, &["authority \"ci\"", "invalid inclusion promise: No log key valid"]);
+}
+
+#[tokio::test]
+async fn legacy_keyless_subjects_docker_distribution() {
+    legacy_keyless_subjects(Kind::Distribution).await;
+}
+
+#[tokio::test]
+async fn legacy_keyless_subjects_ferro() {
+    legacy_keyless_subjects(Kind::Ferro).await;
+}
+
+fn github(spec: &str) -> String {
+    keyless(&format!("github: {{{spec}}}"))
+}
+
+async fn legacy_keyless_github(kind: Kind) {
+    let s = setup(kind).await;
+    let claims = GithubClaims::new("acme/app", ".github/workflows/release.yml", "refs/tags/v1.2.0");
+    let signer = s.sigstore.issue_github(&claims);
+    let (image, _) = s
+        .signed_legacy("acme/app", "v1.2.0", |reference, digest| {
+            s.sigstore.signature_layer(&signer, MiniSigstore::payload(reference, digest))
+        })
+        .await;
+
+    let full = format!(
+        "repository: acme/app, workflow: .github/workflows/release.yml, ref: 'refs/tags/v*', sha: '{}', trigger: push",
+        claims.sha.to_uppercase()
+    );
+    for spec in ["repository: acme/app", "repository: acme/app, ref: 'refs/tags/v1.2.0'", full.as_str()] {
+        let d = s.decide(&github(spec), &image).await;
+        assert!(d.allowed, "{spec}: {d:?}");
+    }
+    // Claims together with a subject (the SAN is the workflow at its ref).
+    let with_subject = keyless(
+        "subjectPattern: 'https://github.com/acme/*/.github/workflows/*@refs/tags/*'\ngithub: {repository: acme/app}",
+    );
+    assert!(s.decide(&with_subject, &image).await.allowed);
+    // An explicit issuer must still be GitHub's.
+    let wrong_issuer = keyless(&format!("issuer: {ISSUER}\ngithub: {{repository: acme/app}}"));
+    assert_denied(&s.decide(&wrong_issuer, &image).await, &[&format!("expected issuer {ISSUER}")]);
+
+    // Mismatches, each named with what the certificate carried.
+    let cases = [
+        (
+            "repository: acme/other",
+            vec!["GitHub repository https://github.com/acme/other", "https://github.com/acme/app"],
+        ),
+        (
+            "repository: acme",
+            vec!["GitHub repository https://github.com/acme", "source repository https://github.com/acme/app"],
+        ),
+        ("repository: acme/app, ref: 'refs/heads/main'", vec!["ref matching refs/heads/main", "ref refs/tags/v1.2.0"]),
+        ("repository: acme/app, ref: 'refs/tags/v2*'", vec!["ref matching refs/tags/v2*"]),
+        (
+            "repository: acme/app, workflow: .github/workflows/ci.yml",
+            vec!["workflow .github/workflows/ci.yml", "workflow .github/workflows/release.yml"],
+        ),
+        (
+            "repository: acme/app, sha: '0000000000000000000000000000000000000000'",
+            vec!["commit 0000000000000000000000000000000000000000", &claims.sha],
+        ),
+        ("repository: acme/app, trigger: workflow_dispatch", vec!["trigger workflow_dispatch", "trigger push"]),
+    ];
+    for (spec, needles) in cases {
+        let d = s.decide(&github(spec), &image).await;
+        let mut all = vec!["certificate identity mismatch"];
+        all.extend(needles.iter().copied());
+        assert_denied(&d, &all);
+    }
+
+    // A certificate of another repository does not satisfy acme/app's authority, even with the
+    // same workflow path and ref.
+    let fork = GithubClaims::new("mallory/app", ".github/workflows/release.yml", "refs/tags/v1.2.0");
+    let fork_signer = s.sigstore.issue_github(&fork);
+    let (forked, _) = s
+        .signed_legacy("acme/app", "v1.2.1", |reference, digest| {
+            s.sigstore.signature_layer(&fork_signer, MiniSigstore::payload(reference, digest))
+        })
+        .await;
+    assert_denied(&s.decide(&github("repository: acme/app"), &forked).await, &["https://github.com/mallory/app"]);
+    let by_san = keyless(&format!("issuer: {GITHUB_ISSUER}\nsubjectPattern: 'https://github.com/acme/**'"));
+    assert_denied(&s.decide(&by_san, &forked).await, &["subject matching glob", &fork.san()]);
+}
+
+#[tokio::test]
+async fn legacy_keyless_github_claims_docker_distribution() {
+    legacy_keyless_github(Kind::Distribution).await;
+}
+
+#[tokio::test]
+async fn legacy_keyless_github_claims_ferro() {
+    legacy_keyless_github(Kind::Ferro).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sigstore bundle v0.3 referrers.
+
+async fn bundle_keyless(kind: Kind) {
+    let s = setup(kind).await;
+    let claims = GithubClaims::new("acme/app", ".github/workflows/release.yml", "refs/heads/main");
+    let signer = s.sigstore.issue_github(&claims);
+    let (image, digest) =
+        s.signed_bundle("acme/bundled", "v1", |digest| s.sigstore.signature_bundle(&signer, digest)).await;
+    let authority = github("repository: acme/app, workflow: .github/workflows/release.yml, ref: refs/heads/main");
+    let d = s.decide(&authority, &image).await;
+    assert!(d.allowed, "{d:?}");
+    match s.outcome(&authority, &image).await {
+        Outcome::Verified { detail } => {
+            assert!(detail.contains(&digest) && detail.contains(&claims.san()), "{detail}");
+            assert!(detail.contains("referrer"), "{detail}");
+        }
+        other => panic!("not verified: {other:?}"),
+    }
+    let d = s.decide(&keyless(&format!("issuer: {GITHUB_ISSUER}\nsubject: {}", claims.san())), &image).await;
+    assert!(d.allowed, "{d:?}");
+
+    // Identity mismatches through the bundle path.
+    assert_denied(&s.decide(&github("repository: acme/other"), &image).await, &["https://github.com/acme/app"]);
+    let d = s.decide(&email_subject(&format!("subject: {RELEASE}")), &image).await;
+    assert_denied(&d, &[&format!("expected issuer {ISSUER}"), GITHUB_ISSUER]);
+
+    // A valid keyless bundle, but about another digest.
+    let (other, _) = s
+        .signed_bundle("acme/bundled", "v2", |_| {
+            s.sigstore.signature_bundle(&signer, &format!("sha256:{}", "11".repeat(32)))
+        })
+        .await;
+    assert_denied(&s.decide(&authority, &other).await, &["about another digest"]);
+
+    // A keyless attestation bundle about this digest is not a signature.
+    let (attested, _) = s
+        .signed_bundle("acme/bundled", "v3", |digest| {
+            let statement = support::cjson(&serde_json::json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+                "predicateType": "https://slsa.dev/provenance/v1",
+                "predicate": {"buildDefinition": {"buildType": "https://example.com/build/v1"}}
+            }));
+            s.sigstore.bundle_for_statement(&signer, &statement, &Tamper::default())
+        })
+        .await;
+    assert_denied(&s.decide(&authority, &attested).await, &["is an attestation (https://slsa.dev/provenance/v1)"]);
+}
+
+#[tokio::test]
+async fn bundle_keyless_fallback_tag() {
+    bundle_keyless(Kind::Distribution).await;
+}
+
+#[tokio::test]
+async fn bundle_keyless_referrers_api() {
+    bundle_keyless(Kind::Ferro).await;
+}
+
+/// Both formats on one image, a keyless authority and a GitHub one, `require: all`.
+#[tokio::test]
+async fn legacy_and_bundle_keyless_together() {
+    let s = setup(Kind::Ferro).await;
+    let email = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let claims = GithubClaims::new("acme/app", ".github/workflows/release.yml", "refs/heads/main");
+    let gha = s.sigstore.issue_github(&claims);
+    let (image, digest) = s
+        .signed_legacy("acme/both", "v1", |reference, digest| {
+            s.sigstore.signature_layer(&email, MiniSigstore::payload(reference, digest))
+        })
+        .await;
+    let raw = s.push.get_manifest("acme/both", "v1").await.expect("manifest");
+    s.push.referrer("acme/both", &digest, &raw, BUNDLE_V03, &s.sigstore.signature_bundle(&gha, &digest)).await;
+    let two = format!(
+        "{}{}",
+        email_subject(&format!("subject: {RELEASE}")),
+        github("repository: acme/app").replace("name: ci", "name: gha")
+    );
+    let set = s.policies(&two, "  require: all\n");
+    let d = s.decide_with(set, &image, TrustRoot::production().expect("root")).await;
+    assert!(d.allowed, "{d:?}");
+    let set = s.policies(&two.replace("acme/app", "acme/other"), "  require: all\n");
+    let d = s.decide_with(set, &image, TrustRoot::production().expect("root")).await;
+    assert_denied(&d, &["requires all 2 authorities, 1 satisfied", "authority \"gha\""]);
+}
+
+/// The mini instance as the verifier's trusted root (`--trusted-root`), no `trustedRoot:`.
+#[tokio::test]
+async fn verifier_trusted_root_without_per_authority_root() {
+    let s = setup(Kind::Distribution).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (image, _) = s
+        .signed_legacy("team/app", "v1", |reference, digest| {
+            s.sigstore.signature_layer(&signer, MiniSigstore::payload(reference, digest))
+        })
+        .await;
+    let mini = TrustRoot::from_json(&s.sigstore.trusted_root_json()).expect("root");
+    let authority = format!("    - name: ci\n      keyless:\n        issuer: {ISSUER}\n        subject: {RELEASE}\n");
+    let d = s.decide_with(s.policies(&authority, ""), &image, mini.clone()).await;
+    assert!(d.allowed, "{d:?}");
+    // Another instance's root, per authority, overrides the verifier's: refused.
+    let other = MiniSigstore::new("other");
+    other.write_trusted_root(s.dir.path(), "other-root.json");
+    let pinned = authority.replace("keyless:", "trustedRoot: other-root.json\n      keyless:");
+    let d = s.decide_with(s.policies(&pinned, ""), &image, mini).await;
+    assert_denied(&d, &["invalid inclusion promise: No log key valid"]);
+
+    // A per-authority root that is missing or not a trusted root: could not be checked (an
+    // error, not a signature failure), denied in enforce, naming the authority and the file.
+    let missing = authority.replace("keyless:", "trustedRoot: absent-root.json\n      keyless:");
+    let d = s.decide(&missing, &image).await;
+    assert_denied(&d, &["could not be checked", "authority \"ci\": trusted root", "absent-root.json"]);
+    std::fs::write(s.dir.path().join("garbage-root.json"), "{\"mediaType\": 1}").expect("write");
+    let garbage = authority.replace("keyless:", "trustedRoot: garbage-root.json\n      keyless:");
+    let d = s.decide(&garbage, &image).await;
+    assert_denied(&d, &["could not be checked", "not a valid trusted_root.json"]);
+}
+
+/// A `.sig` layer maker for [`Setup::signed_legacy`], with the log evidence tampered.
+fn legacy_layer<'a>(
+    sigstore: &'a MiniSigstore,
+    signer: &'a KeylessSigner,
+    tamper: Tamper,
+) -> impl FnOnce(&str, &str) -> (Vec<u8>, &'static str, Value) + 'a {
+    move |reference, digest| sigstore.signature_layer_with(signer, MiniSigstore::payload(reference, digest), &tamper)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forgeries and broken evidence: each denied, with the reason.
+
+#[tokio::test]
+async fn keyless_legacy_forgeries_are_rejected() {
+    let s = setup(Kind::Distribution).await;
+    let subject = email_subject(&format!("subject: {RELEASE}"));
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+
+    // The honest signature, for contrast.
+    let (image, _) =
+        s.signed_legacy("team/forged", "honest", legacy_layer(&s.sigstore, &signer, Tamper::default())).await;
+    assert!(s.decide(&subject, &image).await.allowed);
+
+    // 1. A certificate from another CA (same identity, its own SCT), logged in the trusted log.
+    let other = MiniSigstore::new("other");
+    let stranger = other.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (image, _) =
+        s.signed_legacy("team/forged", "other-ca", legacy_layer(&s.sigstore, &stranger, Tamper::default())).await;
+    assert_denied(
+        &s.decide(&subject, &image).await,
+        &["signing certificate rejected", "certificate chain validation failed"],
+    );
+
+    // 2. The SET signed by another key that claims to be the log.
+    let tamper = Tamper { foreign_set_key: true, ..Tamper::default() };
+    let (image, _) = s.signed_legacy("team/forged", "set-key", legacy_layer(&s.sigstore, &signer, tamper)).await;
+    assert_denied(&s.decide(&subject, &image).await, &["SET verification failed"]);
+
+    // 3. The Rekor entry is for another artifact: the hash of a different payload.
+    let tamper = Tamper { logged_payload: Some(b"another payload".to_vec()), ..Tamper::default() };
+    let (image, _) = s.signed_legacy("team/forged", "other-artifact", legacy_layer(&s.sigstore, &signer, tamper)).await;
+    assert_denied(&s.decide(&subject, &image).await, &["artifact hash mismatch for hashedrekord entry"]);
+
+    // 4. An expired certificate: logged (honest SET) after its ten minutes, no other timestamp.
+    let expired = s.sigstore.issue(RELEASE, ISSUER, None, Validity::starting(now() - 3600));
+    let (image, _) =
+        s.signed_legacy("team/forged", "expired", legacy_layer(&s.sigstore, &expired, Tamper::default())).await;
+    assert_denied(&s.decide(&subject, &image).await, &["signing certificate rejected", "CertExpired"]);
+
+    // 5. ... and the same with the integrated time backdated into the validity: the SET no
+    //    longer covers the entry.
+    let tamper = Tamper { rewrite_integrated_time: Some(expired.validity.not_before + 60), ..Tamper::default() };
+    let (image, _) = s.signed_legacy("team/forged", "backdated", legacy_layer(&s.sigstore, &expired, tamper)).await;
+    assert_denied(&s.decide(&subject, &image).await, &["SET verification failed"]);
+
+    // 6. A certificate not yet valid when logged.
+    let future = s.sigstore.issue(RELEASE, ISSUER, None, Validity::starting(now() + 3600));
+    let (image, _) =
+        s.signed_legacy("team/forged", "not-yet-valid", legacy_layer(&s.sigstore, &future, Tamper::default())).await;
+    assert_denied(&s.decide(&subject, &image).await, &["signing certificate rejected", "CertNotValidYet"]);
+
+    // 7. A valid keyless signature whose payload is for another digest, copied onto this tag.
+    let other_digest = format!("sha256:{}", "22".repeat(32));
+    let (image, digest) = s
+        .signed_legacy("team/forged", "other-digest", |reference, _| {
+            s.sigstore.signature_layer(&signer, MiniSigstore::payload(reference, &other_digest))
+        })
+        .await;
+    assert_denied(
+        &s.decide(&subject, &image).await,
+        &[&format!("the payload signs digest {other_digest}, not {digest}")],
+    );
+
+    // 8. A tampered payload (signature and log entry are for the original).
+    let (image, _) = s
+        .signed_legacy("team/forged", "tampered", |reference, digest| {
+            let (payload, media_type, annotations) =
+                s.sigstore.signature_layer(&signer, MiniSigstore::payload(reference, digest));
+            let edited = String::from_utf8(payload).expect("utf8").replace("\"optional\":null", "\"optional\":{}");
+            (edited.into_bytes(), media_type, annotations)
+        })
+        .await;
+    let d = s.decide(&subject, &image).await;
+    assert_denied(&d, &["bad signature", "signature verification failed"]);
+
+    // 9. No Rekor bundle: a keyless signature needs the log.
+    let tamper = Tamper { no_rekor_bundle: true, ..Tamper::default() };
+    let (image, _) = s.signed_legacy("team/forged", "no-log", legacy_layer(&s.sigstore, &signer, tamper)).await;
+    assert_denied(
+        &s.decide(&subject, &image).await,
+        &[".sig layer 0", "keyless signature has no transparency log entry"],
+    );
+
+    // 10. The certificate's SCT is from a CT log the trusted root does not know; or absent.
+    let foreign_sct =
+        s.sigstore.issue_with(RELEASE, ISSUER, None, &IssueOptions { foreign_sct: true, ..IssueOptions::default() });
+    let (image, _) =
+        s.signed_legacy("team/forged", "foreign-sct", legacy_layer(&s.sigstore, &foreign_sct, Tamper::default())).await;
+    assert_denied(&s.decide(&subject, &image).await, &["SCT"]);
+    let no_sct =
+        s.sigstore.issue_with(RELEASE, ISSUER, None, &IssueOptions { no_sct: true, ..IssueOptions::default() });
+    let (image, _) =
+        s.signed_legacy("team/forged", "no-sct", legacy_layer(&s.sigstore, &no_sct, Tamper::default())).await;
+    assert_denied(&s.decide(&subject, &image).await, &["SCT"]);
+
+    // 11. Another certificate on a signature made by the original key.
+    let imposter = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (image, _) = s
+        .signed_legacy("team/forged", "wrong-key", |reference, digest| {
+            let (payload, media_type, mut annotations) =
+                s.sigstore.signature_layer(&signer, MiniSigstore::payload(reference, digest));
+            annotations["dev.sigstore.cosign/certificate"] = Value::String(imposter.cert_pem());
+            (payload, media_type, annotations)
+        })
+        .await;
+    let d = s.decide(&subject, &image).await;
+    assert_denied(&d, &["bad signature", "signature verification failed"]);
+
+    // 12. A well-signed payload whose log entry is borrowed from another signature (another
+    //     certificate and signature were logged): the entry does not describe this signature.
+    let (image, _) = s
+        .signed_legacy("team/forged", "borrowed-entry", |reference, digest| {
+            let payload = MiniSigstore::payload(reference, digest);
+            let (_, media_type, honest) = s.sigstore.signature_layer(&signer, payload.clone());
+            let (payload, _, mut annotations) = s.sigstore.signature_layer_with(
+                &imposter,
+                payload,
+                &Tamper { no_rekor_bundle: true, ..Tamper::default() },
+            );
+            annotations["dev.sigstore.cosign/bundle"] = honest["dev.sigstore.cosign/bundle"].clone();
+            (payload, media_type, annotations)
+        })
+        .await;
+    let d = s.decide(&subject, &image).await;
+    assert_denied(&d, &["log entry does not match the bundle"]);
+}
+
+#[tokio::test]
+async fn keyless_bundle_forgeries_are_rejected() {
+    let s = setup(Kind::Ferro).await;
+    let subject = email_subject(&format!("subject: {RELEASE}"));
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+
+    // Another CA.
+    let other = MiniSigstore::new("other");
+    let stranger = other.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (image, _) = s.signed_bundle("team/bundles", "other-ca", |d| s.sigstore.signature_bundle(&stranger, d)).await;
+    assert_denied(&s.decide(&subject, &image).await, &["certificate chain validation failed"]);
+
+    // SET by another key.
+    let tamper = Tamper { foreign_set_key: true, ..Tamper::default() };
+    let (image, _) =
+        s.signed_bundle("team/bundles", "set-key", |d| s.sigstore.signature_bundle_with(&signer, d, &tamper)).await;
+    assert_denied(&s.decide(&subject, &image).await, &["SET verification failed"]);
+
+    // The dsse entry records the hash of another statement.
+    let tamper = Tamper { logged_payload: Some(b"{}".to_vec()), ..Tamper::default() };
+    let (image, _) = s
+        .signed_bundle("team/bundles", "other-payload", |d| s.sigstore.signature_bundle_with(&signer, d, &tamper))
+        .await;
+    assert_denied(&s.decide(&subject, &image).await, &["DSSE payload hash mismatch"]);
+
+    // An expired certificate.
+    let expired = s.sigstore.issue(RELEASE, ISSUER, None, Validity::starting(now() - 3600));
+    let (image, _) = s.signed_bundle("team/bundles", "expired", |d| s.sigstore.signature_bundle(&expired, d)).await;
+    assert_denied(&s.decide(&subject, &image).await, &["CertExpired"]);
+
+    // The honest one still passes in the same repository.
+    let (image, _) = s.signed_bundle("team/bundles", "honest", |d| s.sigstore.signature_bundle(&signer, d)).await;
+    assert!(s.decide(&subject, &image).await.allowed);
+}
+
+/// Certificates from before Fulcio's current extensions carry only the legacy raw-string ones
+/// (`.1` issuer, `.2`–`.6` GitHub claims, the repository as `owner/repo`): still matched.
+#[tokio::test]
+async fn legacy_fulcio_extensions_only() {
+    let s = setup(Kind::Distribution).await;
+    let claims = GithubClaims::new("acme/app", ".github/workflows/release.yml", "refs/heads/main");
+    let options = IssueOptions { legacy_extensions_only: true, ..IssueOptions::default() };
+    let signer = s.sigstore.issue_with(&claims.san(), GITHUB_ISSUER, Some(&claims), &options);
+    let parsed = Claims::from_der(&signer.cert_der).expect("claims");
+    assert_eq!(parsed.source_repository.as_deref(), Some("https://github.com/acme/app"));
+    assert_eq!(parsed.build_config, None, "no build config URI in a legacy certificate");
+    let (image, _) = s.signed_legacy("acme/app", "v1", legacy_layer(&s.sigstore, &signer, Tamper::default())).await;
+    let full = format!(
+        "repository: acme/app, workflow: .github/workflows/release.yml, ref: refs/heads/main, sha: '{}', trigger: push",
+        claims.sha
+    );
+    let d = s.decide(&github(&full), &image).await;
+    assert!(d.allowed, "{d:?}");
+    assert_denied(
+        &s.decide(&github("repository: acme/app, ref: refs/heads/dev"), &image).await,
+        &["ref refs/heads/main"],
+    );
+}
+
+/// The validity windows of the trusted root count: a CA or a log key that was no longer
+/// trusted when the signature was logged does not vouch for it.
+#[tokio::test]
+async fn trusted_root_validity_windows() {
+    let s = setup(Kind::Distribution).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (image, _) = s.signed_legacy("team/windows", "v1", legacy_layer(&s.sigstore, &signer, Tamper::default())).await;
+    let authority = email_subject(&format!("subject: {RELEASE}"));
+    assert!(s.decide(&authority, &image).await.allowed);
+    let ended = rfc3339(now() - 3600);
+
+    // The Fulcio CA's window ended an hour ago.
+    let mut root = s.sigstore.trusted_root();
+    root["certificateAuthorities"][0]["validFor"]["end"] = Value::String(ended.clone());
+    std::fs::write(s.dir.path().join(ROOT_FILE), root.to_string()).expect("write root");
+    assert_denied(&s.decide(&authority, &image).await, &["signing certificate rejected"]);
+
+    // The Rekor key's window ended an hour ago.
+    let mut root = s.sigstore.trusted_root();
+    root["tlogs"][0]["publicKey"]["validFor"]["end"] = Value::String(ended.clone());
+    std::fs::write(s.dir.path().join(ROOT_FILE), root.to_string()).expect("write root");
+    assert_denied(&s.decide(&authority, &image).await, &["No log key valid at integrated time"]);
+
+    // The CT log key's window ended before the certificate was issued.
+    let mut root = s.sigstore.trusted_root();
+    root["ctlogs"][0]["publicKey"]["validFor"]["end"] = Value::String(ended);
+    std::fs::write(s.dir.path().join(ROOT_FILE), root.to_string()).expect("write root");
+    assert_denied(&s.decide(&authority, &image).await, &["SCT"]);
+}
+
+/// An entry logged "in the future" (integrated time after now) is not a signing time.
+#[tokio::test]
+async fn integrated_time_in_the_future() {
+    let s = setup(Kind::Distribution).await;
+    let later = s.sigstore.issue(RELEASE, ISSUER, None, Validity::starting(now() + 3000));
+    let tamper = Tamper { integrated_time: Some(now() + 3300), ..Tamper::default() };
+    let (image, _) = s.signed_legacy("team/future", "v1", legacy_layer(&s.sigstore, &later, tamper)).await;
+    assert_denied(&s.decide(&email_subject(&format!("subject: {RELEASE}")), &image).await, &["in the future"]);
+}
+
+/// Editing `trusted_root.json` in the policy directory hot-reloads the policies (the file is
+/// part of the directory fingerprint); the running webhook keeps ONE verifier across reloads,
+/// so the edited root must be what the next review uses. Here the file is rotated to another
+/// instance, so the old CA, whose signature is on the image, is no longer trusted.
+#[tokio::test]
+async fn edited_trusted_root_is_used_after_reload() {
+    let s = setup(Kind::Distribution).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (image, _) = s.signed_legacy("team/rotated", "v1", legacy_layer(&s.sigstore, &signer, Tamper::default())).await;
+    let authority = email_subject(&format!("subject: {RELEASE}"));
+    let verifier: Arc<RegistryVerifier> = Arc::new(s.verifier(TrustRoot::production().expect("root")));
+    let review = async |set: PolicySet| {
+        let engine = Engine::fixed(set, verifier.clone(), Settings::default());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        engine.review(&Review::for_image(&image, "default"), deadline).await
+    };
+    let d = review(s.policies(&authority, "")).await;
+    assert!(d.allowed, "{d:?}");
+
+    // Rotate the root file to another instance; the reload compiles the policies again.
+    MiniSigstore::new("rotated").write_trusted_root(s.dir.path(), ROOT_FILE);
+    // A fresh verifier (a restart) refuses the old CA's signature...
+    let fresh = s.decide(&authority, &image).await;
+    assert_denied(&fresh, &["authority \"ci\""]);
+    // ... and so must the running one after the reload.
+    let d = review(s.policies(&authority, "")).await;
+    assert!(!d.allowed, "the rotated-out trusted root is still used: {d:?}");
+}
+
+/// `subjectRegExp` is anchored as `^(?:…)$`. A pattern that closes the group itself is not a
+/// valid regular expression on its own, yet once wrapped it compiles to an alternation whose
+/// second branch is unanchored: `nobody@example\.com)|(.*` then accepts every identity.
+#[tokio::test]
+async fn subject_regexp_cannot_escape_its_anchors() {
+    let s = setup(Kind::Distribution).await;
+    let stranger = s.sigstore.issue("mallory@evil.example", ISSUER, None, Validity::fulcio());
+    let (image, _) =
+        s.signed_legacy("team/regexp", "v1", legacy_layer(&s.sigstore, &stranger, Tamper::default())).await;
+    let authority = email_subject("subjectRegExp: 'nobody@example\\.com)|(.*'");
+    let text = format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{}/**']\n  digest: allow-tags\n  authorities:\n{authority}",
+        s.registry.host
+    );
+    match parse_file(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) {
+        Err(e) => assert!(e.to_string().contains("subjectRegExp"), "{e}"),
+        Ok(policies) => {
+            let set = PolicySet::new(policies).expect("set");
+            let d = s.decide_with(set, &image, TrustRoot::production().expect("root")).await;
+            assert!(!d.allowed, "an identity outside the pattern was accepted: {d:?}");
+        }
+    }
+}
+
+/// `cosign sign` run twice appends a layer to the `.sig` image: one matching layer is enough,
+/// and a denial lists why each layer failed.
+#[tokio::test]
+async fn several_keyless_signatures_on_one_image() {
+    let s = setup(Kind::Ferro).await;
+    let other = MiniSigstore::new("other");
+    let stranger = other.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let ops = s.sigstore.issue("ops@example.com", ISSUER, None, Validity::fulcio());
+    let release = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (reference, digest, _) = s.image("team/multi", "v1").await;
+    let payload = MiniSigstore::payload(&reference, &digest);
+    let layers = [
+        other.signature_layer(&stranger, payload.clone()),
+        s.sigstore.signature_layer(&ops, payload.clone()),
+        s.sigstore.signature_layer(&release, payload),
+    ];
+    s.push.artifact("team/multi", &format!("{}.sig", digest.replace(':', "-")), &layers).await;
+    let image = format!("{reference}:v1");
+    match s.outcome(&email_subject(&format!("subject: {RELEASE}")), &image).await {
+        Outcome::Verified { detail } => assert!(detail.contains(".sig layer 2"), "{detail}"),
+        other => panic!("not verified: {other:?}"),
+    }
+    let d = s.decide(&email_subject("subject: dev@example.com"), &image).await;
+    assert_denied(
+        &d,
+        &[
+            ".sig layer 0: transparency log check failed",
+            ".sig layer 1: certificate identity mismatch",
+            ".sig layer 2: certificate identity mismatch",
+        ],
+    );
+}

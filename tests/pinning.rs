@@ -1,0 +1,99 @@
+//! `digest: pin`: `/mutate` rewrites tags to the digest they point at (resolved in a real
+//! registry), `/validate` then verifies exactly that digest.
+
+mod support;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use portcullis::engine::{Engine, Settings};
+use portcullis::policy::PolicySet;
+use portcullis::policy::cel::CelEnv;
+use portcullis::policy::compile::parse_file;
+use portcullis::policy::load::LoadStatus;
+use portcullis::server::{AppState, router};
+use portcullis::telemetry::Metrics;
+use portcullis::verify::image::RegistryVerifier;
+use portcullis::verify::registry::{Registry, RegistryConfig};
+use portcullis::verify::trust::TrustRoot;
+use serde_json::{Value, json};
+use support::{Kind, Pusher, Signer, TestRegistry};
+use tower::ServiceExt;
+
+async fn post(app: &Router, path: &str, body: &Value) -> Value {
+    let request = Request::post(path).header("content-type", "application/json").body(Body::from(body.to_string()));
+    let response = app.clone().oneshot(request.expect("request")).await.expect("answer");
+    assert_eq!(response.status(), 200);
+    serde_json::from_slice(&response.into_body().collect().await.expect("body").to_bytes()).expect("json")
+}
+
+fn review(images: &[&str]) -> Value {
+    let containers: Vec<_> =
+        images.iter().enumerate().map(|(i, image)| json!({"name": format!("c{i}"), "image": image})).collect();
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "pin-1", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+        "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+        "name": "web", "namespace": "prod", "operation": "CREATE", "userInfo": {"username": "dev"},
+        "object": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "prod"},
+                   "spec": {"template": {"spec": {"containers": containers}}}}}})
+}
+
+#[tokio::test]
+async fn tags_are_pinned_then_verified() {
+    let registry = TestRegistry::start(Kind::Distribution).await;
+    let push = Pusher::new(&registry.host);
+    let (digest, _) = push.image("team/app", "v1", "pinned build").await;
+    let signer = Signer::new();
+    push.sign_legacy("team/app", &digest, &signer).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("release.pub"), signer.public_pem()).expect("key");
+    let host = registry.host.clone();
+    let text = format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: pinned}}\nspec:\n  images: ['{host}/team/**']\n  digest: pin\n  authorities:\n    - name: release\n      key: {{publicKeyFile: release.pub}}\n      transparencyLog: skip\n"
+    );
+    let set = PolicySet::new(parse_file(&text, "p.yaml", dir.path(), &CelEnv::new()).expect("policy")).expect("set");
+    let config = RegistryConfig { insecure: vec![host.clone()], ..Default::default() };
+    let verifier =
+        RegistryVerifier::new(Registry::new(config).expect("registry"), TrustRoot::production().expect("root"));
+    let engine = Engine::fixed(set, Arc::new(verifier), Settings::default());
+    let (_tx, status) = tokio::sync::watch::channel(LoadStatus::default());
+    let app = router(AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status });
+
+    let tagged = format!("{host}/team/app:v1");
+    let body = review(&[&tagged, "docker.io/library/busybox:1.36"]);
+    // Unpinned, validation refuses and says why.
+    let answer = post(&app, "/validate", &body).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    assert!(answer["response"]["status"]["message"].as_str().expect("m").contains("the /mutate webhook pins tags"));
+
+    // /mutate pins the tag (and only the image a pin policy applies to).
+    let answer = post(&app, "/mutate", &body).await;
+    let response = &answer["response"];
+    assert_eq!(response["allowed"], true, "{response}");
+    assert_eq!(response["patchType"], "JSONPatch");
+    use base64::Engine as _;
+    let patch_bytes =
+        base64::engine::general_purpose::STANDARD.decode(response["patch"].as_str().expect("patch")).expect("b64");
+    let patch: Value = serde_json::from_slice(&patch_bytes).expect("patch json");
+    let pinned = format!("{host}/team/app:v1@{digest}");
+    assert_eq!(patch, json!([{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": pinned}]));
+
+    // The API server applies the patch; validation then verifies that exact digest.
+    let mut object = body["request"]["object"].clone();
+    json_patch::patch(&mut object, &serde_json::from_value::<json_patch::Patch>(patch).expect("patch")).expect("apply");
+    let mut patched = body.clone();
+    patched["request"]["object"] = object;
+    let answer = post(&app, "/validate", &patched).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+
+    // A tag that does not exist cannot be pinned: denied (enforce), no patch.
+    let missing = review(&[&format!("{host}/team/app:v404")]);
+    let answer = post(&app, "/mutate", &missing).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    assert!(answer["response"].get("patch").is_none());
+    let message = answer["response"]["status"]["message"].as_str().expect("m");
+    assert!(message.contains("cannot pin the tag to a digest") && message.contains("404"), "{message}");
+}

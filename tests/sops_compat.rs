@@ -1,0 +1,276 @@
+//! Round-trip compatibility with the real Go sops: sops encrypts, `portcullis decrypt` must give
+//! what `sops --decrypt` gives (byte for byte for dotenv, INI and binary; the same documents,
+//! comments included, for YAML and JSON).
+#![allow(clippy::unwrap_used)]
+
+#[path = "sops_support/mod.rs"]
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+const SECRET_YAML: &str = r#"# Top comment
+apiVersion: v1
+kind: Secret
+metadata:
+  name: db  # inline name
+  namespace: prod
+  labels:
+    app: demo
+type: Opaque
+stringData:
+  # the password
+  password: hunter2
+  empty: ""
+  multi: |
+    line one
+    line two
+  unicode: "päss wörd ✓"
+  quoted: 'it''s: tricky # not a comment'
+  yes_string: "yes"
+numbers:
+  int: 42
+  neg: -7
+  float: 3.25
+  big: 1.5e10
+  whole: 2.0
+  bool: true
+  nothing: null
+list:
+  - one
+  - 2
+  - nested: map
+    other: false
+  # end of list
+# foot comment
+"#;
+
+/// Encrypt `plain` (written as `name`) with sops and the given flags, decrypt with both, compare.
+fn yaml_case(dir: &Path, name: &str, plain: &str, flags: &[&str], key: &Key) -> Vec<u8> {
+    std::fs::write(dir.join(name), plain).unwrap();
+    let enc = sops_encrypt(dir, name, flags);
+    let enc_name = format!("enc.{name}");
+    std::fs::write(dir.join(&enc_name), &enc).unwrap();
+    let theirs = sops_decrypt(dir, &enc_name, &key.file, &[]);
+    let ours = decrypt_ok(dir, &["--age-key-file", key.file.to_str().unwrap(), &enc_name]);
+    assert_same_yaml(&ours, &theirs, &format!("{name} {flags:?}"));
+    // Beyond the same documents, the layout is sops's too (go-yaml's styles, comments in place).
+    let (a, b) = (String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+    assert_eq!(a, b, "{name} {flags:?}: byte for byte");
+    ours
+}
+
+fn setup() -> (tempfile::TempDir, Key) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path(), "key");
+    (dir, key)
+}
+
+#[test]
+fn yaml_default_rules_comments_and_types() {
+    let (dir, key) = setup();
+    let ours = yaml_case(dir.path(), "secret.yaml", SECRET_YAML, &["--age", &key.recipient], &key);
+    let text = String::from_utf8(ours).unwrap();
+    assert!(text.contains("# the password"), "comments are decrypted: {text}");
+    assert!(!text.contains("sops:"), "{text}");
+}
+
+#[test]
+fn yaml_every_encryption_rule() {
+    let (dir, key) = setup();
+    let doc = "a_plain: 1\nb_secret: two\nc:\n  d_secret: 3.5\n  e: true\ndata:\n  x: y\nmetadata:\n  name: n\n";
+    let cases: &[&[&str]] = &[
+        &["--unencrypted-suffix", "_plain"],
+        &["--encrypted-suffix", "_secret"],
+        &["--encrypted-regex", "^(data|stringData)$"],
+        &["--unencrypted-regex", "^(metadata|a_plain)$"],
+    ];
+    for flags in cases {
+        let mut all = vec!["--age", key.recipient.as_str()];
+        all.extend_from_slice(flags);
+        yaml_case(dir.path(), "rules.yaml", doc, &all, &key);
+    }
+}
+
+#[test]
+fn yaml_comment_rules() {
+    let (dir, key) = setup();
+    let doc = "# sops:enc\npassword: hunter2\nuser: admin # sops:enc\nplain: visible\nlist:\n  # sops:enc\n  - secret item\n  - clear item\n";
+    let out = yaml_case(
+        dir.path(),
+        "c1.yaml",
+        doc,
+        &["--age", &key.recipient, "--encrypted-comment-regex", "sops:enc"],
+        &key,
+    );
+    assert!(String::from_utf8(out).unwrap().contains("hunter2"));
+    let doc2 = "# sops:clear\nvisible: yes-it-is\nhidden: secret\n";
+    yaml_case(
+        dir.path(),
+        "c2.yaml",
+        doc2,
+        &["--age", &key.recipient, "--unencrypted-comment-regex", "sops:clear"],
+        &key,
+    );
+}
+
+#[test]
+fn yaml_multi_document_and_mac_only() {
+    let (dir, key) = setup();
+    let doc = "a: 1\nb: two\n---\nc: three\n# comment\nd:\n  - 4\n";
+    yaml_case(dir.path(), "multi.yaml", doc, &["--age", &key.recipient], &key);
+
+    std::fs::write(dir.path().join("m.yaml"), SECRET_YAML).unwrap();
+    let enc = sops_encrypt(dir.path(), "m.yaml", &["--age", &key.recipient, "--mac-only-encrypted"]);
+    std::fs::write(dir.path().join("m.enc.yaml"), &enc).unwrap();
+    let k = key.file.to_str().unwrap();
+    let err = decrypt_err(dir.path(), &["--age-key-file", k, "m.enc.yaml"]);
+    assert!(err.contains("mac_only_encrypted"), "{err}");
+    let ours = decrypt_ok(dir.path(), &["--allow-mac-only-encrypted", "--age-key-file", k, "m.enc.yaml"]);
+    let theirs = sops_decrypt(dir.path(), "m.enc.yaml", &key.file, &[]);
+    assert_same_yaml(&ours, &theirs, "mac-only");
+}
+
+#[test]
+fn two_recipients_each_key_decrypts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k1, k2) = (keygen(dir.path(), "k1"), keygen(dir.path(), "k2"));
+    std::fs::write(dir.path().join("s.yaml"), SECRET_YAML).unwrap();
+    let enc = sops_encrypt(dir.path(), "s.yaml", &["--age", &format!("{},{}", k1.recipient, k2.recipient)]);
+    std::fs::write(dir.path().join("s.enc.yaml"), &enc).unwrap();
+    let theirs = sops_decrypt(dir.path(), "s.enc.yaml", &k1.file, &[]);
+    for k in [&k1, &k2] {
+        let ours = decrypt_ok(dir.path(), &["--age-key-file", k.file.to_str().unwrap(), "s.enc.yaml"]);
+        assert_same_yaml(&ours, &theirs, "two recipients");
+    }
+}
+
+#[test]
+fn shamir_key_groups_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<Key> = (0..3).map(|i| keygen(dir.path(), &format!("g{i}"))).collect();
+    let config = format!(
+        "creation_rules:\n  - shamir_threshold: 2\n    key_groups:\n      - age: [{}]\n      - age: [{}]\n      - age: [{}]\n",
+        keys[0].recipient, keys[1].recipient, keys[2].recipient
+    );
+    std::fs::write(dir.path().join(".sops.yaml"), config).unwrap();
+    std::fs::write(dir.path().join("s.yaml"), SECRET_YAML).unwrap();
+    let enc = sops_encrypt(dir.path(), "s.yaml", &["--config", ".sops.yaml"]);
+    std::fs::write(dir.path().join("s.enc.yaml"), &enc).unwrap();
+    let both = dir.path().join("both.txt");
+    let text = format!("{}\n{}\n", keys[0].identity, keys[2].identity);
+    std::fs::write(&both, text).unwrap();
+    let theirs = sops_decrypt(dir.path(), "s.enc.yaml", &both, &[]);
+    let ours = decrypt_ok(
+        dir.path(),
+        &[
+            "--age-key-file",
+            keys[0].file.to_str().unwrap(),
+            "--age-key-file",
+            keys[2].file.to_str().unwrap(),
+            "s.enc.yaml",
+        ],
+    );
+    assert_same_yaml(&ours, &theirs, "shamir");
+    let err = decrypt_err(dir.path(), &["--age-key-file", keys[1].file.to_str().unwrap(), "s.enc.yaml"]);
+    assert!(err.contains("only 1 of the 2 key groups"), "{err}");
+}
+
+#[test]
+fn json_store() {
+    let (dir, key) = setup();
+    let doc = r#"{"name": "app", "port": 8080, "ratio": 0.75, "huge": 12345678901234567890, "on": true,
+        "none": null, "html": "<a href=\"x\">&</a>", "list": [1, "two", {"three": 3.0}], "nested": {"deep": {"k": "v"}},
+        "empty": {}, "emptylist": [], "unicode": "ü ✓", "esc": "tab\there\nnewline"}"#;
+    std::fs::write(dir.path().join("c.json"), doc).unwrap();
+    let enc = sops_encrypt(dir.path(), "c.json", &["--age", &key.recipient]);
+    std::fs::write(dir.path().join("c.enc.json"), &enc).unwrap();
+    let theirs = sops_decrypt(dir.path(), "c.enc.json", &key.file, &[]);
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "c.enc.json"]);
+    assert_eq!(json_canon(&ours), json_canon(&theirs), "{}", String::from_utf8_lossy(&ours));
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs), "JSON is byte for byte");
+}
+
+#[test]
+fn dotenv_store_byte_for_byte() {
+    let (dir, key) = setup();
+    let doc = "# database\nDB_USER=admin\nDB_PASSWORD=s3cr=t\nMULTI=line1\\nline2\nEMPTY=\nPUBLIC_unencrypted=visible\n#tail\n";
+    std::fs::write(dir.path().join("app.env"), doc).unwrap();
+    let enc = sops_encrypt(dir.path(), "app.env", &["--age", &key.recipient]);
+    std::fs::write(dir.path().join("app.enc.env"), &enc).unwrap();
+    let theirs = sops_decrypt(dir.path(), "app.enc.env", &key.file, &[]);
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "app.enc.env"]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+}
+
+#[test]
+fn binary_store_byte_for_byte() {
+    let (dir, key) = setup();
+    let blob: Vec<u8> = (0..=255u8).chain(b"text\n\0end".iter().copied()).collect();
+    std::fs::write(dir.path().join("blob.bin"), &blob).unwrap();
+    let enc = sops_encrypt(dir.path(), "blob.bin", &["--age", &key.recipient]);
+    std::fs::write(dir.path().join("blob.enc"), &enc).unwrap();
+    let theirs =
+        sops_decrypt(dir.path(), "blob.enc", &key.file, &["--input-type", "binary", "--output-type", "binary"]);
+    assert_eq!(theirs, blob);
+    let k = key.file.to_str().unwrap();
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", k, "--input-type", "binary", "blob.enc"]);
+    assert_eq!(ours, theirs);
+    let ours =
+        decrypt_ok(dir.path(), &["--age-key-file", k, "--input-type", "json", "--output-type", "binary", "blob.enc"]);
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn ini_store_byte_for_byte() {
+    let (dir, key) = setup();
+    let doc = "; global\nname = demo\n\n; database settings\n[database]\n# the user\nuser = admin\npassword = s3cr;et\n\
+url = \"postgres://x\"\nspaced = \" padded \"\nlong_key_name = 1\nmulti = \"\"\"line1\nline2\"\"\"\n\n[api]\ntoken = abc#def\n\
+plain_unencrypted = visible\n";
+    std::fs::write(dir.path().join("c.ini"), doc).unwrap();
+    let enc = sops_encrypt(dir.path(), "c.ini", &["--age", &key.recipient]);
+    std::fs::write(dir.path().join("c.enc.ini"), &enc).unwrap();
+    let theirs = sops_decrypt(dir.path(), "c.enc.ini", &key.file, &[]);
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "c.enc.ini"]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+}
+
+#[test]
+fn yaml_to_other_output_types() {
+    let (dir, key) = setup();
+    let doc = "a: 1\nb:\n  c: two\n  d: [1.5, true]\n";
+    std::fs::write(dir.path().join("o.yaml"), doc).unwrap();
+    let enc = sops_encrypt(dir.path(), "o.yaml", &["--age", &key.recipient]);
+    std::fs::write(dir.path().join("o.enc.yaml"), &enc).unwrap();
+    let k = key.file.to_str().unwrap();
+    let theirs = sops_decrypt(dir.path(), "o.enc.yaml", &key.file, &["--output-type", "json"]);
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", k, "--output-type", "json", "o.enc.yaml"]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+    // JSON in, YAML out
+    std::fs::write(dir.path().join("o.json"), r#"{"a": 1, "b": {"c": "two", "d": [1.5, true]}}"#).unwrap();
+    let enc = sops_encrypt(dir.path(), "o.json", &["--age", &key.recipient]);
+    std::fs::write(dir.path().join("o.enc.json"), &enc).unwrap();
+    let theirs = sops_decrypt(dir.path(), "o.enc.json", &key.file, &["--output-type", "yaml"]);
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", k, "--output-type", "yaml", "o.enc.json"]);
+    assert_same_yaml(&ours, &theirs, "json to yaml");
+}
+
+#[test]
+fn yaml_scalar_styles_and_timestamps_byte_for_byte() {
+    let (dir, key) = setup();
+    let long: Vec<String> = (0..40).map(|i| format!("word{i}")).collect();
+    let doc = format!(
+        "long: {}\nk8s: {{a: 1, b: [x, y]}}\ntricky: \"- not a list\"\ncolon: \"a:b\"\nhash: \"a #b\"\nlead: \" lead\"\n\
+tabbed: \"a\\tb\"\ntrail: \"a\\n\"\nver: \"1.10\"\ntilde: \"~\"\nstar: \"*x\"\namp: \"&x\"\nempty: \"\"\n\
+created: 2024-01-01\nts: 2024-01-02T03:04:05.50+01:00\nday_unencrypted: 2024-5-6\nwhen_unencrypted: 2024-01-02 03:04:05\n\
+octal_unencrypted: 010\nhex_unencrypted: 0x1F\n",
+        long.join(" ")
+    );
+    std::fs::write(dir.path().join("styles.yaml"), &doc).unwrap();
+    let enc = sops_encrypt(dir.path(), "styles.yaml", &["--age", &key.recipient]);
+    std::fs::write(dir.path().join("styles.enc.yaml"), &enc).unwrap();
+    let theirs = sops_decrypt(dir.path(), "styles.enc.yaml", &key.file, &[]);
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "styles.enc.yaml"]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+}

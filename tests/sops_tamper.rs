@@ -1,0 +1,163 @@
+//! Every tampering of a sops file is caught, with an error that names the file and the reason and
+//! never echoes plaintext: changed ciphertext (GCM), changed / added / removed / reordered values
+//! (MAC), values swapped between keys (AAD), a wrong key, a truncated file, a renamed or moved
+//! Secret (the MAC binds the namespace).
+#![allow(clippy::unwrap_used)]
+
+#[path = "sops_support/mod.rs"]
+mod support;
+
+use support::*;
+
+const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: prod\n  labels:\n    app: demo\ntype: Opaque\nstringData:\n  username: admin-user\n  password: hunter2-secret\n";
+
+struct Case {
+    dir: tempfile::TempDir,
+    key: Key,
+    enc: String,
+}
+
+fn case() -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path(), "key");
+    std::fs::write(dir.path().join("s.yaml"), SECRET).unwrap();
+    let enc =
+        sops_encrypt(dir.path(), "s.yaml", &["--age", &key.recipient, "--encrypted-regex", "^(data|stringData)$"]);
+    Case { dir, key, enc: String::from_utf8(enc).unwrap() }
+}
+
+impl Case {
+    /// Write a variant, check real sops fails too, and return portcullis's stderr.
+    fn fails(&self, variant: &str) -> String {
+        std::fs::write(self.dir.path().join("t.enc.yaml"), variant).unwrap();
+        let sops_out = sops(self.dir.path(), &["--decrypt", "t.enc.yaml"], Some(&self.key.file));
+        assert!(!sops_out.status.success(), "real sops accepted the variant too:\n{variant}");
+        let err = decrypt_err(self.dir.path(), &["--age-key-file", self.key.file.to_str().unwrap(), "t.enc.yaml"]);
+        assert!(err.contains("t.enc.yaml"), "the error names the file: {err}");
+        for secret in ["admin-user", "hunter2-secret"] {
+            assert!(!err.contains(secret), "the error must not echo plaintext: {err}");
+        }
+        err
+    }
+
+    fn enc_value(&self, key: &str) -> String {
+        let line = self.enc.lines().find(|l| l.trim_start().starts_with(&format!("{key}: ENC["))).unwrap();
+        line.split_once(": ").unwrap().1.to_owned()
+    }
+}
+
+const MAC_MISMATCH: &str = "error: decrypting t.enc.yaml (yaml file): MAC mismatch: the file was changed after it was \
+encrypted (a value edited, added, removed or reordered, or the resource renamed or moved to another namespace); restore \
+it from Git or re-encrypt it\n";
+
+#[test]
+fn untouched_file_decrypts() {
+    let c = case();
+    std::fs::write(c.dir.path().join("ok.enc.yaml"), &c.enc).unwrap();
+    let out = decrypt_ok(c.dir.path(), &["--age-key-file", c.key.file.to_str().unwrap(), "ok.enc.yaml"]);
+    assert_same_yaml(&out, SECRET.as_bytes(), "untouched");
+}
+
+#[test]
+fn changed_ciphertext_fails_gcm() {
+    let c = case();
+    let v = c.enc_value("password");
+    let data = v.strip_prefix("ENC[AES256_GCM,data:").unwrap();
+    let flipped = if data.starts_with('A') { "B" } else { "A" };
+    let tampered = c.enc.replace(&v, &format!("ENC[AES256_GCM,data:{flipped}{}", &data[1..]));
+    let err = c.fails(&tampered);
+    assert_eq!(
+        err,
+        "error: decrypting t.enc.yaml (yaml file): value at `stringData.password` fails authentication (AES-GCM): the \
+         value was changed, moved to another key, or encrypted with another data key; restore the file from Git or \
+         re-encrypt it with sops\n"
+    );
+}
+
+#[test]
+fn swapped_values_fail_aad() {
+    let c = case();
+    let (u, p) = (c.enc_value("username"), c.enc_value("password"));
+    let swapped = c.enc.replace(&u, "@U@").replace(&p, &u).replace("@U@", &p);
+    let err = c.fails(&swapped);
+    assert!(err.contains("value at `stringData.username` fails authentication"), "{err}");
+}
+
+#[test]
+fn moved_or_renamed_secret_fails_mac() {
+    let c = case();
+    assert_eq!(c.fails(&c.enc.replace("namespace: prod", "namespace: attacker")), MAC_MISMATCH);
+    assert_eq!(c.fails(&c.enc.replace("name: db", "name: other")), MAC_MISMATCH);
+}
+
+#[test]
+fn added_removed_reordered_values_fail_mac() {
+    let c = case();
+    assert_eq!(c.fails(&c.enc.replace("        app: demo\n", "        app: demo\n        extra: x\n")), MAC_MISMATCH);
+    let without: String = c.enc.lines().filter(|l| !l.contains("username:")).map(|l| format!("{l}\n")).collect();
+    assert_eq!(c.fails(&without), MAC_MISMATCH);
+    let reordered = c.enc.replace("type: Opaque\n", "").replacen("metadata:\n", "type: Opaque\nmetadata:\n", 1);
+    assert_eq!(c.fails(&reordered), MAC_MISMATCH);
+}
+
+#[test]
+fn tampered_mac_is_reported() {
+    let c = case();
+    let line = c.enc.lines().find(|l| l.trim_start().starts_with("mac: ENC[")).unwrap();
+    let i = line.find("data:").unwrap() + 5;
+    let mut bad = line.to_owned();
+    let ch = if &line[i..=i] == "A" { "B" } else { "A" };
+    bad.replace_range(i..=i, ch);
+    let err = c.fails(&c.enc.replace(line, &bad));
+    assert!(err.contains("the stored MAC cannot be decrypted"), "{err}");
+}
+
+#[test]
+fn wrong_key_names_the_recipients() {
+    let c = case();
+    let other = keygen(c.dir.path(), "other");
+    std::fs::write(c.dir.path().join("t.enc.yaml"), &c.enc).unwrap();
+    let err = decrypt_err(c.dir.path(), &["--age-key-file", other.file.to_str().unwrap(), "t.enc.yaml"]);
+    assert_eq!(
+        err,
+        format!(
+            "error: decrypting t.enc.yaml (yaml file): no key for any recipient: none of the 1 age identities given \
+             decrypts the data key (recipients: {}); pass the identity of one of these recipients\n",
+            c.key.recipient
+        )
+    );
+    assert!(!err.contains(&other.identity) && !err.contains(&c.key.identity));
+}
+
+#[test]
+fn no_key_at_all() {
+    let c = case();
+    std::fs::write(c.dir.path().join("t.enc.yaml"), &c.enc).unwrap();
+    let err = decrypt_err(c.dir.path(), &["t.enc.yaml"]);
+    assert_eq!(
+        err,
+        "error: decrypting t.enc.yaml (yaml file): no age identity was given: pass --age-key-file FILE or \
+         --age-key-secret FILE, or set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY\n"
+    );
+}
+
+#[test]
+fn truncated_file_fails() {
+    let c = case();
+    for cut in [c.enc.len() / 3, c.enc.len() / 2, c.enc.len() - 40] {
+        let err = c.fails(&c.enc[..cut]);
+        assert!(err.starts_with("error: decrypting t.enc.yaml"), "{err}");
+    }
+}
+
+#[test]
+fn plain_file_is_not_sops() {
+    let c = case();
+    std::fs::write(c.dir.path().join("plain.yaml"), SECRET).unwrap();
+    let err = decrypt_err(c.dir.path(), &["--age-key-file", c.key.file.to_str().unwrap(), "plain.yaml"]);
+    assert_eq!(
+        err,
+        "error: decrypting plain.yaml (yaml file): no `sops` metadata found: the file is not encrypted with sops (or \
+         the input type is wrong)\n"
+    );
+}
