@@ -251,7 +251,12 @@ async fn sops_ciphertext_is_refused() {
     let response = review(&app, &secret).await;
     assert_eq!(response["allowed"], false);
     let m = message(&response);
-    assert!(m.contains("(built-in: sops-ciphertext)") && m.contains("stringData.password") && m.contains("portcullis decrypt"), "{m}");
+    assert!(
+        m.contains("(built-in: sops-ciphertext)")
+            && m.contains("stringData.password")
+            && m.contains("portcullis decrypt"),
+        "{m}"
+    );
 
     // base64 `data` holding ciphertext, and a whole SOPS document applied as is.
     use base64::Engine as _;
@@ -259,7 +264,8 @@ async fn sops_ciphertext_is_refused() {
     secret["request"]["object"]["data"] = json!({"password": base64::engine::general_purpose::STANDARD.encode(enc)});
     assert_eq!(review(&app, &secret).await["allowed"], false);
     let mut config = fixture("configmap-create.json");
-    config["request"]["object"]["sops"] = json!({"mac": enc, "lastmodified": "2026-01-01T00:00:00Z", "version": "3.11.0"});
+    config["request"]["object"]["sops"] =
+        json!({"mac": enc, "lastmodified": "2026-01-01T00:00:00Z", "version": "3.11.0"});
     assert_eq!(review(&app, &config).await["allowed"], false);
 
     // A namespace whose objects may carry ciphertext on purpose.
