@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::decision::{Decision, Finding, Verdict, decide};
 use crate::image::ImageRef;
-use crate::policy::{DigestRule, ImagePolicy, Mode, PolicySet, ResourcePolicy, matcher};
+use crate::policy::{DigestRule, ImagePolicy, Mode, PolicySet, ResourcePolicy, SopsCiphertext, matcher};
 use crate::review::Review;
 use crate::verify::pull_secrets::PullContext;
 use crate::verify::{Outcome, Verifier, VerifyRequest};
@@ -72,6 +72,7 @@ impl Engine {
         }
         let set = self.policies();
         let mut findings = resource_findings(&set.resources, review);
+        findings.extend(sops_findings(&set.resources, review));
         findings.extend(self.image_findings(&set, review, deadline).await);
         decide(findings)
     }
@@ -211,6 +212,40 @@ fn static_checks(policy: &ImagePolicy, image: &ImageRef) -> Verdict {
              to digests before validation; register it (the Helm chart does) or reference the image by digest"
                 .to_owned(),
         ),
+    }
+}
+
+/// The name findings of the built-in SOPS check carry.
+pub const SOPS_CHECK: &str = "(built-in: sops-ciphertext)";
+
+/// The built-in check: an object created or updated with SOPS metadata or `ENC[AES256_GCM,…]`
+/// values was applied without being decrypted; storing it would store ciphertext as if it were
+/// the Secret. Switched off for the objects of a ResourcePolicy with `sopsCiphertext: allow`.
+fn sops_findings(policies: &[ResourcePolicy], review: &Review) -> Vec<Finding> {
+    if !matches!(review.operation.as_str(), "CREATE" | "UPDATE") {
+        return Vec::new();
+    }
+    let Some(object) = review.object.as_ref() else {
+        return Vec::new();
+    };
+    let allowed = policies.iter().any(|p| {
+        p.sops_ciphertext == Some(SopsCiphertext::Allow)
+            && p.selector.selects(review.namespace.as_deref(), &review.kind.kind, &review.operation)
+    });
+    if allowed {
+        return Vec::new();
+    }
+    match crate::sops::detect::find_ciphertext(object) {
+        None => Vec::new(),
+        Some(where_) => vec![Finding::new(
+            SOPS_CHECK,
+            Mode::Enforce,
+            review.describe(),
+            Verdict::Fail(format!(
+                "{where_}; decrypt it with `portcullis decrypt` in the reconciler before applying \
+                 (or set sopsCiphertext: allow in a ResourcePolicy for these objects)"
+            )),
+        )],
     }
 }
 

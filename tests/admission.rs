@@ -239,3 +239,45 @@ async fn health_readiness_metrics_and_unknown_routes() {
     let response = app.clone().oneshot(get("/validate")).await.expect("answer");
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// The built-in check: an object that still carries SOPS ciphertext was applied without being
+/// decrypted, and is refused in every namespace unless a ResourcePolicy allows it.
+#[tokio::test]
+async fn sops_ciphertext_is_refused() {
+    let app = example_app();
+    let enc = "ENC[AES256_GCM,data:c3VwZXJzZWNyZXQ=,iv:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=,tag:AAAAAAAAAAAAAAAAAAAAAA==,type:str]";
+    let mut secret = in_namespace(fixture("secret-create.json"), "dev");
+    secret["request"]["object"]["stringData"] = json!({"password": enc});
+    let response = review(&app, &secret).await;
+    assert_eq!(response["allowed"], false);
+    let m = message(&response);
+    assert!(
+        m.contains("(built-in: sops-ciphertext)")
+            && m.contains("stringData.password")
+            && m.contains("portcullis decrypt"),
+        "{m}"
+    );
+
+    // base64 `data` holding ciphertext, and a whole SOPS document applied as is.
+    use base64::Engine as _;
+    let mut secret = in_namespace(fixture("secret-create.json"), "dev");
+    secret["request"]["object"]["data"] = json!({"password": base64::engine::general_purpose::STANDARD.encode(enc)});
+    assert_eq!(review(&app, &secret).await["allowed"], false);
+    let mut config = fixture("configmap-create.json");
+    config["request"]["object"]["sops"] =
+        json!({"mac": enc, "lastmodified": "2026-01-01T00:00:00Z", "version": "3.11.0"});
+    assert_eq!(review(&app, &config).await["allowed"], false);
+
+    // A namespace whose objects may carry ciphertext on purpose.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("allow.yaml"),
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ResourcePolicy\nmetadata: {name: encrypted-backups}\nspec:\n  match: {namespaces: [backups]}\n  sopsCiphertext: allow\n",
+    )
+    .expect("policy");
+    let app = common::app_for(dir.path(), Default::default());
+    let mut secret = in_namespace(fixture("secret-create.json"), "backups");
+    secret["request"]["object"]["stringData"] = json!({"password": enc});
+    assert_eq!(review(&app, &secret).await["allowed"], true);
+    assert_eq!(review(&app, &in_namespace(secret, "dev")).await["allowed"], false);
+}

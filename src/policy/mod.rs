@@ -16,7 +16,7 @@ pub mod sbom;
 mod example_tests;
 
 pub use compile::PolicyError;
-pub use model::{DigestRule, Mode, Platforms, Require, TransparencyLog};
+pub use model::{DigestRule, Mode, Platforms, Require, SopsCiphertext, TransparencyLog};
 
 use self::cel::Expression;
 use self::matcher::{Glob, Selector};
@@ -130,6 +130,8 @@ pub struct ResourcePolicy {
     pub mode: Mode,
     pub selector: Selector,
     pub rules: Vec<Condition>,
+    /// The built-in SOPS ciphertext check for matched objects (None: the default, deny).
+    pub sops_ciphertext: Option<SopsCiphertext>,
 }
 
 /// A CEL condition and the message to show when it is false.

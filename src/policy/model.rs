@@ -301,7 +301,23 @@ pub struct ResourcePolicySpec {
     pub mode: Mode,
     #[serde(default, rename = "match")]
     pub match_: MatchSpec,
+    #[serde(default)]
     pub rules: Vec<ConditionSpec>,
+    /// The built-in check that refuses objects still carrying SOPS metadata or ciphertext:
+    /// `deny` (the default everywhere) or `allow` for the objects this policy matches.
+    #[serde(default)]
+    pub sops_ciphertext: Option<SopsCiphertext>,
+}
+
+/// `spec.sopsCiphertext` of a `ResourcePolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SopsCiphertext {
+    /// Objects with SOPS ciphertext are refused (the default).
+    Deny,
+    /// Objects with SOPS ciphertext are let through (e.g. a namespace that stores encrypted
+    /// files on purpose).
+    Allow,
 }
 
 #[cfg(test)]
