@@ -109,6 +109,13 @@ impl CelEnv {
 
 impl Expression {
     /// The expression as written in the policy.
+    /// The environment the expression was compiled with (to bind variables once for several
+    /// expressions).
+    pub fn env(&self) -> &CelEnv {
+        &self.env
+    }
+
+    /// The expression as written in the policy.
     pub fn source(&self) -> &str {
         &self.source
     }

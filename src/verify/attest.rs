@@ -203,12 +203,16 @@ fn conditions_hold(
         "digest": digest.to_string(),
         "reference": image.to_string(),
     });
-    let sbom = crate::policy::sbom::packages(&signed.statement.predicate_type, &predicate)
-        .map(|packages| json!({"format": sbom_format(&signed.statement.predicate_type), "packages": packages}))
-        .unwrap_or(Value::Null);
+    let sbom = crate::policy::sbom::variable(&signed.statement.predicate_type, &predicate)
+        .map_err(|e| (format!("the SBOM cannot be read: {e}"), true))?;
     let vars = [("predicate", &predicate), ("statement", &signed.json), ("image", &image_var), ("sbom", &sbom)];
+    // Bind the (possibly large) documents once for all the conditions.
+    let Some(first) = requirement.conditions.first() else {
+        return Ok(());
+    };
+    let bindings = first.expression.env().bind(&vars, now).map_err(|e| (e.to_string(), true))?;
     for condition in &requirement.conditions {
-        match condition.expression.eval_bool_at(&vars, now) {
+        match condition.expression.eval_bool_in(&bindings) {
             Ok(true) => {}
             Ok(false) => {
                 let message = condition
@@ -221,8 +225,4 @@ fn conditions_hold(
         }
     }
     Ok(())
-}
-
-fn sbom_format(predicate_type: &str) -> &'static str {
-    if predicate_type.starts_with("https://cyclonedx.org/") { "cyclonedx" } else { "spdx" }
 }
