@@ -23,7 +23,7 @@ use portcullis::verify::pull_secrets::{KubeSecrets, PullContext, SecretSource, S
 use portcullis::verify::registry::{Registry, RegistryConfig};
 use portcullis::verify::trust::TrustRoot;
 use serde_json::json;
-use support::secure::{PASSWORD, USER, htpasswd, start_on, tls_material};
+use support::secure::{PASSWORD, USER, start_basic_tls, start_on};
 use support::{Pusher, Signer, TestRegistry};
 
 struct Private {
@@ -42,18 +42,7 @@ async fn private_registry() -> Private {
     let signer = Signer::new();
     push.sign_legacy("team/app", &digest, &signer).await;
     drop(open);
-    let (ca, cert, key) = tls_material();
-    let p = |name: &str| dir.path().join(name).display().to_string();
-    std::fs::write(p("tls.crt"), cert).expect("cert");
-    std::fs::write(p("tls.key"), key).expect("key");
-    std::fs::write(p("htpasswd"), htpasswd()).expect("htpasswd");
-    let extra = format!(
-        "  tls: {{certificate: {}, key: {}}}\nauth:\n  htpasswd: {{realm: test-realm, path: {}}}\n",
-        p("tls.crt"),
-        p("tls.key"),
-        p("htpasswd")
-    );
-    let registry = start_on(dir.path(), &extra, true).await;
+    let (registry, ca) = start_basic_tls(dir.path()).await;
     Private { registry, ca, pem: signer.public_pem(), _dir: dir }
 }
 

@@ -18,7 +18,7 @@ use portcullis::verify::image::RegistryVerifier;
 use portcullis::verify::registry::auth::Keychain;
 use portcullis::verify::registry::{Registry, RegistryConfig};
 use portcullis::verify::trust::TrustRoot;
-use support::secure::{ISSUER, PASSWORD, SERVICE, USER, htpasswd, start_on, tls_material, token_server};
+use support::secure::{ISSUER, PASSWORD, SERVICE, USER, start_basic_tls, start_on, token_server};
 use support::{Pusher, Signer};
 
 /// Push a signed image through an open registry on `dir`'s storage; returns the public key.
@@ -58,18 +58,7 @@ fn b64(s: &str) -> String {
 async fn basic_auth_over_tls_with_a_custom_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pem = fill(dir.path()).await;
-    let (ca, cert, key) = tls_material();
-    let p = |name: &str| dir.path().join(name).display().to_string();
-    std::fs::write(p("tls.crt"), cert).expect("cert");
-    std::fs::write(p("tls.key"), key).expect("key");
-    std::fs::write(p("htpasswd"), htpasswd()).expect("htpasswd");
-    let extra = format!(
-        "  tls: {{certificate: {}, key: {}}}\nauth:\n  htpasswd: {{realm: test-realm, path: {}}}\n",
-        p("tls.crt"),
-        p("tls.key"),
-        p("htpasswd")
-    );
-    let registry = start_on(dir.path(), &extra, true).await;
+    let (registry, ca) = start_basic_tls(dir.path()).await;
     let image = format!("{}/team/app:v1", registry.host);
 
     let good = RegistryConfig {

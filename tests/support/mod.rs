@@ -75,24 +75,7 @@ impl TestRegistry {
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
         let child = match kind {
-            Kind::Distribution => {
-                let config = dir.path().join("config.yml");
-                let storage = dir.path().join("data");
-                std::fs::write(
-                    &config,
-                    format!(
-                        "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: {host}\n",
-                        storage.display()
-                    ),
-                )
-                .expect("config");
-                Command::new(require("docker-registry"))
-                    .args(["serve", &config.display().to_string()])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("start docker-registry")
-            }
+            Kind::Distribution => secure::start_distribution(dir.path(), &host, ""),
             Kind::Ferro => Command::new(require("ferro-oci-server"))
                 .env("FERRO_OCI_LISTEN", &host)
                 .env("FERRO_OCI_STORAGE_DIR", dir.path())

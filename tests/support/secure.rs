@@ -144,3 +144,20 @@ pub async fn start_on(dir: &Path, extra: &str, tls: bool) -> TestRegistry {
     }
     registry
 }
+
+/// Serve `dir`'s storage over TLS (a fresh test CA) with htpasswd Basic auth for USER/PASSWORD;
+/// returns the registry and the CA (PEM) its certificate chains to.
+pub async fn start_basic_tls(dir: &Path) -> (TestRegistry, String) {
+    let (ca, cert, key) = tls_material();
+    let p = |name: &str| dir.join(name).display().to_string();
+    std::fs::write(p("tls.crt"), cert).expect("cert");
+    std::fs::write(p("tls.key"), key).expect("key");
+    std::fs::write(p("htpasswd"), htpasswd()).expect("htpasswd");
+    let extra = format!(
+        "  tls: {{certificate: {}, key: {}}}\nauth:\n  htpasswd: {{realm: test-realm, path: {}}}\n",
+        p("tls.crt"),
+        p("tls.key"),
+        p("htpasswd")
+    );
+    (start_on(dir, &extra, true).await, ca)
+}
