@@ -67,7 +67,7 @@ pub fn check_requirement(
                     continue;
                 }
             };
-            if signed.statement.predicate_type != requirement.predicate_type {
+            if !predicate_matches(&requirement.predicate_type, &signed.statement.predicate_type) {
                 if signed.statement.predicate_type != COSIGN_SIGN_PREDICATE {
                     let found = &signed.statement.predicate_type;
                     unmet
@@ -225,4 +225,37 @@ fn conditions_hold(
         }
     }
     Ok(())
+}
+
+/// Whether a signed predicateType is the required one. SBOM formats are families whose
+/// statements may carry the spec version (`https://cyclonedx.org/bom/v1.5`,
+/// `https://spdx.dev/Document/v2.3`): those match their family URI. Everything else must be
+/// equal (SLSA v0.2 and v1 are different documents).
+pub fn predicate_matches(required: &str, found: &str) -> bool {
+    const FAMILIES: [&str; 2] = ["https://cyclonedx.org/bom", "https://spdx.dev/Document"];
+    if required == found {
+        return true;
+    }
+    FAMILIES.contains(&required)
+        && found
+            .strip_prefix(required)
+            .and_then(|rest| rest.strip_prefix("/v"))
+            .is_some_and(|version| !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::predicate_matches;
+
+    #[test]
+    fn predicate_types() {
+        assert!(predicate_matches("https://cyclonedx.org/bom", "https://cyclonedx.org/bom"));
+        assert!(predicate_matches("https://cyclonedx.org/bom", "https://cyclonedx.org/bom/v1.5"));
+        assert!(predicate_matches("https://spdx.dev/Document", "https://spdx.dev/Document/v2.3"));
+        assert!(!predicate_matches("https://cyclonedx.org/bom", "https://cyclonedx.org/bomb"));
+        assert!(!predicate_matches("https://cyclonedx.org/bom", "https://cyclonedx.org/bom/v1.5/../x"));
+        assert!(!predicate_matches("https://cyclonedx.org/bom/v1.5", "https://cyclonedx.org/bom"));
+        assert!(!predicate_matches("https://slsa.dev/provenance/v0.2", "https://slsa.dev/provenance/v1"));
+        assert!(!predicate_matches("https://spdx.dev/Document", "https://cyclonedx.org/bom"));
+    }
 }
