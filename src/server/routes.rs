@@ -126,6 +126,8 @@ async fn handle(state: AppState, request: Request, webhook: Webhook) -> Response
         ns = review.namespace.as_deref().unwrap_or(""),
         name = %review.name,
         operation = %review.operation,
+        decision = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
     );
     let (decision, patch) = match webhook {
         Webhook::Validate => (state.engine.review(&review, deadline).instrument(span.clone()).await, None),
@@ -136,15 +138,12 @@ async fn handle(state: AppState, request: Request, webhook: Webhook) -> Response
         }
     };
     let elapsed = started.elapsed();
-    span.in_scope(|| {
-        let ms = elapsed.as_secs_f64() * 1000.0;
-        match &decision.message {
-            Some(error) if !decision.allowed => info!(%error, duration_ms = ms, "Denied"),
-            _ if !decision.warnings.is_empty() => {
-                info!(warnings = ?decision.warnings, duration_ms = ms, "Allowed with warnings")
-            }
-            _ => info!(duration_ms = ms, "Allowed"),
-        }
+    span.record("decision", decision.label());
+    span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
+    span.in_scope(|| match &decision.message {
+        Some(error) if !decision.allowed => info!(%error, "Denied"),
+        _ if !decision.warnings.is_empty() => info!(warnings = ?decision.warnings, "Allowed with warnings"),
+        _ => info!("Allowed"),
     });
     state.metrics.review(decision.label(), &review.kind.kind, &review.operation, elapsed);
     match patch {
