@@ -122,15 +122,7 @@ async fn sbom_and_provenance(kind: Kind) {
     assert!(!d.allowed && m.contains("attestation \"spdx\" (https://spdx.dev/Document) not satisfied"), "{m}");
 }
 
-#[tokio::test]
-async fn sbom_and_provenance_docker_distribution() {
-    sbom_and_provenance(Kind::Distribution).await;
-}
-
-#[tokio::test]
-async fn sbom_and_provenance_ferro() {
-    sbom_and_provenance(Kind::Ferro).await;
-}
+crate::on_both_registries!(sbom_and_provenance: sbom_and_provenance_docker_distribution, sbom_and_provenance_ferro);
 
 #[tokio::test]
 async fn forged_and_mismatched_statements() {

@@ -263,15 +263,7 @@ async fn legacy_keyless_subjects(kind: Kind) {
     assert_denied(&d, &["authority \"ci\"", "invalid inclusion promise: No log key valid"]);
 }
 
-#[tokio::test]
-async fn legacy_keyless_subjects_docker_distribution() {
-    legacy_keyless_subjects(Kind::Distribution).await;
-}
-
-#[tokio::test]
-async fn legacy_keyless_subjects_ferro() {
-    legacy_keyless_subjects(Kind::Ferro).await;
-}
+crate::on_both_registries!(legacy_keyless_subjects: legacy_keyless_subjects_docker_distribution, legacy_keyless_subjects_ferro);
 
 fn github(spec: &str) -> String {
     keyless(&format!("github: {{{spec}}}"))
@@ -347,15 +339,7 @@ async fn legacy_keyless_github(kind: Kind) {
     assert_denied(&s.decide(&by_san, &forked).await, &["subject matching glob", &fork.san()]);
 }
 
-#[tokio::test]
-async fn legacy_keyless_github_claims_docker_distribution() {
-    legacy_keyless_github(Kind::Distribution).await;
-}
-
-#[tokio::test]
-async fn legacy_keyless_github_claims_ferro() {
-    legacy_keyless_github(Kind::Ferro).await;
-}
+crate::on_both_registries!(legacy_keyless_github: legacy_keyless_github_claims_docker_distribution, legacy_keyless_github_claims_ferro);
 
 // ---------------------------------------------------------------------------------------------
 // Sigstore bundle v0.3 referrers.
@@ -407,15 +391,7 @@ async fn bundle_keyless(kind: Kind) {
     assert_denied(&s.decide(&authority, &attested).await, &["is an attestation (https://slsa.dev/provenance/v1)"]);
 }
 
-#[tokio::test]
-async fn bundle_keyless_fallback_tag() {
-    bundle_keyless(Kind::Distribution).await;
-}
-
-#[tokio::test]
-async fn bundle_keyless_referrers_api() {
-    bundle_keyless(Kind::Ferro).await;
-}
+crate::on_both_registries!(bundle_keyless: bundle_keyless_fallback_tag, bundle_keyless_referrers_api);
 
 /// Both formats on one image, a keyless authority and a GitHub one, `require: all`.
 #[tokio::test]

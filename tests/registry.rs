@@ -49,15 +49,7 @@ async fn discovery_on(kind: Kind) {
     assert!(matches!(err, RegistryError::Status { status: 404, .. }), "{err}");
 }
 
-#[tokio::test]
-async fn discovery_with_docker_distribution() {
-    discovery_on(Kind::Distribution).await;
-}
-
-#[tokio::test]
-async fn discovery_with_ferro_referrers_api() {
-    discovery_on(Kind::Ferro).await;
-}
+crate::on_both_registries!(discovery_on: discovery_with_docker_distribution, discovery_with_ferro_referrers_api);
 
 #[tokio::test]
 async fn unreachable_registries_are_errors() {

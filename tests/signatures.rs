@@ -97,15 +97,7 @@ async fn legacy_key_signatures(kind: Kind) {
     assert!(m.contains("no transparency log entry"), "{m}");
 }
 
-#[tokio::test]
-async fn legacy_key_signatures_docker_distribution() {
-    legacy_key_signatures(Kind::Distribution).await;
-}
-
-#[tokio::test]
-async fn legacy_key_signatures_ferro() {
-    legacy_key_signatures(Kind::Ferro).await;
-}
+crate::on_both_registries!(legacy_key_signatures: legacy_key_signatures_docker_distribution, legacy_key_signatures_ferro);
 
 async fn bundle_signatures(kind: Kind) {
     let s = setup(kind).await;
@@ -125,15 +117,7 @@ async fn bundle_signatures(kind: Kind) {
     assert!(m.contains("about another digest"), "{m}");
 }
 
-#[tokio::test]
-async fn bundle_signatures_fallback_tag() {
-    bundle_signatures(Kind::Distribution).await;
-}
-
-#[tokio::test]
-async fn bundle_signatures_referrers_api() {
-    bundle_signatures(Kind::Ferro).await;
-}
+crate::on_both_registries!(bundle_signatures: bundle_signatures_fallback_tag, bundle_signatures_referrers_api);
 
 #[tokio::test]
 async fn both_formats_in_one_repository_and_require_all() {

@@ -32,6 +32,23 @@ pub const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
 pub const INTOTO: &str = "application/vnd.in-toto+json";
 pub const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
+/// Two tests running one scenario `async fn scenario(kind: Kind)`: against docker-registry (no
+/// referrers API) and against ferro-oci-server (with one).
+#[macro_export]
+macro_rules! on_both_registries {
+    ($scenario:ident: $distribution:ident, $ferro:ident) => {
+        #[tokio::test]
+        async fn $distribution() {
+            $scenario($crate::support::Kind::Distribution).await;
+        }
+
+        #[tokio::test]
+        async fn $ferro() {
+            $scenario($crate::support::Kind::Ferro).await;
+        }
+    };
+}
+
 /// Which registry implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
