@@ -26,13 +26,7 @@ struct P<'a> {
 /// # Errors
 /// [`JsonError`] for invalid JSON.
 pub fn parse(text: &str) -> Result<Node, JsonError> {
-    let mut p = P { s: text.as_bytes(), i: 0 };
-    p.ws();
-    let node = p.value(0)?;
-    p.ws();
-    if p.i != p.s.len() {
-        return Err(p.err("trailing data after the JSON value"));
-    }
+    let node = parse_value(text)?;
     if !matches!(node, Node::Map(_)) {
         return Err(JsonError::NotAnObject);
     }
