@@ -257,12 +257,23 @@ fn resource_findings(policies: &[ResourcePolicy], review: &Review) -> Vec<Findin
     let vars = [("object", object), ("oldObject", old_object), ("request", &review.request)];
     let subject = review.describe();
     let mut findings = Vec::new();
+    // The objects are converted to CEL values once per review (they can be megabytes), not once
+    // per rule; every policy of a set shares one CEL environment.
+    let mut bindings = None;
     for policy in policies {
         if !policy.selector.selects(review.namespace.as_deref(), &review.kind.kind, &review.operation) {
             continue;
         }
         for rule in &policy.rules {
-            let verdict = match rule.expression.eval_bool(&vars) {
+            if bindings.is_none() {
+                bindings = Some(rule.expression.env().bind(&vars, chrono::Utc::now()));
+            }
+            let evaluated = match &bindings {
+                Some(Ok(bound)) => rule.expression.eval_bool_in(bound),
+                Some(Err(e)) => Err(e.clone()),
+                None => rule.expression.eval_bool(&vars),
+            };
+            let verdict = match evaluated {
                 Ok(true) => Verdict::Pass,
                 Ok(false) => Verdict::Fail(
                     rule.message.clone().unwrap_or_else(|| format!("rule `{}` is false", rule.expression.source())),
