@@ -193,15 +193,7 @@ async fn production_bundle_verifies_as_an_attestation() {
     };
     let bundle = std::fs::read(fixtures.join("cosign/oci-attestation.sigstore.json")).expect("bundle");
     let s = setup(Kind::Ferro).await;
-    let config = br#"{"architecture":"","created":"0001-01-01T00:00:00Z","os":"","rootfs":{"type":"layers","diff_ids":null},"config":{}}"#;
-    let config_digest = s.push.blob("ggcr/empty", config).await;
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{config_digest}"}},"layers":[]}}"#,
-        config.len()
-    )
-    .into_bytes();
-    let digest =
-        s.push.manifest("ggcr/empty", "v1", &manifest, "application/vnd.docker.distribution.manifest.v2+json").await;
+    let (digest, manifest) = s.push.ggcr_empty_image("ggcr/empty", "v1").await;
     s.push.referrer("ggcr/empty", &digest, &manifest, BUNDLE_V03, &bundle).await;
     let root = fixtures.join("sigstore-root/trusted_root.json");
     let text = format!(

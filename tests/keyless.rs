@@ -55,12 +55,7 @@ impl Setup {
     }
 
     fn policies(&self, authorities: &str, extra: &str) -> PolicySet {
-        let text = format!(
-            "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{host}/**']\n  digest: allow-tags\n{extra}  authorities:\n{authorities}",
-            host = self.registry.host
-        );
-        let policies = parse_file(&text, "signed.yaml", self.dir.path(), &CelEnv::new()).expect("policy");
-        PolicySet::new(policies).expect("set")
+        support::signed_policy(&self.registry.host, self.dir.path(), authorities, extra)
     }
 
     async fn decide_with(&self, set: PolicySet, image: &str, root: TrustRoot) -> Decision {

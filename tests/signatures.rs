@@ -10,8 +10,6 @@ use std::time::Duration;
 use portcullis::decision::Decision;
 use portcullis::engine::{Engine, Settings};
 use portcullis::policy::PolicySet;
-use portcullis::policy::cel::CelEnv;
-use portcullis::policy::compile::parse_file;
 use portcullis::review::Review;
 use portcullis::verify::discovery::Wanted;
 use portcullis::verify::image::RegistryVerifier;
@@ -42,12 +40,7 @@ impl Setup {
     }
 
     fn policies(&self, authorities: &str, extra: &str) -> PolicySet {
-        let text = format!(
-            "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{host}/**']\n  digest: allow-tags\n{extra}  authorities:\n{authorities}",
-            host = self.registry.host
-        );
-        let policies = parse_file(&text, "signed.yaml", self.dir.path(), &CelEnv::new()).expect("policy");
-        PolicySet::new(policies).expect("set")
+        support::signed_policy(&self.registry.host, self.dir.path(), authorities, extra)
     }
 
     async fn decide(&self, set: PolicySet, image: &str) -> Decision {
@@ -199,18 +192,7 @@ async fn production_bundle_as_a_referrer() {
     let root = TrustRoot::from_file(&fixtures.join("sigstore-root/trusted_root.json")).expect("root");
     for kind in [Kind::Distribution, Kind::Ferro] {
         let s = setup(kind).await;
-        let config = br#"{"architecture":"","created":"0001-01-01T00:00:00Z","os":"","rootfs":{"type":"layers","diff_ids":null},"config":{}}"#;
-        let config_digest = s.push.blob("ggcr/empty", config).await;
-        // go-containerregistry writes struct fields in declaration order, not sorted.
-        let manifest = format!(
-            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{config_digest}"}},"layers":[]}}"#,
-            config.len()
-        )
-        .into_bytes();
-        let digest = s
-            .push
-            .manifest("ggcr/empty", "v1", &manifest, "application/vnd.docker.distribution.manifest.v2+json")
-            .await;
+        let (digest, manifest) = s.push.ggcr_empty_image("ggcr/empty", "v1").await;
         assert_eq!(digest, "sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4");
         s.push.referrer("ggcr/empty", &digest, &manifest, BUNDLE_V03, &bundle).await;
 

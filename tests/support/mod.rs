@@ -232,6 +232,21 @@ impl Pusher {
         (digest, manifest)
     }
 
+    /// Push go-containerregistry's `empty.Image` byte for byte (digest
+    /// sha256:732112270d7e…, the subject of cosign's production attestation bundle); returns
+    /// (digest, raw manifest). ggcr writes struct fields in declaration order, not sorted.
+    pub async fn ggcr_empty_image(&self, repo: &str, tag: &str) -> (String, Vec<u8>) {
+        let config = br#"{"architecture":"","created":"0001-01-01T00:00:00Z","os":"","rootfs":{"type":"layers","diff_ids":null},"config":{}}"#;
+        let config_digest = self.blob(repo, config).await;
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{config_digest}"}},"layers":[]}}"#,
+            config.len()
+        )
+        .into_bytes();
+        let digest = self.manifest(repo, tag, &manifest, "application/vnd.docker.distribution.manifest.v2+json").await;
+        (digest, manifest)
+    }
+
     /// Push an image index over platform manifests (digest, size, os, architecture).
     pub async fn index(&self, repo: &str, tag: &str, platforms: &[(String, usize, &str, &str)]) -> String {
         let manifests: Vec<Value> = platforms
@@ -318,6 +333,22 @@ impl Pusher {
         }
         digest
     }
+}
+
+/// An `ImagePolicy` named `signed` over every image of `host`, tags allowed, with these
+/// authorities (YAML list items) and extra spec lines; key paths resolve against `dir`.
+pub fn signed_policy(
+    host: &str,
+    dir: &std::path::Path,
+    authorities: &str,
+    extra: &str,
+) -> portcullis::policy::PolicySet {
+    let text = format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{host}/**']\n  digest: allow-tags\n{extra}  authorities:\n{authorities}"
+    );
+    let env = portcullis::policy::cel::CelEnv::new();
+    let policies = portcullis::policy::compile::parse_file(&text, "signed.yaml", dir, &env).expect("policy");
+    portcullis::policy::PolicySet::new(policies).expect("set")
 }
 
 /// An ECDSA P-256 signing key, as `cosign generate-key-pair` makes.
