@@ -133,20 +133,26 @@ impl Engine {
 }
 
 /// The images of `object` that this request adds: all of them on CREATE; on UPDATE only those
-/// not already in the old object (images already admitted are not new code, so status or
-/// label updates of running workloads are never blocked by a newer policy).
+/// not already in the old object, compared by canonical name (images already admitted are not
+/// new code, so status, label or finalizer updates of running workloads are never blocked by a
+/// newer policy). Every image the new object has that the old one had not is checked, whatever
+/// else the update does (also when the object is being deleted).
 fn new_images(review: &Review, object: &Value) -> Vec<WorkloadImage> {
     let mut images = workload::images(&review.kind.group, &review.kind.kind, object);
     if review.operation == "UPDATE" {
+        let key = |i: &WorkloadImage| match &i.image {
+            Ok(r) => r.to_string(),
+            Err(_) => format!("unparsed:{}", i.raw),
+        };
         let old: HashSet<String> = review
             .old_object
             .as_ref()
             .map(|o| workload::images(&review.kind.group, &review.kind.kind, o))
             .unwrap_or_default()
-            .into_iter()
-            .map(|i| i.raw)
+            .iter()
+            .map(key)
             .collect();
-        images.retain(|i| !old.contains(&i.raw));
+        images.retain(|i| !old.contains(&key(i)));
     }
     images
 }
@@ -171,12 +177,9 @@ fn image_object(review: &Review) -> Option<&Value> {
         None | Some("ephemeralcontainers") => {}
         Some(_) => return None,
     }
-    let object = review.object.as_ref()?;
-    // An object being deleted only loses finalizers; never block that.
-    if object.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
-        return None;
-    }
-    Some(object)
+    // Objects being deleted are NOT exempt: an UPDATE that removes a finalizer adds no image and
+    // so is never blocked (see `new_images`), but one that also swaps an image in is checked.
+    review.object.as_ref()
 }
 
 /// The namespace, imagePullSecrets and service account of the workload's pod spec.

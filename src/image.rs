@@ -1,15 +1,25 @@
-//! Image references: parse and normalise the way the container runtime does (pure).
+//! Image references: parse and CANONICALISE the way the container runtime resolves them (pure).
 //!
 //! `nginx` is `docker.io/library/nginx:latest`; `ghcr.io/acme/app@sha256:…` keeps its digest and
 //! has no tag. The grammar is the one of `distribution/reference`: a domain is the first
-//! component when it contains `.` or `:` or is `localhost`; path components are lowercase
-//! alphanumerics joined by `.`, `_`, `__` or runs of `-`.
+//! component when it contains `.` or `:`, is `localhost`, or has an upper-case letter; path
+//! components are lowercase alphanumerics joined by `.`, `_`, `__` or runs of `-`.
+//!
+//! Every reference and every image glob of a policy goes through the same canonicaliser
+//! ([`ImageRef::parse`], [`canonical_glob`]), so a name cannot be spelt past a policy: the
+//! registry host is canonicalised by [`host`] (lower case, port 443 dropped, Docker Hub aliases
+//! folded, IPv6 in RFC 5952 form; non-ASCII, trailing-dot and non-canonical IPv4 hosts refused),
+//! and a one-component Docker Hub path gets `library/`.
 
 use std::fmt;
 
-/// The registry that references without a domain point at.
-pub const DOCKER_HUB: &str = "docker.io";
-const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
+pub mod host;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use host::is_domain;
+pub use host::{DOCKER_HUB, canonical_host};
+
 const MAX_NAME_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
 
@@ -40,8 +50,18 @@ pub enum ImageRefError {
     TooLong,
     #[error("invalid path component {0:?}: use lowercase letters, digits and . _ - separators")]
     InvalidComponent(String),
-    #[error("invalid registry host {0:?}")]
-    InvalidRegistry(String),
+    #[error("invalid registry host {host:?}: {why}")]
+    InvalidRegistry { host: String, why: String },
+    #[error(
+        "registry host {0:?} is not ASCII: write internationalised names in their punycode (xn--) form, \
+         as the runtime resolves them"
+    )]
+    NonAsciiHost(String),
+    #[error(
+        "registry host {0:?} is an IPv4 address in a non-canonical form that resolvers read as another \
+         address; write it as four decimal octets (e.g. 127.0.0.1)"
+    )]
+    NonCanonicalIp(String),
     #[error("invalid tag {0:?}: up to 128 of [A-Za-z0-9_.-], not starting with . or -")]
     InvalidTag(String),
     #[error("invalid digest {0:?}: expected sha256:<64 lowercase hex> or sha512:<128 lowercase hex>")]
@@ -177,59 +197,93 @@ impl std::str::FromStr for ImageRef {
     }
 }
 
-/// Split `host[:port]/path` into a normalised registry and the path.
+/// Split `host[:port]/path` into the canonical registry and the path.
 fn split_registry(name: &str) -> Result<(String, &str), ImageRefError> {
     match name.split_once('/') {
-        Some((first, path)) if is_domain(first) => {
-            validate_registry(first)?;
-            let registry = if DOCKER_HUB_ALIASES.contains(&first) { DOCKER_HUB } else { first };
-            Ok((registry.to_owned(), path))
-        }
+        Some((first, path)) if is_domain(first) => Ok((canonical_host(first)?, path)),
         _ => Ok((DOCKER_HUB.to_owned(), name)),
     }
 }
 
-/// Whether the first component names a registry rather than a Docker Hub namespace.
-pub(crate) fn is_domain(first: &str) -> bool {
-    first.contains('.') || first.contains(':') || first == "localhost" || first.starts_with('[')
+/// Why an image glob of a policy cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageGlobError {
+    #[error("the pattern is empty; write a registry/repository glob such as ghcr.io/acme/** (or ** for every image)")]
+    Empty,
+    #[error(
+        "{pattern:?} has a tag or digest, so it can never match; use {fix} — images are matched without tag or digest"
+    )]
+    TagOrDigest { pattern: String, fix: String },
+    #[error("{pattern:?} has upper-case letters in the repository path, which no image can have; use {fix}")]
+    UpperCase { pattern: String, fix: String },
+    #[error("{pattern:?} has an empty path component (`//` or a trailing `/`), so it can never match")]
+    EmptyComponent { pattern: String },
+    #[error("{pattern:?}: {error}")]
+    Host { pattern: String, error: ImageRefError },
 }
 
-fn validate_registry(host: &str) -> Result<(), ImageRefError> {
-    let bad = || ImageRefError::InvalidRegistry(host.to_owned());
-    let (hostname, port) = if let Some(rest) = host.strip_prefix('[') {
-        // [IPv6]:port
-        let (addr, after) = rest.split_once(']').ok_or_else(bad)?;
-        if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
-            return Err(bad());
+/// Canonicalise an image glob exactly as references are canonicalised: `nginx` →
+/// `docker.io/library/nginx`, `acme/*` → `docker.io/acme/*`, `GHCR.IO:443/acme/**` →
+/// `ghcr.io/acme/**`, `index.docker.io/nginx` → `docker.io/library/nginx`. Globs that could never match a
+/// canonical name (a tag or digest, upper-case path, empty component) are refused. A host with
+/// wildcards (`*.example.com`) is lower-cased and loses port 443; a pattern starting with `**` is
+/// taken as written.
+pub fn canonical_glob(pattern: &str) -> Result<String, ImageGlobError> {
+    if pattern.is_empty() {
+        return Err(ImageGlobError::Empty);
+    }
+    let stripped = strip_tag_or_digest(pattern);
+    if stripped != pattern {
+        let fix = canonical_glob(stripped).unwrap_or_else(|_| stripped.to_owned());
+        return Err(ImageGlobError::TagOrDigest { pattern: pattern.to_owned(), fix });
+    }
+    // `**…` may span the host and path; `*/app`, `?` start with a wildcard host component that
+    // has no literal part to canonicalise.
+    let first = pattern.split_once('/').map_or(pattern, |(first, _)| first);
+    if pattern.starts_with("**") || (first.starts_with(['*', '?']) && !is_domain(first)) {
+        return Ok(pattern.to_owned());
+    }
+    let (host, path) = match pattern.split_once('/') {
+        Some((first, path)) if is_domain(first) => {
+            let host = if first.contains(['*', '?']) {
+                wild_host(first)
+            } else {
+                canonical_host(first).map_err(|error| ImageGlobError::Host { pattern: pattern.to_owned(), error })?
+            };
+            (host, path)
         }
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':').ok_or_else(bad)?),
-        };
-        (None, port)
-    } else {
-        match host.rsplit_once(':') {
-            Some((h, p)) => (Some(h), Some(p)),
-            None => (Some(host), None),
-        }
+        _ => (DOCKER_HUB.to_owned(), pattern),
     };
-    if let Some(hostname) = hostname {
-        let ok_label = |l: &str| {
-            !l.is_empty()
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        };
-        if !hostname.split('.').all(ok_label) {
-            return Err(bad());
-        }
+    if path.split('/').any(str::is_empty) {
+        return Err(ImageGlobError::EmptyComponent { pattern: pattern.to_owned() });
     }
-    if let Some(port) = port
-        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(bad());
+    if path.bytes().any(|b| b.is_ascii_uppercase()) {
+        let fix = format!("{host}/{}", path.to_ascii_lowercase());
+        return Err(ImageGlobError::UpperCase { pattern: pattern.to_owned(), fix });
     }
-    Ok(())
+    let library = host == DOCKER_HUB && !path.contains('/') && !path.contains("**");
+    Ok(if library { format!("{host}/library/{path}") } else { format!("{host}/{path}") })
+}
+
+/// A host with wildcards (`*.example.com`, `REGISTRY-*.example.com:443`): lower case, port 443
+/// dropped; the literal parts cannot be checked further.
+fn wild_host(host: &str) -> String {
+    let lower = host.to_ascii_lowercase();
+    match lower.strip_suffix(":443") {
+        Some(without) => without.to_owned(),
+        None => lower,
+    }
+}
+
+/// The pattern without a `:tag` in its last component or an `@digest`.
+fn strip_tag_or_digest(pattern: &str) -> &str {
+    let pattern = pattern.split_once('@').map_or(pattern, |(name, _)| name);
+    let last_slash = pattern.rfind('/').map_or(0, |i| i + 1);
+    // A ':' in the first component (no '/') of `host:port/...` is a port, not a tag.
+    match pattern[last_slash..].rfind(':') {
+        Some(i) if last_slash > 0 || !pattern.contains('/') => &pattern[..last_slash + i],
+        _ => pattern,
+    }
 }
 
 fn validate_component(c: &str) -> Result<(), ImageRefError> {
@@ -268,77 +322,4 @@ fn validate_tag(tag: &str) -> Result<(), ImageRefError> {
         return Err(bad());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HEX: &str = "0000000000000000000000000000000000000000000000000000000000000001";
-
-    fn n(s: &str) -> String {
-        ImageRef::parse(s).expect(s).to_string()
-    }
-
-    #[test]
-    fn docker_hub_defaults() {
-        assert_eq!(n("nginx"), "docker.io/library/nginx:latest");
-        assert_eq!(n("nginx:1.27"), "docker.io/library/nginx:1.27");
-        assert_eq!(n("bitnami/redis"), "docker.io/bitnami/redis:latest");
-        assert_eq!(n("index.docker.io/library/nginx"), "docker.io/library/nginx:latest");
-        assert_eq!(n("docker.io/nginx"), "docker.io/library/nginx:latest");
-    }
-
-    #[test]
-    fn registries_ports_and_digests() {
-        assert_eq!(n("localhost:5000/app:v1"), "localhost:5000/app:v1");
-        assert_eq!(n("localhost/app"), "localhost/app:latest");
-        assert_eq!(n("ghcr.io/acme/team/app:v1.2.3"), "ghcr.io/acme/team/app:v1.2.3");
-        let pinned = format!("ghcr.io/acme/app@sha256:{HEX}");
-        let r = ImageRef::parse(&pinned).expect("parses");
-        assert_eq!(r.tag(), None);
-        assert_eq!(r.digest().map(|d| d.hex()), Some(HEX));
-        assert_eq!(r.to_string(), pinned);
-        let both = format!("ghcr.io/acme/app:v1@sha256:{HEX}");
-        assert_eq!(n(&both), both);
-        assert_eq!(n("[::1]:5000/app:v1"), "[::1]:5000/app:v1");
-        assert_eq!(ImageRef::parse("127.0.0.1:5000/a/b").expect("ip").registry(), "127.0.0.1:5000");
-    }
-
-    #[test]
-    fn rejects_what_the_runtime_rejects() {
-        for bad in [
-            "",
-            "Nginx",
-            "nginx:",
-            "nginx:-x",
-            "ghcr.io/acme/app@sha256:abc",
-            &format!("ghcr.io/acme/app@sha256:{}", HEX.to_uppercase().replace('0', "A")),
-            &format!("ghcr.io/acme/app@md5:{HEX}"),
-            "ghcr.io//app",
-            "ghcr.io/acme/-app",
-            "ghcr.io/acme/app_",
-            "ghcr.io/a..b",
-            "bad_host.io:port/app",
-            "ghcr.io:/app",
-            "app name",
-        ] {
-            assert!(ImageRef::parse(bad).is_err(), "{bad:?} should not parse");
-        }
-        assert_eq!(ImageRef::parse(&"a".repeat(300)), Err(ImageRefError::TooLong));
-    }
-
-    #[test]
-    fn separators() {
-        assert_eq!(n("a__b/c.d/e--f_g"), "docker.io/a__b/c.d/e--f_g:latest");
-        assert!(ImageRef::parse("a___b").is_err());
-    }
-
-    #[test]
-    fn name_and_with_digest() {
-        let r = ImageRef::parse("nginx:1").expect("parses");
-        assert_eq!(r.name(), "docker.io/library/nginx");
-        let d = Digest::parse(&format!("sha256:{HEX}")).expect("digest");
-        assert_eq!(r.with_digest(d).to_string(), format!("docker.io/library/nginx:1@sha256:{HEX}"));
-    }
 }

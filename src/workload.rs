@@ -10,8 +10,22 @@
 //! | batch   | Job                                                | `/spec/template/spec`             |
 //! | batch   | CronJob                                            | `/spec/jobTemplate/spec/template/spec` |
 //!
-//! In each pod spec: `containers`, `initContainers` and `ephemeralContainers`. Objects of other
-//! kinds carry no images as far as image policies are concerned; resource rules still see them.
+//! Every field of a pod spec that makes the kubelet pull an image (Kubernetes 1.35 PodSpec), in
+//! the order the kubelet uses them:
+//!
+//! | field                                   | what is pulled                                       |
+//! |-----------------------------------------|------------------------------------------------------|
+//! | `initContainers[].image`                | init and sidecar (restartPolicy: Always) containers  |
+//! | `containers[].image`                    | app containers                                       |
+//! | `ephemeralContainers[].image`           | debug containers (`pods/ephemeralcontainers`)        |
+//! | `volumes[].image.reference`             | OCI image volumes, mounted read-only into containers |
+//!
+//! Nothing else in a PodSpec names an image: `volumes[].csi`/`flexVolume` name drivers already on
+//! the node, `volumes[].gitRepo` (deprecated) clones a Git repository, not an image, and
+//! `resourceClaims`, `runtimeClassName` and `os` select node features. Every image found is a
+//! workload image of the same standing: matched, verified, pinned and listed in denials alike.
+//! Objects of other kinds carry no images as far as image policies are concerned; resource rules
+//! still see them.
 
 use serde_json::Value;
 
@@ -23,9 +37,10 @@ const CONTAINER_LISTS: [&str; 3] = ["initContainers", "containers", "ephemeralCo
 /// One image found in an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadImage {
-    /// JSON pointer of the `image` field, e.g. `/spec/template/spec/containers/0/image`.
+    /// JSON pointer of the field naming the image, e.g. `/spec/template/spec/containers/0/image`
+    /// or `/spec/volumes/2/image/reference`.
     pub pointer: String,
-    /// The container's name (empty if the object has none).
+    /// The container's (or image volume's) name (empty if it has none).
     pub container: String,
     /// The reference exactly as written.
     pub raw: String,
@@ -74,21 +89,32 @@ pub fn images(group: &str, kind: &str, object: &Value) -> Vec<WorkloadImage> {
         for (index, container) in containers.iter().enumerate() {
             // A container without an image (or with a non-string one) is invalid; report it as
             // an unparseable reference rather than skipping it.
-            let (raw, image) = match container.get("image") {
-                Some(Value::String(s)) => (s.clone(), ImageRef::parse(s)),
-                Some(other) => (other.to_string(), Err(ImageRefError::NotAString)),
-                None => (String::new(), Err(ImageRefError::Empty)),
+            found.push(found_at(format!("{spec_pointer}/{list}/{index}/image"), container, container.get("image")));
+        }
+    }
+    if let Some(volumes) = spec.get("volumes").and_then(Value::as_array) {
+        for (index, volume) in volumes.iter().enumerate() {
+            // `image: {reference: …}` makes it an image volume; a present but malformed `image`
+            // is reported, never skipped.
+            let Some(source) = volume.get("image").filter(|v| !v.is_null()) else {
+                continue;
             };
-            let name = container.get("name").and_then(Value::as_str).unwrap_or_default();
-            found.push(WorkloadImage {
-                pointer: format!("{spec_pointer}/{list}/{index}/image"),
-                container: name.to_owned(),
-                image,
-                raw,
-            });
+            let reference = source.get("reference");
+            found.push(found_at(format!("{spec_pointer}/volumes/{index}/image/reference"), volume, reference));
         }
     }
     found
+}
+
+/// One image field, parsed.
+fn found_at(pointer: String, owner: &Value, field: Option<&Value>) -> WorkloadImage {
+    let (raw, image) = match field {
+        Some(Value::String(s)) => (s.clone(), ImageRef::parse(s)),
+        Some(other) => (other.to_string(), Err(ImageRefError::NotAString)),
+        None => (String::new(), Err(ImageRefError::Empty)),
+    };
+    let name = owner.get("name").and_then(Value::as_str).unwrap_or_default();
+    WorkloadImage { pointer, container: name.to_owned(), image, raw }
 }
 
 /// `/spec/containers/0/image` → `spec.containers[0].image`.
@@ -121,7 +147,11 @@ mod tests {
                 {"name": "app", "image": "ghcr.io/acme/app:v1"},
                 {"name": "sidecar", "image": "envoyproxy/envoy:v1.30"}
             ],
-            "ephemeralContainers": [{"name": "debug", "image": "nicolaka/netshoot"}]
+            "ephemeralContainers": [{"name": "debug", "image": "nicolaka/netshoot"}],
+            "volumes": [
+                {"name": "cache", "emptyDir": {}},
+                {"name": "models", "image": {"reference": "ghcr.io/acme/models:v1", "pullPolicy": "IfNotPresent"}}
+            ]
         })
     }
 
@@ -153,6 +183,7 @@ mod tests {
                     format!("{prefix}/containers/0/image"),
                     format!("{prefix}/containers/1/image"),
                     format!("{prefix}/ephemeralContainers/0/image"),
+                    format!("{prefix}/volumes/1/image/reference"),
                 ],
                 "{kind}"
             );
@@ -170,6 +201,26 @@ mod tests {
         assert!(images("", "ConfigMap", &object).is_empty());
         assert!(images("example.com", "Deployment", &object).is_empty());
         assert!(images("apps", "Deployment", &json!({"spec": {}})).is_empty());
+    }
+
+    #[test]
+    fn image_volumes_are_images() {
+        let found = images("", "Pod", &json!({"spec": pod_spec()}));
+        let volume = found.last().expect("the image volume");
+        assert_eq!(volume.container, "models");
+        assert_eq!(volume.field_path(), "spec.volumes[1].image.reference");
+        assert_eq!(volume.image.as_ref().map(ToString::to_string), Ok("ghcr.io/acme/models:v1".to_owned()));
+        // A malformed image volume is reported, not skipped.
+        let object = json!({"spec": {"containers": [], "volumes": [
+            {"name": "a", "image": {}},
+            {"name": "b", "image": {"reference": 7}},
+            {"name": "c", "image": {"reference": "GHCR.IO:443/acme/x"}}
+        ]}});
+        let found = images("", "Pod", &object);
+        assert_eq!(found.len(), 3);
+        assert_eq!(found[0].image, Err(ImageRefError::Empty));
+        assert_eq!(found[1].image, Err(ImageRefError::NotAString));
+        assert_eq!(found[2].image.as_ref().map(ToString::to_string), Ok("ghcr.io/acme/x:latest".to_owned()));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! example policies in `policies/`.
 
 mod common;
+mod gate;
 
 use axum::http::StatusCode;
 use common::{example_app, fixture, in_namespace, post, review};

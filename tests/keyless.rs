@@ -260,7 +260,9 @@ async fn legacy_keyless_subjects(kind: Kind) {
 
 crate::on_both_registries!(legacy_keyless_subjects: legacy_keyless_subjects_docker_distribution, legacy_keyless_subjects_ferro);
 
+/// A `github:` authority; `ref` is required, so specs without one accept every ref explicitly.
 fn github(spec: &str) -> String {
+    let spec = if spec.contains("ref:") { spec.to_owned() } else { format!("{spec}, ref: '**'") };
     keyless(&format!("github: {{{spec}}}"))
 }
 
@@ -284,11 +286,11 @@ async fn legacy_keyless_github(kind: Kind) {
     }
     // Claims together with a subject (the SAN is the workflow at its ref).
     let with_subject = keyless(
-        "subjectPattern: 'https://github.com/acme/*/.github/workflows/*@refs/tags/*'\ngithub: {repository: acme/app}",
+        "subjectPattern: 'https://github.com/acme/*/.github/workflows/*@refs/tags/*'\ngithub: {repository: acme/app, ref: '**'}",
     );
     assert!(s.decide(&with_subject, &image).await.allowed);
     // An explicit issuer must still be GitHub's.
-    let wrong_issuer = keyless(&format!("issuer: {ISSUER}\ngithub: {{repository: acme/app}}"));
+    let wrong_issuer = keyless(&format!("issuer: {ISSUER}\ngithub: {{repository: acme/app, ref: '**'}}"));
     assert_denied(&s.decide(&wrong_issuer, &image).await, &[&format!("expected issuer {ISSUER}")]);
 
     // Mismatches, each named with what the certificate carried.

@@ -97,3 +97,76 @@ async fn tags_are_pinned_then_verified() {
     let message = answer["response"]["status"]["message"].as_str().expect("m");
     assert!(message.contains("cannot pin the tag to a digest") && message.contains("404"), "{message}");
 }
+
+/// A Pod whose container runs `container` and that mounts `volume` as an OCI image volume.
+fn pod_with_image_volume(container: &str, volume: &str) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "vol-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "name": "inference", "namespace": "prod", "operation": "CREATE", "userInfo": {"username": "dev"},
+        "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "inference", "namespace": "prod"},
+                   "spec": {"containers": [{"name": "server", "image": container,
+                                            "volumeMounts": [{"name": "model", "mountPath": "/models"}]}],
+                            "volumes": [{"name": "model", "image": {"reference": volume}}]}}}})
+}
+
+/// An image volume is verified, pinned and denied like a container image, against the real
+/// registry; and an upper-case spelling of the registry host still finds the policy.
+#[tokio::test]
+async fn an_image_volume_is_verified_and_pinned_like_a_container() {
+    let registry = TestRegistry::start(Kind::Distribution).await;
+    let push = Pusher::new(&registry.host);
+    let (signed, _) = push.image("team/models", "v1", "signed model").await;
+    let (unsigned, _) = push.image("team/evil", "v1", "unsigned payload").await;
+    let signer = Signer::new();
+    push.sign_legacy("team/models", &signed, &signer).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("release.pub"), signer.public_pem()).expect("key");
+    let host = registry.host.clone();
+    let port = host.rsplit_once(':').expect("port").1.to_owned();
+    let text = format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: models}}\nspec:\n  images: ['{host}/team/**', 'localhost:{port}/team/**']\n  digest: pin\n  authorities:\n    - name: release\n      key: {{publicKeyFile: release.pub}}\n      transparencyLog: skip\n"
+    );
+    let set = PolicySet::new(parse_file(&text, "p.yaml", dir.path(), &CelEnv::new()).expect("policy")).expect("set");
+    let config = RegistryConfig { insecure: vec![host.clone(), format!("localhost:{port}")], ..Default::default() };
+    let verifier =
+        RegistryVerifier::new(Registry::new(config).expect("registry"), TrustRoot::production().expect("root"));
+    let engine = Engine::fixed(set, Arc::new(verifier), Settings::default());
+    let (_tx, status) = tokio::sync::watch::channel(LoadStatus::default());
+    let app = router(AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status });
+    let good = format!("{host}/team/models@{signed}");
+
+    // An unsigned image mounted as a volume is denied, with the volume's path.
+    let body = pod_with_image_volume(&good, &format!("{host}/team/evil@{unsigned}"));
+    let answer = post(&app, "/validate", &body).await;
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    let message = answer["response"]["status"]["message"].as_str().expect("m");
+    assert!(message.contains("(spec.volumes[0].image.reference)") && message.contains("team/evil"), "{message}");
+    assert!(!message.contains("spec.containers[0]"), "the signed container passes: {message}");
+
+    // Signed, it is admitted.
+    assert_eq!(post(&app, "/validate", &pod_with_image_volume(&good, &good)).await["response"]["allowed"], true);
+
+    // /mutate pins a tagged image volume at its own path; validation then verifies that digest.
+    let tagged = pod_with_image_volume(&good, &format!("{host}/team/models:v1"));
+    let answer = post(&app, "/mutate", &tagged).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    use base64::Engine as _;
+    let patch_bytes = base64::engine::general_purpose::STANDARD
+        .decode(answer["response"]["patch"].as_str().expect("patch"))
+        .expect("b64");
+    let patch: Value = serde_json::from_slice(&patch_bytes).expect("patch json");
+    let pinned = format!("{host}/team/models:v1@{signed}");
+    assert_eq!(patch, json!([{"op": "replace", "path": "/spec/volumes/0/image/reference", "value": pinned}]));
+
+    // The registry host spelt in upper case still finds the policy: unsigned is denied...
+    let upper = format!("LOCALHOST:{port}/team/evil@{unsigned}");
+    let answer = post(&app, "/validate", &pod_with_image_volume(&good, &upper)).await;
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    let message = answer["response"]["status"]["message"].as_str().expect("m");
+    assert!(message.contains(&format!("policy \"models\": image localhost:{port}/team/evil@")), "{message}");
+    // ...and signed is verified through the canonical host.
+    let upper_signed = format!("LOCALHOST:{port}/team/models@{signed}");
+    let answer = post(&app, "/validate", &pod_with_image_volume(&good, &upper_signed)).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+}

@@ -348,6 +348,21 @@ fn compile_authority(ctx: &Ctx<'_>, a: &AuthoritySpec, base: &Path) -> Result<Au
                     return Err(ctx.err(format!("{what}: use only one of subject, subjectPattern, subjectRegExp")));
                 }
             };
+            if let Some(github) = &k.github {
+                match &github.git_ref {
+                    None => {
+                        return Err(ctx.err(format!(
+                            "{what}: github needs ref: without it a signature made from ANY branch is \
+                             accepted, and anyone who can push a branch can edit the workflow there and sign; \
+                             write e.g. ref: \"refs/tags/v*\" or ref: \"refs/heads/main\" (ref: \"**\" accepts \
+                             every ref, explicitly)"
+                        )));
+                    }
+                    Some(pattern) => {
+                        Glob::new(pattern).map_err(|e| ctx.err(format!("{what}: github.ref: {e}")))?;
+                    }
+                }
+            }
             let issuer = match (&k.issuer, &k.github) {
                 (Some(i), _) => i.clone(),
                 (None, Some(_)) => GITHUB_ISSUER.to_owned(),

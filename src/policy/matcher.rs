@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::image::{DOCKER_HUB, ImageRef, is_domain};
+use crate::image::{ImageGlobError, ImageRef, canonical_glob};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
@@ -30,6 +30,8 @@ pub enum GlobError {
     Empty,
     #[error("pattern {0:?} has `***`: use `**` to match across path segments")]
     TripleStar(String),
+    #[error(transparent)]
+    Image(#[from] ImageGlobError),
 }
 
 impl Glob {
@@ -57,25 +59,12 @@ impl Glob {
         Ok(Self { pattern: pattern.to_owned(), tokens })
     }
 
-    /// Compile an image glob, normalising it the way image references are normalised:
-    /// `nginx` → `docker.io/library/nginx`, `acme/*` → `docker.io/acme/*`. A pattern that starts
-    /// with a wildcard (`**`, `*.example.com/**`) is taken as written.
+    /// Compile an image glob, canonicalised exactly as image references are
+    /// ([`canonical_glob`]): `nginx` → `docker.io/library/nginx`, `GHCR.IO:443/acme/*` →
+    /// `ghcr.io/acme/*`. Globs that can never match (a tag or digest, an upper-case path) are
+    /// refused with the fix.
     pub fn image(pattern: &str) -> Result<Self, GlobError> {
-        let starts_wild = pattern.starts_with(['*', '?']);
-        let normalised = match pattern.split_once('/') {
-            _ if starts_wild || pattern.is_empty() => pattern.to_owned(),
-            Some((first, _)) if is_domain(first) => {
-                let first_len = first.len();
-                let host = match first {
-                    "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
-                    other => other,
-                };
-                format!("{host}{}", &pattern[first_len..])
-            }
-            Some(_) => format!("{DOCKER_HUB}/{pattern}"),
-            None => format!("{DOCKER_HUB}/library/{pattern}"),
-        };
-        Self::new(&normalised)
+        Self::new(&canonical_glob(pattern)?)
     }
 
     /// The pattern as compiled (after normalisation).
@@ -215,6 +204,8 @@ mod tests {
         assert_eq!(Glob::image("index.docker.io/acme/**").expect("g").as_str(), "docker.io/acme/**");
         assert_eq!(Glob::image("localhost:5000/**").expect("g").as_str(), "localhost:5000/**");
         assert_eq!(Glob::image("**").expect("g").as_str(), "**");
+        assert_eq!(Glob::image("docker.io/nginx").expect("g").as_str(), "docker.io/library/nginx");
+        assert!(Glob::image("ghcr.io/acme/app:*").is_err());
         let nginx = ImageRef::parse("nginx:1.27").expect("ref");
         assert!(Glob::image("nginx").expect("g").matches_image(&nginx));
         assert!(Glob::image("docker.io/library/*").expect("g").matches_image(&nginx));
