@@ -15,20 +15,15 @@ const BEACON: &str = "https://github.com/sigstore-conformance/extremely-dangerou
 const GH_ISSUER: &str = "https://token.actions.githubusercontent.com";
 const OCI_SUBJECT: &str = "732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4";
 
-/// A fixture file, or None (with a SKIPPED line) when the fixtures are absent.
-fn fixture(relative: &str) -> Option<Vec<u8>> {
+/// A fixture file. Tests that read one are ignored (with the reason) when the fixtures are
+/// absent; when they are present, a missing file is a failure.
+fn fixture(relative: &str) -> Vec<u8> {
     let path = format!("{FIXTURES}/{relative}");
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(_) => {
-            eprintln!("SKIPPED: {path} is absent");
-            None
-        }
-    }
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn text(relative: &str) -> Option<String> {
-    fixture(relative).map(|b| String::from_utf8(b).expect("UTF-8 fixture"))
+fn text(relative: &str) -> String {
+    String::from_utf8(fixture(relative)).expect("UTF-8 fixture")
 }
 
 fn root() -> TrustRoot {
@@ -59,9 +54,10 @@ fn edit(bundle: &[u8], change: impl FnOnce(&mut Value)) -> Vec<u8> {
     serde_json::to_vec(&json).expect("serialise")
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn production_dsse_attestation_verifies_against_fixture_and_embedded_roots() {
-    let Some(bundle) = fixture("cosign/oci-attestation.sigstore.json") else { return };
+    let bundle = fixture("cosign/oci-attestation.sigstore.json");
     let identity = cody();
     for trust in [root(), TrustRoot::production().expect("embedded root")] {
         for artifact in [Some(Artifact::Sha256(oci_digest())), None] {
@@ -79,9 +75,10 @@ fn production_dsse_attestation_verifies_against_fixture_and_embedded_roots() {
     }
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn dsse_for_another_artifact_is_refused() {
-    let Some(bundle) = fixture("cosign/oci-attestation.sigstore.json") else { return };
+    let bundle = fixture("cosign/oci-attestation.sigstore.json");
     let identity = cody();
     let err = verify_bundle(
         &bundle,
@@ -94,9 +91,10 @@ fn dsse_for_another_artifact_is_refused() {
     assert!(matches!(err, BundleError::ArtifactMismatch(_)), "{err}");
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn tampered_payload_is_refused() {
-    let Some(bundle) = fixture("cosign/oci-attestation.sigstore.json") else { return };
+    let bundle = fixture("cosign/oci-attestation.sigstore.json");
     let tampered = edit(&bundle, |json| {
         let payload = json["dsseEnvelope"]["payload"].as_str().expect("payload");
         let mut statement: Value = serde_json::from_slice(&B64.decode(payload).expect("b64")).expect("statement");
@@ -109,9 +107,10 @@ fn tampered_payload_is_refused() {
     assert!(matches!(err, BundleError::Signature(_) | BundleError::TransparencyLog(_)), "{err}");
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn identity_of_another_subject_is_refused() {
-    let Some(bundle) = fixture("cosign/oci-attestation.sigstore.json") else { return };
+    let bundle = fixture("cosign/oci-attestation.sigstore.json");
     let other = keyless("https://github.com/login/oauth", SubjectMatch::Exact("mallory@example.com".to_owned()));
     let err = verify_bundle(&bundle, None, &Signer::Keyless(&other), TransparencyLog::Required, &root())
         .expect_err("other subject");
@@ -119,9 +118,10 @@ fn identity_of_another_subject_is_refused() {
     assert!(expected.contains("mallory@example.com") && found.contains("cody@soyland.com"), "{expected} / {found}");
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn regexp_matching_only_unanchored_is_refused() {
-    let Some(bundle) = fixture("cosign/oci-attestation.sigstore.json") else { return };
+    let bundle = fixture("cosign/oci-attestation.sigstore.json");
     let re = regex::Regex::new("^(?:soyland)$").expect("regex");
     let identity = keyless("https://github.com/login/oauth", SubjectMatch::RegExp(re));
     let err = verify_bundle(&bundle, None, &Signer::Keyless(&identity), TransparencyLog::Required, &root())
@@ -129,14 +129,12 @@ fn regexp_matching_only_unanchored_is_refused() {
     assert!(matches!(err, BundleError::IdentityMismatch { .. }), "{err}");
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn message_signature_needs_the_artifact_and_checks_it() {
     let dir = format!("{CONFORMANCE}/happy-path-v0.3");
-    let (Some(bundle), Some(artifact)) =
-        (fixture(&format!("{dir}/bundle.sigstore.json")), fixture(&format!("{CONFORMANCE}/a.txt")))
-    else {
-        return;
-    };
+    let (bundle, artifact) =
+        (fixture(&format!("{dir}/bundle.sigstore.json")), fixture(&format!("{CONFORMANCE}/a.txt")));
     let identity = beacon();
     let signer = Signer::Keyless(&identity);
     let verified =
@@ -156,14 +154,12 @@ fn message_signature_needs_the_artifact_and_checks_it() {
     assert!(matches!(err, BundleError::TransparencyLog(_)), "{err}");
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn expired_certificate_without_verified_time_is_refused() {
     let dir = format!("{CONFORMANCE}/happy-path-v0.3");
-    let (Some(bundle), Some(artifact)) =
-        (fixture(&format!("{dir}/bundle.sigstore.json")), fixture(&format!("{CONFORMANCE}/a.txt")))
-    else {
-        return;
-    };
+    let (bundle, artifact) =
+        (fixture(&format!("{dir}/bundle.sigstore.json")), fixture(&format!("{CONFORMANCE}/a.txt")));
     // Without its SET the entry's integratedTime is unauthenticated: no verified time is left,
     // and the 10-minute certificate expired long ago.
     let stripped = edit(&bundle, |json| {
@@ -183,20 +179,19 @@ fn expired_certificate_without_verified_time_is_refused() {
     assert!(matches!(err, BundleError::Timestamp(_) | BundleError::Certificate(_)), "{err}");
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn rekor_entry_for_another_artifact_is_refused() {
-    let (Some(dsse), Some(message)) = (
+    let (dsse, message) = (
         fixture(&format!("{CONFORMANCE}/happy-path-intoto-in-dsse-v3/bundle.sigstore.json")),
         fixture(&format!("{CONFORMANCE}/happy-path-v0.3/bundle.sigstore.json")),
-    ) else {
-        return;
-    };
+    );
     // The message-signature bundle, carrying the log entry of the DSSE bundle (same signer).
     let other: Value = serde_json::from_slice(&dsse).expect("json");
     let swapped = edit(&message, |json| {
         json["verificationMaterial"]["tlogEntries"] = other["verificationMaterial"]["tlogEntries"].clone();
     });
-    let Some(artifact) = fixture(&format!("{CONFORMANCE}/a.txt")) else { return };
+    let artifact = fixture(&format!("{CONFORMANCE}/a.txt"));
     let identity = beacon();
     let result = verify_bundle(
         &swapped,
@@ -208,17 +203,16 @@ fn rekor_entry_for_another_artifact_is_refused() {
     assert!(result.is_err(), "a log entry of another signature must not verify: {result:?}");
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn keys_right_and_wrong() {
     let dir = format!("{CONFORMANCE}/managed-key-happy-path");
-    let (Some(bundle), Some(pem), Some(artifact), Some(other_pem)) = (
+    let (bundle, pem, artifact, other_pem) = (
         fixture(&format!("{dir}/bundle.sigstore.json")),
         text(&format!("{dir}/key.pub")),
         fixture(&format!("{CONFORMANCE}/a.txt")),
         text("generated/cosign-key-signed/cosign.pub"),
-    ) else {
-        return;
-    };
+    );
     let verified = verify_bundle(
         &bundle,
         Some(Artifact::Bytes(&artifact)),
@@ -247,7 +241,7 @@ fn keys_right_and_wrong() {
     .expect_err("bad key");
     assert!(matches!(err, BundleError::Key(_)), "{err}");
     // A keyless bundle is not accepted by key.
-    let Some(keyless_bundle) = fixture(&format!("{CONFORMANCE}/happy-path-v0.3/bundle.sigstore.json")) else { return };
+    let keyless_bundle = fixture(&format!("{CONFORMANCE}/happy-path-v0.3/bundle.sigstore.json"));
     let result = verify_bundle(
         &keyless_bundle,
         Some(Artifact::Bytes(&artifact)),
@@ -258,14 +252,11 @@ fn keys_right_and_wrong() {
     assert!(result.is_err());
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn offline_key_bundle_needs_skip() {
     let dir = "generated/cosign-key-signed";
-    let (Some(bundle), Some(pem)) =
-        (fixture(&format!("{dir}/keybundle.sigstore.json")), text(&format!("{dir}/cosign.pub")))
-    else {
-        return;
-    };
+    let (bundle, pem) = (fixture(&format!("{dir}/keybundle.sigstore.json")), text(&format!("{dir}/cosign.pub")));
     let signer = Signer::Key { pem: &pem };
     let err = verify_bundle(&bundle, None, &signer, TransparencyLog::Required, &root()).expect_err("no log entry");
     assert!(matches!(err, BundleError::TransparencyLog(_)), "{err}");
@@ -275,20 +266,18 @@ fn offline_key_bundle_needs_skip() {
     let err = verify_bundle(&bundle, Some(Artifact::Sha256([1; 32])), &signer, TransparencyLog::Skip, &root())
         .expect_err("other artifact");
     assert!(matches!(err, BundleError::ArtifactMismatch(_)), "{err}");
-    let Some(identity_pem) = text(&format!("{CONFORMANCE}/managed-key-happy-path/key.pub")) else { return };
+    let identity_pem = text(&format!("{CONFORMANCE}/managed-key-happy-path/key.pub"));
     let err = verify_bundle(&bundle, None, &Signer::Key { pem: &identity_pem }, TransparencyLog::Skip, &root())
         .expect_err("wrong key");
     assert!(matches!(err, BundleError::Signature(_)), "{err}");
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn legacy_key_signature_and_attestation() {
     let dir = "generated/cosign-key-signed";
-    let (Some(pushed), Some(pem), Some(envelope)) =
-        (text(&format!("{dir}/pushed.json")), text(&format!("{dir}/cosign.pub")), fixture(&format!("{dir}/env.json")))
-    else {
-        return;
-    };
+    let (pushed, pem, envelope) =
+        (text(&format!("{dir}/pushed.json")), text(&format!("{dir}/cosign.pub")), fixture(&format!("{dir}/env.json")));
     let pushed: Value = serde_json::from_str(&pushed).expect("pushed.json");
     let payload = pushed["signature"]["payload"].as_str().expect("payload").as_bytes();
     let signature = pushed["signature"]["signature_b64"].as_str().expect("signature");
@@ -312,11 +301,12 @@ fn legacy_key_signature_and_attestation() {
     assert!(matches!(verified.content, Content::Dsse { .. }));
 }
 
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
 #[test]
 fn legacy_keyless_from_annotations() {
     // A v0.1 keyless bundle (SET only) taken apart into cosign annotations and put back together.
-    let Some(original) = fixture(&format!("{CONFORMANCE}/happy-path-v0.1/bundle.sigstore.json")) else { return };
-    let Some(artifact) = fixture(&format!("{CONFORMANCE}/a.txt")) else { return };
+    let original = fixture(&format!("{CONFORMANCE}/happy-path-v0.1/bundle.sigstore.json"));
+    let artifact = fixture(&format!("{CONFORMANCE}/a.txt"));
     let json: Value = serde_json::from_slice(&original).expect("json");
     let material = &json["verificationMaterial"];
     let der = B64

@@ -1,0 +1,23 @@
+//! Tells the tests whether the shared third-party fixtures (`../shared/fixtures`) are present.
+//!
+//! With them, `cfg(fixtures)` is set and every fixture-dependent test runs (a missing file is a
+//! failure). Without them (a plain clone), those tests are compiled as `#[ignore]` with the reason,
+//! so the summary line says how many did not run — never counted as passed. CI sets
+//! `PORTCULLIS_REQUIRE_FIXTURES=1`, which makes their absence a build error.
+
+use std::path::Path;
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(fixtures)");
+    println!("cargo::rerun-if-env-changed=PORTCULLIS_REQUIRE_FIXTURES");
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());
+    let index = Path::new(&manifest).join("../shared/fixtures/INDEX.md");
+    // Re-run when the fixtures appear or go (a missing path is always re-checked).
+    println!("cargo::rerun-if-changed={}", index.display());
+    if index.is_file() {
+        println!("cargo::rustc-cfg=fixtures");
+    } else if std::env::var("PORTCULLIS_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
+        eprintln!("PORTCULLIS_REQUIRE_FIXTURES=1 but {} is absent", index.display());
+        std::process::exit(1);
+    }
+}
