@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis::engine::{Engine, Settings};
-use portcullis::policy::PolicySet;
 use portcullis::policy::cel::CelEnv;
-use portcullis::policy::compile::parse_file;
 use portcullis::policy::load::LoadStatus;
+use portcullis::policy::load::load_text;
 use portcullis::server::tls::CertStore;
 use portcullis::server::{AppState, Limits, router, run};
 use portcullis::telemetry::Metrics;
@@ -59,8 +58,7 @@ async fn run_case(
     let text = format!(
         "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{registry_host}/**']\n  authorities:\n    - name: release\n      key: {{publicKeyFile: release.pub}}\n      transparencyLog: skip\n"
     );
-    let set =
-        PolicySet::new(parse_file(&text, "bench.yaml", policy_dir, &CelEnv::new()).expect("policy")).expect("set");
+    let set = load_text(&text, "bench.yaml", policy_dir, &CelEnv::new()).expect("policy");
     let config = RegistryConfig { insecure: vec![registry_host.to_owned()], ..Default::default() };
     let registry = Registry::new(config).expect("registry");
     let registry_verifier = Arc::new(RegistryVerifier::new(registry, TrustRoot::production().expect("root")));

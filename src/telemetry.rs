@@ -76,6 +76,7 @@ pub struct Metrics {
     duration: Histogram,
     policies: Gauge,
     reload_failing: Gauge,
+    change_pending: Gauge,
     reloads_ok: Counter<u64, AtomicU64>,
     reloads_failed: Counter<u64, AtomicU64>,
 }
@@ -114,11 +115,27 @@ impl Metrics {
             "1 when the last policy reload failed and the last good set is served",
             reload_failing.clone(),
         );
+        let change_pending = Gauge::default();
+        registry.register(
+            "policy_change_pending",
+            "1 while a change to the policies waits to be seen unchanged by the next check before it loads",
+            change_pending.clone(),
+        );
         let reloads_ok = Counter::default();
         registry.register("policy_reloads_succeeded", "Policy loads that succeeded", reloads_ok.clone());
         let reloads_failed = Counter::default();
         registry.register("policy_reloads_failed", "Policy reloads that failed", reloads_failed.clone());
-        Self { registry, reviews, invalid, duration, policies, reload_failing, reloads_ok, reloads_failed }
+        Self {
+            registry,
+            reviews,
+            invalid,
+            duration,
+            policies,
+            reload_failing,
+            change_pending,
+            reloads_ok,
+            reloads_failed,
+        }
     }
 
     /// Count one answered review.
@@ -138,6 +155,7 @@ impl Metrics {
     pub fn render(&self, status: &LoadStatus) -> String {
         self.policies.set(i64::try_from(status.policies).unwrap_or(i64::MAX));
         self.reload_failing.set(i64::from(status.last_error.is_some()));
+        self.change_pending.set(i64::from(status.pending_since.is_some()));
         sync_counter(&self.reloads_ok, status.reloads_ok);
         sync_counter(&self.reloads_failed, status.reloads_failed);
         let mut out = String::new();
@@ -179,6 +197,7 @@ mod tests {
         );
         assert!(text.contains("portcullis_policies_loaded 3"), "{text}");
         assert!(text.contains("portcullis_policy_reload_failing 1"), "{text}");
+        assert!(text.contains("portcullis_policy_change_pending 0"), "{text}");
         assert!(text.contains("portcullis_policy_reloads_failed_total 1"), "{text}");
         assert!(text.contains("portcullis_admission_invalid_requests_total{reason=\"not_json\"} 1"), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use portcullis::decision::{Decision, Verdict};
 use portcullis::engine::{Engine, Settings};
-use portcullis::policy::PolicySet;
 use portcullis::policy::cel::CelEnv;
-use portcullis::policy::compile::parse_file;
+use portcullis::policy::load::load_text;
 use portcullis::review::Review;
 use portcullis::verify::image::RegistryVerifier;
 use portcullis::verify::registry::{Registry, RegistryConfig};
@@ -77,8 +76,7 @@ impl Setup {
             "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: attested}}\nspec:\n  images: ['{host}/**']\n  digest: allow-tags\n  authorities:\n    - name: release\n      key: {{publicKeyFile: release.pub}}\n      transparencyLog: skip\n  attestations:\n{attestations}",
             host = self.registry.host
         );
-        let set = PolicySet::new(parse_file(&text, "attested.yaml", self.dir.path(), &CelEnv::new()).expect("policy"))
-            .expect("set");
+        let set = load_text(&text, "attested.yaml", self.dir.path(), &CelEnv::new()).expect("policy");
         let config = RegistryConfig { insecure: vec![self.registry.host.clone()], ..Default::default() };
         let verifier =
             RegistryVerifier::new(Registry::new(config).expect("registry"), TrustRoot::production().expect("root"));
@@ -200,7 +198,7 @@ async fn production_bundle_verifies_as_an_attestation() {
         host = s.registry.host,
         root = root.display()
     );
-    let set = PolicySet::new(parse_file(&text, "p.yaml", s.dir.path(), &CelEnv::new()).expect("policy")).expect("set");
+    let set = load_text(&text, "p.yaml", s.dir.path(), &CelEnv::new()).expect("policy");
     let config = RegistryConfig { insecure: vec![s.registry.host.clone()], ..Default::default() };
     let verifier =
         RegistryVerifier::new(Registry::new(config).expect("registry"), TrustRoot::production().expect("root"));
@@ -212,7 +210,7 @@ async fn production_bundle_verifies_as_an_attestation() {
 
     // Another identity: not satisfied, and the message names the identity found.
     let other = text.replace("subject: cody@soyland.com", "subject: someone@else.com");
-    let set = PolicySet::new(parse_file(&other, "p.yaml", s.dir.path(), &CelEnv::new()).expect("policy")).expect("set");
+    let set = load_text(&other, "p.yaml", s.dir.path(), &CelEnv::new()).expect("policy");
     let config = RegistryConfig { insecure: vec![s.registry.host.clone()], ..Default::default() };
     let verifier =
         RegistryVerifier::new(Registry::new(config).expect("registry"), TrustRoot::production().expect("root"));

@@ -158,6 +158,8 @@ fn help_has_examples_and_env_names() {
         "--own-namespace",
         "--write-ca",
         "--unmatched-images",
+        "--allow-empty-policies",
+        "PORTCULLIS_ALLOW_EMPTY_POLICIES",
     ] {
         assert!(help.contains(want), "missing {want} in:\n{help}");
     }

@@ -14,7 +14,7 @@ use portcullis::engine::{Engine, Settings};
 use portcullis::image::ImageRef;
 use portcullis::policy::PolicySet;
 use portcullis::policy::cel::CelEnv;
-use portcullis::policy::compile::parse_file;
+use portcullis::policy::load::load_text;
 use portcullis::review::Review;
 use portcullis::verify::identity::Claims;
 use portcullis::verify::image::RegistryVerifier;
@@ -438,15 +438,24 @@ async fn verifier_trusted_root_without_per_authority_root() {
     let d = s.decide_with(s.policies(&pinned, ""), &image, mini).await;
     assert_denied(&d, &["invalid inclusion promise: No log key valid"]);
 
-    // A per-authority root that is missing or not a trusted root: could not be checked (an
-    // error, not a signature failure), denied in enforce, naming the authority and the file.
+    // A per-authority root that is missing or not a trusted root does not load (it is read when
+    // the policies load, never while verifying): the error names the authority and the file.
+    let load_error = |authorities: &str| {
+        let text = format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{}/**']\n  digest: allow-tags\n  authorities:\n{authorities}",
+            s.registry.host
+        );
+        load_text(&text, "signed.yaml", s.dir.path(), &CelEnv::new()).expect_err("does not load").to_string()
+    };
     let missing = authority.replace("keyless:", "trustedRoot: absent-root.json\n      keyless:");
-    let d = s.decide(&missing, &image).await;
-    assert_denied(&d, &["could not be checked", "authority \"ci\": trusted root", "absent-root.json"]);
+    let error = load_error(&missing);
+    for part in ["policy \"signed\"", "authority \"ci\"", "trustedRoot", "absent-root.json", "cannot read it"] {
+        assert!(error.contains(part), "{part}: {error}");
+    }
     std::fs::write(s.dir.path().join("garbage-root.json"), "{\"mediaType\": 1}").expect("write");
     let garbage = authority.replace("keyless:", "trustedRoot: garbage-root.json\n      keyless:");
-    let d = s.decide(&garbage, &image).await;
-    assert_denied(&d, &["could not be checked", "not a valid trusted_root.json"]);
+    let error = load_error(&garbage);
+    assert!(error.contains("garbage-root.json") && error.contains("not a valid trusted_root.json"), "{error}");
 }
 
 /// A `.sig` layer maker for [`Setup::signed_legacy`], with the log evidence tampered.
@@ -728,10 +737,9 @@ async fn subject_regexp_cannot_escape_its_anchors() {
         "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{}/**']\n  digest: allow-tags\n  authorities:\n{authority}",
         s.registry.host
     );
-    match parse_file(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) {
+    match load_text(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) {
         Err(e) => assert!(e.to_string().contains("subjectRegExp"), "{e}"),
-        Ok(policies) => {
-            let set = PolicySet::new(policies).expect("set");
+        Ok(set) => {
             let d = s.decide_with(set, &image, TrustRoot::production().expect("root")).await;
             assert!(!d.allowed, "an identity outside the pattern was accepted: {d:?}");
         }

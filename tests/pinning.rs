@@ -10,10 +10,9 @@ use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
 use portcullis::engine::{Engine, Settings};
-use portcullis::policy::PolicySet;
 use portcullis::policy::cel::CelEnv;
-use portcullis::policy::compile::parse_file;
 use portcullis::policy::load::LoadStatus;
+use portcullis::policy::load::load_text;
 use portcullis::server::{AppState, router};
 use portcullis::telemetry::Metrics;
 use portcullis::verify::image::RegistryVerifier;
@@ -54,7 +53,7 @@ async fn tags_are_pinned_then_verified() {
     let text = format!(
         "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: pinned}}\nspec:\n  images: ['{host}/team/**']\n  digest: pin\n  authorities:\n    - name: release\n      key: {{publicKeyFile: release.pub}}\n      transparencyLog: skip\n"
     );
-    let set = PolicySet::new(parse_file(&text, "p.yaml", dir.path(), &CelEnv::new()).expect("policy")).expect("set");
+    let set = load_text(&text, "p.yaml", dir.path(), &CelEnv::new()).expect("policy");
     let config = RegistryConfig { insecure: vec![host.clone()], ..Default::default() };
     let verifier =
         RegistryVerifier::new(Registry::new(config).expect("registry"), TrustRoot::production().expect("root"));

@@ -14,9 +14,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use portcullis::decision::Decision;
 use portcullis::engine::{Engine, Settings};
-use portcullis::policy::PolicySet;
 use portcullis::policy::cel::CelEnv;
-use portcullis::policy::compile::parse_file;
+use portcullis::policy::load::load_text;
 use portcullis::review::Review;
 use portcullis::verify::image::RegistryVerifier;
 use portcullis::verify::pull_secrets::{KubeSecrets, PullContext, SecretSource, StaticSecrets};
@@ -69,7 +68,7 @@ async fn decide(private: &Private, source: Arc<dyn SecretSource>, review: &Revie
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("k.pub"), &private.pem).expect("key");
     let text = "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: signed}\nspec:\n  images: ['**']\n  digest: allow-tags\n  authorities:\n    - name: k\n      key: {publicKeyFile: k.pub}\n      transparencyLog: skip\n";
-    let set = PolicySet::new(parse_file(text, "p.yaml", dir.path(), &CelEnv::new()).expect("policy")).expect("set");
+    let set = load_text(text, "p.yaml", dir.path(), &CelEnv::new()).expect("policy");
     let config = RegistryConfig { ca_pem: vec![private.ca.clone().into_bytes()], ..Default::default() };
     let verifier =
         RegistryVerifier::new(Registry::new(config).expect("registry"), TrustRoot::production().expect("root"))

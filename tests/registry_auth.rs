@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use portcullis::decision::Decision;
 use portcullis::engine::{Engine, Settings};
-use portcullis::policy::PolicySet;
 use portcullis::policy::cel::CelEnv;
-use portcullis::policy::compile::parse_file;
+use portcullis::policy::load::load_text;
 use portcullis::review::Review;
 use portcullis::verify::image::RegistryVerifier;
 use portcullis::verify::registry::auth::Keychain;
@@ -37,7 +36,7 @@ async fn decide(config: RegistryConfig, pem: &str, image: &str) -> Decision {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("k.pub"), pem).expect("key");
     let text = "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: signed}\nspec:\n  images: ['**']\n  digest: allow-tags\n  authorities:\n    - name: k\n      key: {publicKeyFile: k.pub}\n      transparencyLog: skip\n";
-    let set = PolicySet::new(parse_file(text, "p.yaml", dir.path(), &CelEnv::new()).expect("policy")).expect("set");
+    let set = load_text(text, "p.yaml", dir.path(), &CelEnv::new()).expect("policy");
     let verifier =
         RegistryVerifier::new(Registry::new(config).expect("registry"), TrustRoot::production().expect("root"));
     let engine = Engine::fixed(set, Arc::new(verifier), Settings::default());

@@ -54,6 +54,13 @@ async fn exit_codes_and_messages() {
     assert_eq!(code, Some(2), "a registry error is not a denial: {out}");
     assert!(out.contains("ERR") && out.contains("404") && out.contains("could not decide"), "{out}");
 
+    // A key file that cannot be read stops the command before anything is fetched (exit 2).
+    let absent = dir.path().join("absent.pub");
+    let absent = absent.to_str().expect("utf8");
+    let (code, out, err) = verify(&[&image, "--key", absent, "--insecure-ignore-tlog", "--insecure-registry", host]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(out.is_empty() && err.contains("--key") && err.contains("absent.pub: cannot read it"), "{out}{err}");
+
     // The cluster's policies: the same engine decides.
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).expect("mkdir");

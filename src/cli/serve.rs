@@ -84,6 +84,11 @@ pub struct PolicyArgs {
     /// How often the policy directory and certificate files are checked for changes.
     #[arg(long, env = "PORTCULLIS_RELOAD_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub reload_interval: Duration,
+    /// Let a policy reload remove every policy. Without it, a reload that finds no policies
+    /// keeps the last good set (an emptied or half-written directory must not open the gate);
+    /// starting with no policies is allowed either way, with a warning.
+    #[arg(long, env = "PORTCULLIS_ALLOW_EMPTY_POLICIES")]
+    pub allow_empty_policies: bool,
     /// Namespace portcullis runs in: requests there are always allowed, so it never locks
     /// itself out.
     #[arg(long, env = "PORTCULLIS_OWN_NAMESPACE")]
@@ -135,8 +140,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ServeArgs { listen, tls, policy, registry } = args;
     let ListenArgs { listen, drain_timeout } = listen;
     let TlsArgs { tls_cert, tls_key, tls_san, write_ca } = tls;
-    let PolicyArgs { policies, reload_interval, own_namespace, image_pull_secrets, verify_cache_ttl, unmatched_images } =
-        policy;
+    let PolicyArgs {
+        policies,
+        reload_interval,
+        allow_empty_policies,
+        own_namespace,
+        image_pull_secrets,
+        verify_cache_ttl,
+        unmatched_images,
+    } = policy;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {
@@ -146,8 +158,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
-    let published = load::start(PolicyDir::new(&policies), reload_interval, stopped())
-        .with_context(|| format!("cannot load the policies in {}", policies.display()))?;
+    let published =
+        load::start(PolicyDir::new(&policies).allow_empty(allow_empty_policies), reload_interval, stopped())
+            .with_context(|| format!("cannot load the policies in {}", policies.display()))?;
 
     let store = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => {

@@ -206,6 +206,7 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         kind,
         transparency_log: if insecure_ignore_tlog { TransparencyLog::Skip } else { TransparencyLog::Required },
         trusted_root: None,
+        files: Default::default(),
     };
     let policy = ImagePolicy {
         name: "command-line".to_owned(),
@@ -222,5 +223,8 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         authorities: vec![authority],
         attestations: required,
     };
-    Ok(PolicySet { images: vec![policy], resources: Vec::new() })
+    let mut set = PolicySet { images: vec![policy], resources: Vec::new() };
+    // The key is read now, like a policy's key file, never while verifying.
+    crate::policy::load::read_authority_files(&mut set).context("--key")?;
+    Ok(set)
 }

@@ -377,6 +377,7 @@ fn compile_authority(ctx: &Ctx<'_>, a: &AuthoritySpec, base: &Path) -> Result<Au
         kind,
         transparency_log: a.transparency_log,
         trusted_root: a.trusted_root.as_deref().map(|p| resolve(base, p)),
+        files: Default::default(),
     })
 }
 

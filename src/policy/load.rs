@@ -1,30 +1,43 @@
-//! Policies from a directory, and hot reload that keeps the last good set.
+//! Policies from disk: a directory (or one file), the key files and trusted roots the policies
+//! name, and hot reload that keeps the last good set ([`reload`]).
 //!
 //! The directory is walked recursively (symlinks followed, so a mounted ConfigMap works; hidden
 //! entries such as ConfigMap's `..data` are skipped). `*.yaml` and `*.yml` files are policies;
-//! every other file (keys, trusted roots) is part of the fingerprint, so editing a key reloads.
+//! a policy file with no document in it (empty, blank, only comments or `---`) is an error, not
+//! "no policies": it is what a file being written looks like. Every other file is part of the
+//! fingerprint, so editing any of them reloads.
+//!
+//! Key material is read HERE, when policies load, never on the request path: every
+//! `publicKeyFile` and `trustedRoot` (inside the directory or not) is read, checked, stored in
+//! its [`Authority`](super::Authority) and hashed into the policy's fingerprint (which keys the
+//! verification cache). A file that is missing or unusable is a load error naming the policy,
+//! the authority and the path. The reload fingerprint covers these files too, so a key rotated
+//! outside the directory is noticed at the next check.
 
+use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-
-use tokio::sync::watch;
-use tracing::{error, info, warn};
 
 use super::cel::CelEnv;
 use super::compile::{PolicyError, parse_file};
-use super::{Policy, PolicySet};
+use super::{AuthorityKind, FileContent, KeyRef, Policy, PolicySet};
+use crate::verify::trust::{MAX_TRUSTED_ROOT_BYTES, TrustRoot};
+
+mod reload;
+
+pub use reload::{Check, LoadStatus, Published, Reloader, start};
 
 /// Largest file read from a policy directory.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// Largest public key file read.
+pub const MAX_KEY_BYTES: u64 = 64 * 1024;
 /// Most files a policy directory may hold.
 pub const MAX_FILES: usize = 2_000;
 const MAX_DEPTH: usize = 8;
 
-/// Why a policy directory could not be loaded.
+/// Why policies could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("policy directory {0} does not exist: create it or pass --policies DIR")]
@@ -33,12 +46,26 @@ pub enum LoadError {
     NotADirectory(PathBuf),
     #[error("cannot read {path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
-    #[error("{path} is larger than {MAX_FILE_BYTES} bytes; policy directories hold small text files")]
-    TooLarge { path: PathBuf },
+    #[error("{path} is larger than {limit} bytes; policies, keys and trusted roots are small text files")]
+    TooLarge { path: PathBuf, limit: u64 },
     #[error("{path} holds more than {MAX_FILES} files")]
     TooManyFiles { path: PathBuf },
     #[error("{path} is not UTF-8 text")]
     NotUtf8 { path: PathBuf },
+    #[error(
+        "{path} holds no policy document (it is empty, blank or only comments and `---`), which is what a \
+         file still being written looks like, so it is not loaded: delete the file to remove its policies, \
+         and write policy files whole (write a temporary file, then rename it into place)"
+    )]
+    EmptyFile { path: PathBuf },
+    /// `at` says where: `file:line: policy "p": authority "a": publicKeyFile`.
+    #[error("{at} {path}: {reason}")]
+    AuthorityFile { at: String, path: PathBuf, reason: String },
+    #[error(
+        "the change would leave no policies at all (the last good set has {served}); keeping the last good set. \
+         To remove every policy on purpose, run the server with --allow-empty-policies"
+    )]
+    WouldEmpty { served: usize },
     #[error(transparent)]
     Policy(#[from] PolicyError),
 }
@@ -48,57 +75,76 @@ pub enum LoadError {
 pub struct PolicyDir {
     dir: PathBuf,
     env: CelEnv,
+    allow_empty: bool,
 }
 
-/// The state of the loaded policies, published after every load attempt.
-#[derive(Debug, Clone, Default)]
-pub struct LoadStatus {
-    /// Policies in the set being served.
-    pub policies: usize,
-    /// When the set being served was loaded.
-    pub loaded_at: Option<SystemTime>,
-    /// The error of the last attempt, if it failed (the previous set is still served).
-    pub last_error: Option<String>,
-    pub reloads_ok: u64,
-    pub reloads_failed: u64,
+/// The directory's files and the files its authorities name, read once: what a load compiles
+/// and what a reload compares.
+#[derive(Debug)]
+pub struct Scan {
+    files: Vec<(PathBuf, Vec<u8>)>,
+    /// A hash of every file's path and content (or why it could not be read).
+    pub fingerprint: u64,
 }
 
 impl PolicyDir {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), env: CelEnv::new() }
+        Self { dir: dir.into(), env: CelEnv::new(), allow_empty: false }
+    }
+
+    /// Let a reload replace a non-empty set with an empty one (`--allow-empty-policies`).
+    /// Without it such a reload fails and the last good set is kept.
+    pub fn allow_empty(mut self, allow: bool) -> Self {
+        self.allow_empty = allow;
+        self
+    }
+
+    pub fn allows_empty(&self) -> bool {
+        self.allow_empty
     }
 
     pub fn path(&self) -> &Path {
         &self.dir
     }
 
-    /// Read, parse and compile every policy file.
+    /// Read, parse and compile every policy file, and read the files the policies name.
+    /// Returns the set and its fingerprint (see [`PolicyDir::scan`]).
     pub fn load(&self) -> Result<(PolicySet, u64), LoadError> {
-        let files = self.read_all()?;
-        let fingerprint = fingerprint(&files);
+        self.load_scanned(&self.scan(&[])?)
+    }
+
+    /// Compile the policies of a scan (the bytes it read, not the disk as it is now).
+    pub fn load_scanned(&self, scan: &Scan) -> Result<(PolicySet, u64), LoadError> {
         let mut policies: Vec<Policy> = Vec::new();
-        for (path, bytes) in &files {
+        for (path, bytes) in &scan.files {
             if !is_policy_file(path) {
                 continue;
             }
             let text = std::str::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: path.clone() })?;
             let base = path.parent().unwrap_or(&self.dir);
-            policies.extend(parse_file(text, &path.display().to_string(), base, &self.env)?);
+            let parsed = parse_file(text, &path.display().to_string(), base, &self.env)?;
+            if parsed.is_empty() {
+                return Err(LoadError::EmptyFile { path: path.clone() });
+            }
+            policies.extend(parsed);
         }
         let mut set = PolicySet::new(policies)?;
-        // Keys and trusted roots live beside the policies: an edit to any file of the directory
-        // makes every policy new, so no verification cached for the old files is reused.
-        for policy in &mut set.images {
-            let mut hasher = DefaultHasher::new();
-            (policy.fingerprint, fingerprint).hash(&mut hasher);
-            policy.fingerprint = hasher.finish();
-        }
-        Ok((set, fingerprint))
+        let read = read_authority_files(&mut set)?;
+        let named: Vec<_> = read.into_iter().map(|(path, bytes)| (path, Ok(bytes))).collect();
+        Ok((set, fingerprint(&scan.files, &named)))
     }
 
-    /// A hash of every file's path and content, to notice changes.
-    pub fn fingerprint(&self) -> Result<u64, LoadError> {
-        Ok(fingerprint(&self.read_all()?))
+    /// Read every file of the directory and the files in `named` (the key files and trusted
+    /// roots of the set being served, wherever they are). Its fingerprint equals the one
+    /// [`PolicyDir::load`] returned exactly when nothing the set was loaded from has changed.
+    pub fn scan(&self, named: &[PathBuf]) -> Result<Scan, LoadError> {
+        let files = self.read_all()?;
+        let named: Vec<_> = named
+            .iter()
+            .map(|p| (p.clone(), read_limited(p, MAX_TRUSTED_ROOT_BYTES.max(MAX_KEY_BYTES)).map_err(|e| e.to_string())))
+            .collect();
+        let fingerprint = fingerprint(&files, &named);
+        Ok(Scan { files, fingerprint })
     }
 
     fn read_all(&self) -> Result<Vec<(PathBuf, Vec<u8>)>, LoadError> {
@@ -112,16 +158,95 @@ impl PolicyDir {
         let mut paths = Vec::new();
         walk(&self.dir, 0, &mut paths)?;
         paths.sort();
-        paths.into_iter().map(|p| read_limited(&p).map(|b| (p, b))).collect()
+        paths.into_iter().map(|p| read_limited(&p, MAX_FILE_BYTES).map(|b| (p, b))).collect()
     }
 }
 
 /// Load the policies of one file (relative key paths resolve against its directory).
 pub fn load_file(path: &Path, env: &CelEnv) -> Result<PolicySet, LoadError> {
-    let bytes = read_limited(path)?;
+    let bytes = read_limited(path, MAX_FILE_BYTES)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| LoadError::NotUtf8 { path: path.to_path_buf() })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    Ok(PolicySet::new(parse_file(text, &path.display().to_string(), base, env)?)?)
+    load_text(text, &path.display().to_string(), base, env)
+}
+
+/// Load the policies of one YAML text, named `file` in messages (relative key paths resolve
+/// against `base`): compiled, and with the files its authorities name read.
+pub fn load_text(text: &str, file: &str, base: &Path, env: &CelEnv) -> Result<PolicySet, LoadError> {
+    let policies = parse_file(text, file, base, env)?;
+    if policies.is_empty() {
+        return Err(LoadError::EmptyFile { path: PathBuf::from(file) });
+    }
+    let mut set = PolicySet::new(policies)?;
+    read_authority_files(&mut set)?;
+    Ok(set)
+}
+
+/// Read every `publicKeyFile` and `trustedRoot` the set's authorities name, check it, store its
+/// content in the authority and hash it into the policy's fingerprint (so nothing cached for the
+/// old content is reused). Returns what was read, by path.
+pub fn read_authority_files(set: &mut PolicySet) -> Result<BTreeMap<PathBuf, Vec<u8>>, LoadError> {
+    let mut read: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
+    let mut roots_checked: Vec<PathBuf> = Vec::new();
+    for policy in &mut set.images {
+        let mut hasher = DefaultHasher::new();
+        policy.fingerprint.hash(&mut hasher);
+        let at = policy.source.to_string();
+        for authority in &mut policy.authorities {
+            let error = |field: &str, path: &Path, reason: String| LoadError::AuthorityFile {
+                at: format!("{at}: policy {:?}: authority {:?}: {field}", policy.name, authority.name),
+                path: path.to_path_buf(),
+                reason,
+            };
+            if let AuthorityKind::Key(KeyRef::File(path)) = &authority.kind {
+                let text = read_text(&mut read, path, MAX_KEY_BYTES).map_err(|r| error("publicKeyFile", path, r))?;
+                crate::verify::bundle::parse_public_key(&text).map_err(|e| {
+                    error(
+                        "publicKeyFile",
+                        path,
+                        format!("{e}; it must hold the PEM public key (-----BEGIN PUBLIC KEY-----, as cosign.pub)"),
+                    )
+                })?;
+                authority.files.key = Some(FileContent::new(text));
+            }
+            if let Some(path) = &authority.trusted_root {
+                let text =
+                    read_text(&mut read, path, MAX_TRUSTED_ROOT_BYTES).map_err(|r| error("trustedRoot", path, r))?;
+                if !roots_checked.contains(path) {
+                    TrustRoot::from_json(&text).map_err(|e| error("trustedRoot", path, e.to_string()))?;
+                    roots_checked.push(path.clone());
+                }
+                authority.files.trusted_root = Some(FileContent::new(text));
+            }
+            let hashes =
+                (authority.files.key.as_ref().map(|f| f.hash), authority.files.trusted_root.as_ref().map(|f| f.hash));
+            hashes.hash(&mut hasher);
+        }
+        policy.fingerprint = hasher.finish();
+    }
+    Ok(read)
+}
+
+/// A file named by an authority, as text (read once per load even if named several times).
+fn read_text(read: &mut BTreeMap<PathBuf, Vec<u8>>, path: &Path, limit: u64) -> Result<String, String> {
+    let bytes = match read.get(path) {
+        Some(bytes) => bytes.clone(),
+        None => {
+            let bytes = read_limited(path, limit).map_err(|e| match e {
+                LoadError::Io { error, .. } => format!(
+                    "cannot read it: {error}; restore the file or fix the path (it is read when the policies \
+                     load and checked again at every reload)"
+                ),
+                other => other.to_string(),
+            })?;
+            read.insert(path.to_path_buf(), bytes.clone());
+            bytes
+        }
+    };
+    if bytes.len() as u64 > limit {
+        return Err(format!("larger than {limit} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
 fn is_policy_file(path: &Path) -> bool {
@@ -152,92 +277,23 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), LoadErro
     Ok(())
 }
 
-fn read_limited(path: &Path) -> Result<Vec<u8>, LoadError> {
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
     let io = |error| LoadError::Io { path: path.to_path_buf(), error };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(LoadError::TooLarge { path: path.to_path_buf() });
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(LoadError::TooLarge { path: path.to_path_buf(), limit });
     }
     Ok(bytes)
 }
 
-fn fingerprint(files: &[(PathBuf, Vec<u8>)]) -> u64 {
+/// A hash of the directory's files and of the named files (content, or why it was unreadable).
+fn fingerprint(files: &[(PathBuf, Vec<u8>)], named: &[(PathBuf, Result<Vec<u8>, String>)]) -> u64 {
     let mut hasher = DefaultHasher::new();
-    files.hash(&mut hasher);
+    (files, named).hash(&mut hasher);
     hasher.finish()
 }
 
-/// The channels a loaded directory publishes to.
-pub struct Published {
-    pub policies: watch::Receiver<Arc<PolicySet>>,
-    pub status: watch::Receiver<LoadStatus>,
-}
-
-/// Load once (an error here is fatal: there is no last good set yet), then keep checking the
-/// directory every `interval` until `shutdown` resolves. A bad change keeps the last good set.
-pub fn start(
-    dir: PolicyDir,
-    interval: Duration,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<Published, LoadError> {
-    let (set, mut last) = dir.load()?;
-    let count = set.len();
-    if set.is_empty() {
-        warn!(dir = %dir.path().display(), "no policies loaded: every image is allowed unless --unmatched-images deny");
-    }
-    info!(dir = %dir.path().display(), policies = count, "policies loaded");
-    let (policy_tx, policy_rx) = watch::channel(Arc::new(set));
-    let status =
-        LoadStatus { policies: count, loaded_at: Some(SystemTime::now()), reloads_ok: 1, ..Default::default() };
-    let (status_tx, status_rx) = watch::channel(status);
-    tokio::spawn(async move {
-        tokio::pin!(shutdown);
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = ticker.tick() => {}
-            }
-            let dir = dir.clone();
-            let previous = last;
-            let attempt = tokio::task::spawn_blocking(move || match dir.fingerprint() {
-                Ok(f) if f == previous => Ok(None),
-                Ok(_) => dir.load().map(Some),
-                Err(e) => Err(e),
-            })
-            .await;
-            match attempt {
-                Ok(Ok(None)) => {}
-                Ok(Ok(Some((set, fingerprint)))) => {
-                    last = fingerprint;
-                    let count = set.len();
-                    policy_tx.send_replace(Arc::new(set));
-                    status_tx.send_modify(|s| {
-                        s.policies = count;
-                        s.loaded_at = Some(SystemTime::now());
-                        s.last_error = None;
-                        s.reloads_ok += 1;
-                    });
-                    info!(policies = count, "policies reloaded");
-                }
-                Ok(Err(e)) => {
-                    let message = e.to_string();
-                    let repeated = status_tx.borrow().last_error.as_deref() == Some(message.as_str());
-                    if !repeated {
-                        error!(error = %message, "policy reload failed; still serving the last good policies");
-                        status_tx.send_modify(|s| {
-                            s.last_error = Some(message);
-                            s.reloads_failed += 1;
-                        });
-                    }
-                }
-                Err(join) => error!(error = %join, "policy reload task failed"),
-            }
-        }
-    });
-    Ok(Published { policies: policy_rx, status: status_rx })
-}
+#[cfg(test)]
+mod tests;

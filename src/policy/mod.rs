@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub mod cel;
 pub mod compile;
@@ -87,6 +88,15 @@ impl PolicySet {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Every file the set's authorities read (key files, trusted roots), sorted, once each.
+    pub fn referenced_files(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> =
+            self.images.iter().flat_map(|p| &p.authorities).flat_map(|a| a.file_paths().map(PathBuf::from)).collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
 }
 
 /// A compiled `ImagePolicy`.
@@ -94,8 +104,9 @@ impl PolicySet {
 pub struct ImagePolicy {
     pub name: String,
     pub source: Source,
-    /// A hash of the document (and its file name): results cached for one policy are never
-    /// reused for an edited one.
+    /// A hash of the document (and its file name) and, once loaded, of the content of the key
+    /// files and trusted roots it names: results cached for one policy are never reused for an
+    /// edited one, nor after a key file changed.
     pub fingerprint: u64,
     pub mode: Mode,
     pub selector: Selector,
@@ -148,6 +159,46 @@ pub struct Authority {
     pub kind: AuthorityKind,
     pub transparency_log: TransparencyLog,
     pub trusted_root: Option<PathBuf>,
+    /// The content of the files the authority names (`publicKeyFile`, `trustedRoot`), read when
+    /// the policies are loaded ([`load`]): the verifier never reads the disk. Empty until then.
+    pub files: AuthorityFiles,
+}
+
+impl Authority {
+    /// The files this authority reads: its `publicKeyFile` and its `trustedRoot`.
+    pub fn file_paths(&self) -> impl Iterator<Item = &std::path::Path> {
+        let key = match &self.kind {
+            AuthorityKind::Key(KeyRef::File(path)) => Some(path.as_path()),
+            _ => None,
+        };
+        key.into_iter().chain(self.trusted_root.as_deref())
+    }
+}
+
+/// The content of an authority's files, as read when its policy was loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthorityFiles {
+    /// The `publicKeyFile` (PEM).
+    pub key: Option<FileContent>,
+    /// The `trustedRoot` (trusted_root.json).
+    pub trusted_root: Option<FileContent>,
+}
+
+/// A file's text and a hash of it (to cache what is parsed from it, per content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileContent {
+    pub text: Arc<str>,
+    pub hash: u64,
+}
+
+impl FileContent {
+    pub fn new(text: impl Into<Arc<str>>) -> Self {
+        use std::hash::{Hash, Hasher};
+        let text = text.into();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut hasher);
+        Self { hash: hasher.finish(), text }
+    }
 }
 
 /// Key-based or keyless.

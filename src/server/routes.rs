@@ -55,9 +55,16 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AppState>) -> Response {
     let status = state.status.borrow().clone();
     // A failed reload keeps serving the last good set: still ready, but say so.
-    let body = match &status.last_error {
-        None => format!("ok: {} policies loaded\n", status.policies),
-        Some(error) => format!(
+    // A change waiting for the next check to confirm it is stable is said too (it is normal for
+    // one reload interval; for longer, something keeps rewriting the files).
+    let body = match (&status.last_error, status.pending_since) {
+        (None, None) => format!("ok: {} policies loaded\n", status.policies),
+        (None, Some(since)) => format!(
+            "ok: {} policies loaded; a policy change seen {}s ago loads once it is unchanged at the next check\n",
+            status.policies,
+            since.elapsed().map_or(0, |d| d.as_secs())
+        ),
+        (Some(error), _) => format!(
             "ok (degraded): serving the last good set of {} policies; the latest policy reload failed: {error}\n",
             status.policies
         ),

@@ -2,8 +2,6 @@
 //! signatures in the registry, check them against the policy's authorities.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -16,12 +14,13 @@ use super::registry::{Registry, RegistryError};
 use super::trust::TrustRoot;
 use super::{BoxFuture, Outcome, Verifier, VerifyRequest};
 use crate::image::{Digest, ImageRef};
-use crate::policy::{AuthorityKind, ImagePolicy, KeyRef, Platforms};
+use crate::policy::{Authority, AuthorityKind, ImagePolicy, KeyRef, Platforms};
 
-/// Largest public key file read.
-const MAX_KEY_BYTES: u64 = 64 * 1024;
-/// Largest trusted_root.json read.
-const MAX_TRUSTED_ROOT_BYTES: u64 = 4 * 1024 * 1024;
+/// A trusted root's text and what was parsed from it.
+type ParsedRoot = (Arc<str>, Arc<TrustRoot>);
+
+/// Most parsed per-authority trusted roots kept (old contents linger after rotations).
+const MAX_ROOTS: usize = 64;
 /// Most platforms of an index checked with `platforms: every-platform`.
 const MAX_PLATFORMS: usize = 32;
 
@@ -29,9 +28,9 @@ const MAX_PLATFORMS: usize = 32;
 pub struct RegistryVerifier {
     registry: Registry,
     trust: Arc<TrustRoot>,
-    /// Per-authority trusted roots (private Sigstore instances) by path, with a hash of the
-    /// file they were parsed from: the file is re-read at every use, re-parsed when it changed.
-    roots: Mutex<HashMap<PathBuf, (u64, Arc<TrustRoot>)>>,
+    /// Per-authority trusted roots (private Sigstore instances), parsed once per content: the
+    /// text was read when the policies were loaded (the disk is never read here).
+    roots: Mutex<HashMap<u64, ParsedRoot>>,
     /// Where imagePullSecrets are read (the API server), if anywhere.
     secrets: Option<Arc<dyn SecretSource>>,
 }
@@ -58,26 +57,24 @@ impl RegistryVerifier {
         &self.registry
     }
 
-    fn trust_for(&self, path: Option<&Path>) -> Result<Arc<TrustRoot>, String> {
-        let Some(path) = path else {
+    fn trust_for(&self, authority: &Authority) -> Result<Arc<TrustRoot>, String> {
+        let Some(path) = &authority.trusted_root else {
             return Ok(Arc::clone(&self.trust));
         };
-        let bytes = read_limited(path, MAX_TRUSTED_ROOT_BYTES, "trusted root")?;
-        let hash = {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            bytes.hash(&mut hasher);
-            hasher.finish()
+        let Some(content) = &authority.files.trusted_root else {
+            return Err(format!("{} was not read when the policies were loaded", path.display()));
         };
         let mut roots = self.roots.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((known, root)) = roots.get(path)
-            && *known == hash
+        if let Some((text, root)) = roots.get(&content.hash)
+            && (Arc::ptr_eq(text, &content.text) || **text == *content.text)
         {
             return Ok(Arc::clone(root));
         }
-        let text = std::str::from_utf8(&bytes).map_err(|_| format!("{} is not UTF-8 JSON", path.display()))?;
-        let root = Arc::new(TrustRoot::from_json(text).map_err(|e| format!("{}: {e}", path.display()))?);
-        roots.insert(path.to_path_buf(), (hash, Arc::clone(&root)));
+        let root = Arc::new(TrustRoot::from_json(&content.text).map_err(|e| format!("{}: {e}", path.display()))?);
+        if roots.len() >= MAX_ROOTS {
+            roots.clear();
+        }
+        roots.insert(content.hash, (Arc::clone(&content.text), Arc::clone(&root)));
         Ok(root)
     }
 
@@ -177,11 +174,8 @@ impl RegistryVerifier {
         };
         let mut keys = Vec::new();
         for authority in &policy.authorities {
-            let key = match &authority.kind {
-                AuthorityKind::Key(key) => Some(load_key(key)),
-                AuthorityKind::Keyless(_) => None,
-            };
-            match self.trust_for(authority.trusted_root.as_deref()) {
+            let key = key_material(authority);
+            match self.trust_for(authority) {
                 Ok(trust) => keys.push((authority, key, trust)),
                 Err(e) => {
                     return Outcome::Error { reason: format!("authority {:?}: trusted root: {e}", authority.name) };
@@ -302,28 +296,47 @@ fn registry_error(e: &RegistryError) -> Outcome {
     Outcome::Error { reason: format!("registry error (not a signature failure): {e}") }
 }
 
-/// Read a small file, refusing more than `limit` bytes.
-fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, String> {
-    let read = |e: std::io::Error| format!("cannot read {what} {}: {e}", path.display());
-    let file = std::fs::File::open(path).map_err(read)?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(read)?;
-    if bytes.len() as u64 > limit {
-        return Err(format!("{what} {} is larger than {limit} bytes", path.display()));
-    }
-    Ok(bytes)
-}
-
-/// Read a public key for a key authority.
-pub fn load_key(key: &KeyRef) -> KeyMaterial {
-    match key {
+/// The public key of a key authority (None for keyless), as read when the policies were loaded.
+pub fn key_material(authority: &Authority) -> Option<KeyMaterial> {
+    let AuthorityKind::Key(key) = &authority.kind else {
+        return None;
+    };
+    Some(match key {
         KeyRef::Pem(pem) => Ok(pem.clone()),
-        KeyRef::File(path) => {
-            let bytes = read_limited(path, MAX_KEY_BYTES, "public key")?;
-            String::from_utf8(bytes).map_err(|_| format!("public key {} is not PEM text", path.display()))
-        }
+        KeyRef::File(path) => match &authority.files.key {
+            Some(content) => Ok(content.text.to_string()),
+            None => Err(format!("public key {} was not read when the policies were loaded", path.display())),
+        },
         KeyRef::Secret { name, .. } => Err(format!(
             "key from Secret {name:?}: secretRef keys are not yet supported; use publicKeyFile or publicKey"
         )),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::cel::CelEnv;
+    use crate::policy::compile::parse_file;
+    use crate::policy::{FileContent, Policy};
+
+    fn authority(dir: &std::path::Path) -> Authority {
+        let text = "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: p}\nspec:\n  images: ['**']\n  authorities: [{name: k, key: {publicKeyFile: k.pub}}]\n";
+        match parse_file(text, "p.yaml", dir, &CelEnv::new()).expect("policy").remove(0) {
+            Policy::Image(mut p) => p.authorities.remove(0),
+            Policy::Resource(_) => panic!("image policy"),
+        }
+    }
+
+    #[test]
+    fn keys_come_from_the_load_never_from_the_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("k.pub"), "-----BEGIN PUBLIC KEY-----\non disk\n").expect("write");
+        // Compiled but not loaded: the file exists, yet the verifier does not read it.
+        let mut authority = authority(dir.path());
+        let Some(Err(why)) = key_material(&authority) else { panic!("an unloaded key must not verify") };
+        assert!(why.contains("k.pub was not read when the policies were loaded"), "{why}");
+        authority.files.key = Some(FileContent::new("loaded"));
+        assert_eq!(key_material(&authority), Some(Ok("loaded".to_owned())));
     }
 }

@@ -347,8 +347,8 @@ pub fn signed_policy(
         "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{host}/**']\n  digest: allow-tags\n{extra}  authorities:\n{authorities}"
     );
     let env = portcullis::policy::cel::CelEnv::new();
-    let policies = portcullis::policy::compile::parse_file(&text, "signed.yaml", dir, &env).expect("policy");
-    portcullis::policy::PolicySet::new(policies).expect("set")
+    // Loaded as the server loads policies: key files and trusted roots are read now.
+    portcullis::policy::load::load_text(&text, "signed.yaml", dir, &env).expect("policy")
 }
 
 /// An ECDSA P-256 signing key, as `cosign generate-key-pair` makes.
