@@ -10,11 +10,19 @@ use std::path::Path;
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(fixtures)");
     println!("cargo::rerun-if-env-changed=PORTCULLIS_REQUIRE_FIXTURES");
+    // tests/run-all.sh says what it found (`present`/`absent`): an environment change is always
+    // noticed, where a file copied in with an old modification time may not be.
+    println!("cargo::rerun-if-env-changed=PORTCULLIS_FIXTURES");
     let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());
     let index = Path::new(&manifest).join("../shared/fixtures/INDEX.md");
     // Re-run when the fixtures appear or go (a missing path is always re-checked).
     println!("cargo::rerun-if-changed={}", index.display());
-    if index.is_file() {
+    let present = index.is_file();
+    if std::env::var("PORTCULLIS_FIXTURES").is_ok_and(|v| v == "present") && !present {
+        eprintln!("PORTCULLIS_FIXTURES=present but {} is absent", index.display());
+        std::process::exit(1);
+    }
+    if present {
         println!("cargo::rustc-cfg=fixtures");
     } else if std::env::var("PORTCULLIS_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
         eprintln!("PORTCULLIS_REQUIRE_FIXTURES=1 but {} is absent", index.display());

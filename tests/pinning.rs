@@ -126,7 +126,7 @@ async fn an_image_volume_is_verified_and_pinned_like_a_container() {
     let text = format!(
         "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: models}}\nspec:\n  images: ['{host}/team/**', 'localhost:{port}/team/**']\n  digest: pin\n  authorities:\n    - name: release\n      key: {{publicKeyFile: release.pub}}\n      transparencyLog: skip\n"
     );
-    let set = PolicySet::new(parse_file(&text, "p.yaml", dir.path(), &CelEnv::new()).expect("policy")).expect("set");
+    let set = load_text(&text, "p.yaml", dir.path(), &CelEnv::new()).expect("policy");
     let config = RegistryConfig { insecure: vec![host.clone(), format!("localhost:{port}")], ..Default::default() };
     let verifier =
         RegistryVerifier::new(Registry::new(config).expect("registry"), TrustRoot::production().expect("root"));

@@ -32,5 +32,22 @@ if ! sops --version --disable-version-check 2>/dev/null | grep -q '^sops 3\.11\.
   if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
+# Tests that need the shared third-party fixtures are ignored (with the reason) without them;
+# build.rs is told what is here so a change is always noticed.
+if [ -f ../shared/fixtures/INDEX.md ]; then
+  export PORTCULLIS_FIXTURES=present
+else
+  export PORTCULLIS_FIXTURES=absent
+  echo "== ../shared/fixtures is absent: the tests that need it are reported as ignored"
+fi
+
 echo "== cargo test"
-cargo test --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked "$@" 2>&1 | tee "$log"
+# Where the fixtures are required (CI), a fixture test that did not run is a failure.
+if [ "${PORTCULLIS_REQUIRE_FIXTURES:-}" = 1 ] && grep -q 'ignored, needs ../shared/fixtures' "$log"; then
+  echo "FAILED: fixture-dependent tests were ignored although PORTCULLIS_REQUIRE_FIXTURES=1:" >&2
+  grep 'ignored, needs ../shared/fixtures' "$log" >&2
+  exit 1
+fi
