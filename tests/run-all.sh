@@ -32,5 +32,18 @@ if ! sops --version --disable-version-check 2>/dev/null | grep -q '^sops 3\.11\.
   if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
+# PyPI: Helm v4's chart engine and linter without a helm binary (helm-python-sdk) and the
+# Kubernetes OpenAPI schemas (kubernetes-validate), for the chart check.
+chart_pkgs=('helm-python-sdk==0.2.2' 'kubernetes-validate==1.37.0' 'PyYAML==6.0.3')
+if ! python3 -c 'import helm_python, kubernetes_validate, yaml, sys
+from importlib.metadata import version as v
+sys.exit(not (v("helm-python-sdk") == "0.2.2" and v("kubernetes-validate") == "1.37.0"))' 2>/dev/null; then
+  echo "== pip install ${chart_pkgs[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${chart_pkgs[@]}"
+fi
+
+echo "== chart: render, lint, validate (tests/chart/check.py)"
+python3 tests/chart/check.py
+
 echo "== cargo test"
 cargo test --locked "$@"
