@@ -90,7 +90,7 @@ async fn serve_with_embedded_defaults_and_env() {
     let base = format!("https://localhost:{port}");
     let ready = client.get(format!("{base}/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 200);
-    assert!(ready.text().await.expect("text").contains("10 policies loaded"));
+    assert!(ready.text().await.expect("text").contains("11 policies loaded"));
     let review = common::fixture("pod-create.json");
     let body: serde_json::Value = client
         .post(format!("{base}/validate?timeout=5s"))
