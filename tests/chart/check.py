@@ -255,6 +255,31 @@ def check_policies_and_keys(docs, _):
     assert items == [{"key": "release.pub", "path": "keys/release.pub"}], items
 
 
+def repo_policies():
+    base = os.path.join(ROOT, "policies")
+    files = {n: open(os.path.join(base, n)).read() for n in sorted(os.listdir(base)) if n.endswith(".yaml")}
+    keys = {n: open(os.path.join(base, "keys", n)).read() for n in sorted(os.listdir(os.path.join(base, "keys")))}
+    return files, keys
+
+
+def check_repo_policies_mount(docs, _):
+    """The projected volume, laid out as the kubelet would, is the repository's policies/ tree."""
+    maps = {m["metadata"]["name"]: m["data"] for m in by_kind(docs, "ConfigMap")}
+    pod, c = container(docs)
+    volume = next(v for v in pod["volumes"] if v["name"] == "policies")
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "policies")
+    assert mount["mountPath"] == env(c)["PORTCULLIS_POLICIES"] and mount["readOnly"] is True
+    tree = {}
+    for source in volume["projected"]["sources"]:
+        data = maps[source["configMap"]["name"]]
+        items = source["configMap"].get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            tree[item["path"]] = data[item["key"]]
+    files, keys = repo_policies()
+    want = dict(files, **{f"keys/{n}": t for n, t in keys.items()})
+    assert tree == want, sorted(set(tree) ^ set(want))
+
+
 def check_namespaced_rbac(docs, _):
     assert not by_kind(docs, "ClusterRole")
     roles = by_kind(docs, "Role")
@@ -295,6 +320,7 @@ CASES = [
         "files": {"signed.yaml": "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\n"},
         "keys": {"release.pub": "-----BEGIN PUBLIC KEY-----\n"},
     }}, check_policies_and_keys),
+    ("the repository's policies/ and keys/ as values", {"policies": dict(zip(("files", "keys"), repo_policies()))}, check_repo_policies_mount),
     ("namespaced RBAC", {"rbac": {"pullSecretNamespaces": ["prod", "team-a"], "secretRefs": [{"name": "cosign-key", "namespace": "ops"}]}}, check_namespaced_rbac),
     ("git-sync policies", {"policies": {"gitSync": {"enabled": True, "repo": "https://git.example.com/acme/policies.git"}}}, check_gitsync),
 ]
