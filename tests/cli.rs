@@ -387,3 +387,44 @@ async fn certs_generate_serves_by_service_name_and_renews_without_restart() {
     let status = tokio::task::spawn_blocking(move || terminate(&mut child)).await.expect("join");
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_fails_readiness_first_and_keeps_serving_for_the_shutdown_delay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    let (mut child, address, _logs) =
+        spawn_serve(dir.path(), &["--listen", "127.0.0.1:0", "--write-ca", "ca.crt", "--shutdown-delay", "3s"], &[]);
+    let ca = std::fs::read(dir.path().join("ca.crt")).expect("ca");
+    let port = address.rsplit(':').next().expect("port").to_owned();
+    // A new client each time: new connections, as kube-proxy would route them.
+    let get = |path: &'static str| {
+        let (ca, port) = (ca.clone(), port.clone());
+        async move {
+            let client = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")])
+                .build()
+                .expect("client");
+            client.get(format!("https://localhost:{port}{path}")).send().await.map(|r| r.status().as_u16())
+        }
+    };
+    assert_eq!(get("/readyz").await.expect("ready"), 200);
+    let started = std::time::Instant::now();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let mut not_ready = false;
+    while started.elapsed() < Duration::from_secs(2) {
+        if get("/readyz").await.expect("still accepting connections") == 503 {
+            not_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(not_ready, "/readyz fails right after SIGTERM");
+    assert_eq!(get("/healthz").await.expect("still serving during the delay"), 200);
+    let status = tokio::task::spawn_blocking(move || terminate(&mut child)).await.expect("join");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "stopped after the delay, not before: {:?}",
+        started.elapsed()
+    );
+}

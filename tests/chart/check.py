@@ -176,6 +176,7 @@ def check_defaults(docs, rendered):
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["lifecycle"]["preStop"]["sleep"]["seconds"] == 5
     assert env(c)["PORTCULLIS_DRAIN_TIMEOUT"] == "20s"
+    assert env(c)["PORTCULLIS_SHUTDOWN_DELAY"] == "0s"
     assert pod["terminationGracePeriodSeconds"] >= 5 + 20
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -213,6 +214,12 @@ def check_existing(docs, _):
     pod, _ = container(docs)
     tls = next(v for v in pod["volumes"] if v["name"] == "tls")
     assert tls["secret"]["secretName"] == "portcullis-tls"
+
+
+def check_shutdown_delay(docs, _):
+    pod, c = container(docs)
+    assert "lifecycle" not in c and env(c)["PORTCULLIS_SHUTDOWN_DELAY"] == "5s"
+    assert pod["terminationGracePeriodSeconds"] == 5 + 20 + 5
 
 
 def check_no_pin(docs, _):
@@ -303,6 +310,7 @@ CASES = [
     ("sopsCheck on", {"webhook": {"sopsCheck": True}}, check_sops),
     ("certManager off + existingSecret + caBundle", EXISTING, check_existing),
     ("existingSecret + caBundle (certManager left on)", {"tls": {"existingSecret": "portcullis-tls", "caBundle": CA_BUNDLE}}, check_existing),
+    ("no preStop sleep: server-side shutdown delay", {"lifecycle": {"preStopSleepSeconds": 0, "shutdownDelaySeconds": 5}}, check_shutdown_delay),
     ("pinDigests off", {"webhook": {"pinDigests": False}}, check_no_pin),
     ("networkPolicy on", {"networkPolicy": {"enabled": True, "egress": [{"ports": [{"port": 443, "protocol": "TCP"}]}]}}, check_networkpolicy),
     ("serviceMonitor on", {"metrics": {"serviceMonitor": {"enabled": True}}}, check_servicemonitor),
