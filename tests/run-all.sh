@@ -42,8 +42,14 @@ sys.exit(not (v("helm-python-sdk") == "0.2.2" and v("kubernetes-validate") == "1
   python3 -m pip install --quiet --disable-pip-version-check "${chart_pkgs[@]}"
 fi
 
-echo "== chart: render, lint, validate (tests/chart/check.py)"
-python3 tests/chart/check.py
-
+status=0
 echo "== cargo test"
-cargo test --locked "$@"
+cargo test --locked "$@" || status=$?
+
+# After the tests, which built the binary: the chart is also rendered with a caBundle from
+# `portcullis certs generate`.
+echo "== chart: render, lint, validate (tests/chart/check.py)"
+bin="${CARGO_TARGET_DIR:-target}/debug/portcullis"
+if [ -x "$bin" ]; then export PORTCULLIS_BIN="$bin"; fi
+python3 tests/chart/check.py || status=$?
+exit "$status"

@@ -207,13 +207,17 @@ def check_sops(docs, _):
     check_safe_webhooks(docs, injected=True)
 
 
-def check_existing(docs, _):
+def check_existing_secret(docs, secret):
     kinds = {d["kind"] for _, d in docs}
     assert "Certificate" not in kinds and "Issuer" not in kinds, kinds
     check_safe_webhooks(docs, injected=False)
     pod, _ = container(docs)
     tls = next(v for v in pod["volumes"] if v["name"] == "tls")
-    assert tls["secret"]["secretName"] == "portcullis-tls"
+    assert tls["secret"]["secretName"] == secret
+
+
+def check_existing(docs, _):
+    check_existing_secret(docs, "portcullis-tls")
 
 
 def check_shutdown_delay(docs, _):
@@ -350,9 +354,32 @@ REFUSED = [
 ]
 
 
+def generated_values():
+    """Values for a cluster without cert-manager, from `portcullis certs generate` itself."""
+    binary = os.environ.get("PORTCULLIS_BIN")
+    if not binary:
+        return None
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run([binary, "certs", "generate", "--service", RELEASE, "--namespace", NAMESPACE,
+                               "--out", os.path.join(tmp, "certs")], capture_output=True, text=True, check=True)
+    return {"tls": {"certManager": False, "existingSecret": f"{RELEASE}-tls", "caBundle": done.stdout.strip()}}
+
+
+def check_generated(docs, rendered):
+    check_existing_secret(docs, f"{RELEASE}-tls")
+
+
 def main():
-    passed, failed = 0, 0
+    passed, failed, skipped = 0, 0, 0
     matrix = []
+    generated = generated_values()
+    if generated is None:
+        matrix.append("skip  caBundle from `portcullis certs generate`: PORTCULLIS_BIN is not set (tests/run-all.sh sets it)")
+        skipped += 1
+    else:
+        CASES.append(("caBundle from `portcullis certs generate`", generated, check_generated))
     for name, values, check in CASES:
         try:
             docs, rendered = render(values)
@@ -387,7 +414,7 @@ def main():
     versions = f"helm {helm.helm_sdk_version()}, kubernetes-validate {kubernetes_validate.__version__ if hasattr(kubernetes_validate, '__version__') else '?'}, schemas {KUBE_VERSION}"
     print(f"chart {CHART} ({versions})")
     print("\n".join(matrix))
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed else 0
 
 
