@@ -23,9 +23,9 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHART = os.path.join(ROOT, "charts", "portcullis")
 RELEASE, NAMESPACE = "portcullis", "portcullis-system"
-# Kubernetes version whose schemas the manifests are validated against (the chart's
-# kubeVersion floor is 1.30; preStop sleep is GA from 1.34).
-KUBE_VERSION = os.environ.get("CHART_KUBE_VERSION", "1.34")
+# Kubernetes versions whose schemas every manifest is validated against: the chart's kubeVersion
+# floor and the newest kubernetes-validate knows.
+KUBE_VERSIONS = ["1.30", kubernetes_validate.latest_version()]
 VERBOSE = "-v" in sys.argv
 
 CA_PEM = """-----BEGIN CERTIFICATE-----
@@ -80,12 +80,13 @@ def validate(docs):
                 if node in (None, "", [], {}) and fields != ("spec",):
                     problems.append(f"{where}: missing {'.'.join(fields)}")
             continue
-        try:
-            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as e:
-            problems.append(f"{where}: {e.message} at {'.'.join(str(p) for p in e.path)}")
-        except Exception as e:  # noqa: BLE001 - an unknown kind is a failure too
-            problems.append(f"{where}: {type(e).__name__}: {e}")
+        for version in KUBE_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                problems.append(f"{where} (Kubernetes {version}): {e.message} at {'.'.join(str(p) for p in e.path)}")
+            except Exception as e:  # noqa: BLE001 - an unknown kind is a failure too
+                problems.append(f"{where} (Kubernetes {version}): {type(e).__name__}: {e}")
     return problems
 
 
@@ -411,8 +412,9 @@ def main():
             else:
                 matrix.append(f"FAIL  {name}: refused, but without {expected!r}: {text}")
                 failed += 1
-    versions = f"helm {helm.helm_sdk_version()}, kubernetes-validate {kubernetes_validate.__version__ if hasattr(kubernetes_validate, '__version__') else '?'}, schemas {KUBE_VERSION}"
-    print(f"chart {CHART} ({versions})")
+    versions = (f"Helm {helm.helm_sdk_version()} (helm-python-sdk), kubernetes-validate {kubernetes_validate.__version__}"
+                f" strict, schemas of Kubernetes {' and '.join(KUBE_VERSIONS)}")
+    print(f"chart {os.path.relpath(CHART, ROOT)} ({versions})")
     print("\n".join(matrix))
     print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 1 if failed else 0
