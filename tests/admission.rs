@@ -223,7 +223,7 @@ async fn health_readiness_metrics_and_unknown_routes() {
     let get = |uri: &str| axum::http::Request::get(uri).body(axum::body::Body::empty()).expect("request");
     for (uri, want_status, want_text) in [
         ("/healthz", StatusCode::OK, "ok"),
-        ("/readyz", StatusCode::OK, "10 policies loaded"),
+        ("/readyz", StatusCode::OK, "11 policies loaded"),
         (
             "/metrics",
             StatusCode::OK,

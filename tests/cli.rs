@@ -90,7 +90,7 @@ async fn serve_with_embedded_defaults_and_env() {
     let base = format!("https://localhost:{port}");
     let ready = client.get(format!("{base}/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status(), 200);
-    assert!(ready.text().await.expect("text").contains("10 policies loaded"));
+    assert!(ready.text().await.expect("text").contains("11 policies loaded"));
     let review = common::fixture("pod-create.json");
     let body: serde_json::Value = client
         .post(format!("{base}/validate?timeout=5s"))
@@ -163,4 +163,270 @@ fn help_has_examples_and_env_names() {
     ] {
         assert!(help.contains(want), "missing {want} in:\n{help}");
     }
+}
+
+/// Run `portcullis certs generate` with these flags: (exit code, stdout, stderr).
+fn certs(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(["certs", "generate"]).args(args).output().expect("run portcullis certs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn pem_der(path: &std::path::Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::CertificateDer::from_pem_file(path).expect("PEM certificate").to_vec()
+}
+
+fn days(validity: &x509_parser::certificate::Validity) -> i64 {
+    (validity.not_after.timestamp() - validity.not_before.timestamp()) / 86_400
+}
+
+#[test]
+fn certs_generate_writes_a_ca_and_a_serving_certificate() {
+    use base64::Engine as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    use x509_parser::extensions::GeneralName;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("certs");
+    let out_arg = out.to_str().expect("utf8");
+    let (code, stdout, stderr) = certs(&["--service", "portcullis", "--namespace", "ops", "--out", out_arg]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // The caBundle printed is the CA written.
+    let ca_pem = std::fs::read(out.join("ca.crt")).expect("ca.crt");
+    let bundle = base64::engine::general_purpose::STANDARD.decode(stdout.trim()).expect("stdout is base64");
+    assert_eq!(bundle, ca_pem);
+    for (file, mode) in [("tls.key", 0o600), ("ca.key", 0o600)] {
+        let found = std::fs::metadata(out.join(file)).expect(file).permissions().mode() & 0o777;
+        assert_eq!(found, mode, "{file} is {found:o}");
+    }
+
+    let ca_der = pem_der(&out.join("ca.crt"));
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).expect("CA");
+    assert!(ca.is_ca());
+    let ca_usage = ca.key_usage().expect("ku").expect("CA key usage").value;
+    assert!(ca_usage.key_cert_sign() && !ca_usage.digital_signature());
+    assert_eq!(days(ca.validity()), 3650, "CA validity");
+    assert_eq!(ca.public_key().algorithm.algorithm.to_id_string(), "1.2.840.10045.2.1", "EC key");
+
+    let leaf_der = pem_der(&out.join("tls.crt"));
+    let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der).expect("leaf");
+    assert!(!leaf.is_ca());
+    assert_eq!(leaf.issuer(), ca.subject());
+    let names: Vec<String> = leaf
+        .subject_alternative_name()
+        .expect("san")
+        .expect("SANs present")
+        .value
+        .general_names
+        .iter()
+        .map(|n| match n {
+            GeneralName::DNSName(d) => (*d).to_owned(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["portcullis.ops.svc", "portcullis.ops.svc.cluster.local"]);
+    let eku = leaf.extended_key_usage().expect("eku").expect("EKU present").value;
+    assert!(eku.server_auth && !eku.client_auth && !eku.any);
+    assert!(leaf.key_usage().expect("ku").expect("key usage").value.digital_signature());
+    assert_eq!(days(leaf.validity()), 365, "serving certificate validity");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+    assert!(leaf.validity().not_before.timestamp() <= now && leaf.validity().not_after.timestamp() > now);
+
+    // Again into the same directory: refused, nothing replaced (a new CA would break the caBundle).
+    let (code, _, stderr) = certs(&["--service", "portcullis", "--namespace", "ops", "--out", out_arg]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("already exists: pass --renew"), "{stderr}");
+    assert_eq!(pem_der(&out.join("tls.crt")), leaf_der);
+
+    // --renew: a new serving certificate and key, the same CA.
+    let (code, stdout_renew, stderr) =
+        certs(&["--service", "portcullis", "--namespace", "ops", "--out", out_arg, "--renew", "--days", "30"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout_renew, stdout, "the caBundle stays");
+    assert_eq!(pem_der(&out.join("ca.crt")), ca_der);
+    let renewed = pem_der(&out.join("tls.crt"));
+    assert_ne!(renewed, leaf_der);
+    let (_, renewed) = x509_parser::parse_x509_certificate(&renewed).expect("renewed");
+    assert_eq!(days(renewed.validity()), 30);
+    assert_ne!(renewed.public_key().raw, leaf.public_key().raw, "a new key");
+}
+
+#[test]
+fn certs_generate_refuses_what_it_cannot_stand_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = |name: &str| dir.path().join(name).to_str().expect("utf8").to_owned();
+    // Names the API server would never use for a Service.
+    for (service, namespace) in [("Portcullis", "ops"), ("portcullis", "ops.evil.example"), ("", "ops")] {
+        let (code, _, stderr) = certs(&["--service", service, "--namespace", namespace, "--out", &out("bad")]);
+        assert_eq!(code, Some(2), "{service:?} {namespace:?}");
+        assert!(stderr.contains("is not a Kubernetes name"), "{stderr}");
+    }
+    assert!(!dir.path().join("bad").exists(), "nothing written for a bad name");
+    // --renew without a CA.
+    let (code, _, stderr) = certs(&["--service", "p", "--namespace", "ops", "--out", &out("none"), "--renew"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--renew needs the CA generated earlier") && stderr.contains("ca.crt"), "{stderr}");
+    // --renew with a CA key that is not the CA's: refused, not a leaf that fails at handshake.
+    for name in ["a", "b"] {
+        let (code, _, stderr) = certs(&["--service", "p", "--namespace", "ops", "--out", &out(name)]);
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    std::fs::copy(dir.path().join("b/ca.key"), dir.path().join("a/ca.key")).expect("swap key");
+    let (code, _, stderr) = certs(&["--service", "p", "--namespace", "ops", "--out", &out("a"), "--renew"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("does not belong to the CA"), "{stderr}");
+    // Validity beyond what clients accept.
+    let (code, _, _) = certs(&["--service", "p", "--namespace", "ops", "--out", &out("c"), "--days", "5000"]);
+    assert_eq!(code, Some(2));
+}
+
+/// A client as the API server is one: trusts only the caBundle, reaches the Service by its DNS
+/// name (SNI), prefers HTTP/2.
+fn service_client(ca_pem: &[u8], name: &str, address: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem).expect("ca")])
+        .resolve(name, address.parse().expect("socket address"))
+        .tls_info(true)
+        .https_only(true)
+        .build()
+        .expect("client")
+}
+
+async fn served_leaf(client: &reqwest::Client, url: &str) -> Result<(reqwest::Version, Vec<u8>), reqwest::Error> {
+    let response = client.get(url).send().await?.error_for_status()?;
+    let info = response.extensions().get::<reqwest::tls::TlsInfo>().expect("tls info");
+    let leaf = info.peer_certificate().expect("peer certificate").to_vec();
+    Ok((response.version(), leaf))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certs_generate_serves_by_service_name_and_renews_without_restart() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    let out = dir.path().join("certs");
+    let out_arg = out.to_str().expect("utf8");
+    let (code, stdout, stderr) = certs(&["--service", "portcullis", "--namespace", "ops", "--out", out_arg]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ca_bundle = base64::engine::general_purpose::STANDARD.decode(stdout.trim()).expect("base64");
+    let (cert, key) = (out.join("tls.crt"), out.join("tls.key"));
+    let (mut child, address, _logs) = spawn_serve(
+        dir.path(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().expect("utf8"),
+            "--tls-key",
+            key.to_str().expect("utf8"),
+            "--reload-interval",
+            "200ms",
+        ],
+        &[],
+    );
+    let port = address.rsplit(':').next().expect("port").to_owned();
+    let name = "portcullis.ops.svc";
+    let url = format!("https://{name}:{port}/readyz");
+    let client = service_client(&ca_bundle, name, &address);
+    let (version, first) = served_leaf(&client, &url).await.expect("reached by the service name with the caBundle");
+    assert_eq!(version, reqwest::Version::HTTP_2, "ALPN h2, as the API server uses");
+    assert_eq!(first, pem_der(&cert));
+
+    // How one would get past it: another name, or another CA. Both fail the handshake.
+    let other = service_client(&ca_bundle, "portcullis.other.svc", &address);
+    assert!(served_leaf(&other, &format!("https://portcullis.other.svc:{port}/readyz")).await.is_err());
+    let foreign = dir.path().join("foreign");
+    let (code, foreign_bundle, _) =
+        certs(&["--service", "portcullis", "--namespace", "ops", "--out", foreign.to_str().expect("utf8")]);
+    assert_eq!(code, Some(0));
+    let foreign_bundle = base64::engine::general_purpose::STANDARD.decode(foreign_bundle.trim()).expect("b64");
+    assert!(served_leaf(&service_client(&foreign_bundle, name, &address), &url).await.is_err());
+
+    // Requests keep flowing on the open connection while the certificate is renewed.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (client, url, stop) = (client.clone(), url.clone(), std::sync::Arc::clone(&stop));
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && ok < 100_000 {
+                match served_leaf(&client, &url).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (ok, failed)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, renewed_bundle, stderr) =
+        certs(&["--service", "portcullis", "--namespace", "ops", "--out", out_arg, "--renew"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(renewed_bundle, stdout, "the caBundle in the cluster stays valid");
+    let renewed = pem_der(&cert);
+    assert_ne!(renewed, first);
+    // A new connection (as the API server opens) gets the renewed certificate, same process.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let fresh = service_client(&ca_bundle, name, &address);
+        let (_, leaf) = served_leaf(&fresh, &url).await.expect("fresh connection after renewal");
+        if leaf == renewed {
+            break;
+        }
+        assert_eq!(leaf, first, "only the old or the renewed certificate is ever served");
+        assert!(std::time::Instant::now() < deadline, "the renewed certificate was not picked up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.await.expect("load task");
+    assert!(ok > 10, "requests ran during the renewal: {ok}");
+    assert!(failed.is_empty(), "{} requests failed during the renewal: {failed:?}", failed.len());
+    assert!(child.try_wait().expect("wait").is_none(), "no restart");
+    let status = tokio::task::spawn_blocking(move || terminate(&mut child)).await.expect("join");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_fails_readiness_first_and_keeps_serving_for_the_shutdown_delay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    let (mut child, address, _logs) =
+        spawn_serve(dir.path(), &["--listen", "127.0.0.1:0", "--write-ca", "ca.crt", "--shutdown-delay", "3s"], &[]);
+    let ca = std::fs::read(dir.path().join("ca.crt")).expect("ca");
+    let port = address.rsplit(':').next().expect("port").to_owned();
+    // A new client each time: new connections, as kube-proxy would route them.
+    let get = |path: &'static str| {
+        let (ca, port) = (ca.clone(), port.clone());
+        async move {
+            let client = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")])
+                .build()
+                .expect("client");
+            client.get(format!("https://localhost:{port}{path}")).send().await.map(|r| r.status().as_u16())
+        }
+    };
+    assert_eq!(get("/readyz").await.expect("ready"), 200);
+    let started = std::time::Instant::now();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let mut not_ready = false;
+    while started.elapsed() < Duration::from_secs(2) {
+        if get("/readyz").await.expect("still accepting connections") == 503 {
+            not_ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(not_ready, "/readyz fails right after SIGTERM");
+    assert_eq!(get("/healthz").await.expect("still serving during the delay"), 200);
+    let status = tokio::task::spawn_blocking(move || terminate(&mut child)).await.expect("join");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "stopped after the delay, not before: {:?}",
+        started.elapsed()
+    );
 }

@@ -32,6 +32,16 @@ if ! sops --version --disable-version-check 2>/dev/null | grep -q '^sops 3\.11\.
   if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
+# PyPI: Helm v4's chart engine and linter without a helm binary (helm-python-sdk) and the
+# Kubernetes OpenAPI schemas (kubernetes-validate), for the chart check.
+chart_pkgs=('helm-python-sdk==0.2.2' 'kubernetes-validate==1.37.0' 'PyYAML==6.0.3')
+if ! python3 -c 'import helm_python, kubernetes_validate, yaml, sys
+from importlib.metadata import version as v
+sys.exit(not (v("helm-python-sdk") == "0.2.2" and v("kubernetes-validate") == "1.37.0"))' 2>/dev/null; then
+  echo "== pip install ${chart_pkgs[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${chart_pkgs[@]}"
+fi
+
 # Tests that need the shared third-party fixtures are ignored (with the reason) without them;
 # build.rs is told what is here so a change is always noticed.
 if [ -f ../shared/fixtures/INDEX.md ]; then
@@ -41,13 +51,22 @@ else
   echo "== ../shared/fixtures is absent: the tests that need it are reported as ignored"
 fi
 
+status=0
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --locked "$@" 2>&1 | tee "$log"
+cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
 # Where the fixtures are required (CI), a fixture test that did not run is a failure.
 if [ "${PORTCULLIS_REQUIRE_FIXTURES:-}" = 1 ] && grep -q 'ignored, needs ../shared/fixtures' "$log"; then
   echo "FAILED: fixture-dependent tests were ignored although PORTCULLIS_REQUIRE_FIXTURES=1:" >&2
   grep 'ignored, needs ../shared/fixtures' "$log" >&2
-  exit 1
+  status=1
 fi
+
+# After the tests, which built the binary: the chart is also rendered with a caBundle from
+# `portcullis certs generate`.
+echo "== chart: render, lint, validate (tests/chart/check.py)"
+bin="${CARGO_TARGET_DIR:-target}/debug/portcullis"
+if [ -x "$bin" ]; then export PORTCULLIS_BIN="$bin"; fi
+python3 tests/chart/check.py || status=$?
+exit "$status"

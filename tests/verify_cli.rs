@@ -101,3 +101,192 @@ async fn exit_codes_and_messages() {
     assert_eq!(code, Some(2));
     assert!(err.contains("pass --key, --certificate-identity[-regexp] or --policy"), "{err}");
 }
+
+/// Run the daemonless image build (build/oci-image.py) on the test binary: (manifest digest or
+/// pushed reference, stderr).
+fn build_image(out: &std::path::Path, push: Option<&str>) -> (String, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("debs");
+    let mut command = Command::new("python3");
+    command
+        .arg(root.join("build/oci-image.py"))
+        .args(["--binary", BIN, "--out", out.to_str().expect("utf8"), "--deb-cache", cache.to_str().expect("utf8")])
+        .args(["--revision", "0000000000000000000000000000000000000000", "--source", "https://example.com/portcullis"]);
+    if let Some(reference) = push {
+        command.args(["--push", reference, "--plain-http"]);
+    }
+    let done = command.output().expect("run python3 build/oci-image.py");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&done.stdout).trim().to_owned(), String::from_utf8_lossy(&done.stderr).into_owned());
+    assert!(done.status.success(), "image build failed: {stderr}");
+    (stdout, stderr)
+}
+
+/// `chroot` into `rootfs` as the image's user and run the binary, with the image's environment.
+fn chroot(rootfs: &std::path::Path, env: &[(String, String)], args: &[&str]) -> Command {
+    let mut command = Command::new("/usr/sbin/chroot");
+    command
+        .arg("--userspec=65532:65532")
+        .arg(rootfs)
+        .arg("/usr/local/bin/portcullis")
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_is_built_pushed_runs_in_chroot_and_verifies_itself() {
+    use std::io::{BufRead as _, BufReader};
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "this test runs the image with chroot, which needs root (the test command runs as root)"
+    );
+    let registry = TestRegistry::start(Kind::Distribution).await;
+    let host = registry.host.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = "portcullis-dev/portcullis";
+
+    // Build and push; a second build of the same inputs is the same image.
+    let (pushed, log) = build_image(&dir.path().join("oci"), Some(&format!("{host}/{repo}:test")));
+    eprintln!("{log}{pushed}");
+    let digest = pushed.strip_prefix(&format!("{host}/{repo}@")).expect("REPOSITORY@DIGEST printed").to_owned();
+    let (again, _) = build_image(&dir.path().join("oci-again"), None);
+    assert_eq!(again, digest, "the build is reproducible");
+
+    // Pull: the manifest by tag is the one printed, the config is the one documented.
+    let push = Pusher::new(&host);
+    let manifest = push.get_manifest(repo, "test").await.expect("pushed manifest");
+    assert_eq!(support::sha256(&manifest), digest);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("json");
+    let http = reqwest::Client::new();
+    let blob = |digest: String| {
+        let (http, host) = (http.clone(), host.clone());
+        async move {
+            let r = http.get(format!("http://{host}/v2/{repo}/blobs/{digest}")).send().await.expect("blob");
+            assert!(r.status().is_success(), "{digest}: {}", r.status());
+            r.bytes().await.expect("bytes").to_vec()
+        }
+    };
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().expect("config").to_owned()).await)
+            .expect("config json");
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/usr/local/bin/portcullis"]));
+    assert_eq!(config["created"], "1970-01-01T00:00:00Z");
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(labels["org.opencontainers.image.licenses"], "Apache-2.0");
+    assert!(labels["org.opencontainers.image.base.name"].as_str().expect("base").contains("libc6="));
+    let env: Vec<(String, String)> = config["config"]["Env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| e.as_str()?.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+
+    // Unpack each layer into its own directory and into the full rootfs.
+    let rootfs = dir.path().join("rootfs");
+    let binary_only = dir.path().join("binary-only");
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 2, "runtime + binary");
+    for (i, layer) in layers.iter().enumerate() {
+        let file = dir.path().join(format!("layer{i}.tar.gz"));
+        std::fs::write(&file, blob(layer["digest"].as_str().expect("digest").to_owned()).await).expect("write");
+        let targets = if i == 1 { vec![&rootfs, &binary_only] } else { vec![&rootfs] };
+        for target in targets {
+            std::fs::create_dir_all(target).expect("mkdir");
+            let status = Command::new("tar").arg("-xzf").arg(&file).arg("-C").arg(target).status().expect("tar");
+            assert!(status.success());
+        }
+    }
+    assert!(!rootfs.join("bin/sh").exists() && !rootfs.join("usr/bin").exists(), "no shell, no tools in the image");
+
+    // The binary runs from the image's files alone, as user 65532 ...
+    let out = chroot(&rootfs, &env, &["--version"]).output().expect("chroot");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("portcullis {}", env!("CARGO_PKG_VERSION")));
+    // ... and not without the runtime layer (what the chroot run proves is the image's content).
+    let out = chroot(&binary_only, &env, &["--version"]).output().expect("chroot");
+    assert!(!out.status.success(), "the binary cannot run without libc from the runtime layer");
+
+    // `serve` in the image answers /healthz.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    std::fs::create_dir_all(rootfs.join("tmp/policies")).expect("mkdir");
+    std::fs::set_permissions(rootfs.join("tmp/policies"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = chroot(
+        &rootfs,
+        &env,
+        &["serve", "--listen", &listen, "--policies", "/tmp/policies", "--write-ca", "/tmp/ca.crt"],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("chroot serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut logs = Vec::new();
+    while !logs.iter().any(|l: &String| l.contains("portcullis is serving")) {
+        assert!(std::time::Instant::now() < deadline, "serve did not start in the image: {logs:#?}");
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            logs.push(line);
+        }
+    }
+    let ca = std::fs::read(rootfs.join("tmp/ca.crt")).expect("CA written inside the image");
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")])
+        .build()
+        .expect("client");
+    let health = client.get(format!("https://localhost:{port}/healthz")).send().await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.expect("body"), "ok\n");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    assert!(status.success(), "{status:?}");
+
+    // Dogfooding: sign the pushed image, and `portcullis verify` admits it under the shipped
+    // policies/portcullis-self.yaml (its image name pointed at the test registry, its key
+    // replaced by the test signer's: the rest of the policy is as shipped).
+    let signer = Signer::new();
+    push.sign_legacy(repo, &digest, &signer).await;
+    let shipped =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/portcullis-self.yaml"))
+            .expect("shipped policy");
+    assert!(shipped.contains("ghcr.io/portcullis-dev/portcullis") && shipped.contains("keys/portcullis-release.pub"));
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(policies.join("keys")).expect("mkdir");
+    std::fs::write(
+        policies.join("portcullis-self.yaml"),
+        shipped.replace("ghcr.io/portcullis-dev/portcullis", &format!("{host}/{repo}")),
+    )
+    .expect("policy");
+    let key = policies.join("keys/portcullis-release.pub");
+    std::fs::write(&key, signer.public_pem()).expect("key");
+    let policy_arg = policies.to_str().expect("utf8");
+    let pinned = format!("{host}/{repo}@{digest}");
+    let (code, out, err) =
+        verify(&[&pinned, "--policy", policy_arg, "--namespace", "portcullis", "--insecure-registry", &host]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("allowed") && out.contains("portcullis-self"), "{out}");
+    eprintln!("{out}");
+    // How one would get past it: by tag (digest: require), or signed by another key.
+    let tagged = format!("{host}/{repo}:test");
+    let (code, out, _) =
+        verify(&[&tagged, "--policy", policy_arg, "--namespace", "portcullis", "--insecure-registry", &host]);
+    assert_eq!(code, Some(1), "{out}");
+    std::fs::write(&key, Signer::new().public_pem()).expect("key");
+    let (code, out, _) =
+        verify(&[&pinned, "--policy", policy_arg, "--namespace", "portcullis", "--insecure-registry", &host]);
+    assert_eq!(code, Some(1), "a signature by another key is not the release key's: {out}");
+    assert!(out.contains("portcullis-self"), "{out}");
+}

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod certs;
 pub mod decrypt;
 pub mod registry_args;
 pub mod serve;
@@ -39,6 +40,8 @@ pub enum Command {
     VerifyBundle(verify_bundle::VerifyBundleArgs),
     /// Decrypt SOPS files (age keys), manifest streams and KRM ResourceLists.
     Decrypt(decrypt::DecryptArgs),
+    /// Webhook certificates without cert-manager: a CA and the serving certificate.
+    Certs(certs::CertsArgs),
 }
 
 impl Cli {
@@ -51,6 +54,7 @@ impl Cli {
             Command::Verify(args) => verify::run(args),
             Command::VerifyBundle(args) => verify_bundle::run(args),
             Command::Decrypt(args) => decrypt::run(args),
+            Command::Certs(args) => certs::run(args),
         }
     }
 }

@@ -4,9 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::http::StatusCode;
+use axum::response::IntoResponse as _;
 use clap::Args;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
@@ -55,6 +58,11 @@ pub struct ListenArgs {
     /// Time in-flight reviews get to finish after SIGTERM.
     #[arg(long, env = "PORTCULLIS_DRAIN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// After SIGTERM, keep serving this long with /readyz failing (503), so the pod leaves the
+    /// Service's endpoints before it stops accepting connections; then drain. For clusters
+    /// without a preStop sleep.
+    #[arg(long, env = "PORTCULLIS_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
 }
 
 /// TLS: certificate files, or a generated self-signed certificate.
@@ -138,7 +146,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ServeArgs { listen, tls, policy, registry } = args;
-    let ListenArgs { listen, drain_timeout } = listen;
+    let ListenArgs { listen, drain_timeout, shutdown_delay } = listen;
     let TlsArgs { tls_cert, tls_key, tls_san, write_ca } = tls;
     let PolicyArgs {
         policies,
@@ -213,12 +221,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status: published.status };
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     info!(address = %listener.local_addr()?, policies = %policies.display(), "portcullis is serving");
+    let draining = Arc::new(AtomicBool::new(false));
+    let app = server::router(state).layer(axum::middleware::from_fn({
+        let draining = Arc::clone(&draining);
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let draining = draining.load(Ordering::Relaxed);
+            async move {
+                if draining && request.uri().path() == "/readyz" {
+                    return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+                }
+                next.run(request).await
+            }
+        }
+    }));
     let shutdown = async move {
         server::shutdown_signal().await;
+        if !shutdown_delay.is_zero() {
+            draining.store(true, Ordering::Relaxed);
+            info!(delay = ?shutdown_delay, "still serving while the endpoints update; /readyz now fails");
+            tokio::time::sleep(shutdown_delay).await;
+        }
         let _ = stop_tx.send(true);
     };
     let limits = Limits { drain_timeout, ..Limits::default() };
-    server::run(listener, tls_config, server::router(state), limits, shutdown).await?;
+    server::run(listener, tls_config, app, limits, shutdown).await?;
     info!("stopped");
     Ok(())
 }

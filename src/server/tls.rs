@@ -15,6 +15,10 @@ use rustls::sign::CertifiedKey;
 
 /// Largest certificate or key file read.
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
+/// Validity of the generated certificates: they live in memory and are made anew at each start.
+const SELF_SIGNED_DAYS: i64 = 2 * 365;
+/// Clock skew tolerated between this process and its clients.
+const BACKDATE_MINUTES: i64 = 5;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -80,11 +84,15 @@ impl CertStore {
     pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsError> {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
         let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let now = time::OffsetDateTime::now_utc();
+        let (not_before, not_after) =
+            (now - time::Duration::minutes(BACKDATE_MINUTES), now + time::Duration::days(SELF_SIGNED_DAYS));
         let ca_key = KeyPair::generate().map_err(generate)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(generate)?;
         ca_params.distinguished_name.push(DnType::CommonName, "portcullis self-signed CA");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        (ca_params.not_before, ca_params.not_after) = (not_before, not_after);
         let ca_cert = ca_params.self_signed(&ca_key).map_err(generate)?;
         let issuer = Issuer::new(ca_params, ca_key);
 
@@ -94,6 +102,8 @@ impl CertStore {
         let mut leaf_params = CertificateParams::new(sans).map_err(generate)?;
         leaf_params.distinguished_name.push(DnType::CommonName, "portcullis");
         leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        (leaf_params.not_before, leaf_params.not_after) = (not_before, not_after);
         let leaf = leaf_params.signed_by(&leaf_key, &issuer).map_err(generate)?;
 
         let chain = vec![leaf.der().clone(), ca_cert.der().clone()];
@@ -178,4 +188,26 @@ fn certified_key(cert: &Path, cert_pem: &[u8], key: &Path, key_pem: &[u8]) -> Re
         key: key.to_path_buf(),
         detail: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_certificates_have_a_bounded_validity() {
+        let generated = CertStore::self_signed(&["portcullis.ops.svc".to_owned()]).expect("generate");
+        let der = CertificateDer::from_pem_slice(generated.ca_pem.as_bytes()).expect("pem");
+        let (_, ca) = x509_parser::parse_x509_certificate(&der).expect("x509");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let (from, until) = (ca.validity().not_before.timestamp(), ca.validity().not_after.timestamp());
+        assert!(from <= now && now - from <= 600, "not before: {from}, now {now}");
+        let days = (until - now) / 86_400;
+        assert!((729..=730).contains(&days), "valid for {days} days, not decades");
+        let leaf = generated.store.current.read().expect("lock").cert[0].clone();
+        let (_, leaf) = x509_parser::parse_x509_certificate(&leaf).expect("x509");
+        assert!(leaf.validity().not_after.timestamp() <= until);
+        let eku = leaf.extended_key_usage().expect("eku").expect("present");
+        assert!(eku.value.server_auth);
+    }
 }
