@@ -412,7 +412,7 @@ async fn legacy_and_bundle_keyless_together() {
     assert!(d.allowed, "{d:?}");
     let set = s.policies(&two.replace("acme/app", "acme/other"), "  require: all\n");
     let d = s.decide_with(set, &image, TrustRoot::production().expect("root")).await;
-    assert_denied(&d, &["requires all 2 authorities, 1 satisfied", "authority \"gha\""]);
+    assert_denied(&d, &["requires all 2 authorities with distinct signers; 1 counted", "authority \"gha\""]);
 }
 
 /// The mini instance as the verifier's trusted root (`--trusted-root`), no `trustedRoot:`.
@@ -767,4 +767,53 @@ async fn several_keyless_signatures_on_one_image() {
             ".sig layer 2: certificate identity mismatch",
         ],
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// `require` counts distinct signers.
+
+/// Two keyless authorities that accept the same identity: two signatures by it (two
+/// certificates, as two CI runs get) are one signer, and `atLeast: 2` needs another identity.
+/// With one, the authority that accepts either identity is counted with the other one.
+#[tokio::test]
+async fn one_keyless_identity_does_not_satisfy_two_authorities() {
+    let s = setup(Kind::Ferro).await;
+    let run1 = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let run2 = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (reference, digest, raw) = s.image("team/twice", "v1").await;
+    let payload = MiniSigstore::payload(&reference, &digest);
+    let sig_tag = format!("{}.sig", digest.replace(':', "-"));
+    let layers =
+        [s.sigstore.signature_layer(&run1, payload.clone()), s.sigstore.signature_layer(&run2, payload.clone())];
+    s.push.artifact("team/twice", &sig_tag, &layers).await;
+    s.push.referrer("team/twice", &digest, &raw, BUNDLE_V03, &s.sigstore.signature_bundle(&run2, &digest)).await;
+    let two = format!(
+        "{}{}",
+        email_subject("subjectRegExp: '(release|ops)@example\\.com'").replace("name: ci", "name: either"),
+        email_subject(&format!("subject: {RELEASE}")).replace("name: ci", "name: release"),
+    );
+    let image = format!("{reference}:v1");
+    let root = || TrustRoot::production().expect("root");
+    for require in ["  require: {atLeast: 2}\n", "  require: all\n"] {
+        let d = s.decide_with(s.policies(&two, require), &image, root()).await;
+        assert_denied(
+            &d,
+            &[
+                "authorities with distinct signers; 1 counted",
+                &format!(
+                    "1 distinct signer satisfied authorities \"either\", \"release\" ({RELEASE} (issuer {ISSUER}))"
+                ),
+            ],
+        );
+    }
+
+    // Another identity signs: "either" is counted with it, "release" with the release identity.
+    let ops = s.sigstore.issue("ops@example.com", ISSUER, None, Validity::fulcio());
+    let mut layers = layers.to_vec();
+    layers.push(s.sigstore.signature_layer(&ops, payload));
+    s.push.artifact("team/twice", &sig_tag, &layers).await;
+    for require in ["  require: {atLeast: 2}\n", "  require: all\n"] {
+        let d = s.decide_with(s.policies(&two, require), &image, root()).await;
+        assert!(d.allowed, "{require}: {d:?}");
+    }
 }
