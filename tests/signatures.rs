@@ -497,3 +497,24 @@ async fn two_signers_count_for_two_of_three_authorities() {
     let d = s.decide(s.policies(&three, "  require: {atLeast: 3}\n"), &image).await;
     assert!(!d.allowed, "{d:?}");
 }
+
+/// GHSA-w6c6-c85g-mmv6 (cosign did not check the predicateType of bundles): a correctly signed
+/// bundle for this very digest, by the authority's key, whose statement is an attestation (SLSA
+/// provenance), is not an image signature.
+#[tokio::test]
+async fn ghsa_w6c6_an_attestation_bundle_is_not_a_signature() {
+    let s = setup(Kind::Ferro).await;
+    let release = Signer::new();
+    s.write_key("release.pub", &release);
+    let (digest, raw) = s.push.image("team/attested-only", "v1", "attested only").await;
+    let provenance = support::statement(&digest, "https://slsa.dev/provenance/v1", json!({}), false);
+    s.push.referrer("team/attested-only", &digest, &raw, BUNDLE_V03, &release.bundle_for_statement(&provenance)).await;
+    let image = format!("{}/team/attested-only:v1", s.registry.host);
+    let d = s.decide(s.policies(KEY_SKIP, ""), &image).await;
+    assert!(!d.allowed, "{d:?}");
+    let m = message(&d);
+    assert!(m.contains("the bundle is an attestation (https://slsa.dev/provenance/v1), not a signature"), "{m}");
+    // The same with the signature predicate: a signature.
+    s.push.referrer("team/attested-only", &digest, &raw, BUNDLE_V03, &release.signature_bundle(&digest)).await;
+    assert!(s.decide(s.policies(KEY_SKIP, ""), &image).await.allowed);
+}

@@ -559,6 +559,38 @@ impl MiniSigstore {
         (payload, SIMPLESIGNING, annotations)
     }
 
+    /// The `dev.sigstore.cosign/bundle` annotation (Rekor SET bundle) of a logged entry.
+    pub fn rekor_annotation(&self, entry: &LogEntry) -> String {
+        json!({
+            "SignedEntryTimestamp": B64.encode(&entry.set),
+            "Payload": {
+                "body": B64.encode(&entry.body),
+                "integratedTime": entry.integrated_time,
+                "logIndex": entry.log_index,
+                "logID": hex(&self.rekor.id()),
+            },
+        })
+        .to_string()
+    }
+
+    /// Log a hashedrekord entry (as cosign uploads one) for `artifact`, `signature` and the
+    /// verifier PEM (`verifier_pem`: a certificate, or a public key for key signatures); returns
+    /// the `dev.sigstore.cosign/bundle` annotation.
+    pub fn log_hashedrekord(&self, artifact: &[u8], signature: &[u8], verifier_pem: &str) -> String {
+        let body = cjson(&json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": hex(&sha256(artifact))}},
+                "signature": {
+                    "content": B64.encode(signature),
+                    "publicKey": {"content": B64.encode(verifier_pem)},
+                },
+            },
+        }));
+        self.rekor_annotation(&self.log(&body, &Tamper::default()))
+    }
+
     /// A cosign v3 keyless signature bundle (v0.3, DSSE, `cosign/sign/v1`) for an image digest.
     pub fn signature_bundle(&self, signer: &KeylessSigner, digest: &str) -> Vec<u8> {
         self.signature_bundle_with(signer, digest, &Tamper::default())
