@@ -820,6 +820,39 @@ async fn one_keyless_identity_does_not_satisfy_two_authorities() {
     }
 }
 
+/// A key that also holds a Fulcio certificate (`cosign sign --key … --issue-certificate`) signs
+/// once: a key authority for that key and a keyless authority for the certificate's identity
+/// both accept the signature, and it is still one signer.
+#[tokio::test]
+async fn one_certified_key_does_not_satisfy_a_key_and_a_keyless_authority() {
+    let s = setup(Kind::Distribution).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    std::fs::write(s.dir.path().join("certified.pub"), signer.public_pem()).expect("key");
+    let (image, _) = s
+        .signed_legacy("team/certified", "v1", |reference, digest| {
+            s.sigstore.signature_layer(&signer, MiniSigstore::payload(reference, digest))
+        })
+        .await;
+    // (Under `transparencyLog: required` a key authority refuses a bundle with a certificate;
+    // a legacy signature checked with the key alone is accepted.)
+    let key = "    - name: key\n      key: {publicKeyFile: certified.pub}\n      transparencyLog: skip\n".to_owned();
+    let identity = email_subject(&format!("subject: {RELEASE}"));
+    let root = || TrustRoot::production().expect("root");
+    // Each authority alone accepts it.
+    let d = s.decide(&key, &image).await;
+    assert!(d.allowed, "{d:?}");
+    assert!(s.decide(&identity, &image).await.allowed);
+    let both = format!("{key}{identity}");
+    let d = s.decide_with(s.policies(&both, "  require: all\n"), &image, root()).await;
+    assert_denied(
+        &d,
+        &[
+            "requires all 2 authorities with distinct signers; 1 counted",
+            "1 distinct signer satisfied authorities \"key\", \"ci\"",
+        ],
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Published cosign verifier advisories: the same forgeries, refused.
 

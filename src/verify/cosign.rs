@@ -37,8 +37,8 @@ pub enum AuthorityResult {
 }
 
 /// Check every signature found for `digest` against one authority. Every signature that meets
-/// all of the authority's conditions is returned (one per distinct signer): a signature
-/// satisfies an authority on its own, never pieced together from several.
+/// all of the authority's conditions is returned (once per identity and signing key): a
+/// signature satisfies an authority on its own, never pieced together from several.
 pub fn check_authority(
     authority: &Authority,
     key: Option<&KeyMaterial>,
@@ -52,9 +52,11 @@ pub fn check_authority(
     }
     let pem = key.and_then(|k| k.as_ref().ok()).map(String::as_str);
     let mut signers: Vec<SignedBy> = Vec::new();
-    let mut found = |location: &str, result: Result<SignerIdentity, String>| match result {
-        Ok(identity) if signers.iter().any(|s| s.identity == identity) => {}
-        Ok(identity) => signers.push(SignedBy { identity, location: location.to_owned() }),
+    let mut found = |location: &str, result: Result<(SignerIdentity, [u8; 32]), String>| match result {
+        Ok((identity, key)) if signers.iter().any(|s| s.identity == identity && s.signing_key == key) => {}
+        Ok((identity, signing_key)) => {
+            signers.push(SignedBy { identity, signing_key, location: location.to_owned() });
+        }
         Err(why) => tried.push((location.to_owned(), why)),
     };
     for layer in &evidence.signatures {
@@ -81,7 +83,7 @@ fn check_legacy(
     digest: &Digest,
     layer: &LegacyLayer,
     trust: &TrustRoot,
-) -> Result<SignerIdentity, String> {
+) -> Result<(SignerIdentity, [u8; 32]), String> {
     let payload: Value =
         serde_json::from_slice(&layer.blob).map_err(|e| format!("the simple-signing payload is not JSON: {e}"))?;
     let signed_digest = payload.pointer("/critical/image/docker-manifest-digest").and_then(Value::as_str);
@@ -102,7 +104,7 @@ fn check_legacy(
                 B64.decode(signature_b64.trim()).map_err(|_| "the signature annotation is not base64".to_owned())?;
             verify_raw_signature(pem, &layer.blob, &signature).map_err(|e| e.to_string())?;
             return super::bundle::parse_public_key(pem)
-                .map(|key| super::bundle::key_identity(&key))
+                .map(|key| (super::bundle::key_identity(&key), super::bundle::spki_sha256(key.as_bytes())))
                 .map_err(|e| e.to_string());
         }
         (Signer::Key { .. }, TransparencyLog::Required) if rekor.is_none() => {
@@ -132,7 +134,7 @@ fn check_legacy(
     let verified =
         verify_bundle(&bundle, Some(Artifact::Bytes(&layer.blob)), &signer, authority.transparency_log, trust)
             .map_err(|e| e.to_string())?;
-    Ok(verified.identity)
+    Ok((verified.identity, verified.signing_key))
 }
 
 /// A bundle referrer: a signature statement about D, signed by the authority.
@@ -142,7 +144,7 @@ fn check_bundle(
     digest: &Digest,
     json: &[u8],
     trust: &TrustRoot,
-) -> Result<SignerIdentity, String> {
+) -> Result<(SignerIdentity, [u8; 32]), String> {
     let signer = signer(authority, pem)?;
     let verified = verify_bundle(json, None, &signer, authority.transparency_log, trust).map_err(|e| e.to_string())?;
     let Content::Dsse { payload_type, payload } = &verified.content else {
@@ -159,7 +161,7 @@ fn check_bundle(
     if !statement.has_sha256(&want) {
         return Err(format!("the signed statement is about another digest, not {digest}"));
     }
-    Ok(verified.identity)
+    Ok((verified.identity, verified.signing_key))
 }
 
 /// The 32 hash bytes of a sha256 digest.

@@ -12,7 +12,7 @@ use super::discovery::{Wanted, discover};
 use super::platforms::{PlatformError, platforms};
 use super::pull_secrets::{PullContext, SecretSource};
 use super::registry::{Registry, RegistryError};
-use super::signers::{SignedBy, describe_require, distinct_matching, requirement_met};
+use super::signers::{Matching, SignedBy, describe_require, distinct_matching, requirement_met};
 use super::trust::TrustRoot;
 use super::{BoxFuture, Outcome, Verifier, VerifyRequest};
 use crate::image::{Digest, ImageRef};
@@ -185,7 +185,7 @@ impl RegistryVerifier {
         let matching = distinct_matching(&by_authority);
         let mut satisfied: Vec<String> = keys
             .iter()
-            .zip(by_authority.iter().zip(&matching))
+            .zip(by_authority.iter().zip(&matching.chosen))
             .filter_map(|((authority, _, _), (signers, chosen))| {
                 let signed = &signers[(*chosen)?];
                 Some(format!("authority {:?} by {} at {}", authority.name, signed.identity, signed.location))
@@ -193,7 +193,7 @@ impl RegistryVerifier {
             .collect();
         let total = policy.authorities.len();
         if !requirement_met(policy.require, satisfied.len(), total) {
-            let reason = unmet_signatures(policy, &keys, &by_authority, satisfied.len(), &failures, &evidence, digest);
+            let reason = unmet_signatures(policy, &keys, &by_authority, &matching, &failures, &evidence, digest);
             return Outcome::Failed { reason };
         }
         let checkers: Vec<Checker<'_>> = keys
@@ -234,13 +234,14 @@ fn unmet_signatures(
     policy: &ImagePolicy,
     keys: &[(&Authority, Option<KeyMaterial>, Arc<TrustRoot>)],
     by_authority: &[Vec<SignedBy>],
-    counted: usize,
+    matching: &Matching,
     failures: &[String],
     evidence: &super::discovery::Evidence,
     digest: &Digest,
 ) -> String {
     let total = policy.authorities.len();
     let required = describe_require(policy.require, total);
+    let counted = matching.counted();
     if evidence.signatures.is_empty() && evidence.bundles.is_empty() {
         return format!(
             "requires {required}, {counted} satisfied: no signatures found for {digest} (looked at {})",
@@ -255,14 +256,14 @@ fn unmet_signatures(
         .collect();
     let mut parts = Vec::new();
     if !names.is_empty() {
-        let mut distinct: Vec<_> = by_authority.iter().flatten().map(|s| &s.identity).collect();
-        distinct.sort();
-        distinct.dedup();
-        let signers: Vec<String> = distinct.iter().map(ToString::to_string).collect();
-        let noun = if distinct.len() == 1 { "signer" } else { "signers" };
+        let mut identities: Vec<_> = by_authority.iter().flatten().map(|s| &s.identity).collect();
+        identities.sort();
+        identities.dedup();
+        let signers: Vec<String> = identities.iter().map(ToString::to_string).collect();
+        let noun = if matching.signers == 1 { "signer" } else { "signers" };
         parts.push(format!(
             "{} distinct {noun} satisfied authorities {} ({}); a signer counts for one authority only",
-            distinct.len(),
+            matching.signers,
             names.join(", "),
             signers.join(", ")
         ));

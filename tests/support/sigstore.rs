@@ -224,6 +224,14 @@ impl KeylessSigner {
         cert_pem(&self.cert_der)
     }
 
+    /// The certified public key, PEM (as `cosign sign --key … --issue-certificate` has one).
+    pub fn public_pem(&self) -> String {
+        let der = self.key.public_key().as_der().expect("der");
+        let b64 = B64.encode(der.as_ref());
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
+        format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+    }
+
     pub fn sign(&self, data: &[u8]) -> Vec<u8> {
         self.key.sign(&SystemRandom::new(), data).expect("sign").as_ref().to_vec()
     }
