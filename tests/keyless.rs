@@ -906,6 +906,23 @@ async fn ghsa_fx35_a_public_key_in_place_of_the_certificate_is_refused() {
     let d = s.decide(&key_authority("attacker.pub"), &image).await;
     assert!(d.allowed, "{d:?}");
     assert_denied(&s.decide(&key_authority("release.pub"), &image).await, &["bad signature"]);
+
+    // The same in a bundle: the attacker's public key as verification material, logged.
+    let (image, _) = s
+        .signed_bundle("team/fx35", "bundle-key", |digest| {
+            let statement = support::cjson(&json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+                "predicateType": support::sigstore::COSIGN_SIGN_V1,
+                "predicate": {}
+            }));
+            s.sigstore.key_bundle_logged(&attacker, &statement)
+        })
+        .await;
+    let d = s.decide(&email_subject(&format!("subject: {RELEASE}")), &image).await;
+    assert_denied(&d, &["referrer", "no signing certificate but a keyless identity was required"]);
+    assert_denied(&s.decide(&key_authority("release.pub"), &image).await, &["referrer", "authority \"release\""]);
+    assert!(s.decide(&key_authority("attacker.pub"), &image).await.allowed, "the bundle itself is sound");
 }
 
 /// GHSA-whqx-f9j3-ch6m: cosign accepted a bundle whose Rekor entry did not describe the

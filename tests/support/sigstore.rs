@@ -599,6 +599,34 @@ impl MiniSigstore {
         self.rekor_annotation(&self.log(&body, &Tamper::default()))
     }
 
+    /// A key-signed DSSE bundle v0.3 (public-key hint, no certificate) over `statement`,
+    /// logged in this instance's Rekor as a `dsse` entry naming the key.
+    pub fn key_bundle_logged(&self, signer: &super::Signer, statement: &[u8]) -> Vec<u8> {
+        let mut bundle: Value = serde_json::from_slice(&signer.bundle_for_statement(statement)).expect("bundle");
+        let sig = bundle["dsseEnvelope"]["signatures"][0]["sig"].as_str().expect("sig").to_owned();
+        let envelope = cjson(&bundle["dsseEnvelope"]);
+        let body = cjson(&json!({
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": {
+                "envelopeHash": {"algorithm": "sha256", "value": hex(&sha256(&envelope))},
+                "payloadHash": {"algorithm": "sha256", "value": hex(&sha256(statement))},
+                "signatures": [{"signature": sig, "verifier": B64.encode(signer.public_pem())}],
+            },
+        }));
+        let entry = self.log(&body, &Tamper::default());
+        bundle["verificationMaterial"]["tlogEntries"] = json!([{
+            "logIndex": entry.log_index.to_string(),
+            "logId": {"keyId": B64.encode(self.rekor.id())},
+            "kindVersion": {"kind": "dsse", "version": "0.0.1"},
+            "integratedTime": entry.integrated_time.to_string(),
+            "inclusionPromise": {"signedEntryTimestamp": B64.encode(&entry.set)},
+            "inclusionProof": entry.inclusion_proof,
+            "canonicalizedBody": B64.encode(&entry.body),
+        }]);
+        cjson(&bundle)
+    }
+
     /// A cosign v3 keyless signature bundle (v0.3, DSSE, `cosign/sign/v1`) for an image digest.
     pub fn signature_bundle(&self, signer: &KeylessSigner, digest: &str) -> Vec<u8> {
         self.signature_bundle_with(signer, digest, &Tamper::default())
