@@ -219,3 +219,48 @@ async fn production_bundle_verifies_as_an_attestation() {
     let m = d.message.unwrap_or_default();
     assert!(!d.allowed && m.contains("cody@soyland.com"), "{m}");
 }
+
+/// GHSA-w6c6-c85g-mmv6 (cosign did not check the predicateType of new-format bundles): bundles
+/// signed by the authority, about this digest, but of another predicateType (an SPDX SBOM, SLSA
+/// v0.2 for v1, the image's own signature statement) do not satisfy the requirement.
+#[tokio::test]
+async fn ghsa_w6c6_a_bundle_of_another_predicate_type_is_not_the_required_attestation() {
+    let s = setup(Kind::Ferro).await;
+    let (image, digest) = s.signed_image("team/w6c6").await;
+    let raw = s.push.get_manifest("team/w6c6", "v1").await.expect("manifest");
+    let spdx = statement(&digest, SPDX, json!({"spdxVersion": "SPDX-2.3", "packages": []}), false);
+    let slsa02 = statement(&digest, "https://slsa.dev/provenance/v0.2", json!({"builder": {"id": "x"}}), false);
+    for bundle in [
+        s.release.bundle_for_statement(&spdx),
+        s.release.bundle_for_statement(&slsa02),
+        s.release.signature_bundle(&digest),
+    ] {
+        s.push.referrer("team/w6c6", &digest, &raw, BUNDLE_V03, &bundle).await;
+    }
+    let d = s.decide(SBOM, &image).await;
+    let m = d.message.clone().unwrap_or_default();
+    assert!(!d.allowed, "{d:?}");
+    assert!(
+        m.contains("attestation \"sbom\" (https://cyclonedx.org/bom) not satisfied")
+            && m.contains("signed predicateType is https://spdx.dev/Document, not https://cyclonedx.org/bom"),
+        "{m}"
+    );
+    let d = s.decide(PROVENANCE, &image).await;
+    let m = d.message.clone().unwrap_or_default();
+    assert!(
+        !d.allowed
+            && m.contains(
+                "signed predicateType is https://slsa.dev/provenance/v0.2, not https://slsa.dev/provenance/v1"
+            ),
+        "{m}"
+    );
+
+    // The required types, for contrast: satisfied.
+    let sbom = statement(&digest, CYCLONEDX, cyclonedx(), false);
+    let provenance = statement(&digest, SLSA1, slsa_v1(), false);
+    for bundle in [s.release.bundle_for_statement(&sbom), s.release.bundle_for_statement(&provenance)] {
+        s.push.referrer("team/w6c6", &digest, &raw, BUNDLE_V03, &bundle).await;
+    }
+    let d = s.decide(&format!("{SBOM}{PROVENANCE}"), &image).await;
+    assert!(d.allowed, "{d:?}");
+}

@@ -9,6 +9,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use portcullis::decision::Decision;
 use portcullis::engine::{Engine, Settings};
 use portcullis::image::ImageRef;
@@ -21,7 +23,7 @@ use portcullis::verify::image::RegistryVerifier;
 use portcullis::verify::registry::{Registry, RegistryConfig};
 use portcullis::verify::trust::TrustRoot;
 use portcullis::verify::{Outcome, Verifier, VerifyRequest};
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::sigstore::{
     GITHUB_ISSUER, GithubClaims, IssueOptions, KeylessSigner, MiniSigstore, Tamper, Validity, now, rfc3339,
 };
@@ -414,7 +416,7 @@ async fn legacy_and_bundle_keyless_together() {
     assert!(d.allowed, "{d:?}");
     let set = s.policies(&two.replace("acme/app", "acme/other"), "  require: all\n");
     let d = s.decide_with(set, &image, TrustRoot::production().expect("root")).await;
-    assert_denied(&d, &["requires all 2 authorities, 1 satisfied", "authority \"gha\""]);
+    assert_denied(&d, &["requires all 2 authorities with distinct signers; 1 counted", "authority \"gha\""]);
 }
 
 /// The mini instance as the verifier's trusted root (`--trusted-root`), no `trustedRoot:`.
@@ -777,4 +779,244 @@ async fn several_keyless_signatures_on_one_image() {
             ".sig layer 2: certificate identity mismatch",
         ],
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// `require` counts distinct signers.
+
+/// Two keyless authorities that accept the same identity: two signatures by it (two
+/// certificates, as two CI runs get) are one signer, and `atLeast: 2` needs another identity.
+/// With one, the authority that accepts either identity is counted with the other one.
+#[tokio::test]
+async fn one_keyless_identity_does_not_satisfy_two_authorities() {
+    let s = setup(Kind::Ferro).await;
+    let run1 = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let run2 = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (reference, digest, raw) = s.image("team/twice", "v1").await;
+    let payload = MiniSigstore::payload(&reference, &digest);
+    let sig_tag = format!("{}.sig", digest.replace(':', "-"));
+    let layers =
+        [s.sigstore.signature_layer(&run1, payload.clone()), s.sigstore.signature_layer(&run2, payload.clone())];
+    s.push.artifact("team/twice", &sig_tag, &layers).await;
+    s.push.referrer("team/twice", &digest, &raw, BUNDLE_V03, &s.sigstore.signature_bundle(&run2, &digest)).await;
+    let two = format!(
+        "{}{}",
+        email_subject("subjectRegExp: '(release|ops)@example\\.com'").replace("name: ci", "name: either"),
+        email_subject(&format!("subject: {RELEASE}")).replace("name: ci", "name: release"),
+    );
+    let image = format!("{reference}:v1");
+    let root = || TrustRoot::production().expect("root");
+    for require in ["  require: {atLeast: 2}\n", "  require: all\n"] {
+        let d = s.decide_with(s.policies(&two, require), &image, root()).await;
+        assert_denied(
+            &d,
+            &[
+                "authorities with distinct signers; 1 counted",
+                &format!(
+                    "1 distinct signer satisfied authorities \"either\", \"release\" ({RELEASE} (issuer {ISSUER}))"
+                ),
+            ],
+        );
+    }
+
+    // Another identity signs: "either" is counted with it, "release" with the release identity.
+    let ops = s.sigstore.issue("ops@example.com", ISSUER, None, Validity::fulcio());
+    let mut layers = layers.to_vec();
+    layers.push(s.sigstore.signature_layer(&ops, payload));
+    s.push.artifact("team/twice", &sig_tag, &layers).await;
+    for require in ["  require: {atLeast: 2}\n", "  require: all\n"] {
+        let d = s.decide_with(s.policies(&two, require), &image, root()).await;
+        assert!(d.allowed, "{require}: {d:?}");
+    }
+}
+
+/// A key that also holds a Fulcio certificate (`cosign sign --key … --issue-certificate`) signs
+/// once: a key authority for that key and a keyless authority for the certificate's identity
+/// both accept the signature, and it is still one signer.
+#[tokio::test]
+async fn one_certified_key_does_not_satisfy_a_key_and_a_keyless_authority() {
+    let s = setup(Kind::Distribution).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    std::fs::write(s.dir.path().join("certified.pub"), signer.public_pem()).expect("key");
+    let (image, _) = s
+        .signed_legacy("team/certified", "v1", |reference, digest| {
+            s.sigstore.signature_layer(&signer, MiniSigstore::payload(reference, digest))
+        })
+        .await;
+    // (Under `transparencyLog: required` a key authority refuses a bundle with a certificate;
+    // a legacy signature checked with the key alone is accepted.)
+    let key = "    - name: key\n      key: {publicKeyFile: certified.pub}\n      transparencyLog: skip\n".to_owned();
+    let identity = email_subject(&format!("subject: {RELEASE}"));
+    let root = || TrustRoot::production().expect("root");
+    // Each authority alone accepts it.
+    let d = s.decide(&key, &image).await;
+    assert!(d.allowed, "{d:?}");
+    assert!(s.decide(&identity, &image).await.allowed);
+    let both = format!("{key}{identity}");
+    let d = s.decide_with(s.policies(&both, "  require: all\n"), &image, root()).await;
+    assert_denied(
+        &d,
+        &[
+            "requires all 2 authorities with distinct signers; 1 counted",
+            "1 distinct signer satisfied authorities \"key\", \"ci\"",
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Published cosign verifier advisories: the same forgeries, refused.
+
+/// GHSA-fx35-mq7g-6g98: cosign took a bare public key found where a legacy bundle carries the
+/// certificate and verified with it, skipping the chain and the identity. Here: a signature by
+/// the attacker's own key, that public key in the certificate annotation (as is, and relabelled
+/// as a certificate), with an honest log entry for it. A keyless authority refuses it (no
+/// Fulcio certificate), and so does a key authority (only the policy's key counts).
+#[tokio::test]
+async fn ghsa_fx35_a_public_key_in_place_of_the_certificate_is_refused() {
+    let s = setup(Kind::Distribution).await;
+    let attacker = support::Signer::new();
+    let release = support::Signer::new();
+    std::fs::write(s.dir.path().join("release.pub"), release.public_pem()).expect("key");
+    std::fs::write(s.dir.path().join("attacker.pub"), attacker.public_pem()).expect("key");
+    let key_authority = |file: &str| {
+        format!("    - name: release\n      trustedRoot: {ROOT_FILE}\n      key: {{publicKeyFile: {file}}}\n")
+    };
+    let key_pem = attacker.public_pem();
+    let disguised = key_pem.replace("PUBLIC KEY", "CERTIFICATE");
+    let forged = |in_certificate: Option<String>| {
+        let (attacker, sigstore, key_pem) = (&attacker, &s.sigstore, key_pem.clone());
+        move |reference: &str, digest: &str| {
+            let payload = MiniSigstore::payload(reference, digest);
+            let signature = attacker.sign(&payload);
+            let mut annotations = json!({
+                "dev.cosignproject.cosign/signature": B64.encode(&signature),
+                "dev.sigstore.cosign/bundle": sigstore.log_hashedrekord(&payload, &signature, &key_pem),
+            });
+            if let Some(pem) = in_certificate {
+                annotations["dev.sigstore.cosign/certificate"] = Value::String(pem);
+            }
+            (payload, support::SIMPLESIGNING, annotations)
+        }
+    };
+    for (tag, in_certificate, keyless_reason) in [
+        ("bare-key", key_pem.clone(), "holds no PEM CERTIFICATE"),
+        ("key-as-certificate", disguised, "signing certificate rejected"),
+    ] {
+        let (image, _) = s.signed_legacy("team/fx35", tag, forged(Some(in_certificate))).await;
+        let d = s.decide(&email_subject(&format!("subject: {RELEASE}")), &image).await;
+        assert_denied(&d, &[".sig layer 0", keyless_reason]);
+        let d = s.decide(&key_authority("release.pub"), &image).await;
+        assert_denied(&d, &["authority \"release\"", ".sig layer 0"]);
+        let skip = key_authority("release.pub") + "      transparencyLog: skip\n";
+        assert_denied(&s.decide(&skip, &image).await, &["bad signature"]);
+    }
+    // The forgery is otherwise sound: without the key in the certificate's place, the
+    // attacker's signature and log entry verify for an authority that does trust that key.
+    let (image, _) = s.signed_legacy("team/fx35", "plain-key", forged(None)).await;
+    let d = s.decide(&key_authority("attacker.pub"), &image).await;
+    assert!(d.allowed, "{d:?}");
+    assert_denied(&s.decide(&key_authority("release.pub"), &image).await, &["bad signature"]);
+
+    // The same in a bundle: the attacker's public key as verification material, logged.
+    let (image, _) = s
+        .signed_bundle("team/fx35", "bundle-key", |digest| {
+            let statement = support::cjson(&json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"digest": {"sha256": digest.trim_start_matches("sha256:")}}],
+                "predicateType": support::sigstore::COSIGN_SIGN_V1,
+                "predicate": {}
+            }));
+            s.sigstore.key_bundle_logged(&attacker, &statement)
+        })
+        .await;
+    let d = s.decide(&email_subject(&format!("subject: {RELEASE}")), &image).await;
+    assert_denied(&d, &["referrer", "no signing certificate but a keyless identity was required"]);
+    assert_denied(&s.decide(&key_authority("release.pub"), &image).await, &["referrer", "authority \"release\""]);
+    assert!(s.decide(&key_authority("attacker.pub"), &image).await.allowed, "the bundle itself is sound");
+}
+
+/// GHSA-whqx-f9j3-ch6m: cosign accepted a bundle whose Rekor entry did not describe the
+/// artifact, its signature or its key. Here: valid entries, honestly signed by the log, attached
+/// to signatures they are not about. Each is refused; the honest entry is accepted.
+#[tokio::test]
+async fn ghsa_whqx_a_log_entry_for_another_artifact_is_refused() {
+    let s = setup(Kind::Ferro).await;
+    let subject = email_subject(&format!("subject: {RELEASE}"));
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let other_digest = format!("sha256:{}", "33".repeat(32));
+    let other_payload = MiniSigstore::payload("registry.test/other", &other_digest);
+
+    // 1. Legacy keyless: the entry the same certificate got for another artifact.
+    let (image, _) = s
+        .signed_legacy("team/whqx", "entry-of-another-artifact", |reference, digest| {
+            let (_, _, other) = s.sigstore.signature_layer(&signer, other_payload.clone());
+            let no_log = Tamper { no_rekor_bundle: true, ..Tamper::default() };
+            let (payload, media_type, mut annotations) =
+                s.sigstore.signature_layer_with(&signer, MiniSigstore::payload(reference, digest), &no_log);
+            annotations["dev.sigstore.cosign/bundle"] = other["dev.sigstore.cosign/bundle"].clone();
+            (payload, media_type, annotations)
+        })
+        .await;
+    assert_denied(
+        &s.decide(&subject, &image).await,
+        &[".sig layer 0", "artifact hash mismatch for hashedrekord entry"],
+    );
+
+    // 2. Legacy keyless: this signature and certificate, logged with another artifact's hash.
+    let tamper = Tamper { logged_payload: Some(other_payload.clone()), ..Tamper::default() };
+    let (image, _) =
+        s.signed_legacy("team/whqx", "hash-of-another-artifact", legacy_layer(&s.sigstore, &signer, tamper)).await;
+    assert_denied(&s.decide(&subject, &image).await, &["artifact hash mismatch for hashedrekord entry"]);
+
+    // 3. Bundle keyless: the log entry of the same signer's bundle for another digest.
+    let (image, _) = s
+        .signed_bundle("team/whqx", "bundle-entry-of-another-digest", |digest| {
+            let mut bundle: Value =
+                serde_json::from_slice(&s.sigstore.signature_bundle(&signer, digest)).expect("json");
+            let other: Value =
+                serde_json::from_slice(&s.sigstore.signature_bundle(&signer, &other_digest)).expect("json");
+            bundle["verificationMaterial"]["tlogEntries"] = other["verificationMaterial"]["tlogEntries"].clone();
+            serde_json::to_vec(&bundle).expect("json")
+        })
+        .await;
+    let d = s.decide(&subject, &image).await;
+    assert_denied(&d, &["referrer", "log entry does not match the bundle: DSSE payload hash mismatch"]);
+
+    // 4. A key signature under `transparencyLog: required`: the entry the same key got for
+    //    another artifact is refused, and so is an entry for this artifact and signature that
+    //    names another key; the honest entry is accepted.
+    let release = support::Signer::new();
+    std::fs::write(s.dir.path().join("release.pub"), release.public_pem()).expect("key");
+    let key =
+        format!("    - name: release\n      trustedRoot: {ROOT_FILE}\n      key: {{publicKeyFile: release.pub}}\n");
+    let stranger = support::Signer::new();
+    for (tag, entry) in [("key-entry-of-another-artifact", 0), ("key-entry-of-another-key", 1), ("key-honest-entry", 2)]
+    {
+        let (image, _) = s
+            .signed_legacy("team/whqx", tag, |reference, digest| {
+                let payload = MiniSigstore::payload(reference, digest);
+                let signature = release.sign(&payload);
+                let rekor = match entry {
+                    0 => s.sigstore.log_hashedrekord(
+                        &other_payload,
+                        &release.sign(&other_payload),
+                        &release.public_pem(),
+                    ),
+                    1 => s.sigstore.log_hashedrekord(&payload, &signature, &stranger.public_pem()),
+                    _ => s.sigstore.log_hashedrekord(&payload, &signature, &release.public_pem()),
+                };
+                let annotations = json!({
+                    "dev.cosignproject.cosign/signature": B64.encode(&signature),
+                    "dev.sigstore.cosign/bundle": rekor,
+                });
+                (payload, support::SIMPLESIGNING, annotations)
+            })
+            .await;
+        let d = s.decide(&key, &image).await;
+        match entry {
+            0 => assert_denied(&d, &[".sig layer 0", "artifact hash mismatch for hashedrekord entry"]),
+            1 => assert_denied(&d, &[".sig layer 0", "public key in Rekor entry does not match"]),
+            _ => assert!(d.allowed, "{d:?}"),
+        }
+    }
 }

@@ -15,6 +15,7 @@ use portcullis::verify::discovery::Wanted;
 use portcullis::verify::image::RegistryVerifier;
 use portcullis::verify::registry::{Registry, RegistryConfig};
 use portcullis::verify::trust::TrustRoot;
+use serde_json::{Value, json};
 use support::{BUNDLE_V03, Kind, Pusher, Signer, TestRegistry};
 
 struct Setup {
@@ -44,8 +45,12 @@ impl Setup {
     }
 
     async fn decide(&self, set: PolicySet, image: &str) -> Decision {
-        let engine = Engine::fixed(set, Arc::new(self.verifier()), Settings::default());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        self.decide_with(self.verifier(), set, image).await
+    }
+
+    async fn decide_with(&self, verifier: RegistryVerifier, set: PolicySet, image: &str) -> Decision {
+        let engine = Engine::fixed(set, Arc::new(verifier), Settings::default());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         engine.review(&Review::for_image(image, "default"), deadline).await
     }
 
@@ -129,7 +134,10 @@ async fn both_formats_in_one_repository_and_require_all() {
     let d = s.decide(s.policies(two, "  require: all\n"), &image).await;
     assert!(!d.allowed);
     let m = message(&d);
-    assert!(m.contains("requires all 2 authorities, 1 satisfied") && m.contains("authority \"b\""), "{m}");
+    assert!(
+        m.contains("requires all 2 authorities with distinct signers; 1 counted") && m.contains("authority \"b\""),
+        "{m}"
+    );
     assert!(s.decide(s.policies(two, "  require: any\n"), &image).await.allowed);
 }
 
@@ -271,4 +279,239 @@ async fn multi_platform_images() {
     s.push.sign_legacy("team/multi", &arm64, &release).await;
     let d = s.decide(s.policies(KEY_SKIP, every), &image).await;
     assert!(d.allowed, "{d:?}");
+}
+
+/// Push an index over `entries` (raw descriptors) at `tag`; returns its digest.
+async fn raw_index(push: &Pusher, repo: &str, tag: &str, entries: Vec<Value>) -> String {
+    let index = support::cjson(&json!({"schemaVersion": 2, "mediaType": support::OCI_INDEX, "manifests": entries}));
+    push.manifest(repo, tag, &index, support::OCI_INDEX).await
+}
+
+fn descriptor(digest: &str, size: usize, platform: Option<(&str, &str)>) -> Value {
+    let mut entry = json!({"mediaType": support::OCI_MANIFEST, "size": size, "digest": digest});
+    if let Some((os, architecture)) = platform {
+        entry["platform"] = json!({"os": os, "architecture": architecture});
+    }
+    entry
+}
+
+const EVERY_PLATFORM: &str = "  platforms: every-platform\n";
+
+/// `platforms: every-platform` used to check the first 32 entries of an index and pass the
+/// rest unchecked: now an index beyond the limit is denied, saying which flag raises it, and
+/// with the limit raised every entry is verified.
+#[tokio::test]
+async fn an_unsigned_33rd_platform_is_denied() {
+    let s = setup(Kind::Distribution).await;
+    let release = Signer::new();
+    s.write_key("release.pub", &release);
+    let mut entries = Vec::new();
+    let mut digests = Vec::new();
+    for i in 1..=33 {
+        let (digest, raw) = s.push.image("team/wide", &format!("p{i}"), &format!("platform {i}")).await;
+        entries.push(descriptor(&digest, raw.len(), Some(("linux", &format!("arch{i}")))));
+        digests.push(digest);
+    }
+    let index = raw_index(&s.push, "team/wide", "v1", entries).await;
+    s.push.sign_legacy("team/wide", &index, &release).await;
+    for digest in &digests[..32] {
+        s.push.sign_legacy("team/wide", digest, &release).await;
+    }
+    let image = format!("{}/team/wide:v1", s.registry.host);
+    let policies = || s.policies(KEY_SKIP, EVERY_PLATFORM);
+
+    // The default limit (32): denied, saying why and how to raise it.
+    let d = s.decide(policies(), &image).await;
+    assert!(!d.allowed, "{d:?}");
+    let m = message(&d);
+    assert!(
+        m.contains(&format!("the index {index} has 33 platform manifests, more than the 32 checked"))
+            && m.contains("--max-platforms (PORTCULLIS_MAX_PLATFORMS)"),
+        "{m}"
+    );
+
+    // Raised to 40: the 33rd platform is checked, and it is unsigned.
+    let wide = || s.verifier().with_max_platforms(40);
+    let m = message(&s.decide_with(wide(), policies(), &image).await);
+    assert!(
+        m.contains(&format!("platform linux/arch33 ({})", digests[32])) && m.contains("no signatures found"),
+        "{m}"
+    );
+
+    // Signed: verified with the raised limit, still denied (not partly checked) with the default.
+    s.push.sign_legacy("team/wide", &digests[32], &release).await;
+    let d = s.decide_with(wide(), policies(), &image).await;
+    assert!(d.allowed, "{d:?}");
+    assert!(message(&s.decide(policies(), &image).await).contains("more than the 32 checked"));
+    // `platforms: index` checks the index signature only, whatever the number of entries.
+    assert!(s.decide(s.policies(KEY_SKIP, "  platforms: index\n"), &image).await.allowed);
+}
+
+/// An index entry whose digest does not parse used to be skipped; it is a denial naming it.
+/// (docker-registry refuses such an index; ferro-oci-server stores it, as other registries may.)
+#[tokio::test]
+async fn a_platform_entry_with_a_bad_digest_is_denied() {
+    let s = setup(Kind::Ferro).await;
+    let release = Signer::new();
+    s.write_key("release.pub", &release);
+    let (amd64, amd64_raw) = s.push.image("team/baddigest", "amd64", "amd64").await;
+    s.push.sign_legacy("team/baddigest", &amd64, &release).await;
+    for (tag, bad) in [("missing", None), ("number", Some(json!(5)))] {
+        let mut broken = json!({"mediaType": support::OCI_MANIFEST, "size": 10, "platform": {"os": "linux", "architecture": "arm64"}});
+        if let Some(bad) = bad {
+            broken["digest"] = bad;
+        }
+        let entries = vec![descriptor(&amd64, amd64_raw.len(), Some(("linux", "amd64"))), broken];
+        let index = raw_index(&s.push, "team/baddigest", tag, entries).await;
+        s.push.sign_legacy("team/baddigest", &index, &release).await;
+        let image = format!("{}/team/baddigest:{tag}", s.registry.host);
+        let d = s.decide(s.policies(KEY_SKIP, EVERY_PLATFORM), &image).await;
+        assert!(!d.allowed, "{tag}: {d:?}");
+        let m = message(&d);
+        assert!(m.contains("platform linux/arm64 (manifests[1])") && m.contains("not a valid digest"), "{tag}: {m}");
+    }
+}
+
+/// Only buildkit attestation manifests (`unknown/unknown` with the attestation annotation)
+/// are left out of `every-platform`; an `unknown/unknown` entry without the annotation, an
+/// entry without a platform, or a real platform wearing the annotation are images a runtime
+/// may pick, and are verified.
+#[tokio::test]
+async fn an_unknown_platform_without_the_attestation_annotation_is_verified() {
+    let s = setup(Kind::Distribution).await;
+    let release = Signer::new();
+    s.write_key("release.pub", &release);
+    let repo = "team/unknown";
+    let (amd64, amd64_raw) = s.push.image(repo, "amd64", "amd64").await;
+    let (other, other_raw) = s.push.image(repo, "other", "other").await;
+    s.push.sign_legacy(repo, &amd64, &release).await;
+    let attestation = |platform: (&str, &str)| {
+        let mut entry = descriptor(&other, other_raw.len(), Some(platform));
+        entry["annotations"] =
+            json!({"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": amd64});
+        entry
+    };
+    let cases = [
+        (
+            "plain-unknown",
+            descriptor(&other, other_raw.len(), Some(("unknown", "unknown"))),
+            "platform unknown/unknown",
+        ),
+        ("no-platform", descriptor(&other, other_raw.len(), None), "platform (no platform)"),
+        ("annotated-arm64", attestation(("linux", "arm64")), "platform linux/arm64"),
+    ];
+    let amd64_entry = descriptor(&amd64, amd64_raw.len(), Some(("linux", "amd64")));
+    for (tag, entry, named) in &cases {
+        let index = raw_index(&s.push, repo, tag, vec![amd64_entry.clone(), entry.clone()]).await;
+        s.push.sign_legacy(repo, &index, &release).await;
+        let d = s.decide(s.policies(KEY_SKIP, EVERY_PLATFORM), &format!("{}/{repo}:{tag}", s.registry.host)).await;
+        assert!(!d.allowed, "{tag}: {d:?}");
+        let m = message(&d);
+        assert!(m.contains(&format!("{named} ({other})")) && m.contains("no signatures found"), "{tag}: {m}");
+    }
+    // A real buildkit attestation manifest is not a platform: skipped.
+    let index =
+        raw_index(&s.push, repo, "buildkit", vec![amd64_entry.clone(), attestation(("unknown", "unknown"))]).await;
+    s.push.sign_legacy(repo, &index, &release).await;
+    let buildkit = format!("{}/{repo}:buildkit", s.registry.host);
+    assert!(s.decide(s.policies(KEY_SKIP, EVERY_PLATFORM), &buildkit).await.allowed);
+    // Once the entry is signed, the plain unknown/unknown index verifies too.
+    s.push.sign_legacy(repo, &other, &release).await;
+    let d = s.decide(s.policies(KEY_SKIP, EVERY_PLATFORM), &format!("{}/{repo}:plain-unknown", s.registry.host)).await;
+    assert!(d.allowed, "{d:?}");
+}
+
+/// Two authorities with the same key, written as two files.
+const SAME_KEY_TWICE: &str = "    - name: a\n      key: {publicKeyFile: a.pub}\n      transparencyLog: skip\n    - name: b\n      key: {publicKeyFile: b.pub}\n      transparencyLog: skip\n";
+
+/// `atLeast: 2` / `all` used to count satisfied authorities: one signature accepted by two
+/// authorities (the same key under two names) passed. They count distinct signers now.
+async fn one_signer_does_not_satisfy_two_authorities(require: &str) {
+    let s = setup(Kind::Distribution).await;
+    let (one, two) = (Signer::new(), Signer::new());
+    s.write_key("a.pub", &one);
+    s.write_key("b.pub", &one);
+    let (image, digest) = s.signed_legacy("team/counted", &one).await;
+    let d = s.decide(s.policies(SAME_KEY_TWICE, require), &image).await;
+    assert!(!d.allowed, "{require}: {d:?}");
+    let m = message(&d);
+    assert!(
+        m.contains("authorities with distinct signers; 1 counted")
+            && m.contains("1 distinct signer satisfied authorities \"a\", \"b\""),
+        "{m}"
+    );
+
+    // How one would get past it: more signatures by the same key, in both formats. Still one
+    // signer.
+    let reference = format!("{}/team/counted", s.registry.host);
+    let again = one.signature_layer(Signer::payload(&reference, &digest));
+    let first = one.signature_layer(Signer::payload(&reference, &digest));
+    s.push.artifact("team/counted", &format!("{}.sig", digest.replace(':', "-")), &[first, again]).await;
+    let raw = s.push.get_manifest("team/counted", "v1").await.expect("manifest");
+    s.push.referrer("team/counted", &digest, &raw, BUNDLE_V03, &one.signature_bundle(&digest)).await;
+    let m = message(&s.decide(s.policies(SAME_KEY_TWICE, require), &image).await);
+    assert!(m.contains("1 distinct signer satisfied authorities \"a\", \"b\""), "{require}: {m}");
+
+    // Two keys, two signatures: allowed.
+    s.write_key("b.pub", &two);
+    s.push.referrer("team/counted", &digest, &raw, BUNDLE_V03, &two.signature_bundle(&digest)).await;
+    let d = s.decide(s.policies(SAME_KEY_TWICE, require), &image).await;
+    assert!(d.allowed, "{require}: {d:?}");
+}
+
+#[tokio::test]
+async fn one_signature_does_not_satisfy_at_least_two_authorities() {
+    one_signer_does_not_satisfy_two_authorities("  require: {atLeast: 2}\n").await;
+}
+
+#[tokio::test]
+async fn one_signature_does_not_satisfy_require_all() {
+    one_signer_does_not_satisfy_two_authorities("  require: all\n").await;
+}
+
+/// Three authorities, two of them trusting the same key, and two signatures (one per key):
+/// `atLeast: 2` is met (a or b with the first key, c with the second), `all` and `atLeast: 3`
+/// are not (a and b share a signer).
+#[tokio::test]
+async fn two_signers_count_for_two_of_three_authorities() {
+    let s = setup(Kind::Ferro).await;
+    let (one, two) = (Signer::new(), Signer::new());
+    s.write_key("a.pub", &one);
+    s.write_key("b.pub", &one);
+    s.write_key("c.pub", &two);
+    let (digest, raw) = s.push.image("team/matched", "v1", "matched").await;
+    s.push.referrer("team/matched", &digest, &raw, BUNDLE_V03, &one.signature_bundle(&digest)).await;
+    s.push.referrer("team/matched", &digest, &raw, BUNDLE_V03, &two.signature_bundle(&digest)).await;
+    let three =
+        format!("{SAME_KEY_TWICE}    - name: c\n      key: {{publicKeyFile: c.pub}}\n      transparencyLog: skip\n");
+    let image = format!("{}/team/matched:v1", s.registry.host);
+    assert!(s.decide(s.policies(&three, "  require: {atLeast: 2}\n"), &image).await.allowed);
+    let d = s.decide(s.policies(&three, "  require: all\n"), &image).await;
+    assert!(!d.allowed, "{d:?}");
+    let m = message(&d);
+    assert!(m.contains("requires all 3 authorities with distinct signers; 2 counted"), "{m}");
+    assert!(m.contains("2 distinct signers satisfied authorities \"a\", \"b\", \"c\""), "{m}");
+    let d = s.decide(s.policies(&three, "  require: {atLeast: 3}\n"), &image).await;
+    assert!(!d.allowed, "{d:?}");
+}
+
+/// GHSA-w6c6-c85g-mmv6 (cosign did not check the predicateType of bundles): a correctly signed
+/// bundle for this very digest, by the authority's key, whose statement is an attestation (SLSA
+/// provenance), is not an image signature.
+#[tokio::test]
+async fn ghsa_w6c6_an_attestation_bundle_is_not_a_signature() {
+    let s = setup(Kind::Ferro).await;
+    let release = Signer::new();
+    s.write_key("release.pub", &release);
+    let (digest, raw) = s.push.image("team/attested-only", "v1", "attested only").await;
+    let provenance = support::statement(&digest, "https://slsa.dev/provenance/v1", json!({}), false);
+    s.push.referrer("team/attested-only", &digest, &raw, BUNDLE_V03, &release.bundle_for_statement(&provenance)).await;
+    let image = format!("{}/team/attested-only:v1", s.registry.host);
+    let d = s.decide(s.policies(KEY_SKIP, ""), &image).await;
+    assert!(!d.allowed, "{d:?}");
+    let m = message(&d);
+    assert!(m.contains("the bundle is an attestation (https://slsa.dev/provenance/v1), not a signature"), "{m}");
+    // The same with the signature predicate: a signature.
+    s.push.referrer("team/attested-only", &digest, &raw, BUNDLE_V03, &release.signature_bundle(&digest)).await;
+    assert!(s.decide(s.policies(KEY_SKIP, ""), &image).await.allowed);
 }

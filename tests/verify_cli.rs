@@ -290,3 +290,54 @@ async fn image_is_built_pushed_runs_in_chroot_and_verifies_itself() {
     assert_eq!(code, Some(1), "a signature by another key is not the release key's: {out}");
     assert!(out.contains("portcullis-self"), "{out}");
 }
+
+fn verify_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).arg("verify").args(args).envs(env.iter().copied()).output().expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `--max-platforms` (PORTCULLIS_MAX_PLATFORMS) bounds `platforms: every-platform`: an index
+/// with more platforms is denied, saying so; never partly checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_platforms_flag() {
+    let registry = TestRegistry::start(Kind::Distribution).await;
+    let push = Pusher::new(&registry.host);
+    let release = Signer::new();
+    let (amd64, amd64_raw) = push.image("team/multi", "amd64", "amd64").await;
+    let (arm64, arm64_raw) = push.image("team/multi", "arm64", "arm64").await;
+    let platforms =
+        [(amd64.clone(), amd64_raw.len(), "linux", "amd64"), (arm64.clone(), arm64_raw.len(), "linux", "arm64")];
+    let index = push.index("team/multi", "v1", &platforms).await;
+    for digest in [&index, &amd64, &arm64] {
+        push.sign_legacy("team/multi", digest, &release).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("release.pub"), release.public_pem()).expect("key");
+    let host = registry.host.as_str();
+    std::fs::write(
+        dir.path().join("every.yaml"),
+        format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: every}}\nspec:\n  images: ['{host}/**']\n  digest: allow-tags\n  platforms: every-platform\n  authorities:\n    - name: release\n      key: {{publicKeyFile: release.pub}}\n      transparencyLog: skip\n"
+        ),
+    )
+    .expect("policy");
+    let image = format!("{host}/team/multi:v1");
+    let policy = dir.path().to_str().expect("utf8");
+    let base = [image.as_str(), "--policy", policy, "--insecure-registry", host];
+
+    let (code, out, err) = verify(&base);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, _) = verify(&[&base[..], &["--max-platforms", "1"]].concat());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("2 platform manifests, more than the 1 checked") && out.contains("--max-platforms"), "{out}");
+    let (code, out, _) = verify_env(&base, &[("PORTCULLIS_MAX_PLATFORMS", "1")]);
+    assert_eq!(code, Some(1), "{out}");
+    let (code, out, err) = verify(&[&base[..], &["--max-platforms", "2"]].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, _, err) = verify(&[&base[..], &["--max-platforms", "0"]].concat());
+    assert_eq!(code, Some(2), "{err}");
+}

@@ -29,12 +29,17 @@ pub struct RegistryArgs {
     /// A Sigstore trusted_root.json (default: the public-good instance's, embedded).
     #[arg(long, env = "PORTCULLIS_TRUSTED_ROOT")]
     pub trusted_root: Option<PathBuf>,
+    /// Most platform manifests of an image index verified under `platforms: every-platform`;
+    /// an index with more is denied, saying so (never partly checked).
+    #[arg(long, env = "PORTCULLIS_MAX_PLATFORMS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_platforms: u32,
 }
 
 impl RegistryArgs {
     /// The verifier these flags describe.
     pub fn verifier(self) -> anyhow::Result<RegistryVerifier> {
-        let Self { registry_config, registry_ca, insecure_registry, registry_timeout, trusted_root } = self;
+        let Self { registry_config, registry_ca, insecure_registry, registry_timeout, trusted_root, max_platforms } =
+            self;
         let keychain = match &registry_config {
             Some(path) => Keychain::from_docker_config(path)?,
             None => Keychain::default(),
@@ -50,6 +55,7 @@ impl RegistryArgs {
             Some(path) => TrustRoot::from_file(path)?,
             None => TrustRoot::production()?,
         };
-        Ok(RegistryVerifier::new(registry, trust))
+        let max_platforms = usize::try_from(max_platforms).context("--max-platforms is too large")?;
+        Ok(RegistryVerifier::new(registry, trust).with_max_platforms(max_platforms))
     }
 }

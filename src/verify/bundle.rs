@@ -13,7 +13,8 @@ use sigstore_verify::types::{ArtifactDigest, Bundle, DerPublicKey, SignatureCont
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, VerificationResult};
 
 use super::dsse::{Statement, hex};
-use super::identity::check_identity;
+use super::identity::{Claims, check_identity};
+use super::signers::SignerIdentity;
 use super::trust::TrustRoot;
 use crate::policy::{Identity, TransparencyLog};
 
@@ -90,6 +91,10 @@ pub struct Verified {
     pub content: Content,
     /// "key sha256:ab12…" or "SAN (issuer URL)".
     pub signer: String,
+    /// Who signed, as `require` counts signers (the key, or the certificate's issuer + SAN).
+    pub identity: SignerIdentity,
+    /// SHA-256 of the SPKI of the key that made the signature (for keyless, the certificate's).
+    pub signing_key: [u8; 32],
     /// Verified signing time (Rekor integrated time, else the earliest RFC 3161 time), unix seconds.
     pub signed_at: Option<i64>,
 }
@@ -130,20 +135,23 @@ pub fn verify_bundle(
     }
     let target = sigstore_artifact(&bundle, artifact)?;
     let verifier = trust.verifier();
-    let (result, signer) = match signer {
+    let (result, signer, identity, signing_key) = match signer {
         Signer::Key { pem } => {
             let key = parse_public_key(pem)?;
             let described = describe_key(&key);
+            let identity = key_identity(&key);
+            let signing_key = spki_sha256(key.as_bytes());
             if tlog == TransparencyLog::Skip && offline::has_no_evidence(&bundle) {
                 require_public_key_material(&bundle)?;
                 offline::verify_with_key_only(&bundle, &key, artifact)?;
-                return Ok(Verified { content: content(&bundle), signer: described, signed_at: None });
+                let content = content(&bundle);
+                return Ok(Verified { content, signer: described, identity, signing_key, signed_at: None });
             }
             let mut policy = PublicKeyVerificationPolicy::new(key);
             if tlog == TransparencyLog::Skip {
                 policy = policy.skip_tlog_unsafe();
             }
-            (verifier.verify(target, &bundle, &policy).map_err(map_error)?, described)
+            (verifier.verify(target, &bundle, &policy).map_err(map_error)?, described, identity, signing_key)
         }
         Signer::Keyless(identity) => {
             if tlog == TransparencyLog::Skip {
@@ -165,10 +173,15 @@ pub fn verify_bundle(
             let result = verifier.verify(target, &bundle, &policy).map_err(map_error)?;
             // The chain, validity and signature are verified: the claims are now trustworthy.
             let found = check_identity(cert.as_bytes(), identity)?;
-            (result, found)
+            let claims = Claims::from_der(cert.as_bytes())?;
+            let who = SignerIdentity::Certificate {
+                issuer: claims.issuer.unwrap_or_default(),
+                subject: claims.subject.unwrap_or_default(),
+            };
+            (result, found, who, certificate_key(cert.as_bytes())?)
         }
     };
-    Ok(Verified { content: content(&bundle), signer, signed_at: signed_at(&result) })
+    Ok(Verified { content: content(&bundle), signer, identity, signing_key, signed_at: signed_at(&result) })
 }
 
 /// Parse bundle JSON, telling unsupported versions apart from malformed documents.
@@ -262,6 +275,23 @@ pub(crate) fn describe_key(key: &DerPublicKey) -> String {
     let digest = sigstore_verify::crypto::sha256(key.as_bytes());
     let full = hex(digest.as_bytes());
     format!("key sha256:{}…", &full[..12])
+}
+
+/// The signer identity of a key: SHA-256 of its SPKI DER.
+pub(crate) fn key_identity(key: &DerPublicKey) -> SignerIdentity {
+    SignerIdentity::Key { spki_sha256: spki_sha256(key.as_bytes()) }
+}
+
+pub(crate) fn spki_sha256(spki_der: &[u8]) -> [u8; 32] {
+    *sigstore_verify::crypto::sha256(spki_der).as_bytes()
+}
+
+/// SHA-256 of the SPKI of a certificate's key.
+fn certificate_key(cert_der: &[u8]) -> Result<[u8; 32], BundleError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, cert) = X509Certificate::from_der(cert_der)
+        .map_err(|e| BundleError::Certificate(format!("signing certificate is not valid DER X.509: {e}")))?;
+    Ok(spki_sha256(cert.tbs_certificate.subject_pki.raw))
 }
 
 fn content(bundle: &Bundle) -> Content {

@@ -3,7 +3,8 @@
 //! A signature is a legacy `.sig` layer (simple-signing payload) or a Sigstore bundle v0.3
 //! referrer (DSSE statement with predicateType `https://sigstore.dev/cosign/sign/v1`). An
 //! authority is satisfied by ONE signature that meets all of its conditions (key or identity,
-//! transparency log, digest); authorities combine as the policy's `require` says.
+//! transparency log, digest); authorities combine as the policy's `require` says, counting
+//! distinct signers (see [`super::signers`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -12,9 +13,10 @@ use serde_json::Value;
 use super::bundle::{Artifact, Content, Signer, bundle_from_legacy, verify_bundle, verify_raw_signature};
 use super::discovery::{ANN_BUNDLE, ANN_CERTIFICATE, ANN_CHAIN, ANN_SIGNATURE, ANN_TIMESTAMP, Evidence, LegacyLayer};
 use super::dsse::Statement;
+use super::signers::{SignedBy, SignerIdentity};
 use super::trust::TrustRoot;
 use crate::image::Digest;
-use crate::policy::{Authority, AuthorityKind, Require, TransparencyLog};
+use crate::policy::{Authority, AuthorityKind, TransparencyLog};
 
 /// The predicate type of cosign v3 signature statements.
 pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
@@ -27,14 +29,16 @@ pub type KeyMaterial = Result<String, String>;
 /// How one authority fared against the evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthorityResult {
-    /// Satisfied by the signature at `location`, made by `signer`.
-    Satisfied { location: String, signer: String },
+    /// Satisfied by every one of these signers (each distinct signer once, at the first
+    /// location where it satisfied the authority), so that `require` can count distinct signers.
+    Satisfied { signers: Vec<SignedBy> },
     /// Not satisfied; why, per location tried.
     Unsatisfied { tried: Vec<(String, String)> },
 }
 
-/// Check every signature found for `digest` against one authority; the first that meets all
-/// of the authority's conditions satisfies it.
+/// Check every signature found for `digest` against one authority. Every signature that meets
+/// all of the authority's conditions is returned (once per identity and signing key): a
+/// signature satisfies an authority on its own, never pieced together from several.
 pub fn check_authority(
     authority: &Authority,
     key: Option<&KeyMaterial>,
@@ -47,19 +51,21 @@ pub fn check_authority(
         return AuthorityResult::Unsatisfied { tried: vec![("key".to_owned(), why.clone())] };
     }
     let pem = key.and_then(|k| k.as_ref().ok()).map(String::as_str);
-    for layer in &evidence.signatures {
-        match check_legacy(authority, pem, digest, layer, trust) {
-            Ok(signer) => return AuthorityResult::Satisfied { location: layer.location.clone(), signer },
-            Err(why) => tried.push((layer.location.clone(), why)),
+    let mut signers: Vec<SignedBy> = Vec::new();
+    let mut found = |location: &str, result: Result<(SignerIdentity, [u8; 32]), String>| match result {
+        Ok((identity, key)) if signers.iter().any(|s| s.identity == identity && s.signing_key == key) => {}
+        Ok((identity, signing_key)) => {
+            signers.push(SignedBy { identity, signing_key, location: location.to_owned() });
         }
+        Err(why) => tried.push((location.to_owned(), why)),
+    };
+    for layer in &evidence.signatures {
+        found(&layer.location, check_legacy(authority, pem, digest, layer, trust));
     }
     for bundle in &evidence.bundles {
-        match check_bundle(authority, pem, digest, &bundle.json, trust) {
-            Ok(signer) => return AuthorityResult::Satisfied { location: bundle.location.clone(), signer },
-            Err(why) => tried.push((bundle.location.clone(), why)),
-        }
+        found(&bundle.location, check_bundle(authority, pem, digest, &bundle.json, trust));
     }
-    AuthorityResult::Unsatisfied { tried }
+    if signers.is_empty() { AuthorityResult::Unsatisfied { tried } } else { AuthorityResult::Satisfied { signers } }
 }
 
 fn signer<'a>(authority: &'a Authority, pem: Option<&'a str>) -> Result<Signer<'a>, String> {
@@ -77,7 +83,7 @@ fn check_legacy(
     digest: &Digest,
     layer: &LegacyLayer,
     trust: &TrustRoot,
-) -> Result<String, String> {
+) -> Result<(SignerIdentity, [u8; 32]), String> {
     let payload: Value =
         serde_json::from_slice(&layer.blob).map_err(|e| format!("the simple-signing payload is not JSON: {e}"))?;
     let signed_digest = payload.pointer("/critical/image/docker-manifest-digest").and_then(Value::as_str);
@@ -98,7 +104,7 @@ fn check_legacy(
                 B64.decode(signature_b64.trim()).map_err(|_| "the signature annotation is not base64".to_owned())?;
             verify_raw_signature(pem, &layer.blob, &signature).map_err(|e| e.to_string())?;
             return super::bundle::parse_public_key(pem)
-                .map(|key| super::bundle::describe_key(&key))
+                .map(|key| (super::bundle::key_identity(&key), super::bundle::spki_sha256(key.as_bytes())))
                 .map_err(|e| e.to_string());
         }
         (Signer::Key { .. }, TransparencyLog::Required) if rekor.is_none() => {
@@ -128,7 +134,7 @@ fn check_legacy(
     let verified =
         verify_bundle(&bundle, Some(Artifact::Bytes(&layer.blob)), &signer, authority.transparency_log, trust)
             .map_err(|e| e.to_string())?;
-    Ok(verified.signer)
+    Ok((verified.identity, verified.signing_key))
 }
 
 /// A bundle referrer: a signature statement about D, signed by the authority.
@@ -138,7 +144,7 @@ fn check_bundle(
     digest: &Digest,
     json: &[u8],
     trust: &TrustRoot,
-) -> Result<String, String> {
+) -> Result<(SignerIdentity, [u8; 32]), String> {
     let signer = signer(authority, pem)?;
     let verified = verify_bundle(json, None, &signer, authority.transparency_log, trust).map_err(|e| e.to_string())?;
     let Content::Dsse { payload_type, payload } = &verified.content else {
@@ -155,7 +161,7 @@ fn check_bundle(
     if !statement.has_sha256(&want) {
         return Err(format!("the signed statement is about another digest, not {digest}"));
     }
-    Ok(verified.signer)
+    Ok((verified.identity, verified.signing_key))
 }
 
 /// The 32 hash bytes of a sha256 digest.
@@ -164,24 +170,4 @@ pub fn digest_bytes(digest: &Digest) -> Option<[u8; 32]> {
         return None;
     }
     super::dsse::decode_sha256(digest.hex())
-}
-
-/// Whether the satisfied authorities meet `require`.
-pub fn requirement_met(require: Require, satisfied: usize, total: usize) -> bool {
-    match require {
-        Require::Any => satisfied >= 1,
-        Require::All => satisfied == total,
-        Require::AtLeast(n) => satisfied >= n as usize,
-        Require::None => true,
-    }
-}
-
-/// `any`, `all`, `at least N`.
-pub fn describe_require(require: Require, total: usize) -> String {
-    match require {
-        Require::Any => "any one authority".to_owned(),
-        Require::All => format!("all {total} authorities"),
-        Require::AtLeast(n) => format!("at least {n} of {total} authorities"),
-        Require::None => "no image signature".to_owned(),
-    }
 }

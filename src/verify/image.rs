@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
-
 use super::attest::{Checker, check_requirement};
-use super::cosign::{AuthorityResult, KeyMaterial, check_authority, describe_require, requirement_met};
+use super::cosign::{AuthorityResult, KeyMaterial, check_authority};
 use super::discovery::{Wanted, discover};
+use super::platforms::{PlatformError, platforms};
 use super::pull_secrets::{PullContext, SecretSource};
 use super::registry::{Registry, RegistryError};
+use super::signers::{Matching, SignedBy, describe_require, distinct_matching, requirement_met};
 use super::trust::TrustRoot;
 use super::{BoxFuture, Outcome, Verifier, VerifyRequest};
 use crate::image::{Digest, ImageRef};
@@ -21,8 +21,9 @@ type ParsedRoot = (Arc<str>, Arc<TrustRoot>);
 
 /// Most parsed per-authority trusted roots kept (old contents linger after rotations).
 const MAX_ROOTS: usize = 64;
-/// Most platforms of an index checked with `platforms: every-platform`.
-const MAX_PLATFORMS: usize = 32;
+/// Most platforms of an index checked with `platforms: every-platform` unless the server is
+/// told otherwise (`--max-platforms`); an index with more is denied, never partly checked.
+pub const DEFAULT_MAX_PLATFORMS: usize = 32;
 
 /// Verifies cosign signatures found in OCI registries.
 pub struct RegistryVerifier {
@@ -33,6 +34,8 @@ pub struct RegistryVerifier {
     roots: Mutex<HashMap<u64, ParsedRoot>>,
     /// Where imagePullSecrets are read (the API server), if anywhere.
     secrets: Option<Arc<dyn SecretSource>>,
+    /// Most platform manifests of an index verified with `platforms: every-platform`.
+    max_platforms: usize,
 }
 
 impl std::fmt::Debug for RegistryVerifier {
@@ -43,7 +46,20 @@ impl std::fmt::Debug for RegistryVerifier {
 
 impl RegistryVerifier {
     pub fn new(registry: Registry, trust: TrustRoot) -> Self {
-        Self { registry, trust: Arc::new(trust), roots: Mutex::new(HashMap::new()), secrets: None }
+        Self {
+            registry,
+            trust: Arc::new(trust),
+            roots: Mutex::new(HashMap::new()),
+            secrets: None,
+            max_platforms: DEFAULT_MAX_PLATFORMS,
+        }
+    }
+
+    /// Verify up to `max` platform manifests of an index under `platforms: every-platform`
+    /// (default [`DEFAULT_MAX_PLATFORMS`]); an index with more is denied, saying so.
+    pub fn with_max_platforms(mut self, max: usize) -> Self {
+        self.max_platforms = max;
+        self
     }
 
     /// Also use the workload's imagePullSecrets (and its service account's) from `source`.
@@ -91,9 +107,10 @@ impl RegistryVerifier {
         };
         let mut targets = vec![(String::new(), digest.clone())];
         if policy.platforms == Platforms::EveryPlatform {
-            match platforms(registry, image, &digest).await {
+            match platforms(registry, image, &digest, self.max_platforms).await {
                 Ok(platforms) => targets.extend(platforms),
-                Err(e) => return registry_error(&e),
+                Err(PlatformError::Registry(e)) => return registry_error(&e),
+                Err(PlatformError::Unverifiable(reason)) => return Outcome::Failed { reason },
             }
         }
         let mut verified = Vec::new();
@@ -114,46 +131,6 @@ impl RegistryVerifier {
         };
         Outcome::Verified { detail: format!("{digest}{platforms}: {}", verified.join("; ")) }
     }
-}
-
-/// The platform manifests of an index (empty for a plain manifest).
-async fn platforms(
-    registry: &Registry,
-    image: &ImageRef,
-    digest: &Digest,
-) -> Result<Vec<(String, Digest)>, RegistryError> {
-    let Some(manifest) = registry.manifest(image.registry(), image.repository(), &digest.to_string()).await? else {
-        return Err(RegistryError::Status {
-            url: format!("{}/{}@{digest}", image.registry(), image.repository()),
-            status: 404,
-            detail: String::new(),
-        });
-    };
-    if !manifest.is_index() {
-        return Ok(Vec::new());
-    }
-    let json = manifest.json().map_err(|e| RegistryError::Invalid { url: digest.to_string(), why: e.to_string() })?;
-    let entries = json.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
-    let mut out = Vec::new();
-    for entry in entries.iter().take(MAX_PLATFORMS) {
-        let Some(d) = entry.get("digest").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()) else {
-            continue;
-        };
-        let platform = entry
-            .get("platform")
-            .map(|p| {
-                let part = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-                let variant = p.get("variant").and_then(Value::as_str).map(|v| format!("/{v}")).unwrap_or_default();
-                format!("{}/{}{variant}", part("os"), part("architecture"))
-            })
-            .unwrap_or_else(|| "unknown".to_owned());
-        // Attestation manifests in buildkit indexes are not platforms.
-        if platform == "unknown/unknown" {
-            continue;
-        }
-        out.push((platform, d));
-    }
-    Ok(out)
 }
 
 impl RegistryVerifier {
@@ -182,37 +159,36 @@ impl RegistryVerifier {
                 }
             }
         }
-        let mut satisfied = Vec::new();
-        let mut failures = Vec::new();
         let signatures_required = policy.require != crate::policy::Require::None;
+        let mut by_authority: Vec<Vec<SignedBy>> = Vec::new();
+        let mut failures = Vec::new();
         for (authority, key, trust) in keys.iter().filter(|_| signatures_required) {
             match check_authority(authority, key.as_ref(), digest, &evidence, trust) {
-                AuthorityResult::Satisfied { location, signer } => {
-                    satisfied.push(format!("authority {:?} by {signer} at {location}", authority.name));
-                }
+                AuthorityResult::Satisfied { signers } => by_authority.push(signers),
                 AuthorityResult::Unsatisfied { tried } if tried.is_empty() => {
+                    by_authority.push(Vec::new());
                     failures.push(format!("authority {:?}: no signature to check", authority.name));
                 }
                 AuthorityResult::Unsatisfied { tried } => {
+                    by_authority.push(Vec::new());
                     let tried: Vec<_> = tried.iter().map(|(at, why)| format!("{at}: {why}")).collect();
                     failures.push(format!("authority {:?}: {}", authority.name, tried.join("; ")));
                 }
             }
         }
+        let matching = distinct_matching(&by_authority);
+        let mut satisfied: Vec<String> = keys
+            .iter()
+            .zip(by_authority.iter().zip(&matching.chosen))
+            .filter_map(|((authority, _, _), (signers, chosen))| {
+                let signed = &signers[(*chosen)?];
+                Some(format!("authority {:?} by {} at {}", authority.name, signed.identity, signed.location))
+            })
+            .collect();
         let total = policy.authorities.len();
         if !requirement_met(policy.require, satisfied.len(), total) {
-            let found = if evidence.signatures.is_empty() && evidence.bundles.is_empty() {
-                format!("no signatures found for {digest} (looked at {})", evidence.looked.join(", "))
-            } else {
-                format!("{digest}: {}", failures.join(" | "))
-            };
-            return Outcome::Failed {
-                reason: format!(
-                    "requires {}, {} satisfied: {found}",
-                    describe_require(policy.require, total),
-                    satisfied.len()
-                ),
-            };
+            let reason = unmet_signatures(policy, &keys, &by_authority, &matching, &failures, &evidence, digest);
+            return Outcome::Failed { reason };
         }
         let checkers: Vec<Checker<'_>> = keys
             .iter()
@@ -244,6 +220,50 @@ impl RegistryVerifier {
             (false, true) => Outcome::Error { reason: unmet.join(" | ") },
         }
     }
+}
+
+/// Why the signatures do not meet `require`: what was required, how many distinct signers
+/// satisfied which authorities, and why the others were not satisfied.
+fn unmet_signatures(
+    policy: &ImagePolicy,
+    keys: &[(&Authority, Option<KeyMaterial>, Arc<TrustRoot>)],
+    by_authority: &[Vec<SignedBy>],
+    matching: &Matching,
+    failures: &[String],
+    evidence: &super::discovery::Evidence,
+    digest: &Digest,
+) -> String {
+    let total = policy.authorities.len();
+    let required = describe_require(policy.require, total);
+    let counted = matching.counted();
+    if evidence.signatures.is_empty() && evidence.bundles.is_empty() {
+        return format!(
+            "requires {required}, {counted} satisfied: no signatures found for {digest} (looked at {})",
+            evidence.looked.join(", ")
+        );
+    }
+    let names: Vec<String> = keys
+        .iter()
+        .zip(by_authority)
+        .filter(|(_, signers)| !signers.is_empty())
+        .map(|((authority, _, _), _)| format!("{:?}", authority.name))
+        .collect();
+    let mut parts = Vec::new();
+    if !names.is_empty() {
+        let mut identities: Vec<_> = by_authority.iter().flatten().map(|s| &s.identity).collect();
+        identities.sort();
+        identities.dedup();
+        let signers: Vec<String> = identities.iter().map(ToString::to_string).collect();
+        let noun = if matching.signers == 1 { "signer" } else { "signers" };
+        parts.push(format!(
+            "{} distinct {noun} satisfied authorities {} ({}); a signer counts for one authority only",
+            matching.signers,
+            names.join(", "),
+            signers.join(", ")
+        ));
+    }
+    parts.extend(failures.iter().cloned());
+    format!("requires {required}; {counted} counted: {digest}: {}", parts.join(" | "))
 }
 
 impl RegistryVerifier {

@@ -17,8 +17,10 @@ pub mod cache;
 pub mod cosign;
 pub mod discovery;
 pub mod image;
+pub mod platforms;
 pub mod pull_secrets;
 pub mod registry;
+pub mod signers;
 
 use crate::image::ImageRef;
 use crate::policy::ImagePolicy;

@@ -224,6 +224,14 @@ impl KeylessSigner {
         cert_pem(&self.cert_der)
     }
 
+    /// The certified public key, PEM (as `cosign sign --key … --issue-certificate` has one).
+    pub fn public_pem(&self) -> String {
+        let der = self.key.public_key().as_der().expect("der");
+        let b64 = B64.encode(der.as_ref());
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
+        format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+    }
+
     pub fn sign(&self, data: &[u8]) -> Vec<u8> {
         self.key.sign(&SystemRandom::new(), data).expect("sign").as_ref().to_vec()
     }
@@ -557,6 +565,66 @@ impl MiniSigstore {
             annotations["dev.sigstore.cosign/bundle"] = Value::String(rekor.to_string());
         }
         (payload, SIMPLESIGNING, annotations)
+    }
+
+    /// The `dev.sigstore.cosign/bundle` annotation (Rekor SET bundle) of a logged entry.
+    pub fn rekor_annotation(&self, entry: &LogEntry) -> String {
+        json!({
+            "SignedEntryTimestamp": B64.encode(&entry.set),
+            "Payload": {
+                "body": B64.encode(&entry.body),
+                "integratedTime": entry.integrated_time,
+                "logIndex": entry.log_index,
+                "logID": hex(&self.rekor.id()),
+            },
+        })
+        .to_string()
+    }
+
+    /// Log a hashedrekord entry (as cosign uploads one) for `artifact`, `signature` and the
+    /// verifier PEM (`verifier_pem`: a certificate, or a public key for key signatures); returns
+    /// the `dev.sigstore.cosign/bundle` annotation.
+    pub fn log_hashedrekord(&self, artifact: &[u8], signature: &[u8], verifier_pem: &str) -> String {
+        let body = cjson(&json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": "sha256", "value": hex(&sha256(artifact))}},
+                "signature": {
+                    "content": B64.encode(signature),
+                    "publicKey": {"content": B64.encode(verifier_pem)},
+                },
+            },
+        }));
+        self.rekor_annotation(&self.log(&body, &Tamper::default()))
+    }
+
+    /// A key-signed DSSE bundle v0.3 (public-key hint, no certificate) over `statement`,
+    /// logged in this instance's Rekor as a `dsse` entry naming the key.
+    pub fn key_bundle_logged(&self, signer: &super::Signer, statement: &[u8]) -> Vec<u8> {
+        let mut bundle: Value = serde_json::from_slice(&signer.bundle_for_statement(statement)).expect("bundle");
+        let sig = bundle["dsseEnvelope"]["signatures"][0]["sig"].as_str().expect("sig").to_owned();
+        let envelope = cjson(&bundle["dsseEnvelope"]);
+        let body = cjson(&json!({
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": {
+                "envelopeHash": {"algorithm": "sha256", "value": hex(&sha256(&envelope))},
+                "payloadHash": {"algorithm": "sha256", "value": hex(&sha256(statement))},
+                "signatures": [{"signature": sig, "verifier": B64.encode(signer.public_pem())}],
+            },
+        }));
+        let entry = self.log(&body, &Tamper::default());
+        bundle["verificationMaterial"]["tlogEntries"] = json!([{
+            "logIndex": entry.log_index.to_string(),
+            "logId": {"keyId": B64.encode(self.rekor.id())},
+            "kindVersion": {"kind": "dsse", "version": "0.0.1"},
+            "integratedTime": entry.integrated_time.to_string(),
+            "inclusionPromise": {"signedEntryTimestamp": B64.encode(&entry.set)},
+            "inclusionProof": entry.inclusion_proof,
+            "canonicalizedBody": B64.encode(&entry.body),
+        }]);
+        cjson(&bundle)
     }
 
     /// A cosign v3 keyless signature bundle (v0.3, DSSE, `cosign/sign/v1`) for an image digest.
