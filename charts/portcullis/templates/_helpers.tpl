@@ -122,8 +122,11 @@ annotations:
 {{/* Requests that carry nothing to check: an object on its way out (finalizer removal). */}}
 {{- define "portcullis.matchConditions" -}}
 matchConditions:
-  - name: not-being-deleted
-    expression: "request.operation != 'UPDATE' || !has(object.metadata.deletionTimestamp)"
+  # An update of an object being deleted whose spec is unchanged (finalizer removal) is never
+  # sent, so deletions go through while portcullis is down. One that changes the spec is sent:
+  # it could swap an image in.
+  - name: not-a-deletion-leaving-the-spec-unchanged
+    expression: "!(request.operation == 'UPDATE' && has(object.metadata.deletionTimestamp) && has(object.spec) && has(oldObject.spec) && object.spec == oldObject.spec)"
 {{- end -}}
 
 {{- define "portcullis.needsApiAccess" -}}
