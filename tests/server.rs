@@ -177,3 +177,64 @@ async fn certificate_files_are_reloaded() {
     let _ = stop.send(());
     let _ = Arc::strong_count(&store);
 }
+
+/// A body over the limit is answered `413` over HTTP/2 as over HTTP/1.1, not with a reset
+/// stream (the server reads and drops the rest of the body before answering). Driven with the real
+/// `curl`, which, like Go's client, reports a stream reset while it is still sending as an error.
+#[tokio::test]
+async fn an_oversized_body_gets_413_over_http2_as_over_http1() {
+    let mut server = start(Limits::default()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca, body) = (dir.path().join("ca.pem"), dir.path().join("body.json"));
+    std::fs::write(&ca, &server.ca_pem).expect("ca");
+    std::fs::write(&body, vec![b'a'; 7 * 1024 * 1024]).expect("body");
+    let port = server.addr.port();
+    for version in ["--http2", "--http1.1"] {
+        // More than once: a reset stream used to win the race against the answer now and then.
+        for attempt in 0..8 {
+            let (ca, body) = (ca.clone(), body.clone());
+            let output = tokio::task::spawn_blocking(move || {
+                std::process::Command::new("curl")
+                    .args(["-sS", version, "--cacert"])
+                    .arg(&ca)
+                    .args(["--resolve", &format!("{SERVICE_NAME}:{port}:127.0.0.1")])
+                    .args(["-H", "content-type: application/json", "--data-binary"])
+                    .arg(format!("@{}", body.display()))
+                    .args(["-w", "\nstatus %{http_code}"])
+                    .arg(format!("https://{SERVICE_NAME}:{port}/validate?timeout=10s"))
+                    .output()
+                    .expect("curl runs")
+            })
+            .await
+            .expect("joined");
+            let text = String::from_utf8_lossy(&output.stdout);
+            let err = String::from_utf8_lossy(&output.stderr);
+            assert!(output.status.success(), "{version} attempt {attempt}: {err}");
+            assert!(text.contains("6 MiB limit") && text.ends_with("status 413"), "{version}: {text}");
+        }
+    }
+    let _ = server.stop.take().map(|s| s.send(()));
+    server.done.await.expect("stopped");
+}
+
+/// Some clients send an IP address as SNI (illegal per RFC 6066); they are served as if they had
+/// sent none (the real `openssl s_client`, which sends what it is given).
+#[tokio::test]
+async fn a_client_sending_an_ip_address_as_sni_is_served() {
+    let mut server = start(Limits::default()).await;
+    let addr = server.addr.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &addr, "-servername", "127.0.0.1", "-alpn", "h2"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl runs")
+    })
+    .await
+    .expect("joined");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("ALPN protocol: h2") && text.contains("TLSv1.3"), "{text}");
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("alert"), "{output:?}");
+    let _ = server.stop.take().map(|s| s.send(()));
+    server.done.await.expect("stopped");
+}

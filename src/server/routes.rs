@@ -172,22 +172,50 @@ fn timeout_param(query: &str) -> Option<Result<Duration, String>> {
     Some(crate::duration::parse(raw).map_err(|_| raw.to_owned()))
 }
 
-async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
-    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-        Ok(bytes) => Ok(bytes),
-        Err(e) => {
-            let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            Err(if too_large {
-                (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the AdmissionReview body is larger than the {} MiB limit\n", MAX_BODY_BYTES >> 20),
-                )
-                    .into_response()
-            } else {
-                (StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}\n")).into_response()
-            })
+/// How much of an oversized body is read (and dropped) before answering `413`, and for how long:
+/// an HTTP/2 client that is still sending when the answer comes gets its stream reset, and Go's
+/// client (the API server's) then reports a reset instead of the `413`.
+const MAX_DRAIN_BYTES: usize = 4 * MAX_BODY_BYTES;
+const MAX_DRAIN_TIME: Duration = Duration::from_secs(5);
+
+async fn read_body(mut body: Body) -> Result<axum::body::Bytes, Response> {
+    use http_body_util::BodyExt;
+    let mut bytes = Vec::new();
+    let mut too_large = false;
+    let mut seen = 0usize;
+    let drain_until = tokio::time::Instant::now() + MAX_DRAIN_TIME;
+    loop {
+        let frame = if too_large {
+            match tokio::time::timeout_at(drain_until, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => break,
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}\n")).into_response())?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen > MAX_BODY_BYTES {
+            too_large = true;
+            bytes = Vec::new();
+            if seen > MAX_DRAIN_BYTES {
+                break;
+            }
+        } else {
+            bytes.extend_from_slice(&data);
         }
     }
+    if too_large {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the AdmissionReview body is larger than the {} MiB limit\n", MAX_BODY_BYTES >> 20),
+        )
+            .into_response());
+    }
+    Ok(bytes.into())
 }
 
 fn invalid_reason(error: &ReviewError) -> &'static str {
