@@ -238,3 +238,80 @@ async fn a_client_sending_an_ip_address_as_sni_is_served() {
     let _ = server.stop.take().map(|s| s.send(()));
     server.done.await.expect("stopped");
 }
+
+/// A client CA and a client certificate it signed (PEM: CA, client certificate + key).
+fn client_material() -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.distinguished_name.push(DnType::CommonName, "api-server client CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).expect("client cert");
+    (ca_cert.pem(), format!("{}{}", cert.pem(), key.serialize_pem()))
+}
+
+/// `--client-ca`: only a client presenting a certificate of that CA (the API server, configured
+/// through its admission kubeconfig) gets reviews answered; one with another CA's certificate
+/// cannot complete the handshake; one without a certificate (the kubelet's probes, a scraper)
+/// reaches the health endpoints only.
+#[tokio::test]
+async fn a_client_ca_admits_only_clients_with_its_certificate() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (client_ca, identity) = client_material();
+    let (other_ca, other_identity) = client_material();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("client-ca.pem");
+    std::fs::write(&ca_file, &client_ca).expect("write");
+    let generated = CertStore::self_signed(&[SERVICE_NAME.to_owned()]).expect("certificate");
+    let tls = generated.store.server_config_with_client_ca(Some(&ca_file)).expect("tls config");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        let limits = Limits { require_client_certificate: true, ..Limits::default() };
+        run(listener, tls, example_app(), limits, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server ran");
+    });
+    let with_identity = |pem: Option<&str>, http1: bool| {
+        let ca = reqwest::Certificate::from_pem(generated.ca_pem.as_bytes()).expect("ca");
+        let mut builder = reqwest::Client::builder().tls_certs_only([ca]).resolve(SERVICE_NAME, addr);
+        if let Some(pem) = pem {
+            builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("identity"));
+        }
+        if http1 {
+            builder = builder.http1_only();
+        }
+        builder.build().expect("client")
+    };
+    let review = fixture("configmap-create.json");
+    for http1 in [false, true] {
+        let (_, body) = post_review(&with_identity(Some(&identity), http1), addr, &review).await;
+        assert_eq!(body["response"]["allowed"], true);
+        let url = format!("https://{SERVICE_NAME}:{}/validate?timeout=10s", addr.port());
+        let answer = with_identity(Some(&other_identity), http1).post(&url).json(&review).send().await;
+        assert!(answer.is_err(), "another CA's certificate (http1: {http1}) was served: {answer:?}");
+        let anonymous = with_identity(None, http1);
+        let answer = anonymous.post(&url).json(&review).send().await.expect("handshake without a certificate");
+        assert_eq!(answer.status(), 403, "http1: {http1}");
+        assert!(answer.text().await.expect("text").contains("--client-ca"));
+        let health = format!("https://{SERVICE_NAME}:{}/healthz", addr.port());
+        assert_eq!(anonymous.get(&health).send().await.expect("probe").status(), 200);
+    }
+    drop(other_ca);
+    let _ = stop.send(());
+    done.await.expect("stopped");
+    // A file without a certificate is refused with its path.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").expect("write");
+    let err = generated.store.server_config_with_client_ca(Some(&empty)).expect_err("empty CA file");
+    assert!(err.to_string().contains("empty.pem"), "{err}");
+}

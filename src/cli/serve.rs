@@ -81,6 +81,11 @@ pub struct TlsArgs {
     /// Write the generated CA certificate (PEM) to this file, for the webhook's caBundle.
     #[arg(long, env = "PORTCULLIS_WRITE_CA", conflicts_with = "tls_cert")]
     pub write_ca: Option<PathBuf>,
+    /// Require a client certificate signed by a CA in this PEM file (the API server's, configured
+    /// in its --admission-control-config-file kubeconfig): other clients cannot complete the TLS
+    /// handshake.
+    #[arg(long, env = "PORTCULLIS_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Policies and decisions.
@@ -147,7 +152,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ServeArgs { listen, tls, policy, registry } = args;
     let ListenArgs { listen, drain_timeout, shutdown_delay } = listen;
-    let TlsArgs { tls_cert, tls_key, tls_san, write_ca } = tls;
+    let TlsArgs { tls_cert, tls_key, tls_san, write_ca, client_ca } = tls;
     let PolicyArgs {
         policies,
         reload_interval,
@@ -206,7 +211,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    let tls_config = store.server_config()?;
+    let tls_config = store.server_config_with_client_ca(client_ca.as_deref())?;
+    let require_client_certificate = client_ca.is_some();
 
     let settings = Settings {
         own_namespace,
@@ -243,7 +249,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         let _ = stop_tx.send(true);
     };
-    let limits = Limits { drain_timeout, ..Limits::default() };
+    let limits = Limits { drain_timeout, require_client_certificate, ..Limits::default() };
     server::run(listener, tls_config, app, limits, shutdown).await?;
     info!("stopped");
     Ok(())

@@ -27,6 +27,21 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time in-flight requests get to finish after shutdown starts.
     pub drain_timeout: Duration,
+    /// Reviews (`/validate`, `/mutate`) only from clients that presented a certificate of the
+    /// `--client-ca` (the TLS configuration verifies it; probes and scrapers need none).
+    pub require_client_certificate: bool,
+}
+
+/// Whether the connection a request came on presented a client certificate, for the routes
+/// that require one (a request extension; absent outside `run`, e.g. in router tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCertificate {
+    /// The server does not ask for one.
+    NotRequired,
+    /// Presented and verified against the client CA during the handshake.
+    Verified,
+    /// Required for reviews, but the client presented none.
+    Missing,
 }
 
 impl Default for Limits {
@@ -35,6 +50,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(25),
+            require_client_certificate: false,
         }
     }
 }
@@ -77,7 +93,7 @@ pub async fn run(
         };
         let acceptor = acceptor.clone();
         let builder = Arc::clone(&builder);
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls_stream = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
@@ -91,6 +107,19 @@ pub async fn run(
                     return;
                 }
             };
+            let presented = tls_stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+            let client = match (limits.require_client_certificate, presented) {
+                (false, _) => ClientCertificate::NotRequired,
+                (true, true) => ClientCertificate::Verified,
+                (true, false) => ClientCertificate::Missing,
+            };
+            let app = tower::ServiceBuilder::new()
+                .map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(client);
+                    request
+                })
+                .service(app);
+            let service = TowerToHyperService::new(app);
             let connection = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
             if let Err(e) = watcher.watch(connection).await {
                 debug!(%peer, error = %e, "connection ended with an error");

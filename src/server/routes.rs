@@ -101,6 +101,14 @@ enum Webhook {
 
 async fn handle(state: AppState, request: Request, webhook: Webhook) -> Response {
     let started = Instant::now();
+    if request.extensions().get::<super::ClientCertificate>() == Some(&super::ClientCertificate::Missing) {
+        return (
+            StatusCode::FORBIDDEN,
+            "this server takes reviews only from clients with a certificate of its --client-ca (the API \
+             server's admission kubeconfig)\n",
+        )
+            .into_response();
+    }
     let timeout = match request.uri().query().and_then(timeout_param) {
         Some(Ok(t)) => t,
         Some(Err(raw)) => {

@@ -143,11 +143,56 @@ impl CertStore {
     /// A rustls server configuration presenting this store's certificate, with ALPN h2 and
     /// http/1.1.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
-        let mut config = ServerConfig::builder_with_provider(provider())
+        self.config(None)
+    }
+
+    /// The server configuration, requiring a client certificate signed by a CA of `client_ca`
+    /// (PEM) when given: only the API server (whose `--admission-control-config-file` kubeconfig
+    /// holds that certificate) can then send reviews.
+    pub fn server_config_with_client_ca(
+        self: &Arc<Self>,
+        client_ca: Option<&Path>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let verifier = match client_ca {
+            None => None,
+            Some(path) => {
+                let bytes = read_pem(path)?;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(&bytes) {
+                    let cert =
+                        cert.map_err(|e| TlsError::NoCertificate { path: path.to_path_buf(), detail: e.to_string() })?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| TlsError::NoCertificate { path: path.to_path_buf(), detail: e.to_string() })?;
+                }
+                if roots.is_empty() {
+                    let detail = "no CERTIFICATE block".to_owned();
+                    return Err(TlsError::NoCertificate { path: path.to_path_buf(), detail });
+                }
+                // Probes and scrapers connect without one; the routes that take reviews refuse
+                // them (a certificate that IS presented must verify, or the handshake fails).
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| TlsError::Config(format!("client CA {}: {e}", path.display())))?;
+                Some(verifier)
+            }
+        };
+        self.config(verifier)
+    }
+
+    fn config(
+        self: &Arc<Self>,
+        client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match client_verifier {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
