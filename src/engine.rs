@@ -117,7 +117,16 @@ impl Engine {
         let verifier = &self.verifier;
         let pull = pull_context(review, object);
         let pull = pull.as_ref();
-        let checks = verifications.into_iter().map(|(policy, image, subject)| async move {
+        // The same image under the same policy (several containers, init containers and image
+        // volumes of one object) is verified once; every place it appears gets the verdict.
+        let mut unique: Vec<(&ImagePolicy, &ImageRef, Vec<String>)> = Vec::new();
+        for (policy, image, subject) in verifications {
+            match unique.iter_mut().find(|(p, i, _)| std::ptr::eq(*p, policy) && *i == image) {
+                Some((_, _, subjects)) => subjects.push(subject),
+                None => unique.push((policy, image, vec![subject])),
+            }
+        }
+        let checks = unique.into_iter().map(|(policy, image, subjects)| async move {
             let request = VerifyRequest { image, policy, pull };
             let verdict = match tokio::time::timeout_at(deadline, verifier.verify(request)).await {
                 Ok(Outcome::Verified { .. }) => Verdict::Pass,
@@ -125,9 +134,12 @@ impl Engine {
                 Ok(Outcome::Error { reason }) => Verdict::Error(reason),
                 Err(_) => Verdict::Error("verification did not finish before the review deadline".to_owned()),
             };
-            Finding::new(&policy.name, policy.mode, subject, verdict)
+            subjects
+                .into_iter()
+                .map(|subject| Finding::new(&policy.name, policy.mode, subject, verdict.clone()))
+                .collect::<Vec<_>>()
         });
-        findings.extend(join_all(checks).await);
+        findings.extend(join_all(checks).await.into_iter().flatten());
         findings
     }
 }

@@ -169,3 +169,93 @@ async fn an_image_volume_is_verified_and_pinned_like_a_container() {
     let answer = post(&app, "/validate", &pod_with_image_volume(&good, &upper_signed)).await;
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
 }
+
+/// An app over `policy` with the caching verifier the server uses; also the registry-counting
+/// inner verifier.
+fn cached_app(
+    host: &str,
+    policy: &str,
+    dir: &std::path::Path,
+    tag_ttl: std::time::Duration,
+) -> (Router, Arc<RegistryVerifier>) {
+    use portcullis::verify::cache::CachedVerifier;
+    let set = load_text(policy, "p.yaml", dir, &CelEnv::new()).expect("policy");
+    let config = RegistryConfig { insecure: vec![host.to_owned()], ..Default::default() };
+    let inner = Arc::new(RegistryVerifier::new(
+        Registry::new(config).expect("registry"),
+        TrustRoot::production().expect("root"),
+    ));
+    let cached = CachedVerifier::new(inner.clone(), std::time::Duration::from_secs(300)).with_tag_ttl(tag_ttl);
+    let engine = Engine::fixed(set, Arc::new(cached), Settings::default());
+    let (_tx, status) = tokio::sync::watch::channel(LoadStatus::default());
+    (router(AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status }), inner)
+}
+
+fn tag_policy(host: &str) -> String {
+    format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: tags}}\nspec:\n  images: ['{host}/team/**']\n  digest: allow-tags\n  authorities:\n    - name: release\n      key: {{publicKeyFile: release.pub}}\n      transparencyLog: skip\n"
+    )
+}
+
+/// A burst of reviews of a NEW tag, 8 containers each, costs the registry what ONE review costs:
+/// one resolution and one verification (per-review dedupe, tag cache, single flight).
+#[tokio::test]
+async fn a_burst_of_reviews_of_a_new_tag_costs_one_verification() {
+    let registry = TestRegistry::start(Kind::Distribution).await;
+    let push = Pusher::new(&registry.host);
+    let signer = Signer::new();
+    for repo in ["team/first", "team/burst"] {
+        let (digest, _) = push.image(repo, "v1", repo).await;
+        push.sign_legacy(repo, &digest, &signer).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("release.pub"), signer.public_pem()).expect("key");
+    let host = registry.host.clone();
+    let (app, inner) = cached_app(&host, &tag_policy(&host), dir.path(), std::time::Duration::from_secs(30));
+
+    // One review, one container: what one verification of a tag costs.
+    let first = format!("{host}/team/first:v1");
+    assert_eq!(post(&app, "/validate", &review(&[&first])).await["response"]["allowed"], true);
+    let one = inner.registry().requests();
+    assert!(one > 0);
+
+    // 20 concurrent reviews of a new tag, 8 containers each.
+    let burst = format!("{host}/team/burst:v1");
+    let body = review(&[burst.as_str(); 8]);
+    let answers = futures_util::future::join_all((0..20).map(|_| post(&app, "/validate", &body))).await;
+    assert!(answers.iter().all(|a| a["response"]["allowed"] == true), "{answers:?}");
+    let burst_cost = inner.registry().requests() - one;
+    assert_eq!(burst_cost, one, "a burst of 20 × 8 of a new tag costs one verification's requests");
+
+    // Warm: no registry request at all.
+    let before = inner.registry().requests();
+    post(&app, "/validate", &body).await;
+    assert_eq!(inner.registry().requests(), before, "a warm tag costs no registry request");
+}
+
+/// Within the tag TTL a moved tag still resolves to the digest verified before (the documented
+/// trade-off); after it, the new digest is resolved and verified (here: unsigned, denied).
+#[tokio::test]
+async fn a_moved_tag_is_seen_after_the_tag_ttl() {
+    let registry = TestRegistry::start(Kind::Distribution).await;
+    let push = Pusher::new(&registry.host);
+    let signer = Signer::new();
+    let (signed, _) = push.image("team/app", "v1", "signed").await;
+    push.sign_legacy("team/app", &signed, &signer).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("release.pub"), signer.public_pem()).expect("key");
+    let host = registry.host.clone();
+    let ttl = std::time::Duration::from_millis(1500);
+    let (app, _) = cached_app(&host, &tag_policy(&host), dir.path(), ttl);
+    let body = review(&[&format!("{host}/team/app:v1")]);
+    assert_eq!(post(&app, "/validate", &body).await["response"]["allowed"], true);
+
+    // The tag is moved to an unsigned build.
+    let (unsigned, _) = push.image("team/app", "v1", "moved, unsigned").await;
+    assert_ne!(unsigned, signed);
+    assert_eq!(post(&app, "/validate", &body).await["response"]["allowed"], true, "within the TTL");
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(200)).await;
+    let answer = post(&app, "/validate", &body).await;
+    assert_eq!(answer["response"]["allowed"], false, "after the TTL the moved tag is verified: {answer}");
+    assert!(answer["response"]["status"]["message"].as_str().expect("m").contains(&unsigned), "{answer}");
+}

@@ -114,6 +114,10 @@ pub struct PolicyArgs {
     /// Failures are kept a tenth of it; registry and log errors are never cached.
     #[arg(long, env = "PORTCULLIS_VERIFY_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
     pub verify_cache_ttl: Duration,
+    /// How long a tag's resolution to a digest is reused (per registry, repository, tag and
+    /// credentials view; 0 resolves at every review). A moved tag is seen after this long.
+    #[arg(long, env = "PORTCULLIS_TAG_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub tag_cache_ttl: Duration,
     /// What to do with an image that no ImagePolicy matches.
     #[arg(long, env = "PORTCULLIS_UNMATCHED_IMAGES", value_enum, default_value_t = UnmatchedArg::Allow)]
     pub unmatched_images: UnmatchedArg,
@@ -160,6 +164,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         own_namespace,
         image_pull_secrets,
         verify_cache_ttl,
+        tag_cache_ttl,
         unmatched_images,
     } = policy;
 
@@ -222,7 +227,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     let verifier = with_pull_secrets(registry.verifier()?, image_pull_secrets).await?;
-    let verifier = CachedVerifier::new(Arc::new(verifier), verify_cache_ttl);
+    let verifier = CachedVerifier::new(Arc::new(verifier), verify_cache_ttl).with_tag_ttl(tag_cache_ttl);
     let engine = Engine::new(published.policies, Arc::new(verifier), settings);
     let state = AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status: published.status };
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

@@ -188,11 +188,16 @@ async fn the_deadline_turns_slow_checks_into_errors() {
     );
     let slow = Arc::new(Slow(Mutex::new(0)));
     let e = Engine::fixed(set(&text), slow.clone(), Settings::default());
-    let pinned = format!("ghcr.io/acme/app@{DIGEST}");
-    let d = e.review(&pod_review("prod", &[&pinned, &pinned], "CREATE"), Instant::now() + Duration::from_secs(2)).await;
+    let (pinned, other) = (format!("ghcr.io/acme/app@{DIGEST}"), format!("ghcr.io/acme/other@{DIGEST}"));
+    let images = [pinned.as_str(), other.as_str(), pinned.as_str()];
+    let d = e.review(&pod_review("prod", &images, "CREATE"), Instant::now() + Duration::from_secs(2)).await;
     assert!(!d.allowed);
-    assert!(d.message.expect("m").contains("deadline"));
-    assert_eq!(*slow.0.lock().expect("lock"), 2, "both images were checked concurrently");
+    let message = d.message.expect("m");
+    assert!(message.contains("deadline"));
+    assert_eq!(*slow.0.lock().expect("lock"), 2, "both images were checked concurrently, the repeated one once");
+    for path in ["spec.containers[0]", "spec.containers[1]", "spec.containers[2]"] {
+        assert!(message.contains(path), "every container is named: {message}");
+    }
 }
 
 #[tokio::test]

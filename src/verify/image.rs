@@ -293,7 +293,7 @@ impl Verifier for RegistryVerifier {
             registry
                 .resolve(image.registry(), image.repository(), tag)
                 .await
-                .map_err(|e| format!("registry error: {e}"))
+                .map_err(|e| format!("registry error (not a signature failure): {e}"))
         })
     }
 
