@@ -697,3 +697,13 @@ fn verify_exit_2_for_keys_it_cannot_use_and_registries_it_cannot_reach() {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("allowed with warnings"), "{stdout}");
 }
+
+#[test]
+fn policy_schema_prints_the_committed_schema() {
+    let out = Command::new(BIN).args(["policy", "schema"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let committed = std::fs::read(common::root().join("policies/policy.schema.json")).expect("committed schema");
+    assert!(out.stdout == committed, "policies/policy.schema.json differs from `portcullis policy schema`");
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(schema["oneOf"][0]["properties"]["kind"]["const"], "ImagePolicy");
+}
