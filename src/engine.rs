@@ -107,10 +107,12 @@ impl Engine {
                     }
                 };
                 let static_verdict = static_checks(policy, reference);
-                let failed_statically = static_verdict != Verdict::Pass;
-                findings.push(Finding::new(&policy.name, policy.mode, &subject, static_verdict));
-                if policy.needs_verification() && !failed_statically {
+                // One finding per policy and image: the verification's when one runs (it
+                // passes only if the static checks did), else the static checks'.
+                if policy.needs_verification() && static_verdict == Verdict::Pass {
                     verifications.push((policy, reference, subject.clone()));
+                } else {
+                    findings.push(Finding::new(&policy.name, policy.mode, &subject, static_verdict));
                 }
             }
         }
@@ -200,7 +202,8 @@ fn pull_context(review: &Review, object: &Value) -> Option<PullContext> {
     Some(PullContext::from_pod_spec(review.namespace.as_deref()?, spec))
 }
 
-fn subject(image: &WorkloadImage) -> String {
+/// How findings about an image name it: `image CANONICAL (FIELD PATH)`.
+pub fn subject(image: &WorkloadImage) -> String {
     match &image.image {
         Ok(r) => format!("image {r} ({})", image.field_path()),
         Err(_) => format!("image {:?} ({})", image.raw, image.field_path()),

@@ -139,6 +139,13 @@ impl Review {
         }
     }
 
+    /// The review an API server would send for `object` (`portcullis verify -f`): built as an
+    /// AdmissionReview body and read by [`Review::from_value`], the webhook's own mapping, so
+    /// the engine sees a manifest exactly as it sees the same object at admission.
+    pub fn for_object(request: &ObjectRequest<'_>) -> Result<Self, ReviewError> {
+        Self::from_value(request.admission_review())
+    }
+
     /// The `kubectl`-style name of what is reviewed, e.g. `Deployment prod/web`.
     pub fn describe(&self) -> String {
         let sub = self.sub_resource.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
@@ -189,6 +196,79 @@ impl Review {
             body["response"]["patch"] = Value::from(base64::engine::general_purpose::STANDARD.encode(raw));
         }
         body
+    }
+}
+
+/// One object as an API server would submit it for review (what `portcullis verify -f` asks).
+#[derive(Debug, Clone)]
+pub struct ObjectRequest<'a> {
+    /// The manifest (apiVersion, kind, metadata, …).
+    pub object: &'a Value,
+    /// CREATE, UPDATE, DELETE or CONNECT.
+    pub operation: &'a str,
+    /// The request's namespace (None for cluster-scoped objects). The object's
+    /// `metadata.namespace` is set to it, as the API server does before admission.
+    pub namespace: Option<&'a str>,
+    /// `request.userInfo.username`.
+    pub username: &'a str,
+    /// `request.userInfo.groups`.
+    pub groups: &'a [String],
+    /// `request.uid`.
+    pub uid: &'a str,
+}
+
+impl ObjectRequest<'_> {
+    /// The AdmissionReview body. On DELETE the object is the `oldObject` and `object` is null;
+    /// on UPDATE there is no old object (every image counts as new).
+    pub fn admission_review(&self) -> Value {
+        let api_version = self.object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let kind = self.object.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let (group, version) = match api_version.split_once('/') {
+            Some((group, version)) => (group, version),
+            None => ("", api_version),
+        };
+        let mut object = self.object.clone();
+        if let (Some(namespace), Some(metadata)) =
+            (self.namespace, object.get_mut("metadata").and_then(Value::as_object_mut))
+        {
+            metadata.insert("namespace".to_owned(), Value::from(namespace));
+        }
+        let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let (object, old_object) =
+            if self.operation == "DELETE" { (Value::Null, object) } else { (object, Value::Null) };
+        let mut request = serde_json::json!({
+            "uid": self.uid,
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": resource_name(kind)},
+            "requestKind": {"group": group, "version": version, "kind": kind},
+            "requestResource": {"group": group, "version": version, "resource": resource_name(kind)},
+            "name": name,
+            "operation": self.operation,
+            "userInfo": {"username": self.username, "groups": self.groups},
+            "object": object,
+            "oldObject": old_object,
+            "dryRun": false,
+        });
+        if let Some(namespace) = self.namespace {
+            request["namespace"] = Value::from(namespace);
+        }
+        serde_json::json!({"apiVersion": API_VERSION, "kind": KIND, "request": request})
+    }
+}
+
+/// The resource (plural, lower case) of a kind, as the API server names it: `Deployment` →
+/// `deployments`, `NetworkPolicy` → `networkpolicies`, `Ingress` → `ingresses` (the API
+/// server's own rule; irregular plurals of custom resources may differ, and only CEL sees it).
+pub fn resource_name(kind: &str) -> String {
+    let lower = kind.to_ascii_lowercase();
+    if lower.ends_with("ss") || lower.ends_with('x') || lower.ends_with("ch") || lower.ends_with("sh") {
+        format!("{lower}es")
+    } else if lower.ends_with('s') {
+        lower
+    } else if let Some(stem) = lower.strip_suffix('y').filter(|s| !s.ends_with(['a', 'e', 'i', 'o', 'u'])) {
+        format!("{stem}ies")
+    } else {
+        format!("{lower}s")
     }
 }
 
@@ -251,6 +331,44 @@ mod tests {
         assert!(r.request.get("object").is_none());
         assert_eq!(r.request["userInfo"]["username"], "alice");
         assert_eq!(r.describe(), "Deployment prod/web");
+    }
+
+    #[test]
+    fn an_object_becomes_the_review_an_api_server_sends() {
+        let object = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}});
+        let groups = vec!["dev".to_owned()];
+        let request = ObjectRequest {
+            object: &object,
+            operation: "CREATE",
+            namespace: Some("prod"),
+            username: "alice",
+            groups: &groups,
+            uid: "u1",
+        };
+        let r = Review::for_object(&request).expect("review");
+        assert_eq!(r.describe(), "Deployment prod/web");
+        assert_eq!((r.kind.group.as_str(), r.kind.version.as_str()), ("apps", "v1"));
+        assert_eq!(r.object.as_ref().expect("object")["metadata"]["namespace"], "prod");
+        assert_eq!(r.request["userInfo"]["groups"], json!(["dev"]));
+        assert_eq!(r.request["resource"]["resource"], "deployments");
+        let delete = ObjectRequest { operation: "DELETE", ..request.clone() };
+        let r = Review::for_object(&delete).expect("review");
+        assert!(r.object.is_none() && r.old_object.is_some());
+        let cluster = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}});
+        let r = Review::for_object(&ObjectRequest { object: &cluster, namespace: None, ..request.clone() })
+            .expect("review");
+        assert!(r.namespace.is_none() && r.request.get("namespace").is_none());
+        let bad = ObjectRequest { operation: "EXPLODE", ..request };
+        assert!(matches!(Review::for_object(&bad), Err(ReviewError::Malformed(_))));
+        for (kind, plural) in [
+            ("Pod", "pods"),
+            ("Ingress", "ingresses"),
+            ("NetworkPolicy", "networkpolicies"),
+            ("Gateway", "gateways"),
+            ("Endpoints", "endpoints"),
+        ] {
+            assert_eq!(resource_name(kind), plural);
+        }
     }
 
     #[test]

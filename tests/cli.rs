@@ -430,3 +430,280 @@ async fn sigterm_fails_readiness_first_and_keeps_serving_for_the_shutdown_delay(
         started.elapsed()
     );
 }
+
+// ---- `portcullis verify -f`: parity with the webhook, golden outputs, exit codes ----
+
+/// The AdmissionReview an API server sends for `object` on CREATE by alice (group dev): written
+/// here independently of the CLI's own construction, as the API server's contract says.
+fn api_server_review(object: &serde_json::Value, uid: &str) -> serde_json::Value {
+    let api_version = object["apiVersion"].as_str().expect("apiVersion");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let kind = object["kind"].as_str().expect("kind");
+    let mut object = object.clone();
+    let namespace = (kind != "Namespace").then(|| {
+        let ns = object["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
+        object["metadata"]["namespace"] = serde_json::Value::from(ns.clone());
+        ns
+    });
+    let mut request = serde_json::json!({
+        "uid": uid,
+        "kind": {"group": group, "version": version, "kind": kind},
+        "resource": {"group": group, "version": version, "resource": format!("{}s", kind.to_lowercase())},
+        "name": object["metadata"]["name"],
+        "operation": "CREATE",
+        "userInfo": {"username": "alice", "groups": ["dev"]},
+        "object": object,
+        "oldObject": null,
+        "dryRun": false,
+    });
+    if let Some(ns) = namespace {
+        request["namespace"] = serde_json::Value::from(ns);
+    }
+    serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
+}
+
+/// The parts of an answer the API server acts on: allowed, message, warnings, audit annotations.
+fn answer(
+    allowed: &serde_json::Value,
+    message: &serde_json::Value,
+    warnings: &serde_json::Value,
+    audit: &serde_json::Value,
+) -> serde_json::Value {
+    let or = |v: &serde_json::Value, default: serde_json::Value| if v.is_null() { default } else { v.clone() };
+    serde_json::json!({
+        "allowed": allowed,
+        "message": message,
+        "warnings": or(warnings, serde_json::json!([])),
+        "auditAnnotations": or(audit, serde_json::json!({})),
+    })
+}
+
+fn verify_fixtures() -> std::path::PathBuf {
+    common::root().join("tests/fixtures/verify")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_f_decides_every_object_exactly_as_the_webhook() {
+    // The example policies plus a ResourcePolicy on a custom resource, served and verified alike.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    copy_dir(&common::root().join("policies"), &policies);
+    std::fs::copy(verify_fixtures().join("widget-policy.yaml"), policies.join("widget-policy.yaml")).expect("copy");
+    let policy_arg = policies.to_str().expect("utf8");
+    let (mut child, address, _logs) = spawn_serve(
+        dir.path(),
+        &["--listen", "127.0.0.1:0", "--policies", policy_arg, "--write-ca", "ca.crt", "--image-pull-secrets", "never"],
+        &[],
+    );
+    let ca = std::fs::read(dir.path().join("ca.crt")).expect("CA");
+    let client = service_client(&ca, "localhost", &address);
+    let port = address.rsplit(':').next().expect("port");
+
+    // The corpus, read here with serde_yaml_ng's own multi-document reader (not the CLI's).
+    let manifests = verify_fixtures().join("manifests");
+    let mut objects = Vec::new();
+    let corpus = std::fs::read_to_string(manifests.join("corpus.yaml")).expect("corpus");
+    for document in serde_yaml_ng::Deserializer::from_str(&corpus) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(document).expect("yaml");
+        objects.push(value);
+    }
+    let list: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(manifests.join("list.json")).expect("list")).expect("json");
+    objects.extend(list["items"].as_array().expect("items").iter().cloned());
+    assert_eq!(objects.len(), 17);
+
+    let mut webhook = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        let review = api_server_review(object, &format!("uid-{i}"));
+        let body: serde_json::Value = client
+            .post(format!("https://localhost:{port}/validate?timeout=10s"))
+            .json(&review)
+            .send()
+            .await
+            .expect("validate")
+            .json()
+            .await
+            .expect("json");
+        let r = &body["response"];
+        assert_eq!(r["uid"], format!("uid-{i}"));
+        webhook.push(answer(&r["allowed"], &r["status"]["message"], &r["warnings"], &r["auditAnnotations"]));
+    }
+    let _ = tokio::task::spawn_blocking(move || terminate(&mut child)).await;
+
+    let out = Command::new(BIN)
+        .args(["verify", "-f", manifests.to_str().expect("utf8"), "--policies", policy_arg])
+        .args(["--user", "alice", "--group", "dev", "--output", "json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let records = result["objects"].as_array().expect("objects");
+    assert_eq!(records.len(), objects.len());
+    for (i, (record, from_webhook)) in records.iter().zip(&webhook).enumerate() {
+        let from_cli = answer(&record["allowed"], &record["message"], &record["warnings"], &record["auditAnnotations"]);
+        assert_eq!(&from_cli, from_webhook, "object {i} ({} {}) differs", record["kind"], record["name"]);
+        assert_eq!(record["allowed"], record["decision"] != "denied" && record["decision"] != "undecided");
+    }
+
+    // The corpus is not vacuous: the answers are the ones each object is there to provoke.
+    let by_name = |name: &str| -> &serde_json::Value {
+        records.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name} reviewed"))
+    };
+    let message = |name: &str| by_name(name)["message"].as_str().unwrap_or_default().to_owned();
+    for denied in ["debug-pod", "db", "pay", "broken", "db-password", "still-encrypted", "big", "tagged"] {
+        assert_eq!(by_name(denied)["allowed"], false, "{denied}");
+    }
+    for allowed in ["prod", "kube-proxy", "migrate", "report", "pause", "plain", "small", "from-list", "web"] {
+        assert_eq!(by_name(allowed)["allowed"], true, "{allowed}");
+    }
+    let pod = message("debug-pod");
+    for field in
+        ["spec.initContainers[0].image", "spec.ephemeralContainers[0].image", "spec.volumes[0].image.reference"]
+    {
+        assert!(pod.contains(field), "{field} checked: {pod}");
+    }
+    assert!(message("big").contains("a Widget has at most 3 replicas"));
+    assert!(message("still-encrypted").contains("sops-ciphertext"));
+    assert!(message("db-password").contains("written by the GitOps reconciler"));
+    assert!(by_name("web")["warnings"][0].as_str().expect("warning").contains("staging-digest-warning"));
+    assert!(by_name("web")["auditAnnotations"]["audit-latest-tag"].is_string());
+    assert_eq!(by_name("prod")["namespace"], serde_json::Value::Null, "a Namespace is cluster-scoped");
+    assert_eq!(by_name("migrate")["namespace"], "default");
+    assert_eq!(
+        (by_name("tagged")["file"].as_str().expect("file").ends_with("list.json"), &by_name("tagged")["line"]),
+        (true, &serde_json::json!(1))
+    );
+    assert_eq!(by_name("db")["line"], 42, "the line the document starts at");
+
+    // The reconciler's identity passes the Secret rule, as it does at admission.
+    let out = Command::new(BIN)
+        .args(["verify", "-f", manifests.join("corpus.yaml").to_str().expect("utf8"), "--policies", policy_arg])
+        .args(["--user", "system:serviceaccount:argocd:argocd-application-controller", "-o", "json"])
+        .output()
+        .expect("run");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let secret =
+        result["objects"].as_array().expect("objects").iter().find(|r| r["name"] == "db-password").expect("secret");
+    assert_eq!(secret["allowed"], true, "{secret}");
+}
+
+/// Run `portcullis verify ARGS` in `tests/fixtures/verify` and compare `exit`, stdout and stderr
+/// with `golden/NAME`; `PORTCULLIS_BLESS=1` rewrites the file. Returns the mismatch, if any.
+fn golden(name: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(BIN).arg("verify").args(args).current_dir(verify_fixtures()).output().expect("run");
+    let actual = format!(
+        "$ portcullis verify {}\nexit: {}\n--- stdout\n{}--- stderr\n{}",
+        args.join(" "),
+        out.status.code().map_or("signal".to_owned(), |c| c.to_string()),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = verify_fixtures().join("golden").join(name);
+    if std::env::var_os("PORTCULLIS_BLESS").is_some() {
+        std::fs::write(&path, &actual).expect("bless");
+        return None;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    (actual != expected).then(|| format!("golden/{name} differs (PORTCULLIS_BLESS=1 rewrites it):\n{actual}"))
+}
+
+#[test]
+fn verify_outputs_and_exit_codes_match_the_golden_files() {
+    const POLICIES: &str = "../../../policies";
+    let digest = format!("ghcr.io/acme/app@sha256:{}", "b".repeat(64));
+    let cases: &[(&str, &[&str])] = &[
+        ("manifests.txt", &["-f", "manifests", "--policies", POLICIES, "--user", "alice"]),
+        ("manifests.github", &["-f", "manifests", "--policies", POLICIES, "--user", "alice", "--output", "github"]),
+        ("manifests.json", &["-f", "manifests/list.json", "--policies", POLICIES, "-o", "json"]),
+        ("allowed.txt", &["-f", "allowed.yaml", "--policies", POLICIES]),
+        ("missing-file.txt", &["-f", "absent.yaml", "-f", "manifests", "--policies", POLICIES]),
+        ("invalid-manifests.txt", &["-f", "invalid.yaml", "--policies", POLICIES]),
+        ("invalid-manifests.json", &["-f", "invalid.yaml", "--policies", POLICIES, "-o", "json"]),
+        ("invalid-policies.txt", &["-f", "allowed.yaml", "--policies", "invalid-policies"]),
+        ("bad-output-flag.txt", &["-f", "allowed.yaml", "--output", "xml"]),
+        ("files-and-images.txt", &["-f", "allowed.yaml", "nginx:1"]),
+        ("namespace-conflict.txt", &["-f", "allowed.yaml", "--policies", POLICIES, "--namespace", "prod"]),
+        ("image-unparsable.txt", &["ghcr.io/acme/App:v1", "--policies", POLICIES]),
+        ("image-missing-key.txt", &[&digest, "--key", "absent.pub"]),
+        ("image-kind.txt", &[&digest, "nginx:1", "--policies", POLICIES, "--kind", "CronJob", "-n", "prod"]),
+        ("image-unmatched-allow.txt", &["quay.io/x/y:1", "--policies", POLICIES, "-n", "kube-system"]),
+        (
+            "image-unmatched-deny.txt",
+            &["quay.io/x/y:1", "--policies", POLICIES, "-n", "kube-system", "--unmatched-images", "deny"],
+        ),
+        (
+            "image-own-namespace.txt",
+            &["quay.io/x/y:1", "--policy", POLICIES, "-n", "portcullis", "--own-namespace", "portcullis"],
+        ),
+    ];
+    let failures: Vec<String> = cases.iter().filter_map(|(name, args)| golden(name, args)).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn verify_exit_2_for_keys_it_cannot_use_and_registries_it_cannot_reach() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A private key given as --key: refused before anything is fetched, and said so.
+    let private = dir.path().join("cosign.key");
+    let pem = rcgen::KeyPair::generate().expect("key").serialize_pem();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    std::fs::write(&private, pem).expect("write");
+    let image = format!("127.0.0.1:9/app@sha256:{}", "a".repeat(64));
+    let out = Command::new(BIN)
+        .args(["verify", &image, "--key", private.to_str().expect("utf8"), "--insecure-registry", "127.0.0.1:9"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("PRIVATE key") && stderr.contains("cosign.pub"), "{stderr}");
+    assert!(out.stdout.is_empty());
+
+    // A registry that refuses connections: could not decide (2), never "denied" (1).
+    let public = common::root().join("policies/keys/release.pub");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["verify", &image, "--key", public.to_str().expect("utf8"), "--insecure-registry", "127.0.0.1:9"])
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("ERR ") && stdout.contains("registry error") && stdout.contains("could not decide"),
+        "{stdout}"
+    );
+    let out = run(&["-o", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(result["objects"][0]["decision"], "undecided");
+    assert_eq!(result["objects"][0]["findings"][0]["result"], "error");
+    assert_eq!(result["objects"][0]["findings"][0]["digest"], format!("sha256:{}", "a".repeat(64)));
+    // The same registry error in warn mode does not block: allowed with a warning (exit 0).
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::copy(&public, policies.join("release.pub")).expect("copy");
+    std::fs::write(
+        policies.join("warn.yaml"),
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: soft}\nspec:\n  mode: warn\n  images: ['127.0.0.1:9/**']\n  authorities:\n    - name: k\n      key: {publicKeyFile: release.pub}\n      transparencyLog: skip\n",
+    )
+    .expect("policy");
+    let out = Command::new(BIN)
+        .args(["verify", &image, "--policies", policies.to_str().expect("utf8"), "--insecure-registry", "127.0.0.1:9"])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("allowed with warnings"), "{stdout}");
+}
+
+#[test]
+fn policy_schema_prints_the_committed_schema() {
+    let out = Command::new(BIN).args(["policy", "schema"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(0));
+    let committed = std::fs::read(common::root().join("policies/policy.schema.json")).expect("committed schema");
+    assert!(out.stdout == committed, "policies/policy.schema.json differs from `portcullis policy schema`");
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(schema["oneOf"][0]["properties"]["kind"]["const"], "ImagePolicy");
+}

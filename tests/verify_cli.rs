@@ -76,13 +76,49 @@ async fn exit_codes_and_messages() {
     let dir_arg = policies.to_str().expect("utf8");
     let (code, out, err) = verify(&[&pinned, "--policy", dir_arg, "--namespace", "prod", "--insecure-registry", host]);
     assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(out.matches("ok   policy \"ci-signed\"").count(), 1, "one line per policy and image: {out}");
+    // `--policies`, as `serve` spells it, is the same flag.
+    let (code, out, err) =
+        verify(&[&pinned, "--policies", dir_arg, "--namespace", "prod", "--insecure-registry", host]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("allowed"), "{out}");
     let (code, out, _) = verify(&[&image, "--policy", dir_arg, "--namespace", "prod", "--insecure-registry", host]);
     assert_eq!(code, Some(1), "digest: require denies the tag: {out}");
     assert!(out.contains("ci-signed") && out.contains("no digest"), "{out}");
-    // A namespace no policy covers: the CLI denies unmatched images (nothing was verified).
+    // A namespace no policy covers: allowed, as the server allows unmatched images by default,
+    // and said so (nothing was verified); denied with the server's other default.
     let (code, out, _) = verify(&[&pinned, "--policy", dir_arg, "--namespace", "dev", "--insecure-registry", host]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("no image policy matches; allowed (--unmatched-images allow"), "{out}");
+    let (code, out, _) = verify(&[
+        &pinned,
+        "--policy",
+        dir_arg,
+        "--namespace",
+        "dev",
+        "--unmatched-images",
+        "deny",
+        "--insecure-registry",
+        host,
+    ]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("no image policy covers this image"), "{out}");
+
+    // Manifests: the same answers for the objects that run the image.
+    let manifests = dir.path().join("app.yaml");
+    std::fs::write(
+        &manifests,
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: pinned, namespace: prod}}\nspec:\n  template:\n    spec:\n      containers: [{{name: a, image: '{pinned}'}}]\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {{name: tagged, namespace: prod}}\nspec:\n  template:\n    spec:\n      containers: [{{name: a, image: '{image}'}}]\n"
+        ),
+    )
+    .expect("manifests");
+    let file_arg = manifests.to_str().expect("utf8");
+    let (code, out, err) =
+        verify(&["-f", file_arg, "--policies", dir_arg, "--insecure-registry", host, "-o", "github"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("allowed: Deployment prod/pinned") && out.contains("denied: Job prod/tagged"), "{out}");
+    assert!(out.contains(&format!("::error file={file_arg},line=9,")), "{out}");
 
     // Attestations: a signed CycloneDX SBOM is there, an SPDX one is not.
     let sbom = support::statement(&digest, "https://cyclonedx.org/bom", serde_json::json!({"components": []}), true);
@@ -97,9 +133,12 @@ async fn exit_codes_and_messages() {
     assert_eq!(code, Some(2));
     assert!(err.contains("neither a known short name nor a URI"), "{err}");
 
-    let (code, _, err) = verify(&[&image]);
-    assert_eq!(code, Some(2));
-    assert!(err.contains("pass --key, --certificate-identity[-regexp] or --policy"), "{err}");
+    // Nothing to verify against (no flags, and no ./policies where it runs).
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN).args(["verify", &image]).current_dir(empty.path()).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("pass --key, --certificate-identity[-regexp] or --policies DIR"), "{err}");
 }
 
 /// Run the daemonless image build (build/oci-image.py) on the test binary: (manifest digest or

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod certs;
 pub mod decrypt;
+pub mod policy;
 pub mod registry_args;
 pub mod serve;
 pub mod verify;
@@ -34,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the validating admission webhook (HTTPS).
     Serve(serve::ServeArgs),
-    /// Verify an image's signatures with the webhook's engine (for CI).
+    /// Review manifests (-f) or images as the webhook would, with its engine and policies (for CI).
     Verify(verify::VerifyArgs),
     /// Verify a Sigstore bundle (key or keyless) against an artifact or its sha256 digest.
     VerifyBundle(verify_bundle::VerifyBundleArgs),
@@ -42,6 +43,8 @@ pub enum Command {
     Decrypt(decrypt::DecryptArgs),
     /// Webhook certificates without cert-manager: a CA and the serving certificate.
     Certs(certs::CertsArgs),
+    /// Policy files: `policy schema` prints their JSON Schema.
+    Policy(policy::PolicyArgs),
 }
 
 impl Cli {
@@ -55,6 +58,7 @@ impl Cli {
             Command::VerifyBundle(args) => verify_bundle::run(args),
             Command::Decrypt(args) => decrypt::run(args),
             Command::Certs(args) => certs::run(args),
+            Command::Policy(args) => policy::run(args),
         }
     }
 }

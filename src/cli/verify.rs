@@ -1,5 +1,8 @@
-//! `portcullis verify IMAGE`: the CI command. The same engine, verifier and policies as the
-//! webhook decide; exit 0 allowed, 1 denied, 2 could not decide.
+//! `portcullis verify`: the CI command. The same engine, verifier and policies as the webhook
+//! decide, over the same AdmissionReview: `verify -f` reads manifests and reviews every object as
+//! the API server would submit it (built by [`Review::for_object`], read by the webhook's own
+//! mapping); `verify IMAGE…` reviews a workload of `--kind` running each image. Exit 0 allowed
+//! (warnings included), 1 denied, 2 could not decide.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,11 +11,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use serde_json::{Value, json};
 
 use super::registry_args::RegistryArgs;
-use super::{EXIT_ALLOWED, EXIT_DENIED, EXIT_ERROR};
-use crate::decision::{Decision, Verdict};
+use super::serve::UnmatchedArg;
 use crate::engine::{Engine, Settings, Unmatched};
+use crate::image::ImageRef;
 use crate::policy::cel::CelEnv;
 use crate::policy::load::PolicyDir;
 use crate::policy::matcher::{Glob, Selector};
@@ -20,10 +24,21 @@ use crate::policy::{
     Attestation, Authority, AuthorityKind, DigestRule, Identity, ImagePolicy, KeyRef, Mode, Platforms, PolicySet,
     Require, Source, SubjectMatch, TransparencyLog,
 };
-use crate::review::Review;
+use crate::review::{ObjectRequest, Review};
+use crate::verify::cache::CachedVerifier;
+
+mod input;
+mod output;
+
+pub use output::Format;
 
 const EXAMPLES: &str = "\
 Examples:
+  # Rendered manifests, as the cluster's webhook would decide them (policies from ./policies)
+  kustomize build overlays/prod | portcullis verify -f - --policies policies/
+  helm template app charts/app | portcullis verify -f - --output github
+  portcullis verify -f manifests/ --namespace prod --user system:serviceaccount:argocd:argocd-application-controller
+
   # Key-signed image (cosign sign --key cosign.key)
   portcullis verify ghcr.io/acme/app@sha256:… --key cosign.pub
 
@@ -35,17 +50,44 @@ Examples:
   # Signed and with a signed CycloneDX SBOM attestation
   portcullis verify ghcr.io/acme/app@sha256:… --key cosign.pub --attestation cyclonedx
 
-  # The cluster's own policies, as the webhook would decide for a Pod in namespace prod
-  portcullis verify ghcr.io/acme/app@sha256:… --policy policies/ --namespace prod
+  # The cluster's own policies, as the webhook would decide for a Deployment in namespace prod
+  portcullis verify ghcr.io/acme/app@sha256:… --policies policies/ --namespace prod --kind Deployment
 
-Exit codes: 0 allowed, 1 denied, 2 could not decide (registry or log error, bad flags).";
+Exit codes: 0 allowed (warnings included), 1 denied, 2 could not decide (registry or log error,
+bad flags, unreadable or invalid manifests, policies or keys).";
 
 /// Flags of `portcullis verify`.
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
 pub struct VerifyArgs {
-    /// The image reference to verify.
-    pub image: String,
+    /// Image references to verify, each as a workload of --kind would run it.
+    #[arg(required_unless_present = "filename", conflicts_with = "filename")]
+    pub images: Vec<String>,
+    /// Manifests to review: a file, a directory (walked for *.yaml, *.yml, *.json) or - for
+    /// stdin; multi-document YAML, JSON and Lists (repeatable).
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-")]
+    pub filename: Vec<PathBuf>,
+    /// The workload kind each IMAGE is checked as (Pod, Deployment, ReplicaSet, StatefulSet,
+    /// DaemonSet, Job, CronJob, ReplicationController, PodTemplate).
+    #[arg(long, conflicts_with = "filename")]
+    pub kind: Option<String>,
+    /// The admission operation reviewed.
+    #[arg(long, default_value = "CREATE", ignore_case = true,
+          value_parser = clap::builder::PossibleValuesParser::new(["CREATE", "UPDATE", "DELETE", "CONNECT"]))]
+    pub operation: String,
+    /// Namespace of the request (default: the object's, else `default`). An object whose own
+    /// namespace differs is an error, as for kubectl apply.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// request.userInfo.username, as CEL rules see it.
+    #[arg(long, default_value = "portcullis-verify")]
+    pub user: String,
+    /// request.userInfo.groups (repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Text)]
+    pub output: Format,
     #[command(flatten)]
     pub expect: ExpectArgs,
     #[command(flatten)]
@@ -56,13 +98,13 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct ExpectArgs {
     /// Public key (PEM) the image must be signed with.
-    #[arg(long, conflicts_with_all = ["certificate_identity", "certificate_identity_regexp", "policy"])]
+    #[arg(long, conflicts_with_all = ["certificate_identity", "certificate_identity_regexp", "policies"])]
     pub key: Option<PathBuf>,
     /// Exact certificate identity (SAN: URI or email) of a keyless signature.
-    #[arg(long, requires = "certificate_oidc_issuer", conflicts_with = "policy")]
+    #[arg(long, requires = "certificate_oidc_issuer", conflicts_with = "policies")]
     pub certificate_identity: Option<String>,
     /// Certificate identity as a regular expression (always anchored).
-    #[arg(long, requires = "certificate_oidc_issuer", conflicts_with_all = ["certificate_identity", "policy"])]
+    #[arg(long, requires = "certificate_oidc_issuer", conflicts_with_all = ["certificate_identity", "policies"])]
     pub certificate_identity_regexp: Option<String>,
     /// OIDC issuer of the keyless certificate.
     #[arg(long)]
@@ -71,72 +113,171 @@ pub struct ExpectArgs {
     #[arg(long, requires = "key")]
     pub insecure_ignore_tlog: bool,
     /// Also require a signed attestation of this predicate type (short name such as
-    /// cyclonedx, spdxjson, slsaprovenance1, vuln, or a URI); repeatable. With --policy, the
+    /// cyclonedx, spdxjson, slsaprovenance1, vuln, or a URI); repeatable. With --policies, the
     /// applying policies must require it.
     #[arg(long = "attestation", value_name = "TYPE")]
     pub attestations: Vec<String>,
-    /// Verify against these policy files (a file or a directory) instead of flags.
+    /// Policy files (a directory, as `serve --policies`, or one file) to verify against
+    /// (default: ./policies when no --key or --certificate-identity is given).
+    #[arg(long, visible_alias = "policy", value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+    /// What to do with an image that no ImagePolicy matches (as `serve`).
+    #[arg(long, value_enum, default_value_t = UnmatchedArg::Allow)]
+    pub unmatched_images: UnmatchedArg,
+    /// Namespace portcullis runs in: requests there are always allowed (as `serve`).
     #[arg(long)]
-    pub policy: Option<PathBuf>,
-    /// Namespace the image is checked for (which policies match).
-    #[arg(long, default_value = "default")]
-    pub namespace: String,
-    /// Time allowed for the whole verification.
+    pub own_namespace: Option<String>,
+    /// Time allowed for each object's verification.
     #[arg(long, default_value = "30s", value_parser = super::serve::parse_duration)]
     pub timeout: Duration,
 }
 
 /// Run `portcullis verify`.
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let VerifyArgs { image, expect, registry } = args;
+    let VerifyArgs { images, filename, kind, operation, namespace, user, groups, output, expect, registry } = args;
+    let operation = operation.to_ascii_uppercase();
+    // Inputs first: a typo in a path fails before any registry is asked.
+    let documents = if filename.is_empty() {
+        Vec::new()
+    } else {
+        let (documents, errors) = input::read(&filename);
+        if !errors.is_empty() {
+            output::print(output, &[], &errors);
+            return Ok(ExitCode::from(super::EXIT_ERROR));
+        }
+        documents
+    };
+    let kind = kind.as_deref().unwrap_or("Pod");
+    let image_objects = images
+        .iter()
+        .map(|image| {
+            ImageRef::parse(image).with_context(|| format!("{image:?} is not an image reference"))?;
+            workload_object(kind, image)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let timeout = expect.timeout;
+    let own_namespace = expect.own_namespace.clone();
+    let settings = Settings {
+        own_namespace: expect.own_namespace.clone(),
+        unmatched: match expect.unmatched_images {
+            UnmatchedArg::Allow => Unmatched::Allow,
+            UnmatchedArg::Deny => Unmatched::Deny,
+        },
+    };
+    let set = policy_set(expect)?;
+    let verifier = CachedVerifier::new(Arc::new(registry.verifier()?), Duration::from_secs(300));
+    let engine = Engine::fixed(set, Arc::new(verifier), settings);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
-    let verifier = registry.verifier()?;
-    let timeout = expect.timeout;
-    let namespace = expect.namespace.clone();
-    let set = policy_set(expect)?;
-    if set.images.is_empty() {
-        bail!("no ImagePolicy to verify against: pass --key, --certificate-identity[-regexp] or --policy");
+
+    let mut requests = Vec::new();
+    for (index, document) in documents.into_iter().enumerate() {
+        let at = format!("{}:{}", document.file, document.line);
+        let ns = request_namespace(&document.object, namespace.as_deref()).with_context(|| at.clone())?;
+        requests.push((Some((document.file, document.line)), None, document.object, ns, index));
     }
-    let settings = Settings { own_namespace: None, unmatched: Unmatched::Deny };
-    let engine = Engine::fixed(set, Arc::new(verifier), settings);
-    let review = Review::for_image(&image, &namespace);
-    let decision = runtime.block_on(async {
-        let deadline = tokio::time::Instant::now() + timeout;
-        engine.review(&review, deadline).await
-    });
-    Ok(ExitCode::from(report(&image, &decision)))
+    for (index, (image, object)) in images.iter().zip(image_objects).enumerate() {
+        let ns = Some(namespace.clone().unwrap_or_else(|| "default".to_owned()));
+        requests.push((None, Some(image.clone()), object, ns, index));
+    }
+    let mut records = Vec::new();
+    for (source, image, object, ns, index) in requests {
+        let uid = format!("portcullis-verify-{index}");
+        let request = ObjectRequest {
+            object: &object,
+            operation: &operation,
+            namespace: ns.as_deref(),
+            username: &user,
+            groups: &groups,
+            uid: &uid,
+        };
+        let review = Review::for_object(&request).map_err(|e| match &source {
+            Some((file, line)) => anyhow::anyhow!("{file}:{line}: {e}"),
+            None => anyhow::anyhow!("{e}"),
+        })?;
+        let decision = runtime.block_on(engine.review(&review, tokio::time::Instant::now() + timeout));
+        let checked = review.object.as_ref().map(|o| crate::workload::images(&review.kind.group, &review.kind.kind, o));
+        records.push(output::Record {
+            source,
+            label: image.unwrap_or_else(|| review.describe()),
+            images: checked.unwrap_or_default(),
+            own_namespace: own_namespace.is_some() && review.namespace == own_namespace,
+            review,
+            decision,
+        });
+    }
+    output::print(output, &records, &[]);
+    Ok(ExitCode::from(output::exit_code(&records)))
 }
 
-fn report(image: &str, decision: &Decision) -> u8 {
-    for finding in &decision.findings {
-        let mark = match finding.verdict {
-            Verdict::Pass => "ok  ",
-            Verdict::Fail(_) => "FAIL",
-            Verdict::Error(_) => "ERR ",
-        };
-        println!("{mark} {finding}");
+/// The namespace of the request for `object`: None for cluster-scoped kinds; else the
+/// object's, `--namespace`, or `default`. A conflict between the two is an error (kubectl
+/// refuses it too).
+fn request_namespace(object: &Value, flag: Option<&str>) -> anyhow::Result<Option<String>> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let group = api_version.split_once('/').map_or("", |(group, _)| group);
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    if cluster_scoped(group, kind) {
+        return Ok(None);
     }
-    let could_not_decide = !decision.allowed
-        && decision
-            .findings
-            .iter()
-            .filter(|f| f.mode == Mode::Enforce && f.is_problem())
-            .all(|f| matches!(f.verdict, Verdict::Error(_)));
-    match (decision.allowed, could_not_decide) {
-        (true, _) => {
-            println!("allowed: {image}");
-            EXIT_ALLOWED
+    let own = object.pointer("/metadata/namespace").and_then(Value::as_str).filter(|s| !s.is_empty());
+    match (own, flag) {
+        (Some(own), Some(flag)) if own != flag => {
+            bail!("the object's namespace {own:?} differs from --namespace {flag:?} (kubectl would refuse it)")
         }
-        (false, false) => {
-            println!("denied: {image}");
-            EXIT_DENIED
-        }
-        (false, true) => {
-            println!("could not decide: {image}");
-            EXIT_ERROR
-        }
+        (Some(ns), _) | (None, Some(ns)) => Ok(Some(ns.to_owned())),
+        (None, None) => Ok(Some("default".to_owned())),
     }
+}
+
+/// The built-in cluster-scoped kinds (custom resources are taken as namespaced).
+fn cluster_scoped(group: &str, kind: &str) -> bool {
+    matches!(
+        (group, kind),
+        ("", "Namespace" | "Node" | "PersistentVolume" | "ComponentStatus")
+            | ("rbac.authorization.k8s.io", "ClusterRole" | "ClusterRoleBinding")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+            | ("apiregistration.k8s.io", "APIService")
+            | (
+                "admissionregistration.k8s.io",
+                "ValidatingWebhookConfiguration"
+                    | "MutatingWebhookConfiguration"
+                    | "ValidatingAdmissionPolicy"
+                    | "ValidatingAdmissionPolicyBinding"
+                    | "MutatingAdmissionPolicy"
+                    | "MutatingAdmissionPolicyBinding"
+            )
+            | ("storage.k8s.io", "StorageClass" | "CSIDriver" | "CSINode" | "VolumeAttachment")
+            | ("scheduling.k8s.io", "PriorityClass")
+            | ("node.k8s.io", "RuntimeClass")
+            | ("networking.k8s.io", "IngressClass" | "IPAddress" | "ServiceCIDR")
+            | ("certificates.k8s.io", "CertificateSigningRequest" | "ClusterTrustBundle")
+            | ("flowcontrol.apiserver.k8s.io", "FlowSchema" | "PriorityLevelConfiguration")
+    )
+}
+
+/// A workload of `kind` whose one container runs `image` (`verify IMAGE --kind`).
+fn workload_object(kind: &str, image: &str) -> anyhow::Result<Value> {
+    let api_version = match kind {
+        "Pod" | "ReplicationController" | "PodTemplate" => "v1",
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
+        "Job" | "CronJob" => "batch/v1",
+        other => bail!(
+            "--kind {other:?} is not a workload kind: use Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, \
+             CronJob, ReplicationController or PodTemplate (or verify -f with a manifest)"
+        ),
+    };
+    let group = api_version.split_once('/').map_or("", |(group, _)| group);
+    let pointer = crate::workload::pod_spec_pointer(group, kind).context("a workload kind has a pod spec")?;
+    let mut spec = json!({"containers": [{"name": "image", "image": image}]});
+    for segment in pointer.split('/').skip(1).collect::<Vec<_>>().into_iter().rev() {
+        spec = json!({ segment: spec });
+    }
+    let mut object = spec;
+    object["apiVersion"] = Value::from(api_version);
+    object["kind"] = Value::from(kind);
+    object["metadata"] = json!({"name": "portcullis-verify"});
+    Ok(object)
 }
 
 fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
@@ -147,8 +288,9 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         certificate_oidc_issuer,
         insecure_ignore_tlog,
         attestations,
-        policy,
-        namespace: _,
+        policies,
+        unmatched_images: _,
+        own_namespace: _,
         timeout: _,
     } = expect;
     let mut required = Vec::new();
@@ -162,7 +304,18 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
             conditions: Vec::new(),
         });
     }
-    if let Some(path) = policy {
+    let flags_given = key.is_some() || certificate_identity.is_some() || certificate_identity_regexp.is_some();
+    let default_dir = PathBuf::from("policies");
+    let policies = match policies {
+        Some(path) => Some(path),
+        None if !flags_given && default_dir.is_dir() => Some(default_dir),
+        None if !flags_given => bail!(
+            "nothing to verify against: pass --key, --certificate-identity[-regexp] or --policies DIR \
+             (./policies, the default, is not a directory here)"
+        ),
+        None => None,
+    };
+    if let Some(path) = policies {
         let set = if path.is_dir() {
             PolicyDir::new(&path).load().map(|(set, _)| set)
         } else {
@@ -199,7 +352,7 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
             };
             AuthorityKind::Keyless(Identity { issuer, subject, github: None })
         }
-        _ => return Ok(PolicySet::default()),
+        _ => bail!("pass one of --key, --certificate-identity, --certificate-identity-regexp"),
     };
     let authority = Authority {
         name: "cli".to_owned(),

@@ -201,11 +201,14 @@ pub fn read_authority_files(set: &mut PolicySet) -> Result<BTreeMap<PathBuf, Vec
             if let AuthorityKind::Key(KeyRef::File(path)) = &authority.kind {
                 let text = read_text(&mut read, path, MAX_KEY_BYTES).map_err(|r| error("publicKeyFile", path, r))?;
                 crate::verify::bundle::parse_public_key(&text).map_err(|e| {
-                    error(
-                        "publicKeyFile",
-                        path,
-                        format!("{e}; it must hold the PEM public key (-----BEGIN PUBLIC KEY-----, as cosign.pub)"),
-                    )
+                    let reason = if text.contains("PRIVATE KEY-----") {
+                        "it holds a PRIVATE key: never give it to portcullis (or commit it); use the public key \
+                         (cosign.pub, -----BEGIN PUBLIC KEY-----)"
+                            .to_owned()
+                    } else {
+                        format!("{e}; it must hold the PEM public key (-----BEGIN PUBLIC KEY-----, as cosign.pub)")
+                    };
+                    error("publicKeyFile", path, reason)
                 })?;
                 authority.files.key = Some(FileContent::new(text));
             }

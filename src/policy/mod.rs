@@ -12,6 +12,7 @@ pub mod load;
 pub mod matcher;
 pub mod model;
 pub mod sbom;
+pub mod schema;
 
 #[cfg(test)]
 mod example_tests;
