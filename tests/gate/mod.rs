@@ -220,3 +220,39 @@ async fn an_update_respelling_an_admitted_image_is_not_new() {
     update["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["image"] = json!(respelt);
     assert_eq!(review(&app, &update).await["allowed"], true, "{old} → {respelt}");
 }
+
+/// Hostile input from whoever can reach the webhook: answered with a clear 400, or decided,
+/// never a crash or a pass by accident.
+#[tokio::test]
+async fn hostile_reviews_are_refused_or_decided() {
+    use axum::http::StatusCode;
+
+    use crate::common::post;
+    let app = example_app();
+    // JSON nested deeper than the parser's limit: 400, the server keeps serving.
+    let deep = format!(
+        r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{"uid":"x","x":{}{}}}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let (status, body) = post(&app, "/validate", deep).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // 10,000 containers: every one is looked at (the last one unpinned in prod is named).
+    let mut many = fixture("pod-create.json");
+    let containers: Vec<Value> =
+        (0..10_000).map(|i| json!({"name": format!("c{i}"), "image": format!("ghcr.io/acme/app@{DIGEST}")})).collect();
+    many["request"]["object"]["spec"]["containers"] = Value::Array(containers);
+    many["request"]["object"]["spec"]["containers"][9_999]["image"] = json!("ghcr.io/acme/app:unpinned");
+    let response = review(&app, &many).await;
+    assert_eq!(response["allowed"], false);
+    assert!(message(&response).contains("spec.containers[9999].image"), "{response}");
+    // A 100 kB image string and control characters: refused as references, not crashed on.
+    for image in ["a".repeat(100_000), "ghcr.io/acme/app\u{0000}:v1".to_owned(), "ghcr.io/acme/\u{202e}ppa".to_owned()]
+    {
+        let response = review(&app, &pod_with(&image)).await;
+        assert_eq!(response["allowed"], false, "{:.40}", image);
+        assert!(message(&response).contains("does not parse"), "{response:.300}");
+    }
+    // Still serving.
+    assert_eq!(review(&app, &fixture("configmap-create.json")).await["allowed"], true);
+}
