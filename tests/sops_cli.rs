@@ -267,3 +267,377 @@ fn manifest_secret_value_binary_store() {
         docs[0].root.get("data").and_then(|v| v.get("tls.crt")).and_then(portcullis::sops::tree::Node::as_str).unwrap();
     assert_eq!(base64::engine::general_purpose::STANDARD.decode(value).unwrap(), pem.as_bytes());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The reconciler path with the real `kubectl kustomize` (kustomize v5): decrypt the sources
+// before the build, then check the built resources against the identities their files were
+// encrypted with.
+
+mod common;
+
+const NO_KUSTOMIZE: &str = "needs kubectl (kustomize v5) on PATH; tests/run-all.sh says how to get it";
+
+/// A repository: a base with an encrypted Secret (no namespace) and an encrypted dotenv file
+/// behind a secretGenerator; overlays prod and dev with namespace, labels, annotations, a
+/// strategic-merge patch (dev also a namePrefix) and their own Secret encrypted for their
+/// namespace; `leak` moves prod into dev; `strip` does the same and removes the origin annotation.
+struct Repo {
+    _dir: tempfile::TempDir,
+    d: std::path::PathBuf,
+    top: std::path::PathBuf,
+    key: Key,
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn overlay(ns: &str, prefix: &str) -> String {
+    format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../base\n  - api.enc.yaml\n\
+         namespace: {ns}\n{prefix}labels:\n  - pairs:\n      env: {ns}\ncommonAnnotations:\n  team: payments\n\
+         patches:\n  - path: secret-patch.yaml\n"
+    )
+}
+
+fn repo() -> Repo {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let key = keygen(&d, "key");
+    let top = d.join("repo");
+    let enc = |rel: &str, plain: &str, extra: &[&str]| {
+        let ext = rel.rsplit('.').next().unwrap();
+        let name = format!("plain-{}.{ext}", rel.replace('/', "-"));
+        std::fs::write(d.join(&name), plain).unwrap();
+        let mut flags = vec!["--age", key.recipient.as_str()];
+        flags.extend_from_slice(extra);
+        write(&top.join(rel), &String::from_utf8(sops_encrypt(&d, &name, &flags)).unwrap());
+    };
+    let regex: &[&str] = &["--encrypted-regex", "^(data|stringData)$"];
+    let user = base64::engine::general_purpose::STANDARD.encode("dbuser-from-base");
+    enc(
+        "base/db.enc.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: Opaque\ndata:\n  user: {user}\nstringData:\n  password: base-db-password-123\n"
+        ),
+        regex,
+    );
+    enc("base/app.enc.env", "API_TOKEN=token-from-dotenv-0001\nMODE=fast\n", &[]);
+    write(
+        &top.join("base/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - db.enc.yaml\n  - deploy.yaml\n\
+         secretGenerator:\n  - name: app-env\n    envs:\n      - app.enc.env\n",
+    );
+    write(
+        &top.join("base/deploy.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\nspec:\n  selector:\n    matchLabels: {app: app}\n  template:\n    metadata:\n      labels: {app: app}\n    spec:\n      containers:\n        - name: app\n          image: registry.example.com/app@sha256:5b0bcabd1ed22e9fb1310cf6c2dec7cdef19f0ad69efa1f392e94a4333501270\n          envFrom:\n            - secretRef: {name: app-env}\n            - secretRef: {name: db}\n            - secretRef: {name: api}\n",
+    );
+    for (ns, prefix) in [("prod", ""), ("dev", "namePrefix: dev-\n")] {
+        enc(
+            &format!("overlays/{ns}/api.enc.yaml"),
+            &format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: api\n  namespace: {ns}\nstringData:\n  key: {ns}-api-key-000111\n"
+            ),
+            regex,
+        );
+        write(&top.join(format!("overlays/{ns}/kustomization.yaml")), &overlay(ns, prefix));
+        write(
+            &top.join(format!("overlays/{ns}/secret-patch.yaml")),
+            &format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: api\n  namespace: {ns}\n  labels:\n    patched: \"yes\"\nstringData:\n  region: eu-west-1\n"
+            ),
+        );
+    }
+    write(
+        &top.join("overlays/leak/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../prod\nnamespace: dev\n",
+    );
+    write(
+        &top.join("overlays/strip/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../prod\nnamespace: dev\n\
+         patches:\n  - target: {kind: Secret, name: api}\n    patch: |-\n      - op: remove\n        path: /metadata/annotations/portcullis.dev~1sops-origin\n",
+    );
+    Repo { _dir: dir, d, top, key }
+}
+
+fn kubectl_kustomize(dir: &Path) -> Vec<u8> {
+    let out = std::process::Command::new("kubectl").arg("kustomize").arg(dir).output().unwrap();
+    assert!(out.status.success(), "kubectl kustomize {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+fn yaml_docs(bytes: &[u8]) -> Vec<serde_json::Value> {
+    use serde::Deserialize as _;
+    serde_yaml_ng::Deserializer::from_slice(bytes)
+        .map(|d| serde_json::Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Copy the repository with every encrypted file decrypted by the real sops: the reference.
+fn by_hand(repo: &Repo) -> std::path::PathBuf {
+    let hand = repo.d.join("hand");
+    fn copy(from: &Path, to: &Path, key: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let (src, dst) = (e.path(), to.join(e.file_name()));
+            if src.is_dir() {
+                copy(&src, &dst, key);
+            } else if e.file_name().to_string_lossy().contains(".enc.") {
+                std::fs::write(&dst, sops_decrypt(from, &e.file_name().to_string_lossy(), key, &[])).unwrap();
+            } else {
+                std::fs::copy(&src, &dst).unwrap();
+            }
+        }
+    }
+    copy(&repo.top, &hand, &repo.key.file);
+    hand
+}
+
+/// `portcullis decrypt --tree` of the repository into a fresh scratch directory; returns it.
+fn tree(repo: &Repo, name: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(repo.d.join("scratch")).unwrap();
+    let out = repo.d.join("scratch").join(name);
+    let top = repo.top.to_str().unwrap();
+    decrypt_ok(
+        &repo.d,
+        &[
+            "--root",
+            top,
+            "--tree",
+            top,
+            "--out",
+            out.to_str().unwrap(),
+            "--age-key-file",
+            repo.key.file.to_str().unwrap(),
+        ],
+    );
+    out
+}
+
+fn check_binding(repo: &Repo, manifest: &Path, build: &[u8], extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["decrypt", "--check-binding", manifest.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    portcullis(&repo.d, &args, &[], Some(build))
+}
+
+#[test]
+#[cfg_attr(not(kustomize), ignore = "needs kubectl (kustomize v5) on PATH; tests/run-all.sh says how to get it")]
+fn tree_mode_builds_the_same_plaintext_as_decrypting_by_hand() {
+    let _ = NO_KUSTOMIZE;
+    let repo = repo();
+    let hand = by_hand(&repo);
+    let out = tree(&repo, "tree");
+    let manifest = repo.d.join("scratch/tree.binding.json");
+    // Files and directories are private; the manifest sits beside the tree, not in it.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), 0o700);
+    assert_eq!(mode(&out.join("base/db.enc.yaml")), 0o600);
+    assert_eq!(mode(&manifest), 0o600);
+    let plain_env = std::fs::read_to_string(out.join("base/app.enc.env")).unwrap();
+    assert!(plain_env.contains("API_TOKEN=token-from-dotenv-0001") && !plain_env.contains("sops"), "{plain_env}");
+    for (overlay, extra) in [("prod", &[][..]), ("dev", &["--renamed", "allow"][..])] {
+        let expected = yaml_docs(&kubectl_kustomize(&hand.join("overlays").join(overlay)));
+        let built = kubectl_kustomize(&out.join("overlays").join(overlay));
+        assert!(
+            String::from_utf8_lossy(&built).contains("portcullis.dev/sops-origin"),
+            "kustomize keeps the annotation"
+        );
+        let checked = check_binding(&repo, &manifest, &built, extra);
+        assert!(checked.status.success(), "{overlay}: {}", String::from_utf8_lossy(&checked.stderr));
+        let got = yaml_docs(&checked.stdout);
+        assert_eq!(got, expected, "{overlay}: tree mode differs from decrypting by hand");
+        assert!(
+            got.iter().any(|o| o["kind"] == "Secret" && o["stringData"]["key"] == format!("{overlay}-api-key-000111"))
+        );
+        assert!(!String::from_utf8_lossy(&checked.stdout).contains("ENC["));
+    }
+    // dev renames the encrypted Secrets with namePrefix: refused unless allowed.
+    let built = kubectl_kustomize(&out.join("overlays/dev"));
+    let refused = check_binding(&repo, &manifest, &built, &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(refused.stdout.is_empty());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(
+            "Secret dev/api (from overlays/dev/api.enc.yaml) is renamed by namePrefix/nameSuffix to Secret dev/dev-api"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+#[cfg_attr(not(kustomize), ignore = "needs kubectl (kustomize v5) on PATH; tests/run-all.sh says how to get it")]
+fn moving_a_prod_secret_into_dev_is_refused() {
+    let repo = repo();
+    let out = tree(&repo, "tree");
+    let manifest = repo.d.join("scratch/tree.binding.json");
+    let built = kubectl_kustomize(&out.join("overlays/leak"));
+    let refused = check_binding(&repo, &manifest, &built, &["--renamed", "allow"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("Secret prod/api was encrypted for namespace prod; this build puts it in dev"), "{err}");
+    // The base's Secret has no namespace in its file: it may go anywhere, and is not reported.
+    assert!(!err.contains("Secret db"), "{err}");
+    // Getting past it: remove the origin annotation with a patch. The values still give it away.
+    let built = kubectl_kustomize(&out.join("overlays/strip"));
+    let api = yaml_docs(&built).into_iter().find(|o| o["metadata"]["name"] == "api").unwrap();
+    assert!(api["metadata"]["annotations"].get("portcullis.dev/sops-origin").is_none(), "the patch removed it: {api}");
+    let refused = check_binding(&repo, &manifest, &built, &["--renamed", "allow"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("Secret dev/api holds a secret value of Secret prod/api encrypted for another namespace"),
+        "{err}"
+    );
+}
+
+#[test]
+#[cfg_attr(not(kustomize), ignore = "needs kubectl (kustomize v5) on PATH; tests/run-all.sh says how to get it")]
+fn tampered_base_and_unsafe_output_directories_are_refused() {
+    let repo = repo();
+    let kf = repo.key.file.to_str().unwrap().to_owned();
+    let top = repo.top.to_str().unwrap().to_owned();
+    // decrypt --check: 0 for intact files, 1 for a tampered one, 2 for one it cannot check.
+    let check = |files: &[&str]| {
+        let mut args = vec!["decrypt", "--root", &top, "--age-key-file", &kf, "--check"];
+        args.extend_from_slice(files);
+        portcullis(&repo.top, &args, &[], None)
+    };
+    let ok = check(&["base/db.enc.yaml", "base/app.enc.env", "overlays/prod/api.enc.yaml"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let enc = std::fs::read_to_string(repo.top.join("base/db.enc.yaml")).unwrap();
+    let at = enc.find("password: ENC[AES256_GCM,data:").unwrap() + "password: ENC[AES256_GCM,data:".len();
+    let flipped = if &enc[at..=at] == "A" { "B" } else { "A" };
+    std::fs::write(repo.top.join("base/db.enc.yaml"), format!("{}{flipped}{}", &enc[..at], &enc[at + 1..])).unwrap();
+    let bad = check(&["base/db.enc.yaml", "base/app.enc.env"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("base/db.enc.yaml: FAILED:"), "{err}");
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("base/app.enc.env: OK"));
+    assert_eq!(check(&["base/kustomization.yaml"]).status.code(), Some(2));
+    // The tree is refused as a whole and no plaintext is left behind.
+    let out = repo.d.join("scratch/tree");
+    std::fs::create_dir_all(repo.d.join("scratch")).unwrap();
+    let err =
+        decrypt_err(&repo.d, &["--root", &top, "--tree", &top, "--out", out.to_str().unwrap(), "--age-key-file", &kf]);
+    assert!(err.contains("decrypting base/db.enc.yaml"), "{err}");
+    assert!(!out.exists(), "a partial tree was left behind");
+    // --out inside the source tree, an existing non-empty directory, `..`, a symlink out.
+    std::fs::write(repo.top.join("base/db.enc.yaml"), &enc).unwrap();
+    let inside = repo.top.join("plain");
+    let err = decrypt_err(
+        &repo.d,
+        &["--root", &top, "--tree", &top, "--out", inside.to_str().unwrap(), "--age-key-file", &kf],
+    );
+    assert!(err.contains("inside") && err.contains("scratch directory"), "{err}");
+    let err = decrypt_err(
+        &repo.d,
+        &["--root", &top, "--tree", &top, "--out", repo.d.to_str().unwrap(), "--age-key-file", &kf],
+    );
+    assert!(err.contains("not an empty directory"), "{err}");
+    let err = decrypt_err(&repo.top, &["--tree", "../repo", "--out", out.to_str().unwrap(), "--age-key-file", &kf]);
+    assert!(err.contains("`..` is not allowed"), "{err}");
+    std::os::unix::fs::symlink(&repo.key.file, repo.top.join("base/key.txt")).unwrap();
+    let err =
+        decrypt_err(&repo.d, &["--root", &top, "--tree", &top, "--out", out.to_str().unwrap(), "--age-key-file", &kf]);
+    assert!(err.contains("base/key.txt: the symlink leads outside the tree"), "{err}");
+    assert!(!out.exists());
+}
+
+#[tokio::test]
+#[cfg_attr(not(kustomize), ignore = "needs kubectl (kustomize v5) on PATH; tests/run-all.sh says how to get it")]
+async fn building_without_decryption_is_denied_at_admission() {
+    let repo = repo();
+    let built = kubectl_kustomize(&repo.top.join("overlays/prod"));
+    let objects = yaml_docs(&built);
+    let secrets: Vec<_> = objects.iter().filter(|o| o["kind"] == "Secret").collect();
+    assert_eq!(secrets.len(), 3, "db, api and the generated app-env");
+    assert!(secrets.iter().any(|s| s.get("sops").is_some()), "the output still carries SOPS metadata");
+    let app = common::example_app();
+    for secret in secrets {
+        let mut review = common::fixture("secret-create.json");
+        review["request"]["object"] = secret.clone();
+        let review = common::in_namespace(review, "prod");
+        let response = common::review(&app, &review).await;
+        assert_eq!(response["allowed"], false, "{secret}");
+        let m = response["status"]["message"].as_str().unwrap();
+        assert!(m.contains("(built-in: sops-ciphertext)"), "{}: {m}", secret["metadata"]["name"]);
+    }
+    // And the binding check refuses such a build too.
+    let out = tree(&repo, "tree");
+    let _ = out;
+    let refused = check_binding(&repo, &repo.d.join("scratch/tree.binding.json"), &built, &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("it was not decrypted before the build"));
+}
+
+#[test]
+#[cfg_attr(not(kustomize), ignore = "needs kubectl (kustomize v5) on PATH; tests/run-all.sh says how to get it")]
+fn argocd_cmp_generate_runs_as_argo_cd_runs_it() {
+    let repo = repo();
+    let hand = by_hand(&repo);
+    let plugin: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(common::root().join("charts/argocd-cmp/plugin.yaml")).unwrap(),
+    )
+    .unwrap();
+    let generate = &plugin["spec"]["generate"];
+    let command: Vec<String> = generate["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(generate["args"].as_array().unwrap())
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    // The sidecar has `kustomize`; here the one built into kubectl stands in for it.
+    let bin = repo.d.join("bin");
+    write(&bin.join("kustomize"), "#!/bin/sh\n[ \"$1\" = build ] && shift\nexec kubectl kustomize \"$@\"\n");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(bin.join("kustomize"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = Path::new(env!("CARGO_BIN_EXE_portcullis")).parent().unwrap().to_owned();
+    let path = format!("{}:{}:{}", bin.display(), exe.display(), std::env::var("PATH").unwrap());
+    let tmp = repo.d.join("cmp-tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    for (overlay, renamed) in [("prod", None), ("dev", Some("allow"))] {
+        let mut cmd = std::process::Command::new(&command[0]);
+        cmd.args(&command[1..])
+            .current_dir(repo.top.join("overlays").join(overlay))
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", &repo.d)
+            .env("TMPDIR", &tmp)
+            .env("SOPS_AGE_KEY_FILE", &repo.key.file)
+            .env("ARGOCD_APP_NAME", format!("app-{overlay}"))
+            .env("ARGOCD_APP_NAMESPACE", overlay)
+            .env("ARGOCD_APP_REVISION", "0123456789abcdef0123456789abcdef01234567")
+            .env("ARGOCD_APP_SOURCE_REPO_URL", "https://git.example.com/acme/deploy.git")
+            .env("ARGOCD_APP_SOURCE_PATH", format!("overlays/{overlay}"))
+            .env("ARGOCD_APP_SOURCE_TARGET_REVISION", "HEAD");
+        if let Some(r) = renamed {
+            cmd.env("ARGOCD_ENV_PORTCULLIS_RENAMED", r);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{overlay}: {}", String::from_utf8_lossy(&out.stderr));
+        let expected = yaml_docs(&kubectl_kustomize(&hand.join("overlays").join(overlay)));
+        assert_eq!(yaml_docs(&out.stdout), expected, "{overlay}");
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "the scratch directory is removed");
+    }
+    // Without the switch, dev's renamed Secrets fail the generate step.
+    let out = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .current_dir(repo.top.join("overlays/dev"))
+        .env_clear()
+        .env("PATH", &path)
+        .env("TMPDIR", &tmp)
+        .env("SOPS_AGE_KEY_FILE", &repo.key.file)
+        .env("ARGOCD_APP_NAMESPACE", "dev")
+        .env("ARGOCD_APP_SOURCE_PATH", "overlays/dev")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("renamed by namePrefix/nameSuffix"));
+}
