@@ -641,3 +641,114 @@ fn argocd_cmp_generate_runs_as_argo_cd_runs_it() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("renamed by namePrefix/nameSuffix"));
 }
+
+/// The repository rewritten for the generator: the encrypted YAML files are listed by a
+/// `SopsGenerator` config instead of `resources:` (a dotenv file cannot go through a generator).
+fn to_generator_mode(repo: &Repo) {
+    let generator = |files: &str| {
+        format!("apiVersion: portcullis.dev/v1alpha1\nkind: SopsGenerator\nmetadata:\n  name: secrets\nfiles:\n{files}")
+    };
+    write(&repo.top.join("base/secrets.yaml"), &generator("  - db.enc.yaml\n"));
+    write(
+        &repo.top.join("base/kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - deploy.yaml\ngenerators:\n  - secrets.yaml\n",
+    );
+    for (ns, prefix) in [("prod", ""), ("dev", "namePrefix: dev-\n")] {
+        write(&repo.top.join(format!("overlays/{ns}/secrets.yaml")), &generator("  - ./api.enc.yaml\n"));
+        let k = overlay(ns, prefix)
+            .replace("  - api.enc.yaml\n", "")
+            .replace("namespace:", "generators:\n  - secrets.yaml\nnamespace:");
+        write(&repo.top.join(format!("overlays/{ns}/kustomization.yaml")), &k);
+    }
+}
+
+/// `kubectl kustomize --enable-alpha-plugins DIR` with the generator installed as a legacy exec
+/// plugin under $XDG_CONFIG_HOME.
+fn kustomize_with_plugin(repo: &Repo, dir: &Path, binding_dir: Option<&Path>) -> std::process::Output {
+    let xdg = repo.d.join("xdg");
+    let plugin = xdg.join("kustomize/plugin/portcullis.dev/v1alpha1/sopsgenerator/SopsGenerator");
+    if !plugin.exists() {
+        write(&plugin, &format!("#!/bin/sh\nexec '{}' decrypt --generator \"$1\"\n", env!("CARGO_BIN_EXE_portcullis")));
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut cmd = std::process::Command::new("kubectl");
+    cmd.args(["kustomize", "--enable-alpha-plugins"])
+        .arg(dir)
+        .env("XDG_CONFIG_HOME", &xdg)
+        .env("SOPS_AGE_KEY_FILE", &repo.key.file)
+        .env_remove("PORTCULLIS_BINDING_DIR");
+    if let Some(b) = binding_dir {
+        cmd.env("PORTCULLIS_BINDING_DIR", b);
+    }
+    cmd.output().unwrap()
+}
+
+fn sorted(mut docs: Vec<serde_json::Value>) -> Vec<serde_json::Value> {
+    docs.sort_by_key(|d| (d["kind"].to_string(), d["metadata"]["name"].to_string()));
+    docs
+}
+
+#[test]
+#[cfg_attr(not(kustomize), ignore = "needs kubectl (kustomize v5) on PATH; tests/run-all.sh says how to get it")]
+fn generator_mode_builds_the_same_plaintext_and_keeps_the_binding() {
+    let repo = repo();
+    let hand = by_hand(&repo);
+    to_generator_mode(&repo);
+    for (overlay, extra) in [("prod", &[][..]), ("dev", &["--renamed", "allow"][..])] {
+        let bdir = repo.d.join(format!("binding-{overlay}"));
+        std::fs::create_dir(&bdir).unwrap();
+        let built = kustomize_with_plugin(&repo, &repo.top.join("overlays").join(overlay), Some(&bdir));
+        assert!(built.status.success(), "{overlay}: {}", String::from_utf8_lossy(&built.stderr));
+        assert_eq!(std::fs::read_dir(&bdir).unwrap().count(), 2, "one manifest per generator run");
+        let checked = check_binding(&repo, &bdir, &built.stdout, extra);
+        assert!(checked.status.success(), "{overlay}: {}", String::from_utf8_lossy(&checked.stderr));
+        // The same as decrypting by hand and building, less the dotenv secretGenerator.
+        let hand_built = yaml_docs(&kubectl_kustomize(&hand.join("overlays").join(overlay)));
+        let env_name = hand_built.iter().find_map(|d| d["metadata"]["name"].as_str().filter(|n| n.contains("app-env")));
+        let hand_text = serde_json::to_string(&hand_built).unwrap();
+        let env_name = format!("\"{}\"", env_name.unwrap());
+        // Without its Secret the reference is dangling: kustomize neither hashes nor prefixes it.
+        let unhashed = "\"app-env\"";
+        let expected: Vec<serde_json::Value> =
+            serde_json::from_str::<Vec<serde_json::Value>>(&hand_text.replace(&env_name, unhashed))
+                .unwrap()
+                .into_iter()
+                .filter(|d| d["kind"] != "Secret" || !d["metadata"]["name"].as_str().unwrap().contains("app-env"))
+                .collect();
+        assert_eq!(sorted(yaml_docs(&checked.stdout)), sorted(expected), "{overlay}");
+    }
+    // A prod Secret moved into dev through the generator is refused too.
+    let bdir = repo.d.join("binding-leak");
+    std::fs::create_dir(&bdir).unwrap();
+    let built = kustomize_with_plugin(&repo, &repo.top.join("overlays/leak"), Some(&bdir));
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let refused = check_binding(&repo, &bdir, &built.stdout, &["--renamed", "allow"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("Secret prod/api was encrypted for namespace prod; this build puts it in dev"), "{err}");
+    // Without a binding directory the generator refuses to run (fail closed) ...
+    let built = kustomize_with_plugin(&repo, &repo.top.join("overlays/prod"), None);
+    assert!(!built.status.success());
+    assert!(String::from_utf8_lossy(&built.stderr).contains("PORTCULLIS_BINDING_DIR is not set"));
+    // ... a file outside the kustomization is refused, and so is a tampered one.
+    write(
+        &repo.top.join("overlays/prod/secrets.yaml"),
+        "apiVersion: portcullis.dev/v1alpha1\nkind: SopsGenerator\nmetadata:\n  name: s\nfiles:\n  - ../../base/db.enc.yaml\n",
+    );
+    let built = kustomize_with_plugin(&repo, &repo.top.join("overlays/prod"), Some(&bdir));
+    assert!(
+        String::from_utf8_lossy(&built.stderr).contains("`..` is not allowed"),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let enc = std::fs::read_to_string(repo.top.join("base/db.enc.yaml")).unwrap();
+    std::fs::write(repo.top.join("base/db.enc.yaml"), enc.replace("name: db", "name: db2")).unwrap();
+    let built = kustomize_with_plugin(&repo, &repo.top.join("base"), Some(&bdir));
+    assert!(!built.status.success());
+    assert!(
+        String::from_utf8_lossy(&built.stderr).contains("MAC mismatch"),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+}

@@ -112,10 +112,15 @@ pub struct TreeArgs {
     #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with_all = ["manifests", "krm", "output"])]
     pub check: Vec<PathBuf>,
     /// Check a build's output (stdin, or the FILE argument) against the manifest written by
-    /// --tree: a resource moved to another namespace, renamed, or still holding ciphertext is
+    /// --tree (or a directory of manifests, as --generator writes them): a resource moved to another namespace, renamed, or still holding ciphertext is
     /// refused (exit 1); otherwise the output is written without the origin annotations.
     #[arg(long, value_name = "MANIFEST", conflicts_with_all = ["manifests", "krm", "output", "check", "tree"])]
     pub check_binding: Option<PathBuf>,
+    /// Run as a kustomize generator (legacy exec plugin): decrypt the SOPS files the CONFIG lists
+    /// under `files:` (relative to the kustomization) and print them; binding manifests go to
+    /// $PORTCULLIS_BINDING_DIR for --check-binding.
+    #[arg(long, value_name = "CONFIG", conflicts_with_all = ["manifests", "krm", "output", "check", "tree", "check_binding"])]
+    pub generator: Option<PathBuf>,
     /// With --check-binding: a resource renamed by namePrefix/nameSuffix is refused (deny) or accepted.
     #[arg(long, value_enum, default_value = "deny")]
     pub renamed: crate::sops::binding::Renamed,
@@ -175,6 +180,9 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let opts = Options { allow_mac_only_encrypted };
+    if let Some(config) = &tree.generator {
+        return super::decrypt_generator::generate(config, max_size, &ids, &opts);
+    }
     if !tree.check.is_empty() {
         return super::decrypt_tree::check(&root, &tree.check, max_size, &ids, &opts);
     }

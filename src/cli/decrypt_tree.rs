@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 
 use super::decrypt::{confine, read_limited, read_limited_file};
 use super::{EXIT_ALLOWED, EXIT_DENIED, EXIT_ERROR};
-use crate::sops::binding::{CheckOptions, Manifest};
+use crate::sops::binding::{self, CheckOptions, Manifest};
 use crate::sops::tree::Node;
 use crate::sops::{self, Error, Format, Identities, Options, json, yaml, yaml_emit};
 
@@ -52,7 +52,7 @@ fn sniff(path: &Path, bytes: &[u8]) -> Option<Format> {
 }
 
 /// Random bytes from the kernel.
-fn random_bytes() -> anyhow::Result<[u8; 32]> {
+pub(super) fn random_bytes() -> anyhow::Result<[u8; 32]> {
     let mut buf = [0u8; 32];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut buf))
@@ -66,7 +66,7 @@ fn git_top(dir: &Path) -> Option<&Path> {
 }
 
 /// Write a new file, readable by its owner only; never follows or replaces an existing path.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -86,7 +86,7 @@ fn assignment_values(text: &str) -> Vec<&[u8]> {
 }
 
 /// Decrypt one SOPS file and record it in the manifest; returns the plaintext to write.
-fn decrypt_file(
+pub(super) fn decrypt_file(
     rel: &str,
     format: Format,
     input: &[u8],
@@ -285,6 +285,28 @@ pub fn check(
     Ok(ExitCode::from(code))
 }
 
+/// The manifest file, or every `*.json` file of a directory (the generator writes one per run).
+fn read_manifests(path: &Path, max_size: u64) -> anyhow::Result<Vec<Manifest>> {
+    let files = if path.is_dir() {
+        let mut files: Vec<PathBuf> = fs::read_dir(path)
+            .with_context(|| format!("--check-binding {}: cannot read the directory", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files
+        .iter()
+        .map(|f| {
+            let bytes = read_limited_file(f, max_size)?;
+            Manifest::from_json(&bytes).with_context(|| format!("--check-binding {}", f.display()))
+        })
+        .collect()
+}
+
 /// `portcullis decrypt --check-binding MANIFEST`: the build output (stdin or FILE) checked
 /// against the manifest and written to stdout without the origin annotations; exit 1 when a
 /// resource breaks the binding or still holds SOPS ciphertext.
@@ -294,8 +316,7 @@ pub fn check_binding(
     max_size: u64,
     opts: &CheckOptions,
 ) -> anyhow::Result<ExitCode> {
-    let bytes = read_limited_file(manifest, max_size)?;
-    let manifest = Manifest::from_json(&bytes).with_context(|| format!("--check-binding {}", manifest.display()))?;
+    let manifests = read_manifests(manifest, max_size)?;
     let limit = max_size.saturating_mul(BUILD_OUTPUT_FACTOR);
     let build = match input {
         Some(p) => read_limited_file(p, limit)?,
@@ -309,7 +330,8 @@ pub fn check_binding(
             objects.push(value);
         }
     }
-    let mut problems: Vec<String> = manifest.check(&mut objects, opts).iter().map(ToString::to_string).collect();
+    let mut problems: Vec<String> =
+        binding::check_all(&manifests, &mut objects, opts).iter().map(ToString::to_string).collect();
     for obj in &objects {
         if let Some(found) = sops::detect::find_ciphertext(obj) {
             let kind = obj.get("kind").and_then(serde_json::Value::as_str).unwrap_or("resource");

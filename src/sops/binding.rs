@@ -286,45 +286,60 @@ impl Manifest {
     /// them. Returns every violation found.
     #[must_use]
     pub fn check(&self, built: &mut [serde_json::Value], opts: &CheckOptions) -> Vec<Violation> {
-        let by_token: BTreeMap<&str, &Origin> =
-            self.origins.iter().filter_map(|o| o.token.as_deref().map(|t| (t, o))).collect();
-        // fingerprint -> the namespaces it may go to (None: anywhere)
-        let mut allowed: BTreeMap<&str, (BTreeSet<Option<&str>>, BTreeSet<String>)> = BTreeMap::new();
-        for o in &self.origins {
-            for v in &o.values {
-                let slot = allowed.entry(v.as_str()).or_default();
-                slot.0.insert(o.namespace.as_deref());
-                slot.1.insert(o.describe());
-            }
-        }
-        let mut out = Vec::new();
-        for obj in built.iter_mut() {
-            let kind = obj.get("kind").and_then(serde_json::Value::as_str).unwrap_or("resource").to_owned();
-            let name = obj.pointer("/metadata/name").and_then(serde_json::Value::as_str).unwrap_or("").to_owned();
-            let ns = obj
-                .pointer("/metadata/namespace")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned)
-                .or_else(|| opts.default_namespace.clone());
-            let resource = match &ns {
-                Some(n) => format!("{kind} {n}/{name}"),
-                None => format!("{kind} {name}"),
-            };
-            if let Some(token) = take_annotation(obj) {
-                match by_token.get(token.as_str()) {
-                    None => out.push(Violation::UnknownToken { resource: resource.clone() }),
-                    Some(origin) => {
-                        self.check_identity(origin, &kind, &name, ns.as_deref(), &resource, opts, &mut out);
-                    }
+        check_all(std::slice::from_ref(self), built, opts)
+    }
+}
+
+/// The namespaces a fingerprint may go to (`None`: anywhere) and the resources holding it.
+type Allowed<'a> = BTreeMap<&'a str, (BTreeSet<Option<&'a str>>, BTreeSet<String>)>;
+
+/// [`Manifest::check`] over several manifests (one per decryption: a tree, or each run of the
+/// generator in a build).
+#[must_use]
+pub fn check_all(manifests: &[Manifest], built: &mut [serde_json::Value], opts: &CheckOptions) -> Vec<Violation> {
+    let by_token: BTreeMap<&str, &Origin> =
+        manifests.iter().flat_map(|m| &m.origins).filter_map(|o| o.token.as_deref().map(|t| (t, o))).collect();
+    let allowed: Vec<(&Manifest, Allowed<'_>)> = manifests
+        .iter()
+        .map(|m| {
+            let mut allowed = Allowed::new();
+            for o in &m.origins {
+                for v in &o.values {
+                    let slot = allowed.entry(v.as_str()).or_default();
+                    slot.0.insert(o.namespace.as_deref());
+                    slot.1.insert(o.describe());
                 }
             }
-            let mut strings = Vec::new();
-            json_strings(obj, &mut strings);
-            let mut origins = BTreeSet::new();
-            for s in strings {
-                let decoded = STANDARD.decode(s).ok();
-                for bytes in std::iter::once(s.as_bytes()).chain(decoded.as_deref()) {
-                    let Some(fp) = self.fingerprint(bytes) else { continue };
+            (m, allowed)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for obj in built.iter_mut() {
+        let kind = obj.get("kind").and_then(serde_json::Value::as_str).unwrap_or("resource").to_owned();
+        let name = obj.pointer("/metadata/name").and_then(serde_json::Value::as_str).unwrap_or("").to_owned();
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| opts.default_namespace.clone());
+        let resource = match &ns {
+            Some(n) => format!("{kind} {n}/{name}"),
+            None => format!("{kind} {name}"),
+        };
+        if let Some(token) = take_annotation(obj) {
+            match by_token.get(token.as_str()) {
+                None => out.push(Violation::UnknownToken { resource: resource.clone() }),
+                Some(origin) => check_identity(origin, &kind, &name, ns.as_deref(), &resource, opts, &mut out),
+            }
+        }
+        let mut strings = Vec::new();
+        json_strings(obj, &mut strings);
+        let mut origins = BTreeSet::new();
+        for s in strings {
+            let decoded = STANDARD.decode(s).ok();
+            for bytes in std::iter::once(s.as_bytes()).chain(decoded.as_deref()) {
+                for (m, allowed) in &allowed {
+                    let Some(fp) = m.fingerprint(bytes) else { continue };
                     if let Some((namespaces, names)) = allowed.get(fp.as_str())
                         && !namespaces.contains(&None)
                         && !namespaces.contains(&ns.as_deref())
@@ -333,43 +348,41 @@ impl Manifest {
                     }
                 }
             }
-            if !origins.is_empty() {
-                out.push(Violation::Value { resource, built: ns, origins: origins.into_iter().collect() });
-            }
         }
-        dedup_value_violations(&mut out);
-        out
+        if !origins.is_empty() {
+            out.push(Violation::Value { resource, built: ns, origins: origins.into_iter().collect() });
+        }
     }
+    dedup_value_violations(&mut out);
+    out
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn check_identity(
-        &self,
-        origin: &Origin,
-        kind: &str,
-        name: &str,
-        ns: Option<&str>,
-        resource: &str,
-        opts: &CheckOptions,
-        out: &mut Vec<Violation>,
-    ) {
-        let described = origin.describe();
-        if let Some(bound) = &origin.namespace
-            && ns != Some(bound.as_str())
-        {
-            out.push(Violation::Namespace {
-                origin: described.clone(),
-                file: origin.file.clone(),
-                bound: bound.clone(),
-                built: ns.map(str::to_owned),
-                resource: resource.to_owned(),
-            });
-        }
-        let bound_name = origin.name.as_deref().unwrap_or_default();
-        if origin.kind.as_deref() != Some(kind) || (name != bound_name && !name.contains(bound_name)) {
-            out.push(Violation::Changed { origin: described, file: origin.file.clone(), built: resource.to_owned() });
-        } else if name != bound_name && opts.renamed == Renamed::Deny {
-            out.push(Violation::Renamed { origin: described, file: origin.file.clone(), built: resource.to_owned() });
-        }
+fn check_identity(
+    origin: &Origin,
+    kind: &str,
+    name: &str,
+    ns: Option<&str>,
+    resource: &str,
+    opts: &CheckOptions,
+    out: &mut Vec<Violation>,
+) {
+    let described = origin.describe();
+    if let Some(bound) = &origin.namespace
+        && ns != Some(bound.as_str())
+    {
+        out.push(Violation::Namespace {
+            origin: described.clone(),
+            file: origin.file.clone(),
+            bound: bound.clone(),
+            built: ns.map(str::to_owned),
+            resource: resource.to_owned(),
+        });
+    }
+    let bound_name = origin.name.as_deref().unwrap_or_default();
+    if origin.kind.as_deref() != Some(kind) || (name != bound_name && !name.contains(bound_name)) {
+        out.push(Violation::Changed { origin: described, file: origin.file.clone(), built: resource.to_owned() });
+    } else if name != bound_name && opts.renamed == Renamed::Deny {
+        out.push(Violation::Renamed { origin: described, file: origin.file.clone(), built: resource.to_owned() });
     }
 }
 
