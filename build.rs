@@ -31,15 +31,23 @@ fn main() {
     }
 }
 
-/// `cfg(kustomize)` when `kubectl` (with its built-in kustomize) is on PATH: the reconciler tests
-/// run the real one; without it they are ignored with the reason, and
-/// `PORTCULLIS_REQUIRE_KUSTOMIZE=1` (CI) makes its absence a build error.
+/// `cfg(kustomize)` when `kubectl` (with its built-in kustomize) is here: the reconciler tests run
+/// the real one; without it they are ignored with the reason. tests/run-all.sh says what it found
+/// (`PORTCULLIS_KUSTOMIZE=present|absent`), so a change is noticed without re-running this script
+/// on every change of PATH; otherwise PATH is searched once. `PORTCULLIS_REQUIRE_KUSTOMIZE=1` (CI)
+/// makes its absence a build error.
 fn kustomize() {
     println!("cargo::rustc-check-cfg=cfg(kustomize)");
-    println!("cargo::rerun-if-env-changed=PATH");
+    println!("cargo::rerun-if-env-changed=PORTCULLIS_KUSTOMIZE");
     println!("cargo::rerun-if-env-changed=PORTCULLIS_REQUIRE_KUSTOMIZE");
-    let found = std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join("kubectl").is_file()));
+    let on_path = || {
+        std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join("kubectl").is_file()))
+    };
+    let found = match std::env::var("PORTCULLIS_KUSTOMIZE").as_deref() {
+        Ok("present") => true,
+        Ok("absent") => false,
+        _ => on_path(),
+    };
     if found {
         println!("cargo::rustc-cfg=kustomize");
     } else if std::env::var("PORTCULLIS_REQUIRE_KUSTOMIZE").is_ok_and(|v| v == "1") {
