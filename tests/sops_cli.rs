@@ -662,11 +662,15 @@ fn to_generator_mode(repo: &Repo) {
 /// plugin under $XDG_CONFIG_HOME.
 fn kustomize_with_plugin(repo: &Repo, dir: &Path, binding_dir: Option<&Path>) -> std::process::Output {
     let xdg = repo.d.join("xdg");
-    let plugin = xdg.join("kustomize/plugin/portcullis.dev/v1alpha1/sopsgenerator/SopsGenerator");
-    if !plugin.exists() {
-        write(&plugin, &format!("#!/bin/sh\nexec '{}' decrypt --generator \"$1\"\n", env!("CARGO_BIN_EXE_portcullis")));
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Ours, and the same wrapper where kustomize looks for KSOPS's legacy plugin.
+    for at in ["portcullis.dev/v1alpha1/sopsgenerator/SopsGenerator", "viaduct.ai/v1/ksops/ksops"] {
+        let plugin = xdg.join("kustomize/plugin").join(at);
+        if !plugin.exists() {
+            let exe = env!("CARGO_BIN_EXE_portcullis");
+            write(&plugin, &format!("#!/bin/sh\nexec '{exe}' decrypt --generator \"$1\"\n"));
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
     let mut cmd = std::process::Command::new("kubectl");
     cmd.args(["kustomize", "--enable-alpha-plugins"])
@@ -723,6 +727,11 @@ fn generator_mode_builds_the_same_plaintext_and_keeps_the_binding() {
     assert_eq!(refused.status.code(), Some(1));
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("Secret prod/api was encrypted for namespace prod; this build puts it in dev"), "{err}");
+    // A KSOPS config, unchanged, through the same wrapper.
+    write(&repo.top.join("base/secrets.yaml"), "apiVersion: viaduct.ai/v1\nkind: ksops\nmetadata:\n  name: k\nfiles:\n  - ./db.enc.yaml\n");
+    let built = kustomize_with_plugin(&repo, &repo.top.join("base"), Some(&bdir));
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    assert!(String::from_utf8_lossy(&built.stdout).contains("password: base-db-password-123"));
     // Without a binding directory the generator refuses to run (fail closed) ...
     let built = kustomize_with_plugin(&repo, &repo.top.join("overlays/prod"), None);
     assert!(!built.status.success());
