@@ -621,6 +621,47 @@ fn argocd_cmp_generate_runs_as_argo_cd_runs_it() {
         assert_eq!(yaml_docs(&out.stdout), expected, "{overlay}");
         assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "the scratch directory is removed");
     }
+    // A Helm chart with an encrypted values file (the helm-secrets use case). The sidecar has
+    // `helm`; here Helm's engine from helm-python-sdk (installed by tests/run-all.sh) stands in.
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import helm_python, yaml, sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    assert!(python.status.success(), "helm-python-sdk is missing: run tests/run-all.sh, which installs it");
+    let python = String::from_utf8(python.stdout).unwrap();
+    write(&bin.join("helm"), &format!("#!{}\n{HELM_SHIM}", python.trim()));
+    std::fs::set_permissions(bin.join("helm"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let chart = repo.top.join("charts/web");
+    write(&chart.join("Chart.yaml"), "apiVersion: v2\nname: web\nversion: 0.1.0\n");
+    write(&chart.join("values.yaml"), "db:\n  user: app\n");
+    write(
+        &chart.join("templates/secret.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}-db\nstringData:\n  user: {{ .Values.db.user | quote }}\n  password: {{ .Values.db.password | quote }}\n",
+    );
+    std::fs::write(repo.d.join("plain-values.yaml"), "db:\n  password: helm-secret-password-42\n").unwrap();
+    let enc = sops_encrypt(&repo.d, "plain-values.yaml", &["--age", &repo.key.recipient]);
+    std::fs::write(chart.join("secrets.enc.yaml"), enc).unwrap();
+    let out = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .current_dir(&chart)
+        .env_clear()
+        .env("PATH", &path)
+        .env("HOME", &repo.d)
+        .env("TMPDIR", &tmp)
+        .env("SOPS_AGE_KEY_FILE", &repo.key.file)
+        .env("ARGOCD_APP_NAME", "web")
+        .env("ARGOCD_APP_NAMESPACE", "prod")
+        .env("ARGOCD_APP_SOURCE_PATH", "charts/web")
+        .env("ARGOCD_ENV_HELM_VALUES", "values.yaml secrets.enc.yaml")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "helm: {}", String::from_utf8_lossy(&out.stderr));
+    let docs = yaml_docs(&out.stdout);
+    assert_eq!(docs.len(), 1, "{docs:?}");
+    assert_eq!(docs[0]["metadata"]["name"], "web-db");
+    assert_eq!(docs[0]["stringData"]["password"], "helm-secret-password-42");
+    assert_eq!(docs[0]["stringData"]["user"], "app");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "the scratch directory is removed");
     // Without the switch, dev's renamed Secrets fail the generate step.
     let out = std::process::Command::new(&command[0])
         .args(&command[1..])
@@ -637,6 +678,30 @@ fn argocd_cmp_generate_runs_as_argo_cd_runs_it() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("renamed by namePrefix/nameSuffix"));
 }
+
+/// `helm template NAME CHART --namespace NS -f VALUES…` on Helm's engine (helm-python-sdk).
+const HELM_SHIM: &str = r#"import sys, yaml, helm_python as helm
+args = sys.argv[1:]
+assert args[0] == "template", args
+name, chart, ns, files, i = args[1], args[2], "default", [], 3
+while i < len(args):
+    if args[i] == "--namespace": ns = args[i + 1]
+    elif args[i] == "-f": files.append(args[i + 1])
+    else: sys.exit("helm shim: unsupported flag " + args[i])
+    i += 2
+def merge(a, b):
+    for k, v in b.items():
+        a[k] = merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+    return a
+values = {}
+for f in files:
+    merge(values, yaml.safe_load(open(f)) or {})
+with helm.Chart.load(chart) as c:
+    out = c.render(values, name=name, namespace=ns, is_install=True)
+for path, text in sorted(out.items()):
+    if not path.endswith("NOTES.txt") and text.strip():
+        print("---\n# Source: " + path + "\n" + text)
+"#;
 
 /// The repository rewritten for the generator: the encrypted YAML files are listed by a
 /// `SopsGenerator` config instead of `resources:` (a dotenv file cannot go through a generator).
@@ -728,7 +793,10 @@ fn generator_mode_builds_the_same_plaintext_and_keeps_the_binding() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("Secret prod/api was encrypted for namespace prod; this build puts it in dev"), "{err}");
     // A KSOPS config, unchanged, through the same wrapper.
-    write(&repo.top.join("base/secrets.yaml"), "apiVersion: viaduct.ai/v1\nkind: ksops\nmetadata:\n  name: k\nfiles:\n  - ./db.enc.yaml\n");
+    write(
+        &repo.top.join("base/secrets.yaml"),
+        "apiVersion: viaduct.ai/v1\nkind: ksops\nmetadata:\n  name: k\nfiles:\n  - ./db.enc.yaml\n",
+    );
     let built = kustomize_with_plugin(&repo, &repo.top.join("base"), Some(&bdir));
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
     assert!(String::from_utf8_lossy(&built.stdout).contains("password: base-db-password-123"));
