@@ -122,11 +122,11 @@ pub struct TreeArgs {
     #[arg(long, value_name = "CONFIG", conflicts_with_all = ["manifests", "krm", "output", "check", "tree", "check_binding"])]
     pub generator: Option<PathBuf>,
     /// With --check-binding: a resource renamed by namePrefix/nameSuffix is refused (deny) or accepted.
-    #[arg(long, value_enum, default_value = "deny")]
+    #[arg(long, value_enum, default_value = "deny", requires = "check_binding")]
     pub renamed: crate::sops::binding::Renamed,
     /// With --check-binding: the namespace resources without one are applied to (Argo CD:
     /// $ARGOCD_APP_NAMESPACE).
-    #[arg(long, value_name = "NAMESPACE")]
+    #[arg(long, value_name = "NAMESPACE", requires = "check_binding")]
     pub default_namespace: Option<String>,
 }
 

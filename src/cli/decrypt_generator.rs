@@ -63,7 +63,7 @@ pub fn generate(config: &Path, max_size: u64, ids: &Identities, opts: &Options) 
     })?;
     let record = binding_dir != "off";
     let mut manifest = Manifest::new(&random_bytes()?);
-    let mut out = String::new();
+    let mut out = zeroize::Zeroizing::new(String::new());
     for file in files {
         let path = confine(&root, &root.join(file), true)
             .with_context(|| format!("generator {kind}: files entry {file:?} (relative to {})", root.display()))?;

@@ -268,7 +268,7 @@ impl Manifest {
             }
         }
         let mut values: Vec<String> = raw.iter().filter_map(|v| self.fingerprint(v)).collect();
-        raw.iter_mut().for_each(|v| zeroize::Zeroize::zeroize(v));
+        raw.iter_mut().for_each(zeroize::Zeroize::zeroize);
         values.sort();
         values.dedup();
         let token = match (&kind, &name) {
