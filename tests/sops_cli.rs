@@ -493,7 +493,6 @@ fn moving_a_prod_secret_into_dev_is_refused() {
 }
 
 #[test]
-#[cfg_attr(not(kustomize), ignore = "needs kubectl (kustomize v5) on PATH; tests/run-all.sh says how to get it")]
 fn tampered_base_and_unsafe_output_directories_are_refused() {
     let repo = repo();
     let kf = repo.key.file.to_str().unwrap().to_owned();
