@@ -445,6 +445,9 @@ fn tree_mode_builds_the_same_plaintext_as_decrypting_by_hand() {
         );
         let checked = check_binding(&repo, &manifest, &built, extra);
         assert!(checked.status.success(), "{overlay}: {}", String::from_utf8_lossy(&checked.stderr));
+        // An accepted rename is still reported.
+        let notes = String::from_utf8_lossy(&checked.stderr);
+        assert_eq!(overlay == "dev", notes.contains("note: Secret dev/api (from overlays/dev/api.enc.yaml) is renamed by namePrefix/nameSuffix to Secret dev/dev-api (accepted: --renamed allow)"), "{notes}");
         let got = yaml_docs(&checked.stdout);
         assert_eq!(got, expected, "{overlay}: tree mode differs from decrypting by hand");
         assert!(

@@ -330,8 +330,12 @@ pub fn check_binding(
             objects.push(value);
         }
     }
-    let mut problems: Vec<String> =
-        binding::check_all(&manifests, &mut objects, opts).iter().map(ToString::to_string).collect();
+    let (problems, notes): (Vec<_>, Vec<_>) =
+        binding::check_all(&manifests, &mut objects, opts).into_iter().partition(binding::Violation::refuses);
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    let mut problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
     for obj in &objects {
         if let Some(found) = sops::detect::find_ciphertext(obj) {
             let kind = obj.get("kind").and_then(serde_json::Value::as_str).unwrap_or("resource");

@@ -107,14 +107,49 @@ pub struct CheckOptions {
     pub default_namespace: Option<String>,
 }
 
-/// A built resource that breaks the binding.
+/// A built resource that breaks the binding (or, for [`Violation::RenamedAllowed`], a change that
+/// is only reported).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Violation {
-    Namespace { origin: String, file: String, bound: String, built: Option<String>, resource: String },
-    Renamed { origin: String, file: String, built: String },
-    Changed { origin: String, file: String, built: String },
-    UnknownToken { resource: String },
-    Value { resource: String, built: Option<String>, origins: Vec<String> },
+    Namespace {
+        origin: String,
+        file: String,
+        bound: String,
+        built: Option<String>,
+        resource: String,
+    },
+    Renamed {
+        origin: String,
+        file: String,
+        built: String,
+    },
+    /// A rename accepted by `--renamed allow`: reported, not refused.
+    RenamedAllowed {
+        origin: String,
+        file: String,
+        built: String,
+    },
+    Changed {
+        origin: String,
+        file: String,
+        built: String,
+    },
+    UnknownToken {
+        resource: String,
+    },
+    Value {
+        resource: String,
+        built: Option<String>,
+        origins: Vec<String>,
+    },
+}
+
+impl Violation {
+    /// Whether the build must be refused for it.
+    #[must_use]
+    pub fn refuses(&self) -> bool {
+        !matches!(self, Self::RenamedAllowed { .. })
+    }
 }
 
 impl fmt::Display for Violation {
@@ -135,6 +170,10 @@ impl fmt::Display for Violation {
                 f,
                 "{origin} (from {file}) is renamed by namePrefix/nameSuffix to {built}; renaming an encrypted resource is \
                  refused by default: pass --renamed allow to accept it"
+            ),
+            Self::RenamedAllowed { origin, file, built } => write!(
+                f,
+                "{origin} (from {file}) is renamed by namePrefix/nameSuffix to {built} (accepted: --renamed allow)"
             ),
             Self::Changed { origin, file, built } => write!(
                 f,
@@ -381,8 +420,12 @@ fn check_identity(
     let bound_name = origin.name.as_deref().unwrap_or_default();
     if origin.kind.as_deref() != Some(kind) || (name != bound_name && !name.contains(bound_name)) {
         out.push(Violation::Changed { origin: described, file: origin.file.clone(), built: resource.to_owned() });
-    } else if name != bound_name && opts.renamed == Renamed::Deny {
-        out.push(Violation::Renamed { origin: described, file: origin.file.clone(), built: resource.to_owned() });
+    } else if name != bound_name {
+        let (origin, file, built) = (described, origin.file.clone(), resource.to_owned());
+        out.push(match opts.renamed {
+            Renamed::Deny => Violation::Renamed { origin, file, built },
+            Renamed::Allow => Violation::RenamedAllowed { origin, file, built },
+        });
     }
 }
 
@@ -512,7 +555,8 @@ mod tests {
         let v = m.check(&mut [obj.clone()], &CheckOptions::default());
         assert!(matches!(v.as_slice(), [Violation::Renamed { .. }]), "{v:?}");
         let opts = CheckOptions { renamed: Renamed::Allow, ..Default::default() };
-        assert_eq!(m.check(&mut [obj.clone()], &opts), vec![]);
+        let v = m.check(&mut [obj.clone()], &opts);
+        assert!(matches!(v.as_slice(), [Violation::RenamedAllowed { .. }]) && !v[0].refuses(), "{v:?}");
         obj["metadata"]["name"] = json!("other");
         assert!(matches!(m.check(&mut [obj], &opts).as_slice(), [Violation::Changed { .. }]));
     }
