@@ -540,6 +540,31 @@ fn tampered_base_and_unsafe_output_directories_are_refused() {
     assert!(err.contains("not an empty directory"), "{err}");
     let err = decrypt_err(&repo.top, &["--tree", "../repo", "--out", out.to_str().unwrap(), "--age-key-file", &kf]);
     assert!(err.contains("`..` is not allowed"), "{err}");
+    // Inside the Git checkout of SRC, though outside SRC itself.
+    std::fs::create_dir(repo.top.join(".git")).unwrap();
+    let base = repo.top.join("base");
+    let beside = repo.top.join("plain");
+    let err = decrypt_err(
+        &repo.d,
+        &["--root", &top, "--tree", base.to_str().unwrap(), "--out", beside.to_str().unwrap(), "--age-key-file", &kf],
+    );
+    assert!(err.contains(&format!("inside {top} (the source tree or its Git checkout)")), "{err}");
+    // A symlink to a file inside the tree is copied as a file (decrypted if it is a SOPS file);
+    // .git is not copied.
+    std::fs::write(repo.top.join(".git/config"), "[core]\n").unwrap();
+    std::os::unix::fs::symlink("../../base/db.enc.yaml", repo.top.join("overlays/prod/db-link.enc.yaml")).unwrap();
+    decrypt_ok(&repo.d, &["--root", &top, "--tree", &top, "--out", out.to_str().unwrap(), "--age-key-file", &kf]);
+    assert!(!out.join(".git").exists());
+    let link = out.join("overlays/prod/db-link.enc.yaml");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+    assert!(std::fs::read_to_string(&link).unwrap().contains("password: base-db-password-123"));
+    std::fs::remove_dir_all(&out).unwrap();
+    // An existing manifest is never overwritten, and then no tree is left either.
+    let err =
+        decrypt_err(&repo.d, &["--root", &top, "--tree", &top, "--out", out.to_str().unwrap(), "--age-key-file", &kf]);
+    assert!(err.contains("tree.binding.json: cannot create the file (it must not exist yet)"), "{err}");
+    assert!(!out.exists());
+    std::fs::remove_file(repo.d.join("scratch/tree.binding.json")).unwrap();
     std::os::unix::fs::symlink(&repo.key.file, repo.top.join("base/key.txt")).unwrap();
     let err =
         decrypt_err(&repo.d, &["--root", &top, "--tree", &top, "--out", out.to_str().unwrap(), "--age-key-file", &kf]);

@@ -238,13 +238,13 @@ pub fn tree(job: &TreeJob<'_>) -> anyhow::Result<ExitCode> {
         None => out_parent.join(format!("{}.binding.json", out_name.to_string_lossy())),
     };
     let mut walk = Walk { job, src: src.clone(), manifest: Manifest::new(&random_bytes()?), entries: 0, decrypted: 0 };
-    let result = walk.dir(&src, &out, Path::new(""));
+    let result =
+        walk.dir(&src, &out, Path::new("")).and_then(|()| write_private(&binding, walk.manifest.to_json().as_bytes()));
     if let Err(e) = result {
-        // Never leave a partial plaintext tree behind.
+        // Never leave a partial plaintext tree behind, nor one without its binding manifest.
         let _ = fs::remove_dir_all(&out);
         return Err(e);
     }
-    write_private(&binding, walk.manifest.to_json().as_bytes())?;
     tracing::info!(
         decrypted = walk.decrypted,
         out = %out.display(),
