@@ -810,6 +810,32 @@ fn generator_mode_builds_the_same_plaintext_and_keeps_the_binding() {
                 .collect();
         assert_eq!(sorted(yaml_docs(&checked.stdout)), sorted(expected), "{overlay}");
     }
+    // As a pipeline (the README's form): the check reads the manifests only once the build has
+    // ended, so the manifest the generator writes during the build is there.
+    let bdir = repo.d.join("binding-pipe");
+    std::fs::create_dir(&bdir).unwrap();
+    kustomize_with_plugin(&repo, &repo.top.join("overlays/prod"), Some(&bdir)); // installs the plugin
+    std::fs::remove_dir_all(&bdir).unwrap();
+    std::fs::create_dir(&bdir).unwrap();
+    let piped = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            r#"kubectl kustomize --enable-alpha-plugins "$1" | "$2" decrypt --check-binding "$PORTCULLIS_BINDING_DIR""#,
+        )
+        .arg("sh")
+        .arg(repo.top.join("overlays/prod"))
+        .arg(env!("CARGO_BIN_EXE_portcullis"))
+        .env("XDG_CONFIG_HOME", repo.d.join("xdg"))
+        .env("SOPS_AGE_KEY_FILE", &repo.key.file)
+        .env("PORTCULLIS_BINDING_DIR", &bdir)
+        .output()
+        .unwrap();
+    assert!(piped.status.success(), "{}", String::from_utf8_lossy(&piped.stderr));
+    assert!(String::from_utf8_lossy(&piped.stdout).contains("prod-api-key-000111"));
+    // A failed build (nothing on stdin) is an error, not an empty success.
+    let empty = check_binding(&repo, &bdir, b"", &[]);
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("holds no resources"));
     // A prod Secret moved into dev through the generator is refused too.
     let bdir = repo.d.join("binding-leak");
     std::fs::create_dir(&bdir).unwrap();

@@ -316,12 +316,14 @@ pub fn check_binding(
     max_size: u64,
     opts: &CheckOptions,
 ) -> anyhow::Result<ExitCode> {
-    let manifests = read_manifests(manifest, max_size)?;
+    // The build output first: in `kustomize build | portcullis decrypt --check-binding DIR` the
+    // generator writes its manifests while the build runs, so they are complete only at its end.
     let limit = max_size.saturating_mul(BUILD_OUTPUT_FACTOR);
     let build = match input {
         Some(p) => read_limited_file(p, limit)?,
         None => read_limited(std::io::stdin().lock(), limit, "standard input")?,
     };
+    let manifests = read_manifests(manifest, max_size)?;
     let text = std::str::from_utf8(&build).context("the build output is not UTF-8 text")?;
     let mut objects = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
@@ -329,6 +331,12 @@ pub fn check_binding(
         if !value.is_null() {
             objects.push(value);
         }
+    }
+    if objects.is_empty() {
+        bail!(
+            "--check-binding: the build output holds no resources; did the build fail? (in a pipeline, use \
+             `set -o pipefail` so its failure stops the script)"
+        );
     }
     let (problems, notes): (Vec<_>, Vec<_>) =
         binding::check_all(&manifests, &mut objects, opts).into_iter().partition(binding::Violation::refuses);
