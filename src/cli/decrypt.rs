@@ -112,8 +112,9 @@ pub struct TreeArgs {
     #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with_all = ["manifests", "krm", "output"])]
     pub check: Vec<PathBuf>,
     /// Check a build's output (stdin, or the FILE argument) against the manifest written by
-    /// --tree (or a directory of manifests, as --generator writes them): a resource moved to another namespace, renamed, or still holding ciphertext is
-    /// refused (exit 1); otherwise the output is written without the origin annotations.
+    /// --tree (or a directory of manifests, as --generator writes them): a resource moved to
+    /// another namespace, renamed, or still holding ciphertext is refused (exit 1); otherwise the
+    /// output is written without the origin annotations.
     #[arg(long, value_name = "MANIFEST", conflicts_with_all = ["manifests", "krm", "output", "check", "tree"])]
     pub check_binding: Option<PathBuf>,
     /// Run as a kustomize generator (legacy exec plugin): decrypt the SOPS files the CONFIG lists
