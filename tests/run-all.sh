@@ -45,6 +45,18 @@ sys.exit(not (v("helm-python-sdk") == "0.2.2" and v("kubernetes-validate") == "1
   python3 -m pip install --quiet --disable-pip-version-check "${chart_pkgs[@]}"
 fi
 
+# kubectl (its built-in kustomize v5) for the reconciler tests. It is not a Debian package (it
+# comes from the Kubernetes or Google Cloud apt repositories, or as the Kubernetes project's static
+# binary), so it is not installed here: the machines this project runs on come with it. Without it
+# those tests are reported as ignored with the reason (build.rs sets cfg(kustomize));
+# PORTCULLIS_REQUIRE_KUSTOMIZE=1 (CI) makes its absence an error.
+if command -v kubectl >/dev/null; then
+  export PORTCULLIS_KUSTOMIZE=present
+else
+  export PORTCULLIS_KUSTOMIZE=absent
+  echo "== kubectl is absent: the reconciler tests (real kustomize) are reported as ignored"
+fi
+
 # Tests that need the shared third-party fixtures are ignored (with the reason) without them;
 # build.rs is told what is here so a change is always noticed.
 if [ -f ../shared/fixtures/INDEX.md ]; then
@@ -63,6 +75,10 @@ cargo test --locked "$@" 2>&1 | tee "$log" || status=$?
 if [ "${PORTCULLIS_REQUIRE_FIXTURES:-}" = 1 ] && grep -q 'ignored, needs ../shared/fixtures' "$log"; then
   echo "FAILED: fixture-dependent tests were ignored although PORTCULLIS_REQUIRE_FIXTURES=1:" >&2
   grep 'ignored, needs ../shared/fixtures' "$log" >&2
+  status=1
+fi
+if [ "${PORTCULLIS_REQUIRE_KUSTOMIZE:-}" = 1 ] && grep -q 'ignored, needs kubectl' "$log"; then
+  echo "FAILED: kustomize tests were ignored although PORTCULLIS_REQUIRE_KUSTOMIZE=1" >&2
   status=1
 fi
 

@@ -27,7 +27,15 @@ Examples:
   # As a KRM function / exec plugin: ResourceList on stdin, ResourceList on stdout
   portcullis decrypt --krm --age-key-file /keys/age.agekey
 
-Exit codes: 0 decrypted, 2 error (no key for any recipient, MAC mismatch, tampered value, unsupported
+  # Decrypt the sources before the build, then check the build against the encryption identities
+  work=$(mktemp -d); portcullis decrypt --tree . --out \"$work/tree\"
+  kubectl kustomize \"$work/tree/overlays/prod\" | portcullis decrypt --check-binding \"$work/tree.binding.json\"
+
+  # In CI: every encrypted file decrypts with its MAC verified (exit 1 if one was tampered with)
+  portcullis decrypt --check secrets/*.enc.yaml
+
+Exit codes: 0 decrypted, 1 (--check, --check-binding) a file was tampered with or the build breaks the
+binding, 2 error (no key for any recipient, MAC mismatch, tampered value, unsupported
 format, a path outside --root, a file larger than --max-size).";
 
 /// Largest key file or key Secret read (independent of --max-size).
@@ -81,6 +89,46 @@ pub struct DecryptArgs {
     /// Accept files written with `--mac-only-encrypted`, whose MAC does not cover unencrypted values.
     #[arg(long)]
     pub allow_mac_only_encrypted: bool,
+    #[command(flatten)]
+    pub tree: TreeArgs,
+}
+
+/// Decrypting a source tree before a build, verifying files in CI, checking a build's output.
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    /// Copy the directory SRC (inside --root) to --out with every SOPS file decrypted in place
+    /// (MAC verified, files 0600), for `kustomize build` / `helm template` on plaintext; writes the
+    /// binding manifest that --check-binding reads.
+    #[arg(long, value_name = "SRC", requires = "out", conflicts_with_all = ["manifests", "krm", "output", "check"])]
+    pub tree: Option<PathBuf>,
+    /// The new (or empty) private directory --tree writes; never inside SRC or its Git checkout.
+    #[arg(long, value_name = "DIR", requires = "tree")]
+    pub out: Option<PathBuf>,
+    /// Where --tree writes the binding manifest (default: DIR.binding.json beside DIR).
+    #[arg(long, value_name = "FILE", requires = "tree")]
+    pub binding: Option<PathBuf>,
+    /// Decrypt these files to nowhere (for CI): exit 0 all verified, 1 a file was tampered with
+    /// (MAC mismatch, altered value), 2 a file could not be checked (no key, not a SOPS file).
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with_all = ["manifests", "krm", "output"])]
+    pub check: Vec<PathBuf>,
+    /// Check a build's output (stdin, or the FILE argument) against the manifest written by
+    /// --tree (or a directory of manifests, as --generator writes them): a resource moved to
+    /// another namespace, renamed, or still holding ciphertext is refused (exit 1); otherwise the
+    /// output is written without the origin annotations.
+    #[arg(long, value_name = "MANIFEST", conflicts_with_all = ["manifests", "krm", "output", "check", "tree"])]
+    pub check_binding: Option<PathBuf>,
+    /// Run as a kustomize generator (legacy exec plugin): decrypt the SOPS files the CONFIG lists
+    /// under `files:` (relative to the kustomization) and print them; binding manifests go to
+    /// $PORTCULLIS_BINDING_DIR for --check-binding.
+    #[arg(long, value_name = "CONFIG", conflicts_with_all = ["manifests", "krm", "output", "check", "tree", "check_binding"])]
+    pub generator: Option<PathBuf>,
+    /// With --check-binding: a resource renamed by namePrefix/nameSuffix is refused (deny) or accepted.
+    #[arg(long, value_enum, default_value = "deny", requires = "check_binding")]
+    pub renamed: crate::sops::binding::Renamed,
+    /// With --check-binding: the namespace resources without one are applied to (Argo CD:
+    /// $ARGOCD_APP_NAMESPACE).
+    #[arg(long, value_name = "NAMESPACE", requires = "check_binding")]
+    pub default_namespace: Option<String>,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -112,11 +160,18 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
         max_size,
         require_mac,
         allow_mac_only_encrypted,
+        tree,
     } = args;
     if !require_mac {
         bail!("--require-mac cannot be turned off: portcullis always verifies the MAC");
     }
     let root = root.canonicalize().with_context(|| format!("--root {}: cannot open the directory", root.display()))?;
+    if let Some(manifest) = &tree.check_binding {
+        let input = file.as_deref().filter(|p| p.as_os_str() != "-").map(|p| confine(&root, p, true)).transpose()?;
+        let opts =
+            crate::sops::binding::CheckOptions { renamed: tree.renamed, default_namespace: tree.default_namespace };
+        return super::decrypt_tree::check_binding(manifest, input.as_deref(), max_size, &opts);
+    }
     let mut ids = load_identities(&age_key_file, &age_key_secret, KEY_FILE_MAX)?;
     for reference in &age_key_secret_ref {
         let bytes = fetch_secret(reference)?;
@@ -126,6 +181,24 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let opts = Options { allow_mac_only_encrypted };
+    if let Some(config) = &tree.generator {
+        return super::decrypt_generator::generate(config, max_size, &ids, &opts);
+    }
+    if !tree.check.is_empty() {
+        return super::decrypt_tree::check(&root, &tree.check, max_size, &ids, &opts);
+    }
+    if let (Some(src), Some(out)) = (&tree.tree, &tree.out) {
+        let job = super::decrypt_tree::TreeJob {
+            root: &root,
+            src,
+            out,
+            binding: tree.binding.as_deref(),
+            max_size,
+            ids: &ids,
+            opts: &opts,
+        };
+        return super::decrypt_tree::tree(&job);
+    }
 
     let stdin_default = manifests || krm;
     let input_path = match &file {
@@ -176,7 +249,7 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
 /// Resolve `path` (relative to the current directory): no `..`, and the real path (symlinks
 /// followed) inside `root`.
 /// For an output file that does not exist yet, its directory is checked.
-fn confine(root: &Path, path: &Path, must_exist: bool) -> anyhow::Result<PathBuf> {
+pub(super) fn confine(root: &Path, path: &Path, must_exist: bool) -> anyhow::Result<PathBuf> {
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
         bail!("{}: `..` is not allowed in paths; give a path inside --root {}", path.display(), root.display());
     }
@@ -209,7 +282,7 @@ fn confine(root: &Path, path: &Path, must_exist: bool) -> anyhow::Result<PathBuf
     Ok(real)
 }
 
-fn read_limited_file(path: &Path, max: u64) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+pub(super) fn read_limited_file(path: &Path, max: u64) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let meta = std::fs::metadata(path).with_context(|| format!("{}: cannot open the file", path.display()))?;
     if !meta.is_file() {
         bail!("{}: not a regular file", path.display());
@@ -225,7 +298,7 @@ fn read_limited_file(path: &Path, max: u64) -> anyhow::Result<Zeroizing<Vec<u8>>
     read_limited(f, max, &path.display().to_string())
 }
 
-fn read_limited(r: impl std::io::Read, max: u64, name: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
+pub(super) fn read_limited(r: impl std::io::Read, max: u64, name: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
     let mut buf = Zeroizing::new(Vec::new());
     r.take(max.saturating_add(1)).read_to_end(&mut buf).with_context(|| format!("{name}: cannot read"))?;
     if buf.len() as u64 > max {

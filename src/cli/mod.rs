@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 pub mod certs;
 pub mod decrypt;
+pub mod decrypt_generator;
+pub mod decrypt_tree;
 pub mod policy;
 pub mod registry_args;
 pub mod serve;

@@ -22,6 +22,7 @@
 //! Not supported: master keys other than age X25519 (PGP, cloud KMS, Vault, age SSH keys and
 //! plugins) — they are named in errors.
 
+pub mod binding;
 pub mod detect;
 pub mod dotenv;
 pub mod ini;
