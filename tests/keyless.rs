@@ -262,6 +262,37 @@ async fn legacy_keyless_subjects(kind: Kind) {
 
 crate::on_both_registries!(legacy_keyless_subjects: legacy_keyless_subjects_docker_distribution, legacy_keyless_subjects_ferro);
 
+/// Keyless simple-signing layers attached as cosign OCI 1.1 referrers
+/// (`cosign sign --registry-referrers-mode=oci-1-1`), through the referrers API or the fallback tag.
+async fn keyless_cosign_oci11_referrers(kind: Kind) {
+    use support::{COSIGN_SIG, CosignReferrer};
+    let s = setup(kind).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    for (tag, style) in
+        [("v1", CosignReferrer::ConfigMediaType(COSIGN_SIG)), ("v2", CosignReferrer::ArtifactType(COSIGN_SIG))]
+    {
+        let (reference, digest, raw) = s.image("team/oci11", tag).await;
+        let layer = s.sigstore.signature_layer(&signer, MiniSigstore::payload(&reference, &digest));
+        s.push.cosign_referrer("team/oci11", &digest, &raw, style, &[layer]).await;
+        let image = format!("{reference}:{tag}");
+        match s.outcome(&email_subject(&format!("subject: {RELEASE}")), &image).await {
+            Outcome::Verified { detail } => assert!(detail.contains("referrer sha256:"), "{detail}"),
+            other => panic!("{style:?}: not verified: {other:?}"),
+        }
+        let d = s.decide(&email_subject("subject: someone@example.com"), &image).await;
+        assert_denied(&d, &["referrer sha256:", "expected subject someone@example.com", &format!("subject {RELEASE}")]);
+    }
+    // Without its log entry, a keyless referrer layer does not count.
+    let (reference, digest, raw) = s.image("team/oci11", "unlogged").await;
+    let tamper = Tamper { no_rekor_bundle: true, ..Tamper::default() };
+    let layer = s.sigstore.signature_layer_with(&signer, MiniSigstore::payload(&reference, &digest), &tamper);
+    s.push.cosign_referrer("team/oci11", &digest, &raw, CosignReferrer::ConfigMediaType(COSIGN_SIG), &[layer]).await;
+    let d = s.decide(&email_subject(&format!("subject: {RELEASE}")), &format!("{reference}:unlogged")).await;
+    assert_denied(&d, &["no transparency log entry"]);
+}
+
+crate::on_both_registries!(keyless_cosign_oci11_referrers: keyless_cosign_oci11_referrers_fallback_tag, keyless_cosign_oci11_referrers_api);
+
 /// A `github:` authority; `ref` is required, so specs without one accept every ref explicitly.
 fn github(spec: &str) -> String {
     let spec = if spec.contains("ref:") { spec.to_owned() } else { format!("{spec}, ref: '**'") };
