@@ -200,6 +200,59 @@ fn legacy_layer_verifies_as_a_bundle() {
     assert!((now() - signed_at).abs() < 60, "integrated time {signed_at}");
 }
 
+/// P-384 keyless message-signature bundles log the artifact's SHA-384 (`hashedrekord` 0.0.1);
+/// they verify, with every check still made (the entry's hash, signature and certificate).
+#[test]
+fn p384_keyless_bundles_with_sha384_log_entries() {
+    use portcullis::policy::{Identity, SubjectMatch, TransparencyLog};
+    use portcullis::verify::bundle::{Artifact, BundleError, Signer, verify_bundle};
+    let sigstore = MiniSigstore::new("p384");
+    let root = TrustRoot::from_json(&sigstore.trusted_root_json()).expect("root");
+    let p384 = sigstore.issue_with(RELEASE, ISSUER, None, &IssueOptions { p384: true, ..IssueOptions::default() });
+    let identity =
+        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None };
+    let keyless = Signer::Keyless(&identity);
+    let verify = |bundle: &[u8], artifact: &[u8]| {
+        verify_bundle(bundle, Some(Artifact::Bytes(artifact)), &keyless, TransparencyLog::Required, &root)
+    };
+    let artifact = b"release artifact".as_slice();
+    let bundle = sigstore.message_bundle(&p384, artifact, "sha384", &Tamper::default());
+    let verified = verify(&bundle, artifact).expect("a P-384 keyless bundle with a sha384 entry verifies");
+    assert_eq!(verified.signer, format!("{RELEASE} (issuer {ISSUER})"));
+    assert!(verified.signed_at.is_some_and(|t| (now() - t).abs() < 60), "{verified:?}");
+    // P-256 with SHA-256, as before.
+    let p256 = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    verify(&sigstore.message_bundle(&p256, artifact, "sha256", &Tamper::default()), artifact).expect("P-256");
+
+    // One byte of the artifact changed.
+    assert!(matches!(verify(&bundle, b"release artifacT"), Err(BundleError::ArtifactMismatch(_))));
+    // The entry logs another artifact's hash (the message digest and signature are honest).
+    let other = Tamper { logged_payload: Some(b"another artifact".to_vec()), ..Tamper::default() };
+    let wrong_entry = sigstore.message_bundle(&p384, artifact, "sha384", &other);
+    let Err(BundleError::ArtifactMismatch(why)) = verify(&wrong_entry, artifact) else { panic!("entry of another artifact") };
+    assert!(why.contains("the log entry records sha384:"), "{why}");
+    // The entry of another signing of the same artifact (another signature), moved into this bundle.
+    let second = sigstore.message_bundle(&p384, artifact, "sha384", &Tamper::default());
+    let mut moved: Value = serde_json::from_slice(&bundle).expect("json");
+    let second: Value = serde_json::from_slice(&second).expect("json");
+    moved["verificationMaterial"]["tlogEntries"] = second["verificationMaterial"]["tlogEntries"].clone();
+    let Err(BundleError::TransparencyLog(why)) = verify(&support::cjson(&moved), artifact) else {
+        panic!("an entry of another signature")
+    };
+    assert!(why.contains("another signature"), "{why}");
+    // The SET is not the log's: refused before any of this.
+    let forged = sigstore.message_bundle(&p384, artifact, "sha384", &Tamper { foreign_set_key: true, ..Tamper::default() });
+    assert!(verify(&forged, artifact).is_err());
+    // Another identity.
+    let ops = Identity { subject: SubjectMatch::Exact("ops@example.com".to_owned()), ..identity.clone() };
+    let refused = verify_bundle(&bundle, Some(Artifact::Bytes(artifact)), &Signer::Keyless(&ops), TransparencyLog::Required, &root);
+    assert!(matches!(refused, Err(BundleError::IdentityMismatch { .. })), "{refused:?}");
+    // Only the sha256 of the artifact: the sha384 entry cannot be checked, so it is refused.
+    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(artifact).into();
+    let refused = verify_bundle(&bundle, Some(Artifact::Sha256(digest)), &keyless, TransparencyLog::Required, &root);
+    assert!(refused.is_err(), "{refused:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Legacy `.sig` layers.
 

@@ -18,6 +18,7 @@ use super::signers::SignerIdentity;
 use super::trust::TrustRoot;
 use crate::policy::{Identity, TransparencyLog};
 
+mod hashes;
 mod legacy;
 mod offline;
 mod timestamps;
@@ -48,7 +49,7 @@ pub enum BundleError {
     Unsupported(String),
     #[error("bad signature: {0}; the artifact or bundle was changed, or it was signed by another key")]
     Signature(String),
-    #[error("public key rejected: {0}; give a PEM SubjectPublicKeyInfo (ECDSA P-256/P-384, Ed25519 or RSA)")]
+    #[error("public key rejected: {0}; give a PEM SubjectPublicKeyInfo (ECDSA P-256/P-384/P-521, Ed25519 or RSA)")]
     Key(String),
     #[error("signing certificate rejected: {0}; is the trusted root the one of the Sigstore instance that signed?")]
     Certificate(String),
@@ -78,7 +79,7 @@ pub enum Artifact<'a> {
 /// Who must have signed.
 #[derive(Debug, Clone, Copy)]
 pub enum Signer<'a> {
-    /// A PEM public key (SPKI: ECDSA P-256/P-384, Ed25519, RSA — what cosign supports).
+    /// A PEM public key (SPKI: ECDSA P-256/P-384/P-521, Ed25519, RSA — what cosign supports).
     Key { pem: &'a str },
     /// A Fulcio certificate identity from the policy.
     Keyless(&'a Identity),
@@ -147,11 +148,17 @@ pub fn verify_bundle(
                 let content = content(&bundle);
                 return Ok(Verified { content, signer: described, identity, signing_key, signed_at: None });
             }
-            let mut policy = PublicKeyVerificationPolicy::new(key);
+            logged_key_supported(&key)?;
+            let mut policy = PublicKeyVerificationPolicy::new(key.clone());
             if tlog == TransparencyLog::Skip {
                 policy = policy.skip_tlog_unsafe();
             }
-            (verifier.verify(target, &bundle, &policy).map_err(map_error)?, described, identity, signing_key)
+            let result = match verifier.verify(target, &bundle, &policy) {
+                Ok(result) => signed_at(&result),
+                Err(e) if hashes::is_unsupported_hash(&e) => hashes::check_entry(&bundle, artifact, Some(&key))?,
+                Err(e) => return Err(map_error(e)),
+            };
+            (result, described, identity, signing_key)
         }
         Signer::Keyless(identity) => {
             if tlog == TransparencyLog::Skip {
@@ -170,7 +177,11 @@ pub fn verify_bundle(
             };
             // Identity is matched below, by the policy's rules (globs, regexps, GitHub claims).
             let policy = VerificationPolicy::any_identity();
-            let result = verifier.verify(target, &bundle, &policy).map_err(map_error)?;
+            let result = match verifier.verify(target, &bundle, &policy) {
+                Ok(result) => signed_at(&result),
+                Err(e) if hashes::is_unsupported_hash(&e) => hashes::check_entry(&bundle, artifact, None)?,
+                Err(e) => return Err(map_error(e)),
+            };
             // The chain, validity and signature are verified: the claims are now trustworthy.
             let found = check_identity(cert.as_bytes(), identity)?;
             let claims = Claims::from_der(cert.as_bytes())?;
@@ -181,7 +192,7 @@ pub fn verify_bundle(
             (result, found, who, certificate_key(cert.as_bytes())?)
         }
     };
-    Ok(Verified { content: content(&bundle), signer, identity, signing_key, signed_at: signed_at(&result) })
+    Ok(Verified { content: content(&bundle), signer, identity, signing_key, signed_at: result })
 }
 
 /// Parse bundle JSON, telling unsupported versions apart from malformed documents.
@@ -266,8 +277,21 @@ fn sha256_digest(digest: [u8; 32]) -> ArtifactDigest {
 /// A PEM SubjectPublicKeyInfo.
 pub(crate) fn parse_public_key(pem: &str) -> Result<DerPublicKey, BundleError> {
     let key = DerPublicKey::from_pem(pem).map_err(|e| BundleError::Key(e.to_string()))?;
-    sigstore_verify::crypto::KeyAlgorithm::from_spki(&key).map_err(|e| BundleError::Key(e.to_string()))?;
+    super::keys::key_type(key.as_bytes()).map_err(|e| BundleError::Key(e.to_string()))?;
     Ok(key)
+}
+
+/// Whether `sigstore-verify` can check signatures by this key (it has no ECDSA P-521).
+fn logged_key_supported(key: &DerPublicKey) -> Result<(), BundleError> {
+    match super::keys::key_type(key.as_bytes()) {
+        Ok(super::keys::KeyType::EcdsaP521) => Err(BundleError::Key(
+            "ECDSA P-521 keys are verified by the key alone (`transparencyLog: skip`); signatures by them \
+             with a transparency log entry are not supported yet"
+                .to_owned(),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(BundleError::Key(e.to_string())),
+    }
 }
 
 /// "key sha256:<first 12 hex digits of the SPKI digest>…".
