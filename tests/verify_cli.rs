@@ -341,3 +341,92 @@ async fn max_platforms_flag() {
     let (code, _, err) = verify(&[&base[..], &["--max-platforms", "0"]].concat());
     assert_eq!(code, Some(2), "{err}");
 }
+
+fn verify_attestation(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).arg("verify-attestation").args(args).output().expect("run portcullis");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `verify-attestation`: an image that is attested but NOT signed (`cosign attest` only) verifies
+/// from CI, on a legacy `.att` tag and as a cosign OCI 1.1 referrer; `verify --attestation` still
+/// also demands an image signature.
+async fn verify_attestation_command(kind: Kind) {
+    use serde_json::json;
+    use support::{COSIGN_ATT, CosignReferrer, DSSE, statement};
+    const CYCLONEDX: &str = "https://cyclonedx.org/bom";
+    let registry = TestRegistry::start(kind).await;
+    let host = registry.host.as_str();
+    let push = Pusher::new(host);
+    let release = Signer::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("release.pub");
+    std::fs::write(&key, release.public_pem()).expect("key");
+    let other = dir.path().join("other.pub");
+    std::fs::write(&other, Signer::new().public_pem()).expect("key");
+    let (key, other) = (key.to_str().expect("utf8"), other.to_str().expect("utf8"));
+    let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [{"name": "openssl", "version": "3.0.13"}]});
+
+    // Attested on the legacy .att tag, not signed.
+    let (digest, _) = push.image("team/attested", "v1", "attested").await;
+    let envelope = release.envelope(&statement(&digest, CYCLONEDX, sbom.clone(), false));
+    push.attest_legacy("team/attested", &digest, vec![(envelope, CYCLONEDX.to_owned())]).await;
+    // Attested as a cosign OCI 1.1 referrer, not signed.
+    let (referred, raw) = push.image("team/attested", "v2", "attested as a referrer").await;
+    let layer = (
+        release.envelope(&statement(&referred, CYCLONEDX, sbom, false)),
+        DSSE,
+        json!({"dev.cosignproject.cosign/signature": "", "predicateType": CYCLONEDX}),
+    );
+    push.cosign_referrer("team/attested", &referred, &raw, CosignReferrer::ConfigMediaType(COSIGN_ATT), &[layer]).await;
+
+    let base = ["--key", key, "--insecure-ignore-tlog", "--insecure-registry", host];
+    for tag in ["v1", "v2"] {
+        let image = format!("{host}/team/attested:{tag}");
+        let run = |extra: &[&str]| {
+            let mut args = vec![image.as_str()];
+            args.extend(base);
+            args.extend(extra);
+            verify_attestation(&args)
+        };
+        let (code, out, err) = run(&["--type", "cyclonedx"]);
+        assert_eq!(code, Some(0), "{tag}: {out}{err}");
+        assert!(out.contains(&format!("verified: {image}")), "{out}");
+        // Conditions, repeatable: all must hold.
+        let has = "predicate.components.exists(c, c.name == 'openssl')";
+        let (code, out, err) = run(&["--type", "cyclonedx", "--condition", has, "--condition", "size(predicate.components) == 1"]);
+        assert_eq!(code, Some(0), "{tag}: {out}{err}");
+        let (code, out, _) = run(&["--type", "cyclonedx", "--condition", has, "--condition", "size(predicate.components) > 1"]);
+        assert_eq!(code, Some(1), "{tag}: {out}");
+        assert!(out.contains("condition failed") && out.contains("denied"), "{out}");
+        // Another predicate type, another key: denied.
+        let (code, out, _) = run(&["--type", "spdxjson"]);
+        assert_eq!(code, Some(1), "{tag}: {out}");
+        let (code, out, _) = verify_attestation(&[&image, "--type", "cyclonedx", "--key", other, "--insecure-ignore-tlog", "--insecure-registry", host]);
+        assert_eq!(code, Some(1), "{tag}: {out}");
+        // The log entry is required unless --insecure-ignore-tlog.
+        let (code, out, _) = verify_attestation(&[&image, "--type", "cyclonedx", "--key", key, "--insecure-registry", host]);
+        assert_eq!(code, Some(1), "{tag}: {out}");
+        assert!(out.contains("transparency log"), "{out}");
+        // `verify --attestation` keeps its meaning: the image must also be signed.
+        let (code, out, _) = verify(&[&image, "--attestation", "cyclonedx", "--key", key, "--insecure-ignore-tlog", "--insecure-registry", host]);
+        assert_eq!(code, Some(1), "{tag}: {out}");
+        assert!(out.contains("no signatures found"), "{out}");
+    }
+    // A bad condition or flags: exit 2 before anything is fetched.
+    let image = format!("{host}/team/attested:v1");
+    let (code, out, err) = verify_attestation(&[&image, "--type", "cyclonedx", "--condition", "predicate.(", "--key", key, "--insecure-registry", host]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("--condition"), "{err}");
+    let (code, _, err) = verify_attestation(&[&image, "--type", "no-such-type", "--key", key, "--insecure-registry", host]);
+    assert_eq!(code, Some(2), "{err}");
+    // A registry error is not a denial.
+    let missing = format!("{host}/team/missing:v1");
+    let (code, out, _) = verify_attestation(&[&missing, "--type", "cyclonedx", "--key", key, "--insecure-registry", host]);
+    assert_eq!(code, Some(2), "{out}");
+}
+
+crate::on_both_registries!(verify_attestation_command: verify_attestation_command_docker_distribution, verify_attestation_command_ferro);
