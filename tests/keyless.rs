@@ -253,6 +253,43 @@ fn p384_keyless_bundles_with_sha384_log_entries() {
     assert!(refused.is_err(), "{refused:?}");
 }
 
+/// A cosign attestation logged before cosign 2.0 (a Rekor `intoto` 0.0.1 entry, genuinely
+/// logged): refused with an error naming the entry kind, never "malformed bundle".
+#[test]
+fn intoto_v001_entries_are_named_not_malformed() {
+    use portcullis::policy::{Identity, SubjectMatch, TransparencyLog};
+    use portcullis::verify::bundle::{BundleError, Signer, bundle_from_legacy, verify_bundle};
+    let sigstore = MiniSigstore::new("intoto");
+    let root = TrustRoot::from_json(&sigstore.trusted_root_json()).expect("root");
+    let signer = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let statement = support::statement(&format!("sha256:{}", "ab".repeat(32)), "https://cyclonedx.org/bom", json!({}), true);
+    let signature = signer.sign(&support::pae(support::INTOTO, &statement));
+    let envelope = support::cjson(&json!({
+        "payloadType": support::INTOTO,
+        "payload": B64.encode(&statement),
+        "signatures": [{"keyid": "", "sig": B64.encode(&signature)}],
+    }));
+    let sha256 = |b: &[u8]| support::sha256(b).trim_start_matches("sha256:").to_owned();
+    let body = support::cjson(&json!({
+        "apiVersion": "0.0.1",
+        "kind": "intoto",
+        "spec": {
+            "content": {"hash": {"algorithm": "sha256", "value": sha256(&envelope)},
+                        "payloadHash": {"algorithm": "sha256", "value": sha256(&statement)}},
+            "publicKey": B64.encode(signer.cert_pem()),
+        },
+    }));
+    let rekor = sigstore.rekor_annotation(&sigstore.log(&body, &Tamper::default()));
+    let bundle = bundle_from_legacy(&envelope, "", Some(&signer.cert_pem()), Some(&sigstore.chain_pem()), Some(&rekor), None)
+        .expect("bundle");
+    let identity =
+        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None };
+    let result = verify_bundle(&bundle, None, &Signer::Keyless(&identity), TransparencyLog::Required, &root);
+    let Err(e @ BundleError::UnsupportedEntry { .. }) = result else { panic!("not named: {result:?}") };
+    let message = e.to_string();
+    assert!(message.contains("unsupported Rekor entry kind intoto 0.0.1") && !message.contains("malformed"), "{message}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Legacy `.sig` layers.
 

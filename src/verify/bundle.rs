@@ -47,6 +47,11 @@ pub enum BundleError {
     UnsupportedVersion(String),
     #[error("unsupported Sigstore bundle: {0}")]
     Unsupported(String),
+    #[error(
+        "unsupported Rekor entry kind {kind} {version}: portcullis verifies hashedrekord 0.0.1/0.0.2, dsse \
+         0.0.1 and intoto 0.0.2 entries{hint}"
+    )]
+    UnsupportedEntry { kind: String, version: String, hint: &'static str },
     #[error("bad signature: {0}; the artifact or bundle was changed, or it was signed by another key")]
     Signature(String),
     #[error("public key rejected: {0}; give a PEM SubjectPublicKeyInfo (ECDSA P-256/P-384/P-521, Ed25519 or RSA)")]
@@ -206,7 +211,29 @@ fn parse_bundle(bundle_json: &[u8]) -> Result<Bundle, BundleError> {
     if !SUPPORTED_MEDIA_TYPES.contains(&media_type) {
         return Err(BundleError::UnsupportedVersion(media_type.to_owned()));
     }
+    unsupported_entries(&value)?;
     Bundle::from_json(text).map_err(|e| BundleError::Malformed(e.to_string()))
+}
+
+/// The Rekor entry kinds `sigstore-verify` reads; any other is named, not "malformed".
+fn unsupported_entries(bundle: &Value) -> Result<(), BundleError> {
+    const SUPPORTED: [(&str, &str); 4] =
+        [("hashedrekord", "0.0.1"), ("hashedrekord", "0.0.2"), ("dsse", "0.0.1"), ("intoto", "0.0.2")];
+    let entries = bundle.pointer("/verificationMaterial/tlogEntries").and_then(Value::as_array);
+    for entry in entries.into_iter().flatten() {
+        let field = |name: &str| entry.pointer(&format!("/kindVersion/{name}")).and_then(Value::as_str);
+        let (Some(kind), Some(version)) = (field("kind"), field("version")) else { continue };
+        if !SUPPORTED.contains(&(kind, version)) {
+            let hint = if (kind, version) == ("intoto", "0.0.1") {
+                " (cosign before 2.0 logged attestations as intoto 0.0.1: attest again with a current cosign, \
+                 or, for a key-based authority, verify by the key alone with `transparencyLog: skip`)"
+            } else {
+                ""
+            };
+            return Err(BundleError::UnsupportedEntry { kind: kind.to_owned(), version: version.to_owned(), hint });
+        }
+    }
+    Ok(())
 }
 
 /// A key-signed bundle carries a public-key hint, not a certificate.
