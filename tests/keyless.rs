@@ -253,42 +253,142 @@ fn p384_keyless_bundles_with_sha384_log_entries() {
     assert!(refused.is_err(), "{refused:?}");
 }
 
-/// A cosign attestation logged before cosign 2.0 (a Rekor `intoto` 0.0.1 entry, genuinely
-/// logged): refused with an error naming the entry kind, never "malformed bundle".
-#[test]
-fn intoto_v001_entries_are_named_not_malformed() {
-    use portcullis::policy::{Identity, SubjectMatch, TransparencyLog};
-    use portcullis::verify::bundle::{BundleError, Signer, bundle_from_legacy, verify_bundle};
-    let sigstore = MiniSigstore::new("intoto");
-    let root = TrustRoot::from_json(&sigstore.trusted_root_json()).expect("root");
-    let signer = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
-    let statement = support::statement(&format!("sha256:{}", "ab".repeat(32)), "https://cyclonedx.org/bom", json!({}), true);
-    let signature = signer.sign(&support::pae(support::INTOTO, &statement));
+/// A DSSE envelope over `statement` signed with `sign`, and the `dev.sigstore.cosign/bundle`
+/// annotation of an `intoto` 0.0.1 entry for it (as cosign before 2.0 logged attestations),
+/// logging `logged_payload` (default: the statement) and `verifier_pem` as the public key.
+fn intoto_v001(
+    sigstore: &MiniSigstore,
+    sign: &dyn Fn(&[u8]) -> Vec<u8>,
+    statement: &[u8],
+    logged_payload: Option<&[u8]>,
+    verifier_pem: &str,
+    tamper: &Tamper,
+) -> (Vec<u8>, String) {
+    let signature = sign(&support::pae(support::INTOTO, statement));
     let envelope = support::cjson(&json!({
         "payloadType": support::INTOTO,
-        "payload": B64.encode(&statement),
+        "payload": B64.encode(statement),
         "signatures": [{"keyid": "", "sig": B64.encode(&signature)}],
     }));
-    let sha256 = |b: &[u8]| support::sha256(b).trim_start_matches("sha256:").to_owned();
+    let hex = |b: &[u8]| support::sha256(b).trim_start_matches("sha256:").to_owned();
     let body = support::cjson(&json!({
         "apiVersion": "0.0.1",
         "kind": "intoto",
         "spec": {
-            "content": {"hash": {"algorithm": "sha256", "value": sha256(&envelope)},
-                        "payloadHash": {"algorithm": "sha256", "value": sha256(&statement)}},
-            "publicKey": B64.encode(signer.cert_pem()),
+            "content": {"hash": {"algorithm": "sha256", "value": hex(&envelope)},
+                        "payloadHash": {"algorithm": "sha256", "value": hex(logged_payload.unwrap_or(statement))}},
+            "publicKey": B64.encode(verifier_pem),
         },
     }));
-    let rekor = sigstore.rekor_annotation(&sigstore.log(&body, &Tamper::default()));
-    let bundle = bundle_from_legacy(&envelope, "", Some(&signer.cert_pem()), Some(&sigstore.chain_pem()), Some(&rekor), None)
-        .expect("bundle");
+    (envelope, sigstore.rekor_annotation(&sigstore.log(&body, tamper)))
+}
+
+/// cosign attestations logged before cosign 2.0 (Rekor `intoto` 0.0.1 entries) verify: SET, the
+/// certificate at the logged time, the envelope signature, and the entry bound to this envelope
+/// (payload hash, signer certificate or key). Each derived forgery is refused with its reason.
+#[test]
+fn intoto_v001_entries_verify_and_bind_to_the_envelope() {
+    use portcullis::policy::{Identity, SubjectMatch, TransparencyLog};
+    use portcullis::verify::bundle::{BundleError, Content, Signer, bundle_from_legacy, verify_bundle};
+    let sigstore = MiniSigstore::new("intoto");
+    let root = TrustRoot::from_json(&sigstore.trusted_root_json()).expect("root");
+    let signer = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let statement = support::statement(&format!("sha256:{}", "ab".repeat(32)), "https://cyclonedx.org/bom", json!({}), true);
     let identity =
         Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None };
-    let result = verify_bundle(&bundle, None, &Signer::Keyless(&identity), TransparencyLog::Required, &root);
-    let Err(e @ BundleError::UnsupportedEntry { .. }) = result else { panic!("not named: {result:?}") };
-    let message = e.to_string();
-    assert!(message.contains("unsupported Rekor entry kind intoto 0.0.1") && !message.contains("malformed"), "{message}");
+    let keyless = |bundle: &[u8], identity: &Identity| {
+        verify_bundle(bundle, None, &Signer::Keyless(identity), TransparencyLog::Required, &root)
+    };
+    let legacy = |envelope: &[u8], rekor: &str, cert: &KeylessSigner| {
+        bundle_from_legacy(envelope, "", Some(&cert.cert_pem()), Some(&sigstore.chain_pem()), Some(rekor), None)
+            .expect("bundle")
+    };
+    let sign = |data: &[u8]| signer.sign(data);
+    let (envelope, rekor) = intoto_v001(&sigstore, &sign, &statement, None, &signer.cert_pem(), &Tamper::default());
+    let bundle = legacy(&envelope, &rekor, &signer);
+    let verified = keyless(&bundle, &identity).expect("an intoto 0.0.1 attestation verifies");
+    assert!(matches!(verified.content, Content::Dsse { .. }), "{verified:?}");
+    assert!(verified.signed_at.is_some_and(|t| (now() - t).abs() < 60), "{verified:?}");
+
+    // The entry logs another statement's payload hash.
+    let other = support::statement(&format!("sha256:{}", "cd".repeat(32)), "https://cyclonedx.org/bom", json!({}), true);
+    let (envelope2, rekor2) =
+        intoto_v001(&sigstore, &sign, &statement, Some(&other), &signer.cert_pem(), &Tamper::default());
+    let Err(BundleError::TransparencyLog(why)) = keyless(&legacy(&envelope2, &rekor2, &signer), &identity) else {
+        panic!("an entry of another payload")
+    };
+    assert!(why.contains("records payload sha256:"), "{why}");
+    // The entry names another certificate (another signer's entry for this very payload).
+    let mallory = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (_, rekor3) = intoto_v001(&sigstore, &|d| mallory.sign(d), &statement, None, &mallory.cert_pem(), &Tamper::default());
+    let Err(BundleError::TransparencyLog(why)) = keyless(&legacy(&envelope, &rekor3, &signer), &identity) else {
+        panic!("an entry naming another certificate")
+    };
+    assert!(why.contains("another certificate"), "{why}");
+    // A SET that is not the log's.
+    let foreign = Tamper { foreign_set_key: true, ..Tamper::default() };
+    let (envelope4, rekor4) = intoto_v001(&sigstore, &sign, &statement, None, &signer.cert_pem(), &foreign);
+    assert!(keyless(&legacy(&envelope4, &rekor4, &signer), &identity).is_err());
+    // The payload changed after signing (the entry logs the changed payload: still refused).
+    let mut edited: Value = serde_json::from_slice(&envelope).expect("json");
+    edited["payload"] = json!(B64.encode(&other));
+    let (_, rekor5) = intoto_v001(&sigstore, &sign, &statement, Some(&other), &signer.cert_pem(), &Tamper::default());
+    assert!(matches!(keyless(&legacy(&support::cjson(&edited), &rekor5, &signer), &identity), Err(BundleError::Signature(_))));
+    // Another identity.
+    let ops = Identity { subject: SubjectMatch::Exact("ops@example.com".to_owned()), ..identity.clone() };
+    assert!(matches!(keyless(&bundle, &ops), Err(BundleError::IdentityMismatch { .. })));
+    // Two entries: not the one-entry case, named rather than "malformed".
+    let mut two: Value = serde_json::from_slice(&bundle).expect("json");
+    let entry = two["verificationMaterial"]["tlogEntries"][0].clone();
+    two["verificationMaterial"]["tlogEntries"].as_array_mut().expect("entries").push(entry);
+    let Err(e @ BundleError::UnsupportedEntry { .. }) = keyless(&support::cjson(&two), &identity) else {
+        panic!("two intoto 0.0.1 entries")
+    };
+    assert!(e.to_string().contains("unsupported Rekor entry kind intoto 0.0.1") && !e.to_string().contains("malformed"), "{e}");
+
+    // Key-based: the entry names the key.
+    let key = support::Signer::new();
+    let (envelope6, rekor6) =
+        intoto_v001(&sigstore, &|d| key.sign(d), &statement, None, &key.public_pem(), &Tamper::default());
+    let keyed = bundle_from_legacy(&envelope6, "", None, None, Some(&rekor6), None).expect("bundle");
+    let pem = key.public_pem();
+    verify_bundle(&keyed, None, &Signer::Key { pem: &pem }, TransparencyLog::Required, &root).expect("key-based intoto 0.0.1");
+    let other_key = support::Signer::new().public_pem();
+    assert!(verify_bundle(&keyed, None, &Signer::Key { pem: &other_key }, TransparencyLog::Required, &root).is_err());
 }
+
+/// The same through a registry: a keyless `.att` layer logged as `intoto` 0.0.1, required by a
+/// policy that needs no image signature.
+async fn intoto_v001_attestation_in_a_registry(kind: Kind) {
+    let s = setup(kind).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (reference, digest, _) = s.image("team/old-cosign", "v1").await;
+    let statement = support::statement(&digest, "https://cyclonedx.org/bom", json!({"components": []}), true);
+    let (envelope, rekor) =
+        intoto_v001(&s.sigstore, &|d| signer.sign(d), &statement, None, &signer.cert_pem(), &Tamper::default());
+    let annotations = json!({
+        "dev.cosignproject.cosign/signature": "",
+        "predicateType": "https://cyclonedx.org/bom",
+        "dev.sigstore.cosign/certificate": signer.cert_pem(),
+        "dev.sigstore.cosign/chain": s.sigstore.chain_pem(),
+        "dev.sigstore.cosign/bundle": rekor,
+    });
+    let tag = format!("{}.att", digest.replace(':', "-"));
+    s.push.artifact("team/old-cosign", &tag, &[(envelope, support::DSSE, annotations)]).await;
+    let extra = "  require: none
+  attestations:
+    - name: sbom
+      predicateType: cyclonedx
+";
+    let set = s.policies(&email_subject(&format!("subject: {RELEASE}")), extra);
+    let d = s.decide_with(set, &format!("{reference}:v1"), TrustRoot::production().expect("root")).await;
+    assert!(d.allowed, "{d:?}");
+    let set = s.policies(&email_subject("subject: ops@example.com"), extra);
+    let d = s.decide_with(set, &format!("{reference}:v1"), TrustRoot::production().expect("root")).await;
+    assert_denied(&d, &["expected subject ops@example.com"]);
+}
+
+crate::on_both_registries!(intoto_v001_attestation_in_a_registry: intoto_v001_attestation_docker_distribution, intoto_v001_attestation_ferro);
 
 // ---------------------------------------------------------------------------------------------
 // Legacy `.sig` layers.

@@ -19,6 +19,7 @@ use super::trust::TrustRoot;
 use crate::policy::{Identity, TransparencyLog};
 
 mod hashes;
+mod intoto;
 mod legacy;
 mod offline;
 mod timestamps;
@@ -49,7 +50,7 @@ pub enum BundleError {
     Unsupported(String),
     #[error(
         "unsupported Rekor entry kind {kind} {version}: portcullis verifies hashedrekord 0.0.1/0.0.2, dsse \
-         0.0.1 and intoto 0.0.2 entries{hint}"
+         0.0.1, intoto 0.0.2, and intoto 0.0.1 as the one entry of a DSSE envelope{hint}"
     )]
     UnsupportedEntry { kind: String, version: String, hint: &'static str },
     #[error("bad signature: {0}; the artifact or bundle was changed, or it was signed by another key")]
@@ -129,7 +130,7 @@ pub fn verify_bundle(
     tlog: TransparencyLog,
     trust: &TrustRoot,
 ) -> Result<Verified, BundleError> {
-    let mut bundle = parse_bundle(bundle_json)?;
+    let (mut bundle, intoto_v001) = parse_bundle(bundle_json)?;
     reject_root_in_chain(&bundle)?;
     timestamps::drop_unparseable(&mut bundle, trust);
     if tlog == TransparencyLog::Required && bundle.verification_material.tlog_entries.is_empty() {
@@ -161,6 +162,7 @@ pub fn verify_bundle(
             let result = match verifier.verify(target, &bundle, &policy) {
                 Ok(result) => signed_at(&result),
                 Err(e) if hashes::is_unsupported_hash(&e) => hashes::check_entry(&bundle, artifact, Some(&key))?,
+                Err(e) if intoto_v001 && intoto::is_body_unreadable(&e) => intoto::check_entry(&bundle, Some(&key))?,
                 Err(e) => return Err(map_error(e)),
             };
             (result, described, identity, signing_key)
@@ -185,6 +187,7 @@ pub fn verify_bundle(
             let result = match verifier.verify(target, &bundle, &policy) {
                 Ok(result) => signed_at(&result),
                 Err(e) if hashes::is_unsupported_hash(&e) => hashes::check_entry(&bundle, artifact, None)?,
+                Err(e) if intoto_v001 && intoto::is_body_unreadable(&e) => intoto::check_entry(&bundle, None)?,
                 Err(e) => return Err(map_error(e)),
             };
             // The chain, validity and signature are verified: the claims are now trustworthy.
@@ -201,18 +204,22 @@ pub fn verify_bundle(
 }
 
 /// Parse bundle JSON, telling unsupported versions apart from malformed documents.
-fn parse_bundle(bundle_json: &[u8]) -> Result<Bundle, BundleError> {
+/// Also says whether its one log entry is an `intoto` 0.0.1 entry, relabelled (see [`intoto`]).
+fn parse_bundle(bundle_json: &[u8]) -> Result<(Bundle, bool), BundleError> {
     if bundle_json.len() > MAX_BUNDLE_BYTES {
         return Err(BundleError::Malformed(format!("bundle is larger than {MAX_BUNDLE_BYTES} bytes")));
     }
     let text = std::str::from_utf8(bundle_json).map_err(|e| BundleError::Malformed(format!("not UTF-8: {e}")))?;
-    let value: Value = serde_json::from_str(text).map_err(|e| BundleError::Malformed(format!("not JSON: {e}")))?;
+    let mut value: Value =
+        serde_json::from_str(text).map_err(|e| BundleError::Malformed(format!("not JSON: {e}")))?;
     let media_type = value.get("mediaType").and_then(Value::as_str).unwrap_or_default();
     if !SUPPORTED_MEDIA_TYPES.contains(&media_type) {
         return Err(BundleError::UnsupportedVersion(media_type.to_owned()));
     }
+    let intoto_v001 = intoto::relabel(&mut value);
     unsupported_entries(&value)?;
-    Bundle::from_json(text).map_err(|e| BundleError::Malformed(e.to_string()))
+    let bundle = if intoto_v001 { Bundle::from_json(&value.to_string()) } else { Bundle::from_json(text) };
+    Ok((bundle.map_err(|e| BundleError::Malformed(e.to_string()))?, intoto_v001))
 }
 
 /// The Rekor entry kinds `sigstore-verify` reads; any other is named, not "malformed".
@@ -225,8 +232,7 @@ fn unsupported_entries(bundle: &Value) -> Result<(), BundleError> {
         let (Some(kind), Some(version)) = (field("kind"), field("version")) else { continue };
         if !SUPPORTED.contains(&(kind, version)) {
             let hint = if (kind, version) == ("intoto", "0.0.1") {
-                " (cosign before 2.0 logged attestations as intoto 0.0.1: attest again with a current cosign, \
-                 or, for a key-based authority, verify by the key alone with `transparencyLog: skip`)"
+                " (this bundle has several log entries or no DSSE envelope)"
             } else {
                 ""
             };

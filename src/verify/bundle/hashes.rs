@@ -119,7 +119,7 @@ pub(super) fn check_entry(
     Ok(integrated_time)
 }
 
-fn within_validity(cert_der: &[u8], integrated_time: Option<i64>) -> Result<(), BundleError> {
+pub(super) fn within_validity(cert_der: &[u8], integrated_time: Option<i64>) -> Result<(), BundleError> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let (_, cert) = X509Certificate::from_der(cert_der)
         .map_err(|e| BundleError::Certificate(format!("signing certificate is not valid DER X.509: {e}")))?;
@@ -136,7 +136,7 @@ fn within_validity(cert_der: &[u8], integrated_time: Option<i64>) -> Result<(), 
 }
 
 /// The DER of the first PEM block labelled `label`.
-fn pem_der(pem: &str, label: &str) -> Option<Vec<u8>> {
+pub(super) fn pem_der(pem: &str, label: &str) -> Option<Vec<u8>> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = pem.find(&begin)? + begin.len();
