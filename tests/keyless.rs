@@ -186,7 +186,7 @@ fn legacy_layer_verifies_as_a_bundle() {
     )
     .expect("bundle");
     let identity =
-        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None };
+        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None, issuer_regexp: None };
     let verified = verify_bundle(
         &bundle,
         Some(Artifact::Bytes(&blob)),
@@ -210,7 +210,7 @@ fn p384_keyless_bundles_with_sha384_log_entries() {
     let root = TrustRoot::from_json(&sigstore.trusted_root_json()).expect("root");
     let p384 = sigstore.issue_with(RELEASE, ISSUER, None, &IssueOptions { p384: true, ..IssueOptions::default() });
     let identity =
-        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None };
+        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None, issuer_regexp: None };
     let keyless = Signer::Keyless(&identity);
     let verify = |bundle: &[u8], artifact: &[u8]| {
         verify_bundle(bundle, Some(Artifact::Bytes(artifact)), &keyless, TransparencyLog::Required, &root)
@@ -295,7 +295,7 @@ fn intoto_v001_entries_verify_and_bind_to_the_envelope() {
     let signer = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
     let statement = support::statement(&format!("sha256:{}", "ab".repeat(32)), "https://cyclonedx.org/bom", json!({}), true);
     let identity =
-        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None };
+        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None, issuer_regexp: None };
     let keyless = |bundle: &[u8], identity: &Identity| {
         verify_bundle(bundle, None, &Signer::Keyless(identity), TransparencyLog::Required, &root)
     };
@@ -1240,4 +1240,29 @@ async fn ghsa_whqx_a_log_entry_for_another_artifact_is_refused() {
             _ => assert!(d.allowed, "{d:?}"),
         }
     }
+}
+
+/// `issuerRegExp`: the OIDC issuer matched by an anchored regular expression; a partial match,
+/// an issuer outside it, and both `issuer` and `issuerRegExp` at once are refused.
+#[tokio::test]
+async fn issuer_regexp_is_anchored() {
+    let s = setup(Kind::Distribution).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (image, _) = s.signed_legacy("team/issuer", "v1", legacy_layer(&s.sigstore, &signer, Tamper::default())).await;
+    let with = |issuer_line: &str| keyless(&format!("{issuer_line}\nsubject: {RELEASE}"));
+    for accepted in ["issuerRegExp: 'https://accounts\\.example\\.(com|org)'", "issuerRegExp: 'https://.*'"] {
+        let d = s.decide(&with(accepted), &image).await;
+        assert!(d.allowed, "{accepted}: {d:?}");
+    }
+    for refused in ["issuerRegExp: 'https://accounts\\.example'", "issuerRegExp: 'accounts\\.example\\.com'", "issuerRegExp: 'https://token\\.actions\\..*'"] {
+        let d = s.decide(&with(refused), &image).await;
+        assert_denied(&d, &["expected issuer matching regexp", &format!("issuer {ISSUER}")]);
+    }
+    let both = with(&format!("issuer: {ISSUER}\nissuerRegExp: '.*'"));
+    let text = format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{}/**']\n  authorities:\n{both}",
+        s.registry.host
+    );
+    let Err(e) = load_text(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) else { panic!("both accepted") };
+    assert!(e.to_string().contains("use only one of issuer and issuerRegExp"), "{e}");
 }

@@ -211,8 +211,7 @@ async fn production_bundle_as_a_referrer() {
         let identity = portcullis::policy::Identity {
             issuer: "https://github.com/login/oauth".to_owned(),
             subject: portcullis::policy::SubjectMatch::Exact("cody@soyland.com".to_owned()),
-            github: None,
-        };
+            github: None, issuer_regexp: None };
         let signer = portcullis::verify::bundle::Signer::Keyless(&identity);
         let verified = portcullis::verify::bundle::verify_bundle(
             &evidence.bundles[0].json,
@@ -234,8 +233,7 @@ async fn production_bundle_as_a_referrer() {
         let other = portcullis::policy::Identity {
             issuer: "https://github.com/login/oauth".to_owned(),
             subject: portcullis::policy::SubjectMatch::Exact("someone@else.com".to_owned()),
-            github: None,
-        };
+            github: None, issuer_regexp: None };
         let err = portcullis::verify::bundle::verify_bundle(
             &evidence.bundles[0].json,
             None,

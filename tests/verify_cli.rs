@@ -430,3 +430,56 @@ async fn verify_attestation_command(kind: Kind) {
 }
 
 crate::on_both_registries!(verify_attestation_command: verify_attestation_command_docker_distribution, verify_attestation_command_ferro);
+
+/// `verify-attestation` keyless: a keyless attestation bundle (not signed as an image), with
+/// `--certificate-identity[-regexp]` and `--certificate-oidc-issuer[-regexp]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_attestation_keyless_flags() {
+    use support::sigstore::{MiniSigstore, Tamper, Validity};
+    use support::{BUNDLE_V03, statement};
+    let registry = TestRegistry::start(Kind::Ferro).await;
+    let host = registry.host.as_str();
+    let push = Pusher::new(host);
+    let sigstore = MiniSigstore::new("cli");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = sigstore.write_trusted_root(dir.path(), "root.json");
+    let root = root.to_str().expect("utf8");
+    let signer = sigstore.issue("release@example.com", "https://accounts.example.com", None, Validity::fulcio());
+    let (digest, raw) = push.image("team/keyless", "v1", "keyless attested").await;
+    let sbom = statement(&digest, "https://cyclonedx.org/bom", serde_json::json!({"components": []}), false);
+    push.referrer("team/keyless", &digest, &raw, BUNDLE_V03, &sigstore.bundle_for_statement(&signer, &sbom, &Tamper::default()))
+        .await;
+    let image = format!("{host}/team/keyless:v1");
+    let run = |identity: &[&str]| {
+        let mut args = vec![image.as_str(), "--type", "cyclonedx", "--trusted-root", root, "--insecure-registry", host];
+        args.extend(identity);
+        verify_attestation(&args)
+    };
+    let ok: [&[&str]; 3] = [
+        &["--certificate-identity", "release@example.com", "--certificate-oidc-issuer", "https://accounts.example.com"],
+        &["--certificate-identity-regexp", "release@.*", "--certificate-oidc-issuer-regexp", "https://accounts\\.example\\.(com|org)"],
+        &["--certificate-identity", "release@example.com", "--certificate-oidc-issuer-regexp", "https://.*"],
+    ];
+    for identity in ok {
+        let (code, out, err) = run(identity);
+        assert_eq!(code, Some(0), "{identity:?}: {out}{err}");
+    }
+    let denied: [&[&str]; 3] = [
+        &["--certificate-identity", "ops@example.com", "--certificate-oidc-issuer", "https://accounts.example.com"],
+        &["--certificate-identity", "release@example.com", "--certificate-oidc-issuer-regexp", "https://accounts\\.example"],
+        &["--certificate-identity-regexp", "release", "--certificate-oidc-issuer", "https://accounts.example.com"],
+    ];
+    for identity in denied {
+        let (code, out, err) = run(identity);
+        assert_eq!(code, Some(1), "{identity:?}: {out}{err}");
+    }
+    // An identity without an issuer, or both issuer forms: bad flags (exit 2).
+    let (code, _, err) = run(&["--certificate-identity", "release@example.com"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = run(&[
+        "--certificate-identity", "release@example.com",
+        "--certificate-oidc-issuer", "https://accounts.example.com",
+        "--certificate-oidc-issuer-regexp", ".*",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+}

@@ -197,7 +197,7 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
                 ),
                 _ => bail!("use one of --certificate-identity and --certificate-identity-regexp"),
             };
-            AuthorityKind::Keyless(Identity { issuer, subject, github: None })
+            AuthorityKind::Keyless(Identity { issuer, subject, github: None, issuer_regexp: None })
         }
         _ => return Ok(PolicySet::default()),
     };

@@ -52,14 +52,17 @@ pub struct VerifyAttestationArgs {
     #[arg(long, conflicts_with_all = ["certificate_identity", "certificate_identity_regexp"])]
     pub key: Option<PathBuf>,
     /// Exact certificate identity (SAN: URI or email) of a keyless attestation.
-    #[arg(long, requires = "certificate_oidc_issuer")]
+    #[arg(long)]
     pub certificate_identity: Option<String>,
     /// Certificate identity as a regular expression (always anchored).
-    #[arg(long, requires = "certificate_oidc_issuer", conflicts_with = "certificate_identity")]
+    #[arg(long, conflicts_with = "certificate_identity")]
     pub certificate_identity_regexp: Option<String>,
     /// OIDC issuer of the keyless certificate.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "certificate_oidc_issuer_regexp")]
     pub certificate_oidc_issuer: Option<String>,
+    /// OIDC issuer as a regular expression (always anchored).
+    #[arg(long)]
+    pub certificate_oidc_issuer_regexp: Option<String>,
     /// Accept attestations without a transparency log entry (key-based only).
     #[arg(long, requires = "key")]
     pub insecure_ignore_tlog: bool,
@@ -130,8 +133,15 @@ fn policy_set(args: &VerifyAttestationArgs) -> anyhow::Result<PolicySet> {
     let kind = match (&args.key, &args.certificate_identity, &args.certificate_identity_regexp) {
         (Some(path), None, None) => AuthorityKind::Key(KeyRef::File(path.clone())),
         (None, identity, regexp) if identity.is_some() || regexp.is_some() => {
-            let issuer =
-                args.certificate_oidc_issuer.clone().context("--certificate-oidc-issuer is required for keyless")?;
+            let (issuer, issuer_regexp) = match (&args.certificate_oidc_issuer, &args.certificate_oidc_issuer_regexp) {
+                (Some(exact), None) => (exact.clone(), None),
+                (None, Some(re)) => {
+                    let compiled = crate::policy::compile::anchored(re)
+                        .with_context(|| format!("--certificate-oidc-issuer-regexp {re:?}"))?;
+                    (re.clone(), Some(compiled))
+                }
+                _ => bail!("keyless needs one of --certificate-oidc-issuer and --certificate-oidc-issuer-regexp"),
+            };
             let subject = match (identity, regexp) {
                 (Some(exact), None) => SubjectMatch::Exact(exact.clone()),
                 (None, Some(re)) => SubjectMatch::RegExp(
@@ -140,9 +150,9 @@ fn policy_set(args: &VerifyAttestationArgs) -> anyhow::Result<PolicySet> {
                 ),
                 _ => bail!("use one of --certificate-identity and --certificate-identity-regexp"),
             };
-            AuthorityKind::Keyless(Identity { issuer, subject, github: None })
+            AuthorityKind::Keyless(Identity { issuer, subject, github: None, issuer_regexp })
         }
-        _ => bail!("give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer"),
+        _ => bail!("give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]"),
     };
     let authority = Authority {
         name: "cli".to_owned(),

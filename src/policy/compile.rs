@@ -363,12 +363,19 @@ fn compile_authority(ctx: &Ctx<'_>, a: &AuthoritySpec, base: &Path) -> Result<Au
                     }
                 }
             }
-            let issuer = match (&k.issuer, &k.github) {
-                (Some(i), _) => i.clone(),
-                (None, Some(_)) => GITHUB_ISSUER.to_owned(),
-                (None, None) => return Err(ctx.err(format!("{what}: keyless needs issuer"))),
+            let (issuer, issuer_regexp) = match (&k.issuer, &k.issuer_reg_exp, &k.github) {
+                (Some(_), Some(_), _) => {
+                    return Err(ctx.err(format!("{what}: use only one of issuer and issuerRegExp")));
+                }
+                (Some(i), None, _) => (i.clone(), None),
+                (None, Some(r), _) => {
+                    let re = anchored(r).map_err(|e| ctx.err(format!("{what}: issuerRegExp: {e}")))?;
+                    (r.clone(), Some(re))
+                }
+                (None, None, Some(_)) => (GITHUB_ISSUER.to_owned(), None),
+                (None, None, None) => return Err(ctx.err(format!("{what}: keyless needs issuer or issuerRegExp"))),
             };
-            AuthorityKind::Keyless(Identity { issuer, subject, github: k.github.clone() })
+            AuthorityKind::Keyless(Identity { issuer, subject, github: k.github.clone(), issuer_regexp })
         }
         _ => return Err(ctx.err(format!("{what}: needs exactly one of key or keyless"))),
     };

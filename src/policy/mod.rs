@@ -219,9 +219,12 @@ pub enum KeyRef {
 /// The certificate identity a keyless signature must carry.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The exact OIDC issuer; with `issuer_regexp`, that expression's source (for messages).
     pub issuer: String,
     pub subject: SubjectMatch,
     pub github: Option<model::GithubSpec>,
+    /// `issuerRegExp` (always anchored): matched instead of `issuer`.
+    pub issuer_regexp: Option<regex::Regex>,
 }
 
 /// How the certificate subject (SAN) is matched. Every form is anchored.

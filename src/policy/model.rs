@@ -236,6 +236,9 @@ pub struct SecretRef {
 pub struct KeylessSpec {
     #[serde(default)]
     pub issuer: Option<String>,
+    /// The OIDC issuer as a regular expression (always anchored), instead of `issuer`.
+    #[serde(default)]
+    pub issuer_reg_exp: Option<String>,
     #[serde(default)]
     pub subject: Option<String>,
     #[serde(default)]

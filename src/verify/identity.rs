@@ -128,8 +128,16 @@ fn mismatch(expected: String, found: Option<&str>, what: &str) -> BundleError {
 
 /// Check already-read claims against `identity`.
 pub fn match_claims(claims: &Claims, identity: &Identity) -> Result<(), BundleError> {
-    if claims.issuer.as_deref() != Some(identity.issuer.as_str()) {
-        return Err(mismatch(format!("issuer {}", identity.issuer), claims.issuer.as_deref(), "issuer"));
+    match &identity.issuer_regexp {
+        Some(re) if !claims.issuer.as_deref().is_some_and(|i| re.is_match(i)) => {
+            let expected = format!("issuer matching regexp {}", identity.issuer);
+            return Err(mismatch(expected, claims.issuer.as_deref(), "issuer"));
+        }
+        Some(_) => {}
+        None if claims.issuer.as_deref() != Some(identity.issuer.as_str()) => {
+            return Err(mismatch(format!("issuer {}", identity.issuer), claims.issuer.as_deref(), "issuer"));
+        }
+        None => {}
     }
     let subject = claims.subject.as_deref();
     let subject_ok = match &identity.subject {
