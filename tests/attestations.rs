@@ -276,7 +276,11 @@ async fn cosign_oci11_attestation_referrers(kind: Kind) {
     let (image, digest) = s.signed_image(repo).await;
     let raw = s.push.get_manifest(repo, "v1").await.expect("manifest");
     let layer = |statement: &[u8], predicate_type: &str| {
-        (s.release.envelope(statement), DSSE, json!({"dev.cosignproject.cosign/signature": "", "predicateType": predicate_type}))
+        (
+            s.release.envelope(statement),
+            DSSE,
+            json!({"dev.cosignproject.cosign/signature": "", "predicateType": predicate_type}),
+        )
     };
     let sbom = layer(&statement(&digest, CYCLONEDX, cyclonedx(), true), CYCLONEDX);
     s.push.cosign_referrer(repo, &digest, &raw, CosignReferrer::ConfigMediaType(COSIGN_ATT), &[sbom]).await;
@@ -295,7 +299,13 @@ async fn cosign_oci11_attestation_referrers(kind: Kind) {
     let other_raw = s.push.get_manifest("team/oci11-other", "v1").await.expect("manifest");
     let moved = layer(&statement(&digest, CYCLONEDX, cyclonedx(), true), CYCLONEDX);
     s.push
-        .cosign_referrer("team/oci11-other", &other_digest, &other_raw, CosignReferrer::ConfigMediaType(COSIGN_ATT), &[moved])
+        .cosign_referrer(
+            "team/oci11-other",
+            &other_digest,
+            &other_raw,
+            CosignReferrer::ConfigMediaType(COSIGN_ATT),
+            &[moved],
+        )
         .await;
     let m = s.decide(SBOM, &other).await.message.unwrap_or_default();
     assert!(m.contains(&format!("about another digest, not {other_digest}")), "{m}");
@@ -305,7 +315,13 @@ async fn cosign_oci11_attestation_referrers(kind: Kind) {
     let third_raw = s.push.get_manifest("team/oci11-third", "v1").await.expect("manifest");
     let misfiled = layer(&statement(&third_digest, CYCLONEDX, cyclonedx(), true), CYCLONEDX);
     s.push
-        .cosign_referrer("team/oci11-third", &third_digest, &third_raw, CosignReferrer::ArtifactType(COSIGN_SIG), &[misfiled])
+        .cosign_referrer(
+            "team/oci11-third",
+            &third_digest,
+            &third_raw,
+            CosignReferrer::ArtifactType(COSIGN_SIG),
+            &[misfiled],
+        )
         .await;
     let m = s.decide(SBOM, &third).await.message.unwrap_or_default();
     assert!(m.contains("no attestation found"), "{m}");

@@ -185,8 +185,12 @@ fn legacy_layer_verifies_as_a_bundle() {
         None,
     )
     .expect("bundle");
-    let identity =
-        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None, issuer_regexp: None };
+    let identity = Identity {
+        issuer: ISSUER.to_owned(),
+        subject: SubjectMatch::Exact(RELEASE.to_owned()),
+        github: None,
+        issuer_regexp: None,
+    };
     let verified = verify_bundle(
         &bundle,
         Some(Artifact::Bytes(&blob)),
@@ -209,8 +213,12 @@ fn p384_keyless_bundles_with_sha384_log_entries() {
     let sigstore = MiniSigstore::new("p384");
     let root = TrustRoot::from_json(&sigstore.trusted_root_json()).expect("root");
     let p384 = sigstore.issue_with(RELEASE, ISSUER, None, &IssueOptions { p384: true, ..IssueOptions::default() });
-    let identity =
-        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None, issuer_regexp: None };
+    let identity = Identity {
+        issuer: ISSUER.to_owned(),
+        subject: SubjectMatch::Exact(RELEASE.to_owned()),
+        github: None,
+        issuer_regexp: None,
+    };
     let keyless = Signer::Keyless(&identity);
     let verify = |bundle: &[u8], artifact: &[u8]| {
         verify_bundle(bundle, Some(Artifact::Bytes(artifact)), &keyless, TransparencyLog::Required, &root)
@@ -229,7 +237,9 @@ fn p384_keyless_bundles_with_sha384_log_entries() {
     // The entry logs another artifact's hash (the message digest and signature are honest).
     let other = Tamper { logged_payload: Some(b"another artifact".to_vec()), ..Tamper::default() };
     let wrong_entry = sigstore.message_bundle(&p384, artifact, "sha384", &other);
-    let Err(BundleError::ArtifactMismatch(why)) = verify(&wrong_entry, artifact) else { panic!("entry of another artifact") };
+    let Err(BundleError::ArtifactMismatch(why)) = verify(&wrong_entry, artifact) else {
+        panic!("entry of another artifact")
+    };
     assert!(why.contains("the log entry records sha384:"), "{why}");
     // The entry of another signing of the same artifact (another signature), moved into this bundle.
     let second = sigstore.message_bundle(&p384, artifact, "sha384", &Tamper::default());
@@ -241,11 +251,18 @@ fn p384_keyless_bundles_with_sha384_log_entries() {
     };
     assert!(why.contains("another signature"), "{why}");
     // The SET is not the log's: refused before any of this.
-    let forged = sigstore.message_bundle(&p384, artifact, "sha384", &Tamper { foreign_set_key: true, ..Tamper::default() });
+    let forged =
+        sigstore.message_bundle(&p384, artifact, "sha384", &Tamper { foreign_set_key: true, ..Tamper::default() });
     assert!(verify(&forged, artifact).is_err());
     // Another identity.
     let ops = Identity { subject: SubjectMatch::Exact("ops@example.com".to_owned()), ..identity.clone() };
-    let refused = verify_bundle(&bundle, Some(Artifact::Bytes(artifact)), &Signer::Keyless(&ops), TransparencyLog::Required, &root);
+    let refused = verify_bundle(
+        &bundle,
+        Some(Artifact::Bytes(artifact)),
+        &Signer::Keyless(&ops),
+        TransparencyLog::Required,
+        &root,
+    );
     assert!(matches!(refused, Err(BundleError::IdentityMismatch { .. })), "{refused:?}");
     // Only the sha256 of the artifact: the sha384 entry cannot be checked, so it is refused.
     let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(artifact).into();
@@ -293,9 +310,14 @@ fn intoto_v001_entries_verify_and_bind_to_the_envelope() {
     let sigstore = MiniSigstore::new("intoto");
     let root = TrustRoot::from_json(&sigstore.trusted_root_json()).expect("root");
     let signer = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
-    let statement = support::statement(&format!("sha256:{}", "ab".repeat(32)), "https://cyclonedx.org/bom", json!({}), true);
-    let identity =
-        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None, issuer_regexp: None };
+    let statement =
+        support::statement(&format!("sha256:{}", "ab".repeat(32)), "https://cyclonedx.org/bom", json!({}), true);
+    let identity = Identity {
+        issuer: ISSUER.to_owned(),
+        subject: SubjectMatch::Exact(RELEASE.to_owned()),
+        github: None,
+        issuer_regexp: None,
+    };
     let keyless = |bundle: &[u8], identity: &Identity| {
         verify_bundle(bundle, None, &Signer::Keyless(identity), TransparencyLog::Required, &root)
     };
@@ -311,7 +333,8 @@ fn intoto_v001_entries_verify_and_bind_to_the_envelope() {
     assert!(verified.signed_at.is_some_and(|t| (now() - t).abs() < 60), "{verified:?}");
 
     // The entry logs another statement's payload hash.
-    let other = support::statement(&format!("sha256:{}", "cd".repeat(32)), "https://cyclonedx.org/bom", json!({}), true);
+    let other =
+        support::statement(&format!("sha256:{}", "cd".repeat(32)), "https://cyclonedx.org/bom", json!({}), true);
     let (envelope2, rekor2) =
         intoto_v001(&sigstore, &sign, &statement, Some(&other), &signer.cert_pem(), &Tamper::default());
     let Err(BundleError::TransparencyLog(why)) = keyless(&legacy(&envelope2, &rekor2, &signer), &identity) else {
@@ -320,7 +343,8 @@ fn intoto_v001_entries_verify_and_bind_to_the_envelope() {
     assert!(why.contains("records payload sha256:"), "{why}");
     // The entry names another certificate (another signer's entry for this very payload).
     let mallory = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
-    let (_, rekor3) = intoto_v001(&sigstore, &|d| mallory.sign(d), &statement, None, &mallory.cert_pem(), &Tamper::default());
+    let (_, rekor3) =
+        intoto_v001(&sigstore, &|d| mallory.sign(d), &statement, None, &mallory.cert_pem(), &Tamper::default());
     let Err(BundleError::TransparencyLog(why)) = keyless(&legacy(&envelope, &rekor3, &signer), &identity) else {
         panic!("an entry naming another certificate")
     };
@@ -333,7 +357,10 @@ fn intoto_v001_entries_verify_and_bind_to_the_envelope() {
     let mut edited: Value = serde_json::from_slice(&envelope).expect("json");
     edited["payload"] = json!(B64.encode(&other));
     let (_, rekor5) = intoto_v001(&sigstore, &sign, &statement, Some(&other), &signer.cert_pem(), &Tamper::default());
-    assert!(matches!(keyless(&legacy(&support::cjson(&edited), &rekor5, &signer), &identity), Err(BundleError::Signature(_))));
+    assert!(matches!(
+        keyless(&legacy(&support::cjson(&edited), &rekor5, &signer), &identity),
+        Err(BundleError::Signature(_))
+    ));
     // Another identity.
     let ops = Identity { subject: SubjectMatch::Exact("ops@example.com".to_owned()), ..identity.clone() };
     assert!(matches!(keyless(&bundle, &ops), Err(BundleError::IdentityMismatch { .. })));
@@ -344,7 +371,10 @@ fn intoto_v001_entries_verify_and_bind_to_the_envelope() {
     let Err(e @ BundleError::UnsupportedEntry { .. }) = keyless(&support::cjson(&two), &identity) else {
         panic!("two intoto 0.0.1 entries")
     };
-    assert!(e.to_string().contains("unsupported Rekor entry kind intoto 0.0.1") && !e.to_string().contains("malformed"), "{e}");
+    assert!(
+        e.to_string().contains("unsupported Rekor entry kind intoto 0.0.1") && !e.to_string().contains("malformed"),
+        "{e}"
+    );
 
     // Key-based: the entry names the key.
     let key = support::Signer::new();
@@ -352,7 +382,8 @@ fn intoto_v001_entries_verify_and_bind_to_the_envelope() {
         intoto_v001(&sigstore, &|d| key.sign(d), &statement, None, &key.public_pem(), &Tamper::default());
     let keyed = bundle_from_legacy(&envelope6, "", None, None, Some(&rekor6), None).expect("bundle");
     let pem = key.public_pem();
-    verify_bundle(&keyed, None, &Signer::Key { pem: &pem }, TransparencyLog::Required, &root).expect("key-based intoto 0.0.1");
+    verify_bundle(&keyed, None, &Signer::Key { pem: &pem }, TransparencyLog::Required, &root)
+        .expect("key-based intoto 0.0.1");
     let other_key = support::Signer::new().public_pem();
     assert!(verify_bundle(&keyed, None, &Signer::Key { pem: &other_key }, TransparencyLog::Required, &root).is_err());
 }
@@ -1254,7 +1285,11 @@ async fn issuer_regexp_is_anchored() {
         let d = s.decide(&with(accepted), &image).await;
         assert!(d.allowed, "{accepted}: {d:?}");
     }
-    for refused in ["issuerRegExp: 'https://accounts\\.example'", "issuerRegExp: 'accounts\\.example\\.com'", "issuerRegExp: 'https://token\\.actions\\..*'"] {
+    for refused in [
+        "issuerRegExp: 'https://accounts\\.example'",
+        "issuerRegExp: 'accounts\\.example\\.com'",
+        "issuerRegExp: 'https://token\\.actions\\..*'",
+    ] {
         let d = s.decide(&with(refused), &image).await;
         assert_denied(&d, &["expected issuer matching regexp", &format!("issuer {ISSUER}")]);
     }

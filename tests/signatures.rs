@@ -211,7 +211,9 @@ async fn production_bundle_as_a_referrer() {
         let identity = portcullis::policy::Identity {
             issuer: "https://github.com/login/oauth".to_owned(),
             subject: portcullis::policy::SubjectMatch::Exact("cody@soyland.com".to_owned()),
-            github: None, issuer_regexp: None };
+            github: None,
+            issuer_regexp: None,
+        };
         let signer = portcullis::verify::bundle::Signer::Keyless(&identity);
         let verified = portcullis::verify::bundle::verify_bundle(
             &evidence.bundles[0].json,
@@ -233,7 +235,9 @@ async fn production_bundle_as_a_referrer() {
         let other = portcullis::policy::Identity {
             issuer: "https://github.com/login/oauth".to_owned(),
             subject: portcullis::policy::SubjectMatch::Exact("someone@else.com".to_owned()),
-            github: None, issuer_regexp: None };
+            github: None,
+            issuer_regexp: None,
+        };
         let err = portcullis::verify::bundle::verify_bundle(
             &evidence.bundles[0].json,
             None,
@@ -573,8 +577,11 @@ crate::on_both_registries!(cosign_oci11_signature_referrers: cosign_oci11_signat
 // ---------------------------------------------------------------------------------------------
 // Every key type cosign signs with, on legacy `.sig` layers and OCI 1.1 referrers.
 
+/// A key type's name, its public key PEM, and a signing function.
+type KeyCase = (&'static str, String, Box<dyn Fn(&[u8]) -> Vec<u8>>);
+
 /// (name, public key PEM, signing function) for every key type and hash cosign uses.
-fn key_types() -> Vec<(&'static str, String, Box<dyn Fn(&[u8]) -> Vec<u8>>)> {
+fn key_types() -> Vec<KeyCase> {
     use aws_lc_rs::encoding::AsDer;
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::rsa::KeySize;
@@ -585,7 +592,7 @@ fn key_types() -> Vec<(&'static str, String, Box<dyn Fn(&[u8]) -> Vec<u8>>)> {
         let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
         format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
     }
-    let mut out: Vec<(&'static str, String, Box<dyn Fn(&[u8]) -> Vec<u8>>)> = Vec::new();
+    let mut out: Vec<KeyCase> = Vec::new();
     let ecdsa: [(&'static str, &'static sig::EcdsaSigningAlgorithm); 4] = [
         ("ECDSA P-256 SHA-256", &sig::ECDSA_P256_SHA256_ASN1_SIGNING),
         ("ECDSA P-384 SHA-384", &sig::ECDSA_P384_SHA384_ASN1_SIGNING),
@@ -595,7 +602,11 @@ fn key_types() -> Vec<(&'static str, String, Box<dyn Fn(&[u8]) -> Vec<u8>>)> {
     for (name, alg) in ecdsa {
         let key = EcdsaKeyPair::generate(alg).expect("key");
         let public = pem(key.public_key().as_der().expect("der").as_ref());
-        out.push((name, public, Box::new(move |data| key.sign(&SystemRandom::new(), data).expect("sign").as_ref().to_vec())));
+        out.push((
+            name,
+            public,
+            Box::new(move |data| key.sign(&SystemRandom::new(), data).expect("sign").as_ref().to_vec()),
+        ));
     }
     let rsa: [(&'static str, KeySize, &'static dyn sig::RsaEncoding); 3] = [
         ("RSA-2048 PKCS#1 v1.5 SHA-256", KeySize::Rsa2048, &sig::RSA_PKCS1_SHA256),
@@ -639,7 +650,9 @@ async fn every_key_type(kind: Kind) {
         let (digest, _) = s.push.image(repo, &tag, &tag).await;
         s.push.artifact(repo, &format!("{}.sig", digest.replace(':', "-")), &[layer(&digest)]).await;
         let (referred, raw) = s.push.image(repo, &referrer_tag, &referrer_tag).await;
-        s.push.cosign_referrer(repo, &referred, &raw, CosignReferrer::ArtifactType(COSIGN_SIG), &[layer(&referred)]).await;
+        s.push
+            .cosign_referrer(repo, &referred, &raw, CosignReferrer::ArtifactType(COSIGN_SIG), &[layer(&referred)])
+            .await;
         for image in [format!("{reference}:{tag}"), format!("{reference}:{referrer_tag}")] {
             let d = s.decide(s.policies(KEY_SKIP, ""), &image).await;
             assert!(d.allowed, "{name}: {d:?}");
@@ -648,7 +661,13 @@ async fn every_key_type(kind: Kind) {
         let (edited, _) = s.push.image(repo, &format!("e{i}"), &format!("e{i}")).await;
         let (payload, media_type, annotations) = layer(&edited);
         let tampered = String::from_utf8(payload).expect("utf8").replace("\"optional\":null", "\"optional\":{}");
-        s.push.artifact(repo, &format!("{}.sig", edited.replace(':', "-")), &[(tampered.into_bytes(), media_type, annotations)]).await;
+        s.push
+            .artifact(
+                repo,
+                &format!("{}.sig", edited.replace(':', "-")),
+                &[(tampered.into_bytes(), media_type, annotations)],
+            )
+            .await;
         let d = s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:e{i}")).await;
         assert!(!d.allowed, "{name}: {d:?}");
         let m = message(&d);

@@ -397,35 +397,68 @@ async fn verify_attestation_command(kind: Kind) {
         assert!(out.contains(&format!("verified: {image}")), "{out}");
         // Conditions, repeatable: all must hold.
         let has = "predicate.components.exists(c, c.name == 'openssl')";
-        let (code, out, err) = run(&["--type", "cyclonedx", "--condition", has, "--condition", "size(predicate.components) == 1"]);
+        let (code, out, err) =
+            run(&["--type", "cyclonedx", "--condition", has, "--condition", "size(predicate.components) == 1"]);
         assert_eq!(code, Some(0), "{tag}: {out}{err}");
-        let (code, out, _) = run(&["--type", "cyclonedx", "--condition", has, "--condition", "size(predicate.components) > 1"]);
+        let (code, out, _) =
+            run(&["--type", "cyclonedx", "--condition", has, "--condition", "size(predicate.components) > 1"]);
         assert_eq!(code, Some(1), "{tag}: {out}");
         assert!(out.contains("condition failed") && out.contains("denied"), "{out}");
         // Another predicate type, another key: denied.
         let (code, out, _) = run(&["--type", "spdxjson"]);
         assert_eq!(code, Some(1), "{tag}: {out}");
-        let (code, out, _) = verify_attestation(&[&image, "--type", "cyclonedx", "--key", other, "--insecure-ignore-tlog", "--insecure-registry", host]);
+        let (code, out, _) = verify_attestation(&[
+            &image,
+            "--type",
+            "cyclonedx",
+            "--key",
+            other,
+            "--insecure-ignore-tlog",
+            "--insecure-registry",
+            host,
+        ]);
         assert_eq!(code, Some(1), "{tag}: {out}");
         // The log entry is required unless --insecure-ignore-tlog.
-        let (code, out, _) = verify_attestation(&[&image, "--type", "cyclonedx", "--key", key, "--insecure-registry", host]);
+        let (code, out, _) =
+            verify_attestation(&[&image, "--type", "cyclonedx", "--key", key, "--insecure-registry", host]);
         assert_eq!(code, Some(1), "{tag}: {out}");
         assert!(out.contains("transparency log"), "{out}");
         // `verify --attestation` keeps its meaning: the image must also be signed.
-        let (code, out, _) = verify(&[&image, "--attestation", "cyclonedx", "--key", key, "--insecure-ignore-tlog", "--insecure-registry", host]);
+        let (code, out, _) = verify(&[
+            &image,
+            "--attestation",
+            "cyclonedx",
+            "--key",
+            key,
+            "--insecure-ignore-tlog",
+            "--insecure-registry",
+            host,
+        ]);
         assert_eq!(code, Some(1), "{tag}: {out}");
         assert!(out.contains("no signatures found"), "{out}");
     }
     // A bad condition or flags: exit 2 before anything is fetched.
     let image = format!("{host}/team/attested:v1");
-    let (code, out, err) = verify_attestation(&[&image, "--type", "cyclonedx", "--condition", "predicate.(", "--key", key, "--insecure-registry", host]);
+    let (code, out, err) = verify_attestation(&[
+        &image,
+        "--type",
+        "cyclonedx",
+        "--condition",
+        "predicate.(",
+        "--key",
+        key,
+        "--insecure-registry",
+        host,
+    ]);
     assert_eq!(code, Some(2), "{out}{err}");
     assert!(err.contains("--condition"), "{err}");
-    let (code, _, err) = verify_attestation(&[&image, "--type", "no-such-type", "--key", key, "--insecure-registry", host]);
+    let (code, _, err) =
+        verify_attestation(&[&image, "--type", "no-such-type", "--key", key, "--insecure-registry", host]);
     assert_eq!(code, Some(2), "{err}");
     // A registry error is not a denial.
     let missing = format!("{host}/team/missing:v1");
-    let (code, out, _) = verify_attestation(&[&missing, "--type", "cyclonedx", "--key", key, "--insecure-registry", host]);
+    let (code, out, _) =
+        verify_attestation(&[&missing, "--type", "cyclonedx", "--key", key, "--insecure-registry", host]);
     assert_eq!(code, Some(2), "{out}");
 }
 
@@ -447,8 +480,14 @@ async fn verify_attestation_keyless_flags() {
     let signer = sigstore.issue("release@example.com", "https://accounts.example.com", None, Validity::fulcio());
     let (digest, raw) = push.image("team/keyless", "v1", "keyless attested").await;
     let sbom = statement(&digest, "https://cyclonedx.org/bom", serde_json::json!({"components": []}), false);
-    push.referrer("team/keyless", &digest, &raw, BUNDLE_V03, &sigstore.bundle_for_statement(&signer, &sbom, &Tamper::default()))
-        .await;
+    push.referrer(
+        "team/keyless",
+        &digest,
+        &raw,
+        BUNDLE_V03,
+        &sigstore.bundle_for_statement(&signer, &sbom, &Tamper::default()),
+    )
+    .await;
     let image = format!("{host}/team/keyless:v1");
     let run = |identity: &[&str]| {
         let mut args = vec![image.as_str(), "--type", "cyclonedx", "--trusted-root", root, "--insecure-registry", host];
@@ -457,7 +496,12 @@ async fn verify_attestation_keyless_flags() {
     };
     let ok: [&[&str]; 3] = [
         &["--certificate-identity", "release@example.com", "--certificate-oidc-issuer", "https://accounts.example.com"],
-        &["--certificate-identity-regexp", "release@.*", "--certificate-oidc-issuer-regexp", "https://accounts\\.example\\.(com|org)"],
+        &[
+            "--certificate-identity-regexp",
+            "release@.*",
+            "--certificate-oidc-issuer-regexp",
+            "https://accounts\\.example\\.(com|org)",
+        ],
         &["--certificate-identity", "release@example.com", "--certificate-oidc-issuer-regexp", "https://.*"],
     ];
     for identity in ok {
@@ -466,7 +510,12 @@ async fn verify_attestation_keyless_flags() {
     }
     let denied: [&[&str]; 3] = [
         &["--certificate-identity", "ops@example.com", "--certificate-oidc-issuer", "https://accounts.example.com"],
-        &["--certificate-identity", "release@example.com", "--certificate-oidc-issuer-regexp", "https://accounts\\.example"],
+        &[
+            "--certificate-identity",
+            "release@example.com",
+            "--certificate-oidc-issuer-regexp",
+            "https://accounts\\.example",
+        ],
         &["--certificate-identity-regexp", "release", "--certificate-oidc-issuer", "https://accounts.example.com"],
     ];
     for identity in denied {
@@ -477,9 +526,12 @@ async fn verify_attestation_keyless_flags() {
     let (code, _, err) = run(&["--certificate-identity", "release@example.com"]);
     assert_eq!(code, Some(2), "{err}");
     let (code, _, err) = run(&[
-        "--certificate-identity", "release@example.com",
-        "--certificate-oidc-issuer", "https://accounts.example.com",
-        "--certificate-oidc-issuer-regexp", ".*",
+        "--certificate-identity",
+        "release@example.com",
+        "--certificate-oidc-issuer",
+        "https://accounts.example.com",
+        "--certificate-oidc-issuer-regexp",
+        ".*",
     ]);
     assert_eq!(code, Some(2), "{err}");
 }

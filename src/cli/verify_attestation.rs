@@ -102,7 +102,8 @@ fn report(image: &str, decision: &Decision) -> u8 {
         };
         println!("{mark} {finding}");
     }
-    let errors_only = decision.findings.iter().filter(|f| f.is_problem()).all(|f| matches!(f.verdict, Verdict::Error(_)));
+    let errors_only =
+        decision.findings.iter().filter(|f| f.is_problem()).all(|f| matches!(f.verdict, Verdict::Error(_)));
     match (decision.allowed, errors_only) {
         (true, _) => {
             println!("verified: {image}");
@@ -161,7 +162,8 @@ fn policy_set(args: &VerifyAttestationArgs) -> anyhow::Result<PolicySet> {
         trusted_root: None,
         files: Default::default(),
     };
-    let attestation = Attestation { name: args.predicate_type.clone(), predicate_type, authorities: Vec::new(), conditions };
+    let attestation =
+        Attestation { name: args.predicate_type.clone(), predicate_type, authorities: Vec::new(), conditions };
     let policy = ImagePolicy {
         name: "command-line".to_owned(),
         source: Source { file: "(flags)".to_owned(), line: 0 },

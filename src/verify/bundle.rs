@@ -210,8 +210,7 @@ fn parse_bundle(bundle_json: &[u8]) -> Result<(Bundle, bool), BundleError> {
         return Err(BundleError::Malformed(format!("bundle is larger than {MAX_BUNDLE_BYTES} bytes")));
     }
     let text = std::str::from_utf8(bundle_json).map_err(|e| BundleError::Malformed(format!("not UTF-8: {e}")))?;
-    let mut value: Value =
-        serde_json::from_str(text).map_err(|e| BundleError::Malformed(format!("not JSON: {e}")))?;
+    let mut value: Value = serde_json::from_str(text).map_err(|e| BundleError::Malformed(format!("not JSON: {e}")))?;
     let media_type = value.get("mediaType").and_then(Value::as_str).unwrap_or_default();
     if !SUPPORTED_MEDIA_TYPES.contains(&media_type) {
         return Err(BundleError::UnsupportedVersion(media_type.to_owned()));

@@ -18,7 +18,9 @@ pub enum KeyType {
     EcdsaP384,
     EcdsaP521,
     /// RSA, with the modulus size in bits.
-    Rsa { bits: usize },
+    Rsa {
+        bits: usize,
+    },
     Ed25519,
 }
 
@@ -235,7 +237,8 @@ mod tests {
     fn unsupported_types_are_named() {
         // secp256k1 (an ECDSA curve cosign does not use): SPKI with the curve OID.
         let secp256k1 = "3056301006072a8648ce3d020106052b8104000a034200\
-            04".to_owned()
+            04"
+        .to_owned()
             + &"11".repeat(64);
         let der: Vec<u8> = (0..secp256k1.len())
             .step_by(2)

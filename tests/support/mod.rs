@@ -357,7 +357,9 @@ impl Pusher {
         let subject_descriptor = json!({"mediaType": OCI_MANIFEST, "size": subject_raw.len(), "digest": subject});
         let (manifest, index_type) = match style {
             CosignReferrer::ConfigMediaType(kind) | CosignReferrer::Untyped(kind) => {
-                let config = cjson(&json!({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}));
+                let config = cjson(
+                    &json!({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}),
+                );
                 let config_digest = self.blob(repo, &config).await;
                 let manifest = json!({
                     "schemaVersion": 2, "mediaType": OCI_MANIFEST,

@@ -208,7 +208,13 @@ pub struct IssueOptions {
 
 impl Default for IssueOptions {
     fn default() -> Self {
-        Self { validity: Validity::fulcio(), foreign_sct: false, no_sct: false, legacy_extensions_only: false, p384: false }
+        Self {
+            validity: Validity::fulcio(),
+            foreign_sct: false,
+            no_sct: false,
+            legacy_extensions_only: false,
+            p384: false,
+        }
     }
 }
 
@@ -440,8 +446,7 @@ impl MiniSigstore {
                 .push(CustomExtension::from_oid_content(&CT_PRECERT_SCTS, self.sct_extension(ct, &tbs, timestamp_ms)));
             params.signed_by(&leaf_key, &self.intermediate).expect("certificate").der().to_vec()
         };
-        let key = EcdsaKeyPair::from_pkcs8(signing_alg, &leaf_key.serialize_der())
-            .expect("leaf key for signing");
+        let key = EcdsaKeyPair::from_pkcs8(signing_alg, &leaf_key.serialize_der()).expect("leaf key for signing");
         KeylessSigner {
             key,
             cert_der,

@@ -21,7 +21,8 @@ use super::BundleError;
 /// (see the module doc) and say so.
 pub(super) fn relabel(bundle: &mut Value) -> bool {
     let has_envelope = bundle.get("dsseEnvelope").is_some();
-    let Some([entry]) = bundle.pointer_mut("/verificationMaterial/tlogEntries").and_then(Value::as_array_mut).map(Vec::as_mut_slice)
+    let Some([entry]) =
+        bundle.pointer_mut("/verificationMaterial/tlogEntries").and_then(Value::as_array_mut).map(Vec::as_mut_slice)
     else {
         return false;
     };
@@ -56,7 +57,8 @@ pub(super) fn check_entry(bundle: &Bundle, key: Option<&DerPublicKey>) -> Result
         return Err(BundleError::TransparencyLog("an intoto entry logs a DSSE envelope".to_owned()));
     };
     let bad = |why: &str| BundleError::TransparencyLog(format!("intoto 0.0.1 log entry: {why}"));
-    let body: Value = serde_json::from_slice(entry.canonicalized_body.as_bytes()).map_err(|_| bad("body is not JSON"))?;
+    let body: Value =
+        serde_json::from_slice(entry.canonicalized_body.as_bytes()).map_err(|_| bad("body is not JSON"))?;
     let text = |pointer: &str| body.pointer(pointer).and_then(Value::as_str);
     if text("/kind") != Some("intoto") || text("/apiVersion") != Some("0.0.1") {
         return Err(bad("the body is not of kind intoto 0.0.1"));
@@ -78,7 +80,8 @@ pub(super) fn check_entry(bundle: &Bundle, key: Option<&DerPublicKey>) -> Result
         .ok_or_else(|| bad("no readable public key"))?;
     match (key, bundle.signing_certificate()) {
         (Some(key), _) => {
-            let logged = DerPublicKey::from_pem(&verifier).map_err(|_| bad("the logged verifier is not a public key"))?;
+            let logged =
+                DerPublicKey::from_pem(&verifier).map_err(|_| bad("the logged verifier is not a public key"))?;
             if logged.as_bytes() != key.as_bytes() {
                 return Err(BundleError::TransparencyLog(
                     "the intoto 0.0.1 log entry names another key than the authority's".to_owned(),
