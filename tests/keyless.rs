@@ -1301,3 +1301,59 @@ async fn issuer_regexp_is_anchored() {
     let Err(e) = load_text(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) else { panic!("both accepted") };
     assert!(e.to_string().contains("use only one of issuer and issuerRegExp"), "{e}");
 }
+
+/// `keyless.identities`: several identities in one authority, any one of which may sign; the
+/// authority still counts once. Nothing outside the list passes, and a denial lists them all.
+#[tokio::test]
+async fn several_identities_in_one_authority() {
+    let s = setup(Kind::Ferro).await;
+    let email = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let claims = GithubClaims::new("acme/app", ".github/workflows/release.yml", "refs/tags/v1.0.0");
+    let workflow = s.sigstore.issue_github(&claims);
+    let stranger = s.sigstore.issue("mallory@example.com", ISSUER, None, Validity::fulcio());
+    let (by_email, _) = s.signed_legacy("team/ids", "a", legacy_layer(&s.sigstore, &email, Tamper::default())).await;
+    let (by_workflow, _) =
+        s.signed_bundle("team/ids", "b", |digest| s.sigstore.signature_bundle(&workflow, digest)).await;
+    let (by_stranger, _) =
+        s.signed_legacy("team/ids", "c", legacy_layer(&s.sigstore, &stranger, Tamper::default())).await;
+    let authority = format!(
+        "    - name: ci\n      trustedRoot: {ROOT_FILE}\n      keyless:\n        identities:\n          - issuer: {ISSUER}\n            subject: {RELEASE}\n          - github: {{repository: acme/app, workflow: .github/workflows/release.yml, ref: 'refs/tags/v*'}}\n"
+    );
+    for image in [&by_email, &by_workflow] {
+        let d = s.decide(&authority, image).await;
+        assert!(d.allowed, "{image}: {d:?}");
+    }
+    let d = s.decide(&authority, &by_stranger).await;
+    assert_denied(&d, &["one of [", &format!("subject {RELEASE}"), "subject mallory@example.com"]);
+    // The list is one authority: `atLeast: 2` cannot be met by it.
+    let text = format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{}/**']\n  require: {{atLeast: 2}}\n  authorities:\n{authority}",
+        s.registry.host
+    );
+    let Err(e) = load_text(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) else { panic!("atLeast 2 of one") };
+    assert!(e.to_string().contains("lists only 1 authorities"), "{e}");
+
+    // Malformed lists are load errors, naming the field.
+    let bad = [
+        ("identities: []", "non-empty list"),
+        (
+            &*format!("issuer: {ISSUER}\n        identities:\n          - {{issuer: {ISSUER}, subject: {RELEASE}}}"),
+            "replaces issuer",
+        ),
+        (&*format!("identities:\n          - {{issuer: {ISSUER}}}"), "identities[0]: keyless needs subject"),
+        (
+            &*format!("identities:\n          - identities: [{{issuer: {ISSUER}, subject: {RELEASE}}}]"),
+            "identities do not nest",
+        ),
+    ];
+    for (keyless_body, needle) in bad {
+        let text = format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{}/**']\n  authorities:\n    - name: ci\n      keyless:\n        {keyless_body}\n",
+            s.registry.host
+        );
+        let Err(e) = load_text(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) else {
+            panic!("{keyless_body} accepted")
+        };
+        assert!(e.to_string().contains(needle), "{needle}: {e}");
+    }
+}

@@ -206,6 +206,8 @@ impl FileContent {
 pub enum AuthorityKind {
     Key(KeyRef),
     Keyless(Identity),
+    /// `keyless.identities`: several identities, any one of which may sign (one authority).
+    KeylessAny(Vec<Identity>),
 }
 
 /// Where a public key comes from.

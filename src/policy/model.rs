@@ -247,6 +247,9 @@ pub struct KeylessSpec {
     pub subject_reg_exp: Option<String>,
     #[serde(default)]
     pub github: Option<GithubSpec>,
+    /// Several identities, any one of which may sign; instead of the fields above.
+    #[serde(default)]
+    pub identities: Option<Vec<KeylessSpec>>,
 }
 
 /// Typed GitHub Actions claims read from the Fulcio certificate extensions.

@@ -13,7 +13,7 @@ use sigstore_verify::types::{ArtifactDigest, Bundle, DerPublicKey, SignatureCont
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, VerificationResult};
 
 use super::dsse::{Statement, hex};
-use super::identity::{Claims, check_identity};
+use super::identity::Claims;
 use super::signers::SignerIdentity;
 use super::trust::TrustRoot;
 use crate::policy::{Identity, TransparencyLog};
@@ -89,6 +89,15 @@ pub enum Signer<'a> {
     Key { pem: &'a str },
     /// A Fulcio certificate identity from the policy.
     Keyless(&'a Identity),
+    /// Several identities (`keyless.identities`), any one of which may have signed.
+    KeylessAny(&'a [Identity]),
+}
+
+impl Signer<'_> {
+    /// Whether a Fulcio certificate is expected.
+    pub fn is_keyless(&self) -> bool {
+        !matches!(self, Self::Key { .. })
+    }
 }
 
 /// A bundle that verified.
@@ -167,7 +176,12 @@ pub fn verify_bundle(
             };
             (result, described, identity, signing_key)
         }
-        Signer::Keyless(identity) => {
+        Signer::Keyless(_) | Signer::KeylessAny(_) => {
+            let identities = match signer {
+                Signer::Keyless(identity) => std::slice::from_ref(*identity),
+                Signer::KeylessAny(identities) => identities,
+                Signer::Key { .. } => &[],
+            };
             if tlog == TransparencyLog::Skip {
                 return Err(BundleError::TransparencyLog(
                     "`transparencyLog: skip` is only allowed for key-based authorities: a keyless \
@@ -191,7 +205,7 @@ pub fn verify_bundle(
                 Err(e) => return Err(map_error(e)),
             };
             // The chain, validity and signature are verified: the claims are now trustworthy.
-            let found = check_identity(cert.as_bytes(), identity)?;
+            let found = super::identity::check_any_identity(cert.as_bytes(), identities)?;
             let claims = Claims::from_der(cert.as_bytes())?;
             let who = SignerIdentity::Certificate {
                 issuer: claims.issuer.unwrap_or_default(),

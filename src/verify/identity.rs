@@ -111,6 +111,28 @@ impl Claims {
     }
 }
 
+/// Check a certificate's claims against several identities (`keyless.identities`): the first
+/// that matches; if none does, the mismatch lists every identity expected.
+pub fn check_any_identity(cert_der: &[u8], identities: &[Identity]) -> Result<String, BundleError> {
+    let claims = Claims::from_der(cert_der)?;
+    let mut expected = Vec::new();
+    let mut found = None;
+    for identity in identities {
+        match match_claims(&claims, identity) {
+            Ok(()) => return Ok(claims.describe()),
+            Err(BundleError::IdentityMismatch { expected: e, found: f }) => {
+                expected.push(e);
+                found.get_or_insert(f);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Err(BundleError::IdentityMismatch {
+        expected: if expected.len() == 1 { expected.remove(0) } else { format!("one of [{}]", expected.join("; ")) },
+        found: found.unwrap_or_else(|| "no identity to match".to_owned()),
+    })
+}
+
 /// Check a certificate's claims against `identity`. Returns a description of the identity found
 /// ("SAN (issuer URL)"). A mismatch names what was expected and what the certificate carried.
 pub fn check_identity(cert_der: &[u8], identity: &Identity) -> Result<String, BundleError> {
