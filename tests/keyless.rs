@@ -417,6 +417,24 @@ async fn intoto_v001_attestation_in_a_registry(kind: Kind) {
     let set = s.policies(&email_subject("subject: ops@example.com"), extra);
     let d = s.decide_with(set, &format!("{reference}:v1"), TrustRoot::production().expect("root")).await;
     assert_denied(&d, &["expected subject ops@example.com"]);
+
+    // The same keyless attestation layer as a cosign OCI 1.1 referrer of another image.
+    let (_, digest2, raw2) = s.image("team/old-cosign", "v2").await;
+    let statement = support::statement(&digest2, "https://cyclonedx.org/bom", json!({"components": []}), true);
+    let (envelope, rekor) =
+        intoto_v001(&s.sigstore, &|d| signer.sign(d), &statement, None, &signer.cert_pem(), &Tamper::default());
+    let annotations = json!({
+        "dev.cosignproject.cosign/signature": "",
+        "predicateType": "https://cyclonedx.org/bom",
+        "dev.sigstore.cosign/certificate": signer.cert_pem(),
+        "dev.sigstore.cosign/chain": s.sigstore.chain_pem(),
+        "dev.sigstore.cosign/bundle": rekor,
+    });
+    let style = support::CosignReferrer::ConfigMediaType(support::COSIGN_ATT);
+    s.push.cosign_referrer("team/old-cosign", &digest2, &raw2, style, &[(envelope, support::DSSE, annotations)]).await;
+    let set = s.policies(&email_subject(&format!("subject: {RELEASE}")), extra);
+    let d = s.decide_with(set, &format!("{reference}:v2"), TrustRoot::production().expect("root")).await;
+    assert!(d.allowed, "{d:?}");
 }
 
 crate::on_both_registries!(intoto_v001_attestation_in_a_registry: intoto_v001_attestation_docker_distribution, intoto_v001_attestation_ferro);
