@@ -535,3 +535,108 @@ async fn verify_attestation_keyless_flags() {
     ]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// `verify-attestation` with cosign's GitHub workflow flags: typed claims from the Fulcio
+/// certificate extensions, each one able to refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_attestation_github_claims() {
+    use support::sigstore::{GITHUB_ISSUER, GithubClaims, MiniSigstore, Tamper};
+    use support::{BUNDLE_V03, statement};
+    let registry = TestRegistry::start(Kind::Distribution).await;
+    let host = registry.host.as_str();
+    let push = Pusher::new(host);
+    let sigstore = MiniSigstore::new("gh");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = sigstore.write_trusted_root(dir.path(), "root.json");
+    let root = root.to_str().expect("utf8");
+    let claims = GithubClaims::new("acme/app", ".github/workflows/release.yml", "refs/tags/v1.2.3");
+    let signer = sigstore.issue_github(&claims);
+    let (digest, raw) = push.image("acme/app", "v1", "github attested").await;
+    let provenance = statement(&digest, "https://slsa.dev/provenance/v1", serde_json::json!({}), false);
+    push.referrer(
+        "acme/app",
+        &digest,
+        &raw,
+        BUNDLE_V03,
+        &sigstore.bundle_for_statement(&signer, &provenance, &Tamper::default()),
+    )
+    .await;
+    let image = format!("{host}/acme/app:v1");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            image.as_str(),
+            "--type",
+            "slsaprovenance1",
+            "--trusted-root",
+            root,
+            "--insecure-registry",
+            host,
+            "--certificate-identity-regexp",
+            "https://github\\.com/acme/app/.*",
+            "--certificate-oidc-issuer",
+            GITHUB_ISSUER,
+        ];
+        args.extend(extra);
+        verify_attestation(&args)
+    };
+    let sha = claims.sha.clone();
+    let ok: [&[&str]; 3] = [
+        &[],
+        &[
+            "--certificate-github-workflow-repository",
+            "acme/app",
+            "--certificate-github-workflow-ref",
+            "refs/tags/v1.2.3",
+        ],
+        &[
+            "--certificate-github-workflow-repository",
+            "acme/app",
+            "--certificate-github-workflow-sha",
+            &sha,
+            "--certificate-github-workflow-trigger",
+            "push",
+        ],
+    ];
+    for extra in ok {
+        let (code, out, err) = run(extra);
+        assert_eq!(code, Some(0), "{extra:?}: {out}{err}");
+    }
+    let denied: [(&[&str], &str); 4] = [
+        (&["--certificate-github-workflow-repository", "acme/other"], "acme/other"),
+        (
+            &[
+                "--certificate-github-workflow-repository",
+                "acme/app",
+                "--certificate-github-workflow-ref",
+                "refs/heads/main",
+            ],
+            "ref",
+        ),
+        (
+            &[
+                "--certificate-github-workflow-repository",
+                "acme/app",
+                "--certificate-github-workflow-sha",
+                "0000000000000000000000000000000000000000",
+            ],
+            "commit",
+        ),
+        (
+            &[
+                "--certificate-github-workflow-repository",
+                "acme/app",
+                "--certificate-github-workflow-trigger",
+                "workflow_dispatch",
+            ],
+            "trigger",
+        ),
+    ];
+    for (extra, needle) in denied {
+        let (code, out, err) = run(extra);
+        assert_eq!(code, Some(1), "{extra:?}: {out}{err}");
+        assert!(out.contains(needle), "{needle}: {out}");
+    }
+    // A claim flag without the repository is a flag error.
+    let (code, _, err) = run(&["--certificate-github-workflow-ref", "refs/tags/v1.2.3"]);
+    assert_eq!(code, Some(2), "{err}");
+}

@@ -17,6 +17,7 @@ use crate::decision::{Decision, Verdict};
 use crate::engine::{Engine, Settings, Unmatched};
 use crate::policy::cel::CelEnv;
 use crate::policy::matcher::{Glob, Selector};
+use crate::policy::model::GithubSpec;
 use crate::policy::{
     Attestation, Authority, AuthorityKind, Condition, DigestRule, Identity, ImagePolicy, KeyRef, Mode, Platforms,
     PolicySet, Require, Source, SubjectMatch, TransparencyLog,
@@ -63,6 +64,19 @@ pub struct VerifyAttestationArgs {
     /// OIDC issuer as a regular expression (always anchored).
     #[arg(long)]
     pub certificate_oidc_issuer_regexp: Option<String>,
+    /// The GitHub repository (owner/name) the certificate's workflow ran in (Fulcio extension
+    /// `1.3.6.1.4.1.57264.1.12`, or the legacy `.5`).
+    #[arg(long, value_name = "OWNER/NAME", conflicts_with = "key")]
+    pub certificate_github_workflow_repository: Option<String>,
+    /// The git ref the workflow ran for (a glob, as `github.ref` in policies).
+    #[arg(long, value_name = "REF", requires = "certificate_github_workflow_repository")]
+    pub certificate_github_workflow_ref: Option<String>,
+    /// The commit the workflow ran at.
+    #[arg(long, value_name = "SHA", requires = "certificate_github_workflow_repository")]
+    pub certificate_github_workflow_sha: Option<String>,
+    /// The event that triggered the workflow (push, release, workflow_dispatch, …).
+    #[arg(long, value_name = "EVENT", requires = "certificate_github_workflow_repository")]
+    pub certificate_github_workflow_trigger: Option<String>,
     /// Accept attestations without a transparency log entry (key-based only).
     #[arg(long, requires = "key")]
     pub insecure_ignore_tlog: bool,
@@ -151,7 +165,14 @@ fn policy_set(args: &VerifyAttestationArgs) -> anyhow::Result<PolicySet> {
                 ),
                 _ => bail!("use one of --certificate-identity and --certificate-identity-regexp"),
             };
-            AuthorityKind::Keyless(Identity { issuer, subject, github: None, issuer_regexp })
+            let github = args.certificate_github_workflow_repository.as_ref().map(|repository| GithubSpec {
+                repository: repository.clone(),
+                workflow: None,
+                git_ref: args.certificate_github_workflow_ref.clone(),
+                sha: args.certificate_github_workflow_sha.clone(),
+                trigger: args.certificate_github_workflow_trigger.clone(),
+            });
+            AuthorityKind::Keyless(Identity { issuer, subject, github, issuer_regexp })
         }
         _ => bail!("give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]"),
     };
