@@ -264,3 +264,67 @@ async fn ghsa_w6c6_a_bundle_of_another_predicate_type_is_not_the_required_attest
     let d = s.decide(&format!("{SBOM}{PROVENANCE}"), &image).await;
     assert!(d.allowed, "{d:?}");
 }
+
+/// cosign's OCI 1.1 attestation referrers (`cosign attest --registry-referrers-mode=oci-1-1`):
+/// DSSE layers with cosign's annotations in a referrer of artifactType
+/// `application/vnd.dev.cosign.artifact.att.v1+json` (cosign 2.x) or `application/vnd.in-toto+json`
+/// (cosign 3), found through the referrers API or the fallback tag.
+async fn cosign_oci11_attestation_referrers(kind: Kind) {
+    use support::{COSIGN_ATT, COSIGN_SIG, CosignReferrer, DSSE, INTOTO};
+    let s = setup(kind).await;
+    let repo = "team/oci11";
+    let (image, digest) = s.signed_image(repo).await;
+    let raw = s.push.get_manifest(repo, "v1").await.expect("manifest");
+    let layer = |statement: &[u8], predicate_type: &str| {
+        (
+            s.release.envelope(statement),
+            DSSE,
+            json!({"dev.cosignproject.cosign/signature": "", "predicateType": predicate_type}),
+        )
+    };
+    let sbom = layer(&statement(&digest, CYCLONEDX, cyclonedx(), true), CYCLONEDX);
+    s.push.cosign_referrer(repo, &digest, &raw, CosignReferrer::ConfigMediaType(COSIGN_ATT), &[sbom]).await;
+    let provenance = layer(&statement(&digest, SLSA1, slsa_v1(), false), SLSA1);
+    s.push.cosign_referrer(repo, &digest, &raw, CosignReferrer::ArtifactType(INTOTO), &[provenance]).await;
+    let d = s.decide(&format!("{SBOM}{PROVENANCE}"), &image).await;
+    assert!(d.allowed, "{d:?}");
+
+    // The conditions are judged on the referrer's statement, and the message says where it was.
+    let forbid = "    - name: sbom\n      predicateType: cyclonedx\n      conditions:\n        - expression: \"!predicate.components.exists(c, c.name == 'jackson-databind')\"\n          message: jackson-databind is forbidden here\n";
+    let m = s.decide(forbid, &image).await.message.unwrap_or_default();
+    assert!(m.contains("jackson-databind is forbidden here") && m.contains("referrer sha256:"), "{m}");
+
+    // Moved: a genuine attestation of this image, attached as a referrer of another one.
+    let (other, other_digest) = s.signed_image("team/oci11-other").await;
+    let other_raw = s.push.get_manifest("team/oci11-other", "v1").await.expect("manifest");
+    let moved = layer(&statement(&digest, CYCLONEDX, cyclonedx(), true), CYCLONEDX);
+    s.push
+        .cosign_referrer(
+            "team/oci11-other",
+            &other_digest,
+            &other_raw,
+            CosignReferrer::ConfigMediaType(COSIGN_ATT),
+            &[moved],
+        )
+        .await;
+    let m = s.decide(SBOM, &other).await.message.unwrap_or_default();
+    assert!(m.contains(&format!("about another digest, not {other_digest}")), "{m}");
+
+    // A DSSE layer in a SIGNATURE referrer is not read as an attestation.
+    let (third, third_digest) = s.signed_image("team/oci11-third").await;
+    let third_raw = s.push.get_manifest("team/oci11-third", "v1").await.expect("manifest");
+    let misfiled = layer(&statement(&third_digest, CYCLONEDX, cyclonedx(), true), CYCLONEDX);
+    s.push
+        .cosign_referrer(
+            "team/oci11-third",
+            &third_digest,
+            &third_raw,
+            CosignReferrer::ArtifactType(COSIGN_SIG),
+            &[misfiled],
+        )
+        .await;
+    let m = s.decide(SBOM, &third).await.message.unwrap_or_default();
+    assert!(m.contains("no attestation found"), "{m}");
+}
+
+crate::on_both_registries!(cosign_oci11_attestation_referrers: cosign_oci11_attestation_referrers_fallback_tag, cosign_oci11_attestation_referrers_api);

@@ -185,8 +185,12 @@ fn legacy_layer_verifies_as_a_bundle() {
         None,
     )
     .expect("bundle");
-    let identity =
-        Identity { issuer: ISSUER.to_owned(), subject: SubjectMatch::Exact(RELEASE.to_owned()), github: None };
+    let identity = Identity {
+        issuer: ISSUER.to_owned(),
+        subject: SubjectMatch::Exact(RELEASE.to_owned()),
+        github: None,
+        issuer_regexp: None,
+    };
     let verified = verify_bundle(
         &bundle,
         Some(Artifact::Bytes(&blob)),
@@ -199,6 +203,241 @@ fn legacy_layer_verifies_as_a_bundle() {
     let signed_at = verified.signed_at.expect("a verified signing time");
     assert!((now() - signed_at).abs() < 60, "integrated time {signed_at}");
 }
+
+/// P-384 keyless message-signature bundles log the artifact's SHA-384 (`hashedrekord` 0.0.1);
+/// they verify, with every check still made (the entry's hash, signature and certificate).
+#[test]
+fn p384_keyless_bundles_with_sha384_log_entries() {
+    use portcullis::policy::{Identity, SubjectMatch, TransparencyLog};
+    use portcullis::verify::bundle::{Artifact, BundleError, Signer, verify_bundle};
+    let sigstore = MiniSigstore::new("p384");
+    let root = TrustRoot::from_json(&sigstore.trusted_root_json()).expect("root");
+    let p384 = sigstore.issue_with(RELEASE, ISSUER, None, &IssueOptions { p384: true, ..IssueOptions::default() });
+    let identity = Identity {
+        issuer: ISSUER.to_owned(),
+        subject: SubjectMatch::Exact(RELEASE.to_owned()),
+        github: None,
+        issuer_regexp: None,
+    };
+    let keyless = Signer::Keyless(&identity);
+    let verify = |bundle: &[u8], artifact: &[u8]| {
+        verify_bundle(bundle, Some(Artifact::Bytes(artifact)), &keyless, TransparencyLog::Required, &root)
+    };
+    let artifact = b"release artifact".as_slice();
+    let bundle = sigstore.message_bundle(&p384, artifact, "sha384", &Tamper::default());
+    let verified = verify(&bundle, artifact).expect("a P-384 keyless bundle with a sha384 entry verifies");
+    assert_eq!(verified.signer, format!("{RELEASE} (issuer {ISSUER})"));
+    assert!(verified.signed_at.is_some_and(|t| (now() - t).abs() < 60), "{verified:?}");
+    // P-256 with SHA-256, as before.
+    let p256 = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    verify(&sigstore.message_bundle(&p256, artifact, "sha256", &Tamper::default()), artifact).expect("P-256");
+
+    // One byte of the artifact changed.
+    assert!(matches!(verify(&bundle, b"release artifacT"), Err(BundleError::ArtifactMismatch(_))));
+    // The entry logs another artifact's hash (the message digest and signature are honest).
+    let other = Tamper { logged_payload: Some(b"another artifact".to_vec()), ..Tamper::default() };
+    let wrong_entry = sigstore.message_bundle(&p384, artifact, "sha384", &other);
+    let Err(BundleError::ArtifactMismatch(why)) = verify(&wrong_entry, artifact) else {
+        panic!("entry of another artifact")
+    };
+    assert!(why.contains("the log entry records sha384:"), "{why}");
+    // The entry of another signing of the same artifact (another signature), moved into this bundle.
+    let second = sigstore.message_bundle(&p384, artifact, "sha384", &Tamper::default());
+    let mut moved: Value = serde_json::from_slice(&bundle).expect("json");
+    let second: Value = serde_json::from_slice(&second).expect("json");
+    moved["verificationMaterial"]["tlogEntries"] = second["verificationMaterial"]["tlogEntries"].clone();
+    let Err(BundleError::TransparencyLog(why)) = verify(&support::cjson(&moved), artifact) else {
+        panic!("an entry of another signature")
+    };
+    assert!(why.contains("another signature"), "{why}");
+    // The SET is not the log's: refused before any of this.
+    let forged =
+        sigstore.message_bundle(&p384, artifact, "sha384", &Tamper { foreign_set_key: true, ..Tamper::default() });
+    assert!(verify(&forged, artifact).is_err());
+    // Another identity.
+    let ops = Identity { subject: SubjectMatch::Exact("ops@example.com".to_owned()), ..identity.clone() };
+    let refused = verify_bundle(
+        &bundle,
+        Some(Artifact::Bytes(artifact)),
+        &Signer::Keyless(&ops),
+        TransparencyLog::Required,
+        &root,
+    );
+    assert!(matches!(refused, Err(BundleError::IdentityMismatch { .. })), "{refused:?}");
+    // Only the sha256 of the artifact: the sha384 entry cannot be checked, so it is refused.
+    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(artifact).into();
+    let refused = verify_bundle(&bundle, Some(Artifact::Sha256(digest)), &keyless, TransparencyLog::Required, &root);
+    assert!(refused.is_err(), "{refused:?}");
+}
+
+/// A DSSE envelope over `statement` signed with `sign`, and the `dev.sigstore.cosign/bundle`
+/// annotation of an `intoto` 0.0.1 entry for it (as cosign before 2.0 logged attestations),
+/// logging `logged_payload` (default: the statement) and `verifier_pem` as the public key.
+fn intoto_v001(
+    sigstore: &MiniSigstore,
+    sign: &dyn Fn(&[u8]) -> Vec<u8>,
+    statement: &[u8],
+    logged_payload: Option<&[u8]>,
+    verifier_pem: &str,
+    tamper: &Tamper,
+) -> (Vec<u8>, String) {
+    let signature = sign(&support::pae(support::INTOTO, statement));
+    let envelope = support::cjson(&json!({
+        "payloadType": support::INTOTO,
+        "payload": B64.encode(statement),
+        "signatures": [{"keyid": "", "sig": B64.encode(&signature)}],
+    }));
+    let hex = |b: &[u8]| support::sha256(b).trim_start_matches("sha256:").to_owned();
+    let body = support::cjson(&json!({
+        "apiVersion": "0.0.1",
+        "kind": "intoto",
+        "spec": {
+            "content": {"hash": {"algorithm": "sha256", "value": hex(&envelope)},
+                        "payloadHash": {"algorithm": "sha256", "value": hex(logged_payload.unwrap_or(statement))}},
+            "publicKey": B64.encode(verifier_pem),
+        },
+    }));
+    (envelope, sigstore.rekor_annotation(&sigstore.log(&body, tamper)))
+}
+
+/// cosign attestations logged before cosign 2.0 (Rekor `intoto` 0.0.1 entries) verify: SET, the
+/// certificate at the logged time, the envelope signature, and the entry bound to this envelope
+/// (payload hash, signer certificate or key). Each derived forgery is refused with its reason.
+#[test]
+fn intoto_v001_entries_verify_and_bind_to_the_envelope() {
+    use portcullis::policy::{Identity, SubjectMatch, TransparencyLog};
+    use portcullis::verify::bundle::{BundleError, Content, Signer, bundle_from_legacy, verify_bundle};
+    let sigstore = MiniSigstore::new("intoto");
+    let root = TrustRoot::from_json(&sigstore.trusted_root_json()).expect("root");
+    let signer = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let statement =
+        support::statement(&format!("sha256:{}", "ab".repeat(32)), "https://cyclonedx.org/bom", json!({}), true);
+    let identity = Identity {
+        issuer: ISSUER.to_owned(),
+        subject: SubjectMatch::Exact(RELEASE.to_owned()),
+        github: None,
+        issuer_regexp: None,
+    };
+    let keyless = |bundle: &[u8], identity: &Identity| {
+        verify_bundle(bundle, None, &Signer::Keyless(identity), TransparencyLog::Required, &root)
+    };
+    let legacy = |envelope: &[u8], rekor: &str, cert: &KeylessSigner| {
+        bundle_from_legacy(envelope, "", Some(&cert.cert_pem()), Some(&sigstore.chain_pem()), Some(rekor), None)
+            .expect("bundle")
+    };
+    let sign = |data: &[u8]| signer.sign(data);
+    let (envelope, rekor) = intoto_v001(&sigstore, &sign, &statement, None, &signer.cert_pem(), &Tamper::default());
+    let bundle = legacy(&envelope, &rekor, &signer);
+    let verified = keyless(&bundle, &identity).expect("an intoto 0.0.1 attestation verifies");
+    assert!(matches!(verified.content, Content::Dsse { .. }), "{verified:?}");
+    assert!(verified.signed_at.is_some_and(|t| (now() - t).abs() < 60), "{verified:?}");
+
+    // The entry logs another statement's payload hash.
+    let other =
+        support::statement(&format!("sha256:{}", "cd".repeat(32)), "https://cyclonedx.org/bom", json!({}), true);
+    let (envelope2, rekor2) =
+        intoto_v001(&sigstore, &sign, &statement, Some(&other), &signer.cert_pem(), &Tamper::default());
+    let Err(BundleError::TransparencyLog(why)) = keyless(&legacy(&envelope2, &rekor2, &signer), &identity) else {
+        panic!("an entry of another payload")
+    };
+    assert!(why.contains("records payload sha256:"), "{why}");
+    // The entry names another certificate (another signer's entry for this very payload).
+    let mallory = sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (_, rekor3) =
+        intoto_v001(&sigstore, &|d| mallory.sign(d), &statement, None, &mallory.cert_pem(), &Tamper::default());
+    let Err(BundleError::TransparencyLog(why)) = keyless(&legacy(&envelope, &rekor3, &signer), &identity) else {
+        panic!("an entry naming another certificate")
+    };
+    assert!(why.contains("another certificate"), "{why}");
+    // A SET that is not the log's.
+    let foreign = Tamper { foreign_set_key: true, ..Tamper::default() };
+    let (envelope4, rekor4) = intoto_v001(&sigstore, &sign, &statement, None, &signer.cert_pem(), &foreign);
+    assert!(keyless(&legacy(&envelope4, &rekor4, &signer), &identity).is_err());
+    // The payload changed after signing (the entry logs the changed payload: still refused).
+    let mut edited: Value = serde_json::from_slice(&envelope).expect("json");
+    edited["payload"] = json!(B64.encode(&other));
+    let (_, rekor5) = intoto_v001(&sigstore, &sign, &statement, Some(&other), &signer.cert_pem(), &Tamper::default());
+    assert!(matches!(
+        keyless(&legacy(&support::cjson(&edited), &rekor5, &signer), &identity),
+        Err(BundleError::Signature(_))
+    ));
+    // Another identity.
+    let ops = Identity { subject: SubjectMatch::Exact("ops@example.com".to_owned()), ..identity.clone() };
+    assert!(matches!(keyless(&bundle, &ops), Err(BundleError::IdentityMismatch { .. })));
+    // Two entries: not the one-entry case, named rather than "malformed".
+    let mut two: Value = serde_json::from_slice(&bundle).expect("json");
+    let entry = two["verificationMaterial"]["tlogEntries"][0].clone();
+    two["verificationMaterial"]["tlogEntries"].as_array_mut().expect("entries").push(entry);
+    let Err(e @ BundleError::UnsupportedEntry { .. }) = keyless(&support::cjson(&two), &identity) else {
+        panic!("two intoto 0.0.1 entries")
+    };
+    assert!(
+        e.to_string().contains("unsupported Rekor entry kind intoto 0.0.1") && !e.to_string().contains("malformed"),
+        "{e}"
+    );
+
+    // Key-based: the entry names the key.
+    let key = support::Signer::new();
+    let (envelope6, rekor6) =
+        intoto_v001(&sigstore, &|d| key.sign(d), &statement, None, &key.public_pem(), &Tamper::default());
+    let keyed = bundle_from_legacy(&envelope6, "", None, None, Some(&rekor6), None).expect("bundle");
+    let pem = key.public_pem();
+    verify_bundle(&keyed, None, &Signer::Key { pem: &pem }, TransparencyLog::Required, &root)
+        .expect("key-based intoto 0.0.1");
+    let other_key = support::Signer::new().public_pem();
+    assert!(verify_bundle(&keyed, None, &Signer::Key { pem: &other_key }, TransparencyLog::Required, &root).is_err());
+}
+
+/// The same through a registry: a keyless `.att` layer logged as `intoto` 0.0.1, required by a
+/// policy that needs no image signature.
+async fn intoto_v001_attestation_in_a_registry(kind: Kind) {
+    let s = setup(kind).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (reference, digest, _) = s.image("team/old-cosign", "v1").await;
+    let statement = support::statement(&digest, "https://cyclonedx.org/bom", json!({"components": []}), true);
+    let (envelope, rekor) =
+        intoto_v001(&s.sigstore, &|d| signer.sign(d), &statement, None, &signer.cert_pem(), &Tamper::default());
+    let annotations = json!({
+        "dev.cosignproject.cosign/signature": "",
+        "predicateType": "https://cyclonedx.org/bom",
+        "dev.sigstore.cosign/certificate": signer.cert_pem(),
+        "dev.sigstore.cosign/chain": s.sigstore.chain_pem(),
+        "dev.sigstore.cosign/bundle": rekor,
+    });
+    let tag = format!("{}.att", digest.replace(':', "-"));
+    s.push.artifact("team/old-cosign", &tag, &[(envelope, support::DSSE, annotations)]).await;
+    let extra = "  require: none
+  attestations:
+    - name: sbom
+      predicateType: cyclonedx
+";
+    let set = s.policies(&email_subject(&format!("subject: {RELEASE}")), extra);
+    let d = s.decide_with(set, &format!("{reference}:v1"), TrustRoot::production().expect("root")).await;
+    assert!(d.allowed, "{d:?}");
+    let set = s.policies(&email_subject("subject: ops@example.com"), extra);
+    let d = s.decide_with(set, &format!("{reference}:v1"), TrustRoot::production().expect("root")).await;
+    assert_denied(&d, &["expected subject ops@example.com"]);
+
+    // The same keyless attestation layer as a cosign OCI 1.1 referrer of another image.
+    let (_, digest2, raw2) = s.image("team/old-cosign", "v2").await;
+    let statement = support::statement(&digest2, "https://cyclonedx.org/bom", json!({"components": []}), true);
+    let (envelope, rekor) =
+        intoto_v001(&s.sigstore, &|d| signer.sign(d), &statement, None, &signer.cert_pem(), &Tamper::default());
+    let annotations = json!({
+        "dev.cosignproject.cosign/signature": "",
+        "predicateType": "https://cyclonedx.org/bom",
+        "dev.sigstore.cosign/certificate": signer.cert_pem(),
+        "dev.sigstore.cosign/chain": s.sigstore.chain_pem(),
+        "dev.sigstore.cosign/bundle": rekor,
+    });
+    let style = support::CosignReferrer::ConfigMediaType(support::COSIGN_ATT);
+    s.push.cosign_referrer("team/old-cosign", &digest2, &raw2, style, &[(envelope, support::DSSE, annotations)]).await;
+    let set = s.policies(&email_subject(&format!("subject: {RELEASE}")), extra);
+    let d = s.decide_with(set, &format!("{reference}:v2"), TrustRoot::production().expect("root")).await;
+    assert!(d.allowed, "{d:?}");
+}
+
+crate::on_both_registries!(intoto_v001_attestation_in_a_registry: intoto_v001_attestation_docker_distribution, intoto_v001_attestation_ferro);
 
 // ---------------------------------------------------------------------------------------------
 // Legacy `.sig` layers.
@@ -261,6 +500,37 @@ async fn legacy_keyless_subjects(kind: Kind) {
 }
 
 crate::on_both_registries!(legacy_keyless_subjects: legacy_keyless_subjects_docker_distribution, legacy_keyless_subjects_ferro);
+
+/// Keyless simple-signing layers attached as cosign OCI 1.1 referrers
+/// (`cosign sign --registry-referrers-mode=oci-1-1`), through the referrers API or the fallback tag.
+async fn keyless_cosign_oci11_referrers(kind: Kind) {
+    use support::{COSIGN_SIG, CosignReferrer};
+    let s = setup(kind).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    for (tag, style) in
+        [("v1", CosignReferrer::ConfigMediaType(COSIGN_SIG)), ("v2", CosignReferrer::ArtifactType(COSIGN_SIG))]
+    {
+        let (reference, digest, raw) = s.image("team/oci11", tag).await;
+        let layer = s.sigstore.signature_layer(&signer, MiniSigstore::payload(&reference, &digest));
+        s.push.cosign_referrer("team/oci11", &digest, &raw, style, &[layer]).await;
+        let image = format!("{reference}:{tag}");
+        match s.outcome(&email_subject(&format!("subject: {RELEASE}")), &image).await {
+            Outcome::Verified { detail } => assert!(detail.contains("referrer sha256:"), "{detail}"),
+            other => panic!("{style:?}: not verified: {other:?}"),
+        }
+        let d = s.decide(&email_subject("subject: someone@example.com"), &image).await;
+        assert_denied(&d, &["referrer sha256:", "expected subject someone@example.com", &format!("subject {RELEASE}")]);
+    }
+    // Without its log entry, a keyless referrer layer does not count.
+    let (reference, digest, raw) = s.image("team/oci11", "unlogged").await;
+    let tamper = Tamper { no_rekor_bundle: true, ..Tamper::default() };
+    let layer = s.sigstore.signature_layer_with(&signer, MiniSigstore::payload(&reference, &digest), &tamper);
+    s.push.cosign_referrer("team/oci11", &digest, &raw, CosignReferrer::ConfigMediaType(COSIGN_SIG), &[layer]).await;
+    let d = s.decide(&email_subject(&format!("subject: {RELEASE}")), &format!("{reference}:unlogged")).await;
+    assert_denied(&d, &["no transparency log entry"]);
+}
+
+crate::on_both_registries!(keyless_cosign_oci11_referrers: keyless_cosign_oci11_referrers_fallback_tag, keyless_cosign_oci11_referrers_api);
 
 /// A `github:` authority; `ref` is required, so specs without one accept every ref explicitly.
 fn github(spec: &str) -> String {
@@ -1018,5 +1288,90 @@ async fn ghsa_whqx_a_log_entry_for_another_artifact_is_refused() {
             1 => assert_denied(&d, &[".sig layer 0", "public key in Rekor entry does not match"]),
             _ => assert!(d.allowed, "{d:?}"),
         }
+    }
+}
+
+/// `issuerRegExp`: the OIDC issuer matched by an anchored regular expression; a partial match,
+/// an issuer outside it, and both `issuer` and `issuerRegExp` at once are refused.
+#[tokio::test]
+async fn issuer_regexp_is_anchored() {
+    let s = setup(Kind::Distribution).await;
+    let signer = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let (image, _) = s.signed_legacy("team/issuer", "v1", legacy_layer(&s.sigstore, &signer, Tamper::default())).await;
+    let with = |issuer_line: &str| keyless(&format!("{issuer_line}\nsubject: {RELEASE}"));
+    for accepted in ["issuerRegExp: 'https://accounts\\.example\\.(com|org)'", "issuerRegExp: 'https://.*'"] {
+        let d = s.decide(&with(accepted), &image).await;
+        assert!(d.allowed, "{accepted}: {d:?}");
+    }
+    for refused in [
+        "issuerRegExp: 'https://accounts\\.example'",
+        "issuerRegExp: 'accounts\\.example\\.com'",
+        "issuerRegExp: 'https://token\\.actions\\..*'",
+    ] {
+        let d = s.decide(&with(refused), &image).await;
+        assert_denied(&d, &["expected issuer matching regexp", &format!("issuer {ISSUER}")]);
+    }
+    let both = with(&format!("issuer: {ISSUER}\nissuerRegExp: '.*'"));
+    let text = format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{}/**']\n  authorities:\n{both}",
+        s.registry.host
+    );
+    let Err(e) = load_text(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) else { panic!("both accepted") };
+    assert!(e.to_string().contains("use only one of issuer and issuerRegExp"), "{e}");
+}
+
+/// `keyless.identities`: several identities in one authority, any one of which may sign; the
+/// authority still counts once. Nothing outside the list passes, and a denial lists them all.
+#[tokio::test]
+async fn several_identities_in_one_authority() {
+    let s = setup(Kind::Ferro).await;
+    let email = s.sigstore.issue(RELEASE, ISSUER, None, Validity::fulcio());
+    let claims = GithubClaims::new("acme/app", ".github/workflows/release.yml", "refs/tags/v1.0.0");
+    let workflow = s.sigstore.issue_github(&claims);
+    let stranger = s.sigstore.issue("mallory@example.com", ISSUER, None, Validity::fulcio());
+    let (by_email, _) = s.signed_legacy("team/ids", "a", legacy_layer(&s.sigstore, &email, Tamper::default())).await;
+    let (by_workflow, _) =
+        s.signed_bundle("team/ids", "b", |digest| s.sigstore.signature_bundle(&workflow, digest)).await;
+    let (by_stranger, _) =
+        s.signed_legacy("team/ids", "c", legacy_layer(&s.sigstore, &stranger, Tamper::default())).await;
+    let authority = format!(
+        "    - name: ci\n      trustedRoot: {ROOT_FILE}\n      keyless:\n        identities:\n          - issuer: {ISSUER}\n            subject: {RELEASE}\n          - github: {{repository: acme/app, workflow: .github/workflows/release.yml, ref: 'refs/tags/v*'}}\n"
+    );
+    for image in [&by_email, &by_workflow] {
+        let d = s.decide(&authority, image).await;
+        assert!(d.allowed, "{image}: {d:?}");
+    }
+    let d = s.decide(&authority, &by_stranger).await;
+    assert_denied(&d, &["one of [", &format!("subject {RELEASE}"), "subject mallory@example.com"]);
+    // The list is one authority: `atLeast: 2` cannot be met by it.
+    let text = format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{}/**']\n  require: {{atLeast: 2}}\n  authorities:\n{authority}",
+        s.registry.host
+    );
+    let Err(e) = load_text(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) else { panic!("atLeast 2 of one") };
+    assert!(e.to_string().contains("lists only 1 authorities"), "{e}");
+
+    // Malformed lists are load errors, naming the field.
+    let bad = [
+        ("identities: []", "non-empty list"),
+        (
+            &*format!("issuer: {ISSUER}\n        identities:\n          - {{issuer: {ISSUER}, subject: {RELEASE}}}"),
+            "replaces issuer",
+        ),
+        (&*format!("identities:\n          - {{issuer: {ISSUER}}}"), "identities[0]: keyless needs subject"),
+        (
+            &*format!("identities:\n          - identities: [{{issuer: {ISSUER}, subject: {RELEASE}}}]"),
+            "identities do not nest",
+        ),
+    ];
+    for (keyless_body, needle) in bad {
+        let text = format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{}/**']\n  authorities:\n    - name: ci\n      keyless:\n        {keyless_body}\n",
+            s.registry.host
+        );
+        let Err(e) = load_text(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) else {
+            panic!("{keyless_body} accepted")
+        };
+        assert!(e.to_string().contains(needle), "{needle}: {e}");
     }
 }

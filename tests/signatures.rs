@@ -212,6 +212,7 @@ async fn production_bundle_as_a_referrer() {
             issuer: "https://github.com/login/oauth".to_owned(),
             subject: portcullis::policy::SubjectMatch::Exact("cody@soyland.com".to_owned()),
             github: None,
+            issuer_regexp: None,
         };
         let signer = portcullis::verify::bundle::Signer::Keyless(&identity);
         let verified = portcullis::verify::bundle::verify_bundle(
@@ -235,6 +236,7 @@ async fn production_bundle_as_a_referrer() {
             issuer: "https://github.com/login/oauth".to_owned(),
             subject: portcullis::policy::SubjectMatch::Exact("someone@else.com".to_owned()),
             github: None,
+            issuer_regexp: None,
         };
         let err = portcullis::verify::bundle::verify_bundle(
             &evidence.bundles[0].json,
@@ -514,4 +516,184 @@ async fn ghsa_w6c6_an_attestation_bundle_is_not_a_signature() {
     // The same with the signature predicate: a signature.
     s.push.referrer("team/attested-only", &digest, &raw, BUNDLE_V03, &release.signature_bundle(&digest)).await;
     assert!(s.decide(s.policies(KEY_SKIP, ""), &image).await.allowed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// cosign's OCI 1.1 referrers (`cosign sign --registry-referrers-mode=oci-1-1`): the legacy
+// simple-signing layers attached as a referrer, through the referrers API or the fallback tag.
+
+async fn cosign_oci11_signature_referrers(kind: Kind) {
+    use support::{COSIGN_ATT, COSIGN_SIG, CosignReferrer};
+    let s = setup(kind).await;
+    let release = Signer::new();
+    s.write_key("release.pub", &release);
+    let repo = "team/oci11";
+    let reference = format!("{}/{repo}", s.registry.host);
+    // Every spelling cosign (2.x, 3) and registries use for the type verifies, with no setting.
+    let styles = [
+        ("v1", CosignReferrer::ConfigMediaType(COSIGN_SIG)),
+        ("v2", CosignReferrer::ArtifactType(COSIGN_SIG)),
+        ("v3", CosignReferrer::Untyped(COSIGN_SIG)),
+    ];
+    for (tag, style) in styles {
+        let (digest, raw) = s.push.image(repo, tag, tag).await;
+        let layer = release.signature_layer(Signer::payload(&reference, &digest));
+        s.push.cosign_referrer(repo, &digest, &raw, style, &[layer]).await;
+        let d = s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:{tag}")).await;
+        assert!(d.allowed, "{style:?}: {d:?}");
+        // Another key: refused, naming the referrer and its layer.
+        s.write_key("other.pub", &Signer::new());
+        let other = KEY_SKIP.replace("release.pub", "other.pub");
+        let d = s.decide(s.policies(&other, ""), &format!("{reference}:{tag}")).await;
+        assert!(!d.allowed, "{style:?}: {d:?}");
+        let m = message(&d);
+        assert!(m.contains("referrer sha256:") && m.contains("layer 0") && m.contains("bad signature"), "{m}");
+    }
+
+    // Moved: a genuine referrer layer for v1's digest, attached to another image.
+    let v1_digest = support::sha256(&s.push.get_manifest(repo, "v1").await.expect("v1"));
+    let (moved, moved_raw) = s.push.image(repo, "moved", "moved").await;
+    let layer = release.signature_layer(Signer::payload(&reference, &v1_digest));
+    s.push.cosign_referrer(repo, &moved, &moved_raw, CosignReferrer::ConfigMediaType(COSIGN_SIG), &[layer]).await;
+    let m = message(&s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:moved")).await);
+    assert!(m.contains(&format!("the payload signs digest {v1_digest}, not {moved}")), "{m}");
+
+    // A type portcullis does not read, and an attestation referrer, are not signatures.
+    for (tag, style) in [
+        ("unknown", CosignReferrer::ArtifactType("application/vnd.example.signature.v1+json")),
+        ("att-only", CosignReferrer::ConfigMediaType(COSIGN_ATT)),
+    ] {
+        let (digest, raw) = s.push.image(repo, tag, tag).await;
+        let layer = release.signature_layer(Signer::payload(&reference, &digest));
+        s.push.cosign_referrer(repo, &digest, &raw, style, &[layer]).await;
+        let d = s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:{tag}")).await;
+        assert!(!d.allowed, "{tag}: {d:?}");
+        assert!(message(&d).contains("no signatures found"), "{tag}: {}", message(&d));
+    }
+}
+
+crate::on_both_registries!(cosign_oci11_signature_referrers: cosign_oci11_signature_referrers_fallback_tag, cosign_oci11_signature_referrers_api);
+
+// ---------------------------------------------------------------------------------------------
+// Every key type cosign signs with, on legacy `.sig` layers and OCI 1.1 referrers.
+
+/// A key type's name, its public key PEM, and a signing function.
+type KeyCase = (&'static str, String, Box<dyn Fn(&[u8]) -> Vec<u8>>);
+
+/// (name, public key PEM, signing function) for every key type and hash cosign uses.
+fn key_types() -> Vec<KeyCase> {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::rsa::KeySize;
+    use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+    fn pem(der: &[u8]) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
+        format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+    }
+    let mut out: Vec<KeyCase> = Vec::new();
+    let ecdsa: [(&'static str, &'static sig::EcdsaSigningAlgorithm); 4] = [
+        ("ECDSA P-256 SHA-256", &sig::ECDSA_P256_SHA256_ASN1_SIGNING),
+        ("ECDSA P-384 SHA-384", &sig::ECDSA_P384_SHA384_ASN1_SIGNING),
+        ("ECDSA P-521 SHA-512", &sig::ECDSA_P521_SHA512_ASN1_SIGNING),
+        ("ECDSA P-521 SHA-256 (cosign < 2.4)", &sig::ECDSA_P521_SHA256_ASN1_SIGNING),
+    ];
+    for (name, alg) in ecdsa {
+        let key = EcdsaKeyPair::generate(alg).expect("key");
+        let public = pem(key.public_key().as_der().expect("der").as_ref());
+        out.push((
+            name,
+            public,
+            Box::new(move |data| key.sign(&SystemRandom::new(), data).expect("sign").as_ref().to_vec()),
+        ));
+    }
+    let rsa: [(&'static str, KeySize, &'static dyn sig::RsaEncoding); 3] = [
+        ("RSA-2048 PKCS#1 v1.5 SHA-256", KeySize::Rsa2048, &sig::RSA_PKCS1_SHA256),
+        ("RSA-3072 PSS SHA-256", KeySize::Rsa3072, &sig::RSA_PSS_SHA256),
+        ("RSA-4096 PKCS#1 v1.5 SHA-256", KeySize::Rsa4096, &sig::RSA_PKCS1_SHA256),
+    ];
+    for (name, size, padding) in rsa {
+        let key = RsaKeyPair::generate(size).expect("rsa");
+        let public = pem(key.public_key().as_der().expect("der").as_ref());
+        out.push((
+            name,
+            public,
+            Box::new(move |data| {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(padding, &SystemRandom::new(), data, &mut signature).expect("sign");
+                signature
+            }),
+        ));
+    }
+    let ed = Ed25519KeyPair::generate().expect("ed25519");
+    let public = pem(ed.public_key().as_der().expect("der").as_ref());
+    out.push(("Ed25519", public, Box::new(move |data| ed.sign(data).as_ref().to_vec())));
+    out
+}
+
+async fn every_key_type(kind: Kind) {
+    use base64::Engine as _;
+    use support::{COSIGN_SIG, CosignReferrer, SIMPLESIGNING};
+    let s = setup(kind).await;
+    let repo = "team/keys";
+    let reference = format!("{}/{repo}", s.registry.host);
+    for (i, (name, public, sign)) in key_types().into_iter().enumerate() {
+        std::fs::write(s.dir.path().join("release.pub"), &public).expect("key");
+        let (tag, referrer_tag) = (format!("k{i}"), format!("r{i}"));
+        let layer = |digest: &str| {
+            let payload = Signer::payload(&reference, digest);
+            let signature = base64::engine::general_purpose::STANDARD.encode(sign(&payload));
+            (payload, SIMPLESIGNING, json!({"dev.cosignproject.cosign/signature": signature}))
+        };
+        // A legacy .sig tag and a cosign OCI 1.1 referrer.
+        let (digest, _) = s.push.image(repo, &tag, &tag).await;
+        s.push.artifact(repo, &format!("{}.sig", digest.replace(':', "-")), &[layer(&digest)]).await;
+        let (referred, raw) = s.push.image(repo, &referrer_tag, &referrer_tag).await;
+        s.push
+            .cosign_referrer(repo, &referred, &raw, CosignReferrer::ArtifactType(COSIGN_SIG), &[layer(&referred)])
+            .await;
+        for image in [format!("{reference}:{tag}"), format!("{reference}:{referrer_tag}")] {
+            let d = s.decide(s.policies(KEY_SKIP, ""), &image).await;
+            assert!(d.allowed, "{name}: {d:?}");
+        }
+        // The payload edited after signing: refused, naming the key type.
+        let (edited, _) = s.push.image(repo, &format!("e{i}"), &format!("e{i}")).await;
+        let (payload, media_type, annotations) = layer(&edited);
+        let tampered = String::from_utf8(payload).expect("utf8").replace("\"optional\":null", "\"optional\":{}");
+        s.push
+            .artifact(
+                repo,
+                &format!("{}.sig", edited.replace(':', "-")),
+                &[(tampered.into_bytes(), media_type, annotations)],
+            )
+            .await;
+        let d = s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:e{i}")).await;
+        assert!(!d.allowed, "{name}: {d:?}");
+        let m = message(&d);
+        let key_name = name.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        let key_name = if key_name.starts_with("RSA") { "RSA-".to_owned() } else { key_name };
+        assert!(m.contains("bad signature") && m.contains(&key_name), "{name}: {m}");
+    }
+}
+
+crate::on_both_registries!(every_key_type: every_key_type_docker_distribution, every_key_type_ferro);
+
+/// An Ed448 key (a type neither cosign nor portcullis verifies) is refused when the policy is
+/// loaded, naming the type.
+#[test]
+fn unsupported_key_types_are_named_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Ed448 SubjectPublicKeyInfo (RFC 8410 example key).
+    let ed448 = "-----BEGIN PUBLIC KEY-----\nMEMwBQYDK2VxAzoAX9dEm1m0Yf0s54fsYWrUah2hNCSFpw4fig6nXYDpZ3jt8SR2\nm0bHBhvWeD3x5Q9s0foavq/oJWGA\n-----END PUBLIC KEY-----\n";
+    std::fs::write(dir.path().join("release.pub"), ed448).expect("key");
+    let text = format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['registry.test/**']\n  authorities:\n{KEY_SKIP}"
+    );
+    let env = portcullis::policy::cel::CelEnv::new();
+    let Err(e) = portcullis::policy::load::load_text(&text, "signed.yaml", dir.path(), &env) else {
+        panic!("an Ed448 key was accepted")
+    };
+    let e = format!("{e:#}");
+    assert!(e.contains("unsupported public key type Ed448") && e.contains("release.pub"), "{e}");
 }

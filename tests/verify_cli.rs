@@ -380,3 +380,302 @@ async fn max_platforms_flag() {
     let (code, _, err) = verify(&[&base[..], &["--max-platforms", "0"]].concat());
     assert_eq!(code, Some(2), "{err}");
 }
+
+fn verify_attestation(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).arg("verify-attestation").args(args).output().expect("run portcullis");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `verify-attestation`: an image that is attested but NOT signed (`cosign attest` only) verifies
+/// from CI, on a legacy `.att` tag and as a cosign OCI 1.1 referrer; `verify --attestation` still
+/// also demands an image signature.
+async fn verify_attestation_command(kind: Kind) {
+    use serde_json::json;
+    use support::{COSIGN_ATT, CosignReferrer, DSSE, statement};
+    const CYCLONEDX: &str = "https://cyclonedx.org/bom";
+    let registry = TestRegistry::start(kind).await;
+    let host = registry.host.as_str();
+    let push = Pusher::new(host);
+    let release = Signer::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("release.pub");
+    std::fs::write(&key, release.public_pem()).expect("key");
+    let other = dir.path().join("other.pub");
+    std::fs::write(&other, Signer::new().public_pem()).expect("key");
+    let (key, other) = (key.to_str().expect("utf8"), other.to_str().expect("utf8"));
+    let sbom = json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": [{"name": "openssl", "version": "3.0.13"}]});
+
+    // Attested on the legacy .att tag, not signed.
+    let (digest, _) = push.image("team/attested", "v1", "attested").await;
+    let envelope = release.envelope(&statement(&digest, CYCLONEDX, sbom.clone(), false));
+    push.attest_legacy("team/attested", &digest, vec![(envelope, CYCLONEDX.to_owned())]).await;
+    // Attested as a cosign OCI 1.1 referrer, not signed.
+    let (referred, raw) = push.image("team/attested", "v2", "attested as a referrer").await;
+    let layer = (
+        release.envelope(&statement(&referred, CYCLONEDX, sbom, false)),
+        DSSE,
+        json!({"dev.cosignproject.cosign/signature": "", "predicateType": CYCLONEDX}),
+    );
+    push.cosign_referrer("team/attested", &referred, &raw, CosignReferrer::ConfigMediaType(COSIGN_ATT), &[layer]).await;
+
+    let base = ["--key", key, "--insecure-ignore-tlog", "--insecure-registry", host];
+    for tag in ["v1", "v2"] {
+        let image = format!("{host}/team/attested:{tag}");
+        let run = |extra: &[&str]| {
+            let mut args = vec![image.as_str()];
+            args.extend(base);
+            args.extend(extra);
+            verify_attestation(&args)
+        };
+        let (code, out, err) = run(&["--type", "cyclonedx"]);
+        assert_eq!(code, Some(0), "{tag}: {out}{err}");
+        assert!(out.contains(&format!("verified: {image}")), "{out}");
+        // Conditions, repeatable: all must hold.
+        let has = "predicate.components.exists(c, c.name == 'openssl')";
+        let (code, out, err) =
+            run(&["--type", "cyclonedx", "--condition", has, "--condition", "size(predicate.components) == 1"]);
+        assert_eq!(code, Some(0), "{tag}: {out}{err}");
+        let (code, out, _) =
+            run(&["--type", "cyclonedx", "--condition", has, "--condition", "size(predicate.components) > 1"]);
+        assert_eq!(code, Some(1), "{tag}: {out}");
+        assert!(out.contains("condition failed") && out.contains("denied"), "{out}");
+        // Another predicate type, another key: denied.
+        let (code, out, _) = run(&["--type", "spdxjson"]);
+        assert_eq!(code, Some(1), "{tag}: {out}");
+        let (code, out, _) = verify_attestation(&[
+            &image,
+            "--type",
+            "cyclonedx",
+            "--key",
+            other,
+            "--insecure-ignore-tlog",
+            "--insecure-registry",
+            host,
+        ]);
+        assert_eq!(code, Some(1), "{tag}: {out}");
+        // The log entry is required unless --insecure-ignore-tlog.
+        let (code, out, _) =
+            verify_attestation(&[&image, "--type", "cyclonedx", "--key", key, "--insecure-registry", host]);
+        assert_eq!(code, Some(1), "{tag}: {out}");
+        assert!(out.contains("transparency log"), "{out}");
+        // `verify --attestation` keeps its meaning: the image must also be signed.
+        let (code, out, _) = verify(&[
+            &image,
+            "--attestation",
+            "cyclonedx",
+            "--key",
+            key,
+            "--insecure-ignore-tlog",
+            "--insecure-registry",
+            host,
+        ]);
+        assert_eq!(code, Some(1), "{tag}: {out}");
+        assert!(out.contains("no signatures found"), "{out}");
+    }
+    // A bad condition or flags: exit 2 before anything is fetched.
+    let image = format!("{host}/team/attested:v1");
+    let (code, out, err) = verify_attestation(&[
+        &image,
+        "--type",
+        "cyclonedx",
+        "--condition",
+        "predicate.(",
+        "--key",
+        key,
+        "--insecure-registry",
+        host,
+    ]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("--condition"), "{err}");
+    let (code, _, err) =
+        verify_attestation(&[&image, "--type", "no-such-type", "--key", key, "--insecure-registry", host]);
+    assert_eq!(code, Some(2), "{err}");
+    // A registry error is not a denial.
+    let missing = format!("{host}/team/missing:v1");
+    let (code, out, _) =
+        verify_attestation(&[&missing, "--type", "cyclonedx", "--key", key, "--insecure-registry", host]);
+    assert_eq!(code, Some(2), "{out}");
+}
+
+crate::on_both_registries!(verify_attestation_command: verify_attestation_command_docker_distribution, verify_attestation_command_ferro);
+
+/// `verify-attestation` keyless: a keyless attestation bundle (not signed as an image), with
+/// `--certificate-identity[-regexp]` and `--certificate-oidc-issuer[-regexp]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_attestation_keyless_flags() {
+    use support::sigstore::{MiniSigstore, Tamper, Validity};
+    use support::{BUNDLE_V03, statement};
+    let registry = TestRegistry::start(Kind::Ferro).await;
+    let host = registry.host.as_str();
+    let push = Pusher::new(host);
+    let sigstore = MiniSigstore::new("cli");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = sigstore.write_trusted_root(dir.path(), "root.json");
+    let root = root.to_str().expect("utf8");
+    let signer = sigstore.issue("release@example.com", "https://accounts.example.com", None, Validity::fulcio());
+    let (digest, raw) = push.image("team/keyless", "v1", "keyless attested").await;
+    let sbom = statement(&digest, "https://cyclonedx.org/bom", serde_json::json!({"components": []}), false);
+    push.referrer(
+        "team/keyless",
+        &digest,
+        &raw,
+        BUNDLE_V03,
+        &sigstore.bundle_for_statement(&signer, &sbom, &Tamper::default()),
+    )
+    .await;
+    let image = format!("{host}/team/keyless:v1");
+    let run = |identity: &[&str]| {
+        let mut args = vec![image.as_str(), "--type", "cyclonedx", "--trusted-root", root, "--insecure-registry", host];
+        args.extend(identity);
+        verify_attestation(&args)
+    };
+    let ok: [&[&str]; 3] = [
+        &["--certificate-identity", "release@example.com", "--certificate-oidc-issuer", "https://accounts.example.com"],
+        &[
+            "--certificate-identity-regexp",
+            "release@.*",
+            "--certificate-oidc-issuer-regexp",
+            "https://accounts\\.example\\.(com|org)",
+        ],
+        &["--certificate-identity", "release@example.com", "--certificate-oidc-issuer-regexp", "https://.*"],
+    ];
+    for identity in ok {
+        let (code, out, err) = run(identity);
+        assert_eq!(code, Some(0), "{identity:?}: {out}{err}");
+    }
+    let denied: [&[&str]; 3] = [
+        &["--certificate-identity", "ops@example.com", "--certificate-oidc-issuer", "https://accounts.example.com"],
+        &[
+            "--certificate-identity",
+            "release@example.com",
+            "--certificate-oidc-issuer-regexp",
+            "https://accounts\\.example",
+        ],
+        &["--certificate-identity-regexp", "release", "--certificate-oidc-issuer", "https://accounts.example.com"],
+    ];
+    for identity in denied {
+        let (code, out, err) = run(identity);
+        assert_eq!(code, Some(1), "{identity:?}: {out}{err}");
+    }
+    // An identity without an issuer, or both issuer forms: bad flags (exit 2).
+    let (code, _, err) = run(&["--certificate-identity", "release@example.com"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, err) = run(&[
+        "--certificate-identity",
+        "release@example.com",
+        "--certificate-oidc-issuer",
+        "https://accounts.example.com",
+        "--certificate-oidc-issuer-regexp",
+        ".*",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+}
+
+/// `verify-attestation` with cosign's GitHub workflow flags: typed claims from the Fulcio
+/// certificate extensions, each one able to refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_attestation_github_claims() {
+    use support::sigstore::{GITHUB_ISSUER, GithubClaims, MiniSigstore, Tamper};
+    use support::{BUNDLE_V03, statement};
+    let registry = TestRegistry::start(Kind::Distribution).await;
+    let host = registry.host.as_str();
+    let push = Pusher::new(host);
+    let sigstore = MiniSigstore::new("gh");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = sigstore.write_trusted_root(dir.path(), "root.json");
+    let root = root.to_str().expect("utf8");
+    let claims = GithubClaims::new("acme/app", ".github/workflows/release.yml", "refs/tags/v1.2.3");
+    let signer = sigstore.issue_github(&claims);
+    let (digest, raw) = push.image("acme/app", "v1", "github attested").await;
+    let provenance = statement(&digest, "https://slsa.dev/provenance/v1", serde_json::json!({}), false);
+    push.referrer(
+        "acme/app",
+        &digest,
+        &raw,
+        BUNDLE_V03,
+        &sigstore.bundle_for_statement(&signer, &provenance, &Tamper::default()),
+    )
+    .await;
+    let image = format!("{host}/acme/app:v1");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            image.as_str(),
+            "--type",
+            "slsaprovenance1",
+            "--trusted-root",
+            root,
+            "--insecure-registry",
+            host,
+            "--certificate-identity-regexp",
+            "https://github\\.com/acme/app/.*",
+            "--certificate-oidc-issuer",
+            GITHUB_ISSUER,
+        ];
+        args.extend(extra);
+        verify_attestation(&args)
+    };
+    let sha = claims.sha.clone();
+    let ok: [&[&str]; 3] = [
+        &[],
+        &[
+            "--certificate-github-workflow-repository",
+            "acme/app",
+            "--certificate-github-workflow-ref",
+            "refs/tags/v1.2.3",
+        ],
+        &[
+            "--certificate-github-workflow-repository",
+            "acme/app",
+            "--certificate-github-workflow-sha",
+            &sha,
+            "--certificate-github-workflow-trigger",
+            "push",
+        ],
+    ];
+    for extra in ok {
+        let (code, out, err) = run(extra);
+        assert_eq!(code, Some(0), "{extra:?}: {out}{err}");
+    }
+    let denied: [(&[&str], &str); 4] = [
+        (&["--certificate-github-workflow-repository", "acme/other"], "acme/other"),
+        (
+            &[
+                "--certificate-github-workflow-repository",
+                "acme/app",
+                "--certificate-github-workflow-ref",
+                "refs/heads/main",
+            ],
+            "ref",
+        ),
+        (
+            &[
+                "--certificate-github-workflow-repository",
+                "acme/app",
+                "--certificate-github-workflow-sha",
+                "0000000000000000000000000000000000000000",
+            ],
+            "commit",
+        ),
+        (
+            &[
+                "--certificate-github-workflow-repository",
+                "acme/app",
+                "--certificate-github-workflow-trigger",
+                "workflow_dispatch",
+            ],
+            "trigger",
+        ),
+    ];
+    for (extra, needle) in denied {
+        let (code, out, err) = run(extra);
+        assert_eq!(code, Some(1), "{extra:?}: {out}{err}");
+        assert!(out.contains(needle), "{needle}: {out}");
+    }
+    // A claim flag without the repository is a flag error.
+    let (code, _, err) = run(&["--certificate-github-workflow-ref", "refs/tags/v1.2.3"]);
+    assert_eq!(code, Some(2), "{err}");
+}

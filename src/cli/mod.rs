@@ -14,6 +14,7 @@ pub mod policy;
 pub mod registry_args;
 pub mod serve;
 pub mod verify;
+pub mod verify_attestation;
 pub mod verify_bundle;
 
 /// Exit code: the command succeeded / the object or image is allowed.
@@ -39,6 +40,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Review manifests (-f) or images as the webhook would, with its engine and policies (for CI).
     Verify(verify::VerifyArgs),
+    /// Verify an image's attestation of one predicate type, without requiring an image
+    /// signature (cosign verify-attestation's flags).
+    VerifyAttestation(verify_attestation::VerifyAttestationArgs),
     /// Verify a Sigstore bundle (key or keyless) against an artifact or its sha256 digest.
     VerifyBundle(verify_bundle::VerifyBundleArgs),
     /// Decrypt SOPS files (age keys), manifest streams and KRM ResourceLists.
@@ -57,6 +61,7 @@ impl Cli {
         match command {
             Command::Serve(args) => serve::run(args),
             Command::Verify(args) => verify::run(args),
+            Command::VerifyAttestation(args) => verify_attestation::run(args),
             Command::VerifyBundle(args) => verify_bundle::run(args),
             Command::Decrypt(args) => decrypt::run(args),
             Command::Certs(args) => certs::run(args),

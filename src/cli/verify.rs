@@ -350,7 +350,7 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
                 ),
                 _ => bail!("use one of --certificate-identity and --certificate-identity-regexp"),
             };
-            AuthorityKind::Keyless(Identity { issuer, subject, github: None })
+            AuthorityKind::Keyless(Identity { issuer, subject, github: None, issuer_regexp: None })
         }
         _ => bail!("pass one of --key, --certificate-identity, --certificate-identity-regexp"),
     };

@@ -81,7 +81,12 @@ pub fn run(args: VerifyBundleArgs) -> anyhow::Result<ExitCode> {
             Signer::Key { pem: &pem }
         }
         (None, Some(subject), Some(issuer)) => {
-            identity = Identity { issuer: issuer.clone(), subject: SubjectMatch::Exact(subject.clone()), github: None };
+            identity = Identity {
+                issuer: issuer.clone(),
+                subject: SubjectMatch::Exact(subject.clone()),
+                github: None,
+                issuer_regexp: None,
+            };
             Signer::Keyless(&identity)
         }
         _ => anyhow::bail!("give --key, or --certificate-identity with --certificate-oidc-issuer"),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::cel::CelEnv;
 use super::matcher::{Glob, Selector};
 use super::model::{
-    API_VERSION, AttestationSpec, AuthoritySpec, ConditionSpec, Header, ImagePolicyDoc, KINDS, MatchSpec,
+    API_VERSION, AttestationSpec, AuthoritySpec, ConditionSpec, Header, ImagePolicyDoc, KINDS, KeylessSpec, MatchSpec,
     ResourcePolicyDoc, TransparencyLog,
 };
 use super::{
@@ -322,53 +322,32 @@ fn compile_authority(ctx: &Ctx<'_>, a: &AuthoritySpec, base: &Path) -> Result<Au
                     "{what}: transparencyLog: skip is only allowed for key-based authorities; keyless signatures need the log"
                 )));
             }
-            let subjects = [k.subject.is_some(), k.subject_pattern.is_some(), k.subject_reg_exp.is_some()];
-            let subject = match (subjects.iter().filter(|s| **s).count(), &k.github) {
-                (0, Some(_)) => SubjectMatch::GithubOnly,
-                (0, None) => {
-                    return Err(ctx.err(format!(
-                        "{what}: keyless needs subject, subjectPattern, subjectRegExp or github; \
-                         accepting any identity must be explicit (subjectRegExp: \".*\")"
-                    )));
-                }
-                (1, _) => {
-                    if let Some(s) = &k.subject {
-                        SubjectMatch::Exact(s.clone())
-                    } else if let Some(p) = &k.subject_pattern {
-                        SubjectMatch::Pattern(
-                            Glob::new(p).map_err(|e| ctx.err(format!("{what}: subjectPattern: {e}")))?,
-                        )
-                    } else if let Some(r) = &k.subject_reg_exp {
-                        SubjectMatch::RegExp(anchored(r).map_err(|e| ctx.err(format!("{what}: subjectRegExp: {e}")))?)
-                    } else {
-                        unreachable!("one subject form was counted")
-                    }
-                }
-                _ => {
-                    return Err(ctx.err(format!("{what}: use only one of subject, subjectPattern, subjectRegExp")));
-                }
-            };
-            if let Some(github) = &k.github {
-                match &github.git_ref {
-                    None => {
+            match &k.identities {
+                None => AuthorityKind::Keyless(keyless_identity(ctx, &what, k)?),
+                Some(list) => {
+                    let alone = k.issuer.is_none()
+                        && k.issuer_reg_exp.is_none()
+                        && k.subject.is_none()
+                        && k.subject_pattern.is_none()
+                        && k.subject_reg_exp.is_none()
+                        && k.github.is_none();
+                    if !alone || list.is_empty() {
                         return Err(ctx.err(format!(
-                            "{what}: github needs ref: without it a signature made from ANY branch is \
-                             accepted, and anyone who can push a branch can edit the workflow there and sign; \
-                             write e.g. ref: \"refs/tags/v*\" or ref: \"refs/heads/main\" (ref: \"**\" accepts \
-                             every ref, explicitly)"
+                            "{what}: identities is a non-empty list of identities, each with its issuer and \
+                             subject (or github); it replaces issuer, subject and github at the keyless level"
                         )));
                     }
-                    Some(pattern) => {
-                        Glob::new(pattern).map_err(|e| ctx.err(format!("{what}: github.ref: {e}")))?;
+                    let mut identities = Vec::new();
+                    for (i, spec) in list.iter().enumerate() {
+                        let at = format!("{what}: identities[{i}]");
+                        if spec.identities.is_some() {
+                            return Err(ctx.err(format!("{at}: identities do not nest")));
+                        }
+                        identities.push(keyless_identity(ctx, &at, spec)?);
                     }
+                    AuthorityKind::KeylessAny(identities)
                 }
             }
-            let issuer = match (&k.issuer, &k.github) {
-                (Some(i), _) => i.clone(),
-                (None, Some(_)) => GITHUB_ISSUER.to_owned(),
-                (None, None) => return Err(ctx.err(format!("{what}: keyless needs issuer"))),
-            };
-            AuthorityKind::Keyless(Identity { issuer, subject, github: k.github.clone() })
         }
         _ => return Err(ctx.err(format!("{what}: needs exactly one of key or keyless"))),
     };
@@ -379,6 +358,62 @@ fn compile_authority(ctx: &Ctx<'_>, a: &AuthoritySpec, base: &Path) -> Result<Au
         trusted_root: a.trusted_root.as_deref().map(|p| resolve(base, p)),
         files: Default::default(),
     })
+}
+
+/// One keyless identity: issuer (or issuerRegExp), subject form, github claims.
+fn keyless_identity(ctx: &Ctx<'_>, what: &str, k: &KeylessSpec) -> Result<Identity, PolicyError> {
+    let subjects = [k.subject.is_some(), k.subject_pattern.is_some(), k.subject_reg_exp.is_some()];
+    let subject = match (subjects.iter().filter(|s| **s).count(), &k.github) {
+        (0, Some(_)) => SubjectMatch::GithubOnly,
+        (0, None) => {
+            return Err(ctx.err(format!(
+                "{what}: keyless needs subject, subjectPattern, subjectRegExp or github; \
+                 accepting any identity must be explicit (subjectRegExp: \".*\")"
+            )));
+        }
+        (1, _) => {
+            if let Some(s) = &k.subject {
+                SubjectMatch::Exact(s.clone())
+            } else if let Some(p) = &k.subject_pattern {
+                SubjectMatch::Pattern(Glob::new(p).map_err(|e| ctx.err(format!("{what}: subjectPattern: {e}")))?)
+            } else if let Some(r) = &k.subject_reg_exp {
+                SubjectMatch::RegExp(anchored(r).map_err(|e| ctx.err(format!("{what}: subjectRegExp: {e}")))?)
+            } else {
+                unreachable!("one subject form was counted")
+            }
+        }
+        _ => {
+            return Err(ctx.err(format!("{what}: use only one of subject, subjectPattern, subjectRegExp")));
+        }
+    };
+    if let Some(github) = &k.github {
+        match &github.git_ref {
+            None => {
+                return Err(ctx.err(format!(
+                    "{what}: github needs ref: without it a signature made from ANY branch is \
+                     accepted, and anyone who can push a branch can edit the workflow there and sign; \
+                     write e.g. ref: \"refs/tags/v*\" or ref: \"refs/heads/main\" (ref: \"**\" accepts \
+                     every ref, explicitly)"
+                )));
+            }
+            Some(pattern) => {
+                Glob::new(pattern).map_err(|e| ctx.err(format!("{what}: github.ref: {e}")))?;
+            }
+        }
+    }
+    let (issuer, issuer_regexp) = match (&k.issuer, &k.issuer_reg_exp, &k.github) {
+        (Some(_), Some(_), _) => {
+            return Err(ctx.err(format!("{what}: use only one of issuer and issuerRegExp")));
+        }
+        (Some(i), None, _) => (i.clone(), None),
+        (None, Some(r), _) => {
+            let re = anchored(r).map_err(|e| ctx.err(format!("{what}: issuerRegExp: {e}")))?;
+            (r.clone(), Some(re))
+        }
+        (None, None, Some(_)) => (GITHUB_ISSUER.to_owned(), None),
+        (None, None, None) => return Err(ctx.err(format!("{what}: keyless needs issuer or issuerRegExp"))),
+    };
+    Ok(Identity { issuer, subject, github: k.github.clone(), issuer_regexp })
 }
 
 /// The OIDC issuer of GitHub Actions tokens.

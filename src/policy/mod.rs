@@ -207,6 +207,8 @@ impl FileContent {
 pub enum AuthorityKind {
     Key(KeyRef),
     Keyless(Identity),
+    /// `keyless.identities`: several identities, any one of which may sign (one authority).
+    KeylessAny(Vec<Identity>),
 }
 
 /// Where a public key comes from.
@@ -220,9 +222,12 @@ pub enum KeyRef {
 /// The certificate identity a keyless signature must carry.
 #[derive(Debug, Clone)]
 pub struct Identity {
+    /// The exact OIDC issuer; with `issuer_regexp`, that expression's source (for messages).
     pub issuer: String,
     pub subject: SubjectMatch,
     pub github: Option<model::GithubSpec>,
+    /// `issuerRegExp` (always anchored): matched instead of `issuer`.
+    pub issuer_regexp: Option<regex::Regex>,
 }
 
 /// How the certificate subject (SAN) is matched. Every form is anchored.

@@ -236,6 +236,9 @@ pub struct SecretRef {
 pub struct KeylessSpec {
     #[serde(default)]
     pub issuer: Option<String>,
+    /// The OIDC issuer as a regular expression (always anchored), instead of `issuer`.
+    #[serde(default)]
+    pub issuer_reg_exp: Option<String>,
     #[serde(default)]
     pub subject: Option<String>,
     #[serde(default)]
@@ -244,6 +247,9 @@ pub struct KeylessSpec {
     pub subject_reg_exp: Option<String>,
     #[serde(default)]
     pub github: Option<GithubSpec>,
+    /// Several identities, any one of which may sign; instead of the fields above.
+    #[serde(default)]
+    pub identities: Option<Vec<KeylessSpec>>,
 }
 
 /// Typed GitHub Actions claims read from the Fulcio certificate extensions.

@@ -91,8 +91,8 @@ fn authority() -> Value {
         }),
     );
     let github = object(
-        "GitHub Actions claims of the Fulcio certificate.",
-        &["repository"],
+        "GitHub Actions claims of the Fulcio certificate (ref is required: write ref: \"**\" to accept every ref).",
+        &["repository", "ref"],
         json!({
             "repository": {"type": "string", "description": "owner/name"},
             "workflow": {"type": "string", "description": "e.g. .github/workflows/release.yml"},
@@ -101,16 +101,27 @@ fn authority() -> Value {
             "trigger": {"type": "string", "description": "e.g. push"},
         }),
     );
+    let identity_properties = json!({
+        "issuer": {"type": "string", "description": "OIDC issuer, e.g. https://token.actions.githubusercontent.com"},
+        "issuerRegExp": {"type": "string", "description": "Regular expression over the OIDC issuer, always anchored; instead of issuer."},
+        "subject": {"type": "string", "description": "Exact certificate identity (SAN)."},
+        "subjectPattern": {"type": "string", "description": "Glob over the identity."},
+        "subjectRegExp": {"type": "string", "description": "Regular expression over the identity, always anchored."},
+        "github": github,
+    });
+    let identity =
+        object("One keyless identity: the issuer and one subject matcher or github.", &[], identity_properties.clone());
+    let mut keyless_properties = identity_properties;
+    keyless_properties["identities"] = json!({
+        "type": "array",
+        "minItems": 1,
+        "items": identity,
+        "description": "Several identities, any one of which may sign; instead of the fields above.",
+    });
     let keyless = object(
-        "A keyless (Fulcio certificate) identity: the issuer and one subject matcher or github.",
+        "A keyless (Fulcio certificate) identity: the issuer and one subject matcher or github, or identities.",
         &[],
-        json!({
-            "issuer": {"type": "string", "description": "OIDC issuer, e.g. https://token.actions.githubusercontent.com"},
-            "subject": {"type": "string", "description": "Exact certificate identity (SAN)."},
-            "subjectPattern": {"type": "string", "description": "Glob over the identity."},
-            "subjectRegExp": {"type": "string", "description": "Regular expression over the identity, always anchored."},
-            "github": github,
-        }),
+        keyless_properties,
     );
     object(
         "Who may sign: exactly one of key or keyless.",

@@ -107,11 +107,12 @@ fn verify_envelope(checker: &Checker<'_>, envelope: &Envelope<'_>, digest: &Dige
         (AuthorityKind::Key(_), Some(Ok(pem))) => Some(pem.as_str()),
         (AuthorityKind::Key(_), Some(Err(why))) => return Err(why.clone()),
         (AuthorityKind::Key(_), None) => return Err("the authority's key is not available".to_owned()),
-        (AuthorityKind::Keyless(_), _) => None,
+        (AuthorityKind::Keyless(_) | AuthorityKind::KeylessAny(_), _) => None,
     };
     let signer = match (&authority.kind, pem) {
         (AuthorityKind::Key(_), Some(pem)) => Signer::Key { pem },
         (AuthorityKind::Keyless(identity), _) => Signer::Keyless(identity),
+        (AuthorityKind::KeylessAny(identities), _) => Signer::KeylessAny(identities),
         (AuthorityKind::Key(_), None) => return Err("the authority's key is not available".to_owned()),
     };
     let (payload_type, payload, signer_name) = match envelope {
@@ -120,7 +121,7 @@ fn verify_envelope(checker: &Checker<'_>, envelope: &Envelope<'_>, digest: &Dige
                 let (payload_type, payload) = verify_key_only_envelope(pem, &layer.blob)?;
                 (payload_type, payload, "key".to_owned())
             } else {
-                if matches!(signer, Signer::Keyless(_)) && layer.annotation(ANN_CERTIFICATE).is_none() {
+                if signer.is_keyless() && layer.annotation(ANN_CERTIFICATE).is_none() {
                     return Err("the attestation carries no certificate: it is not keyless".to_owned());
                 }
                 if layer.annotation(ANN_BUNDLE).is_none() {

@@ -13,11 +13,13 @@ use sigstore_verify::types::{ArtifactDigest, Bundle, DerPublicKey, SignatureCont
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, VerificationResult};
 
 use super::dsse::{Statement, hex};
-use super::identity::{Claims, check_identity};
+use super::identity::Claims;
 use super::signers::SignerIdentity;
 use super::trust::TrustRoot;
 use crate::policy::{Identity, TransparencyLog};
 
+mod hashes;
+mod intoto;
 mod legacy;
 mod offline;
 mod timestamps;
@@ -46,9 +48,14 @@ pub enum BundleError {
     UnsupportedVersion(String),
     #[error("unsupported Sigstore bundle: {0}")]
     Unsupported(String),
+    #[error(
+        "unsupported Rekor entry kind {kind} {version}: portcullis verifies hashedrekord 0.0.1/0.0.2, dsse \
+         0.0.1, intoto 0.0.2, and intoto 0.0.1 as the one entry of a DSSE envelope{hint}"
+    )]
+    UnsupportedEntry { kind: String, version: String, hint: &'static str },
     #[error("bad signature: {0}; the artifact or bundle was changed, or it was signed by another key")]
     Signature(String),
-    #[error("public key rejected: {0}; give a PEM SubjectPublicKeyInfo (ECDSA P-256/P-384, Ed25519 or RSA)")]
+    #[error("public key rejected: {0}; give a PEM SubjectPublicKeyInfo (ECDSA P-256/P-384/P-521, Ed25519 or RSA)")]
     Key(String),
     #[error("signing certificate rejected: {0}; is the trusted root the one of the Sigstore instance that signed?")]
     Certificate(String),
@@ -78,10 +85,19 @@ pub enum Artifact<'a> {
 /// Who must have signed.
 #[derive(Debug, Clone, Copy)]
 pub enum Signer<'a> {
-    /// A PEM public key (SPKI: ECDSA P-256/P-384, Ed25519, RSA — what cosign supports).
+    /// A PEM public key (SPKI: ECDSA P-256/P-384/P-521, Ed25519, RSA — what cosign supports).
     Key { pem: &'a str },
     /// A Fulcio certificate identity from the policy.
     Keyless(&'a Identity),
+    /// Several identities (`keyless.identities`), any one of which may have signed.
+    KeylessAny(&'a [Identity]),
+}
+
+impl Signer<'_> {
+    /// Whether a Fulcio certificate is expected.
+    pub fn is_keyless(&self) -> bool {
+        !matches!(self, Self::Key { .. })
+    }
 }
 
 /// A bundle that verified.
@@ -123,7 +139,7 @@ pub fn verify_bundle(
     tlog: TransparencyLog,
     trust: &TrustRoot,
 ) -> Result<Verified, BundleError> {
-    let mut bundle = parse_bundle(bundle_json)?;
+    let (mut bundle, intoto_v001) = parse_bundle(bundle_json)?;
     reject_root_in_chain(&bundle)?;
     timestamps::drop_unparseable(&mut bundle, trust);
     if tlog == TransparencyLog::Required && bundle.verification_material.tlog_entries.is_empty() {
@@ -147,13 +163,25 @@ pub fn verify_bundle(
                 let content = content(&bundle);
                 return Ok(Verified { content, signer: described, identity, signing_key, signed_at: None });
             }
-            let mut policy = PublicKeyVerificationPolicy::new(key);
+            logged_key_supported(&key)?;
+            let mut policy = PublicKeyVerificationPolicy::new(key.clone());
             if tlog == TransparencyLog::Skip {
                 policy = policy.skip_tlog_unsafe();
             }
-            (verifier.verify(target, &bundle, &policy).map_err(map_error)?, described, identity, signing_key)
+            let result = match verifier.verify(target, &bundle, &policy) {
+                Ok(result) => signed_at(&result),
+                Err(e) if hashes::is_unsupported_hash(&e) => hashes::check_entry(&bundle, artifact, Some(&key))?,
+                Err(e) if intoto_v001 && intoto::is_body_unreadable(&e) => intoto::check_entry(&bundle, Some(&key))?,
+                Err(e) => return Err(map_error(e)),
+            };
+            (result, described, identity, signing_key)
         }
-        Signer::Keyless(identity) => {
+        Signer::Keyless(_) | Signer::KeylessAny(_) => {
+            let identities = match signer {
+                Signer::Keyless(identity) => std::slice::from_ref(*identity),
+                Signer::KeylessAny(identities) => identities,
+                Signer::Key { .. } => &[],
+            };
             if tlog == TransparencyLog::Skip {
                 return Err(BundleError::TransparencyLog(
                     "`transparencyLog: skip` is only allowed for key-based authorities: a keyless \
@@ -170,9 +198,14 @@ pub fn verify_bundle(
             };
             // Identity is matched below, by the policy's rules (globs, regexps, GitHub claims).
             let policy = VerificationPolicy::any_identity();
-            let result = verifier.verify(target, &bundle, &policy).map_err(map_error)?;
+            let result = match verifier.verify(target, &bundle, &policy) {
+                Ok(result) => signed_at(&result),
+                Err(e) if hashes::is_unsupported_hash(&e) => hashes::check_entry(&bundle, artifact, None)?,
+                Err(e) if intoto_v001 && intoto::is_body_unreadable(&e) => intoto::check_entry(&bundle, None)?,
+                Err(e) => return Err(map_error(e)),
+            };
             // The chain, validity and signature are verified: the claims are now trustworthy.
-            let found = check_identity(cert.as_bytes(), identity)?;
+            let found = super::identity::check_any_identity(cert.as_bytes(), identities)?;
             let claims = Claims::from_der(cert.as_bytes())?;
             let who = SignerIdentity::Certificate {
                 issuer: claims.issuer.unwrap_or_default(),
@@ -181,21 +214,45 @@ pub fn verify_bundle(
             (result, found, who, certificate_key(cert.as_bytes())?)
         }
     };
-    Ok(Verified { content: content(&bundle), signer, identity, signing_key, signed_at: signed_at(&result) })
+    Ok(Verified { content: content(&bundle), signer, identity, signing_key, signed_at: result })
 }
 
 /// Parse bundle JSON, telling unsupported versions apart from malformed documents.
-fn parse_bundle(bundle_json: &[u8]) -> Result<Bundle, BundleError> {
+/// Also says whether its one log entry is an `intoto` 0.0.1 entry, relabelled (see [`intoto`]).
+fn parse_bundle(bundle_json: &[u8]) -> Result<(Bundle, bool), BundleError> {
     if bundle_json.len() > MAX_BUNDLE_BYTES {
         return Err(BundleError::Malformed(format!("bundle is larger than {MAX_BUNDLE_BYTES} bytes")));
     }
     let text = std::str::from_utf8(bundle_json).map_err(|e| BundleError::Malformed(format!("not UTF-8: {e}")))?;
-    let value: Value = serde_json::from_str(text).map_err(|e| BundleError::Malformed(format!("not JSON: {e}")))?;
+    let mut value: Value = serde_json::from_str(text).map_err(|e| BundleError::Malformed(format!("not JSON: {e}")))?;
     let media_type = value.get("mediaType").and_then(Value::as_str).unwrap_or_default();
     if !SUPPORTED_MEDIA_TYPES.contains(&media_type) {
         return Err(BundleError::UnsupportedVersion(media_type.to_owned()));
     }
-    Bundle::from_json(text).map_err(|e| BundleError::Malformed(e.to_string()))
+    let intoto_v001 = intoto::relabel(&mut value);
+    unsupported_entries(&value)?;
+    let bundle = if intoto_v001 { Bundle::from_json(&value.to_string()) } else { Bundle::from_json(text) };
+    Ok((bundle.map_err(|e| BundleError::Malformed(e.to_string()))?, intoto_v001))
+}
+
+/// The Rekor entry kinds `sigstore-verify` reads; any other is named, not "malformed".
+fn unsupported_entries(bundle: &Value) -> Result<(), BundleError> {
+    const SUPPORTED: [(&str, &str); 4] =
+        [("hashedrekord", "0.0.1"), ("hashedrekord", "0.0.2"), ("dsse", "0.0.1"), ("intoto", "0.0.2")];
+    let entries = bundle.pointer("/verificationMaterial/tlogEntries").and_then(Value::as_array);
+    for entry in entries.into_iter().flatten() {
+        let field = |name: &str| entry.pointer(&format!("/kindVersion/{name}")).and_then(Value::as_str);
+        let (Some(kind), Some(version)) = (field("kind"), field("version")) else { continue };
+        if !SUPPORTED.contains(&(kind, version)) {
+            let hint = if (kind, version) == ("intoto", "0.0.1") {
+                " (this bundle has several log entries or no DSSE envelope)"
+            } else {
+                ""
+            };
+            return Err(BundleError::UnsupportedEntry { kind: kind.to_owned(), version: version.to_owned(), hint });
+        }
+    }
+    Ok(())
 }
 
 /// A key-signed bundle carries a public-key hint, not a certificate.
@@ -266,8 +323,21 @@ fn sha256_digest(digest: [u8; 32]) -> ArtifactDigest {
 /// A PEM SubjectPublicKeyInfo.
 pub(crate) fn parse_public_key(pem: &str) -> Result<DerPublicKey, BundleError> {
     let key = DerPublicKey::from_pem(pem).map_err(|e| BundleError::Key(e.to_string()))?;
-    sigstore_verify::crypto::KeyAlgorithm::from_spki(&key).map_err(|e| BundleError::Key(e.to_string()))?;
+    super::keys::key_type(key.as_bytes()).map_err(|e| BundleError::Key(e.to_string()))?;
     Ok(key)
+}
+
+/// Whether `sigstore-verify` can check signatures by this key (it has no ECDSA P-521).
+fn logged_key_supported(key: &DerPublicKey) -> Result<(), BundleError> {
+    match super::keys::key_type(key.as_bytes()) {
+        Ok(super::keys::KeyType::EcdsaP521) => Err(BundleError::Key(
+            "ECDSA P-521 keys are verified by the key alone (`transparencyLog: skip`); signatures by them \
+             with a transparency log entry are not supported yet"
+                .to_owned(),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(BundleError::Key(e.to_string())),
+    }
 }
 
 /// "key sha256:<first 12 hex digits of the SPKI digest>…".

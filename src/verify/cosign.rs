@@ -73,6 +73,7 @@ fn signer<'a>(authority: &'a Authority, pem: Option<&'a str>) -> Result<Signer<'
         (AuthorityKind::Key(_), Some(pem)) => Ok(Signer::Key { pem }),
         (AuthorityKind::Key(_), None) => Err("the authority's key is not available".to_owned()),
         (AuthorityKind::Keyless(identity), _) => Ok(Signer::Keyless(identity)),
+        (AuthorityKind::KeylessAny(identities), _) => Ok(Signer::KeylessAny(identities)),
     }
 }
 
@@ -112,10 +113,10 @@ fn check_legacy(
                         authority requires one; sign with the log, or set transparencyLog: skip"
                 .to_owned());
         }
-        (Signer::Keyless(_), _) if certificate.is_none() => {
+        (signer, _) if signer.is_keyless() && certificate.is_none() => {
             return Err("the signature carries no certificate: it is not a keyless signature".to_owned());
         }
-        (Signer::Keyless(_), _) if rekor.is_none() => {
+        (signer, _) if signer.is_keyless() && rekor.is_none() => {
             return Err("the keyless signature has no transparency log entry (no Rekor bundle annotation); \
                         keyless signatures are only trusted with a logged signing time"
                 .to_owned());

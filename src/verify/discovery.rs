@@ -2,8 +2,17 @@
 //!
 //! - the legacy cosign tags `sha256-<hex>.sig` (simple-signing layers) and `sha256-<hex>.att`
 //!   (DSSE envelope layers with a `predicateType` annotation);
-//! - Sigstore bundles v0.3 attached as OCI 1.1 referrers, through the referrers API or, where
-//!   the registry has none, the fallback tag `sha256-<hex>` holding an image index.
+//! - OCI 1.1 referrers of D, through the referrers API or, where the registry has none, the
+//!   fallback tag `sha256-<hex>` holding an image index:
+//!   - Sigstore bundles v0.3 (`cosign sign`/`attest` v3, `gh attestation`, sigstore clients);
+//!   - cosign's legacy layers attached as referrers (`cosign sign|attest
+//!     --registry-referrers-mode=oci-1-1`): a manifest of artifactType
+//!     `application/vnd.dev.cosign.artifact.sig.v1+json` holding simple-signing layers, or of
+//!     `application/vnd.dev.cosign.artifact.att.v1+json` / `application/vnd.in-toto+json` holding
+//!     DSSE layers, each with the same annotations as in the `.sig` / `.att` images.
+//!
+//! A referrer's kind is read from the manifest itself (`artifactType`, else `config.mediaType`, as
+//! OCI 1.1 and cosign 2.x write it), the index entry's `artifactType` only pre-selects.
 //!
 //! Everything found is evidence to verify, nothing more: discovery never decides.
 
@@ -11,7 +20,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::registry::{MAX_BLOB_BYTES, Manifest, Registry, RegistryError};
+use super::registry::{MAX_BLOB_BYTES, Registry, RegistryError};
 use crate::image::{Digest, ImageRef};
 
 /// Annotations cosign puts on legacy signature layers.
@@ -23,6 +32,12 @@ pub const ANN_TIMESTAMP: &str = "dev.sigstore.cosign/rfc3161timestamp";
 /// The artifact type of Sigstore bundles v0.3 attached as referrers.
 pub const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 const BUNDLE_V03_ALT: &str = "application/vnd.dev.sigstore.bundle+json;version=0.3";
+/// The artifact type of cosign's simple-signing signatures attached as referrers.
+pub const COSIGN_SIG_REFERRER: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+/// The artifact type of cosign's DSSE attestations attached as referrers (cosign 2.x).
+pub const COSIGN_ATT_REFERRER: &str = "application/vnd.dev.cosign.artifact.att.v1+json";
+/// The artifact type cosign 3 gives DSSE attestation layers attached as referrers.
+pub const INTOTO_REFERRER: &str = "application/vnd.in-toto+json";
 /// Most layers read from one signature manifest, and most referrers followed.
 const MAX_LAYERS: usize = 64;
 const MAX_REFERRERS: usize = 64;
@@ -51,9 +66,9 @@ pub struct FoundBundle {
 /// Everything found for one digest.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
-    /// Layers of the `.sig` image.
+    /// Simple-signing layers: of the `.sig` image, then of cosign signature referrers.
     pub signatures: Vec<LegacyLayer>,
-    /// Layers of the `.att` image.
+    /// DSSE layers: of the `.att` image, then of cosign attestation referrers.
     pub attestations: Vec<LegacyLayer>,
     /// Bundles attached as referrers.
     pub bundles: Vec<FoundBundle>,
@@ -70,9 +85,9 @@ pub fn tag_for(digest: &Digest, suffix: &str) -> String {
 /// What to look for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wanted {
-    /// Legacy `.sig` layers.
+    /// Simple-signing layers (`.sig` tag and signature referrers).
     pub signatures: bool,
-    /// Legacy `.att` layers.
+    /// DSSE attestation layers (`.att` tag and attestation referrers).
     pub attestations: bool,
 }
 
@@ -80,8 +95,48 @@ impl Wanted {
     pub const ALL: Self = Self { signatures: true, attestations: true };
 }
 
+/// What a referrer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferrerKind {
+    /// A Sigstore bundle v0.3 (its first layer).
+    Bundle,
+    /// cosign simple-signing layers.
+    Signatures,
+    /// cosign DSSE attestation layers.
+    Attestations,
+}
+
+impl ReferrerKind {
+    /// The kind an artifact type names, if it is one portcullis reads.
+    pub fn from_artifact_type(artifact_type: &str) -> Option<Self> {
+        match artifact_type {
+            BUNDLE_V03 | BUNDLE_V03_ALT => Some(Self::Bundle),
+            COSIGN_SIG_REFERRER => Some(Self::Signatures),
+            COSIGN_ATT_REFERRER | INTOTO_REFERRER => Some(Self::Attestations),
+            _ => None,
+        }
+    }
+
+    /// The kind of a referrer manifest: its `artifactType`, else its `config.mediaType`.
+    pub fn of_manifest(manifest: &Value) -> Option<Self> {
+        let field = |pointer: &str| manifest.pointer(pointer).and_then(Value::as_str).filter(|t| !t.is_empty());
+        match field("/artifactType") {
+            Some(artifact_type) => Self::from_artifact_type(artifact_type),
+            None => field("/config/mediaType").and_then(Self::from_artifact_type),
+        }
+    }
+
+    fn wanted(self, wanted: Wanted) -> bool {
+        match self {
+            Self::Bundle => true,
+            Self::Signatures => wanted.signatures,
+            Self::Attestations => wanted.attestations,
+        }
+    }
+}
+
 /// Look in every place cosign writes for `digest` in the image's repository (bundle referrers
-/// always; the legacy tags that `wanted` asks for).
+/// always; the legacy layers, as tags or referrers, that `wanted` asks for).
 pub async fn discover(
     registry: &Registry,
     image: &ImageRef,
@@ -96,7 +151,8 @@ pub async fn discover(
         match registry.manifest(host, repo, &tag).await? {
             None => evidence.looked.push(format!("tag {tag}: absent")),
             Some(manifest) => {
-                let layers = legacy_layers(registry, image, &manifest, &tag).await?;
+                let json = manifest.json().map_err(|e| invalid(&tag, e))?;
+                let layers = legacy_layers(registry, image, &json, &format!("tag {tag}")).await?;
                 evidence.looked.push(format!("tag {tag}: {} layer(s)", layers.len()));
                 if into_attestations {
                     evidence.attestations = layers;
@@ -120,9 +176,21 @@ pub async fn discover(
     };
     let entries: Vec<Value> =
         index.as_ref().and_then(|i| i.get("manifests")).and_then(Value::as_array).cloned().unwrap_or_default();
-    let bundles: Vec<&Value> = entries.iter().filter(|m| is_bundle(m)).take(MAX_REFERRERS).collect();
-    evidence.looked.push(format!("{how}: {} bundle(s) among {} referrer(s)", bundles.len(), entries.len()));
-    for entry in bundles {
+    // An entry without artifactType (older registries) may still be one of ours: its manifest says.
+    let candidates: Vec<&Value> = entries
+        .iter()
+        .filter(|m| match m.get("artifactType").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            Some(artifact_type) => ReferrerKind::from_artifact_type(artifact_type).is_some_and(|k| k.wanted(wanted)),
+            None => true,
+        })
+        .take(MAX_REFERRERS)
+        .collect();
+    evidence.looked.push(format!(
+        "{how}: {} signature or attestation referrer(s) among {} referrer(s)",
+        candidates.len(),
+        entries.len()
+    ));
+    for entry in candidates {
         let Some(referrer) = entry.get("digest").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()) else {
             continue;
         };
@@ -132,38 +200,45 @@ pub async fn discover(
             continue;
         };
         let json = manifest.json().map_err(|e| invalid(&location, e))?;
-        // The referrer must point back at D: a bundle attached to another image is not evidence.
+        let Some(kind) = ReferrerKind::of_manifest(&json).filter(|k| k.wanted(wanted)) else {
+            continue;
+        };
+        // The referrer must point back at D: a signature attached to another image is not evidence.
         let subject = json.pointer("/subject/digest").and_then(Value::as_str);
         if subject != Some(digest.to_string().as_str()) {
             evidence.looked.push(format!("{location}: subject {subject:?} is not {digest}, ignored"));
             continue;
         }
-        let Some(layer) = json.pointer("/layers/0") else {
-            evidence.looked.push(format!("{location}: no layer"));
-            continue;
-        };
-        let blob = fetch_layer(registry, image, layer, &location).await?;
-        evidence.bundles.push(FoundBundle { location, json: blob });
+        match kind {
+            ReferrerKind::Bundle => {
+                let Some(layer) = json.pointer("/layers/0") else {
+                    evidence.looked.push(format!("{location}: no layer"));
+                    continue;
+                };
+                let blob = fetch_layer(registry, image, layer, &location).await?;
+                evidence.bundles.push(FoundBundle { location, json: blob });
+            }
+            ReferrerKind::Signatures => {
+                evidence.signatures.extend(legacy_layers(registry, image, &json, &location).await?);
+            }
+            ReferrerKind::Attestations => {
+                evidence.attestations.extend(legacy_layers(registry, image, &json, &location).await?);
+            }
+        }
     }
     Ok(evidence)
-}
-
-fn is_bundle(entry: &Value) -> bool {
-    let artifact_type = entry.get("artifactType").and_then(Value::as_str).unwrap_or_default();
-    artifact_type == BUNDLE_V03 || artifact_type == BUNDLE_V03_ALT
 }
 
 async fn legacy_layers(
     registry: &Registry,
     image: &ImageRef,
-    manifest: &Manifest,
-    tag: &str,
+    json: &Value,
+    at: &str,
 ) -> Result<Vec<LegacyLayer>, RegistryError> {
-    let json = manifest.json().map_err(|e| invalid(tag, e))?;
     let layers = json.get("layers").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut out = Vec::new();
     for (i, layer) in layers.iter().take(MAX_LAYERS).enumerate() {
-        let location = format!("tag {tag} layer {i}");
+        let location = format!("{at} layer {i}");
         let blob = fetch_layer(registry, image, layer, &location).await?;
         let annotations = layer
             .get("annotations")

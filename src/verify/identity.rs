@@ -111,6 +111,28 @@ impl Claims {
     }
 }
 
+/// Check a certificate's claims against several identities (`keyless.identities`): the first
+/// that matches; if none does, the mismatch lists every identity expected.
+pub fn check_any_identity(cert_der: &[u8], identities: &[Identity]) -> Result<String, BundleError> {
+    let claims = Claims::from_der(cert_der)?;
+    let mut expected = Vec::new();
+    let mut found = None;
+    for identity in identities {
+        match match_claims(&claims, identity) {
+            Ok(()) => return Ok(claims.describe()),
+            Err(BundleError::IdentityMismatch { expected: e, found: f }) => {
+                expected.push(e);
+                found.get_or_insert(f);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Err(BundleError::IdentityMismatch {
+        expected: if expected.len() == 1 { expected.remove(0) } else { format!("one of [{}]", expected.join("; ")) },
+        found: found.unwrap_or_else(|| "no identity to match".to_owned()),
+    })
+}
+
 /// Check a certificate's claims against `identity`. Returns a description of the identity found
 /// ("SAN (issuer URL)"). A mismatch names what was expected and what the certificate carried.
 pub fn check_identity(cert_der: &[u8], identity: &Identity) -> Result<String, BundleError> {
@@ -128,8 +150,16 @@ fn mismatch(expected: String, found: Option<&str>, what: &str) -> BundleError {
 
 /// Check already-read claims against `identity`.
 pub fn match_claims(claims: &Claims, identity: &Identity) -> Result<(), BundleError> {
-    if claims.issuer.as_deref() != Some(identity.issuer.as_str()) {
-        return Err(mismatch(format!("issuer {}", identity.issuer), claims.issuer.as_deref(), "issuer"));
+    match &identity.issuer_regexp {
+        Some(re) if !claims.issuer.as_deref().is_some_and(|i| re.is_match(i)) => {
+            let expected = format!("issuer matching regexp {}", identity.issuer);
+            return Err(mismatch(expected, claims.issuer.as_deref(), "issuer"));
+        }
+        Some(_) => {}
+        None if claims.issuer.as_deref() != Some(identity.issuer.as_str()) => {
+            return Err(mismatch(format!("issuer {}", identity.issuer), claims.issuer.as_deref(), "issuer"));
+        }
+        None => {}
     }
     let subject = claims.subject.as_deref();
     let subject_ok = match &identity.subject {

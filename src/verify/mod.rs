@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod dsse;
 pub mod identity;
+pub mod keys;
 pub mod trust;
 
 use std::future::Future;

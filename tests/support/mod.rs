@@ -31,6 +31,8 @@ pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+jso
 pub const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
 pub const INTOTO: &str = "application/vnd.in-toto+json";
 pub const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub const COSIGN_SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+pub const COSIGN_ATT: &str = "application/vnd.dev.cosign.artifact.att.v1+json";
 
 /// Two tests running one scenario `async fn scenario(kind: Kind)`: against docker-registry (no
 /// referrers API) and against ferro-oci-server (with one).
@@ -318,17 +320,85 @@ impl Pusher {
             "subject": {"mediaType": OCI_MANIFEST, "size": subject_raw.len(), "digest": subject},
             "annotations": {"dev.sigstore.bundle.content": "dsse-envelope", "org.opencontainers.image.created": "2026-01-01T00:00:00Z"}
         }));
-        let digest = sha256(&manifest);
-        self.manifest(repo, &digest, &manifest, OCI_MANIFEST).await;
+        self.put_referrer(repo, subject, &manifest, Some(artifact_type)).await
+    }
+}
+
+/// How cosign spells the type of a legacy-layer referrer (`--registry-referrers-mode=oci-1-1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CosignReferrer {
+    /// cosign 2.x: no `artifactType` field, the type is `config.mediaType` (config = the
+    /// signature image's config); the fallback index entry carries it as go-containerregistry does.
+    ConfigMediaType(&'static str),
+    /// cosign 3: top-level `artifactType`, empty config.
+    ArtifactType(&'static str),
+    /// As `ConfigMediaType`, but the fallback index entry has no `artifactType` (older tools).
+    Untyped(&'static str),
+}
+
+impl Pusher {
+    /// Attach cosign legacy layers (blob, mediaType, annotations) as an OCI 1.1 referrer of
+    /// `subject`, the way `cosign sign|attest --registry-referrers-mode=oci-1-1` writes them.
+    pub async fn cosign_referrer(
+        &self,
+        repo: &str,
+        subject: &str,
+        subject_raw: &[u8],
+        style: CosignReferrer,
+        layers: &[(Vec<u8>, &str, Value)],
+    ) -> String {
+        let mut descriptors = Vec::new();
+        for (blob, media_type, annotations) in layers {
+            let digest = self.blob(repo, blob).await;
+            descriptors.push(
+                json!({"mediaType": media_type, "size": blob.len(), "digest": digest, "annotations": annotations}),
+            );
+        }
+        let subject_descriptor = json!({"mediaType": OCI_MANIFEST, "size": subject_raw.len(), "digest": subject});
+        let (manifest, index_type) = match style {
+            CosignReferrer::ConfigMediaType(kind) | CosignReferrer::Untyped(kind) => {
+                let config = cjson(
+                    &json!({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}),
+                );
+                let config_digest = self.blob(repo, &config).await;
+                let manifest = json!({
+                    "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": kind, "size": config.len(), "digest": config_digest},
+                    "layers": descriptors, "subject": subject_descriptor
+                });
+                (manifest, matches!(style, CosignReferrer::ConfigMediaType(_)).then_some(kind))
+            }
+            CosignReferrer::ArtifactType(kind) => {
+                let empty = b"{}".to_vec();
+                let empty_digest = self.blob(repo, &empty).await;
+                let manifest = json!({
+                    "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": kind,
+                    "config": {"mediaType": OCI_EMPTY, "size": empty.len(), "digest": empty_digest, "artifactType": kind},
+                    "layers": descriptors, "subject": subject_descriptor,
+                    "annotations": {"org.opencontainers.image.created": "2026-01-01T00:00:00Z"}
+                });
+                (manifest, Some(kind))
+            }
+        };
+        self.put_referrer(repo, subject, &cjson(&manifest), index_type).await
+    }
+
+    /// Push a referrer manifest by digest; where the registry has no referrers API, also add it
+    /// to the fallback index at tag `sha256-<hex>` (as go-containerregistry does).
+    async fn put_referrer(&self, repo: &str, subject: &str, manifest: &[u8], artifact_type: Option<&str>) -> String {
+        let digest = sha256(manifest);
+        self.manifest(repo, &digest, manifest, OCI_MANIFEST).await;
         if !self.has_referrers_api(repo, subject).await {
             let tag = subject.replace(':', "-");
             let mut index = match self.get_manifest(repo, &tag).await {
                 Some(raw) => serde_json::from_slice(&raw).expect("index"),
                 None => json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}),
             };
-            index["manifests"].as_array_mut().expect("manifests").push(json!({
-                "mediaType": OCI_MANIFEST, "size": manifest.len(), "digest": digest, "artifactType": artifact_type
-            }));
+            let mut entry = json!({"mediaType": OCI_MANIFEST, "size": manifest.len(), "digest": digest});
+            if let Some(artifact_type) = artifact_type {
+                entry["artifactType"] = json!(artifact_type);
+            }
+            index["manifests"].as_array_mut().expect("manifests").push(entry);
             self.manifest(repo, &tag, &cjson(&index), OCI_INDEX).await;
         }
         digest

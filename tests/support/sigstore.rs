@@ -23,12 +23,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, SanType,
+    SerialNumber,
 };
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -199,11 +202,19 @@ pub struct IssueOptions {
     /// Only the legacy (pre-2023) Fulcio extensions `.1`–`.6`, raw strings, as old
     /// certificates carry them.
     pub legacy_extensions_only: bool,
+    /// An ECDSA P-384 leaf key (signing with SHA-384), as sigstore-go and sigstore-python can use.
+    pub p384: bool,
 }
 
 impl Default for IssueOptions {
     fn default() -> Self {
-        Self { validity: Validity::fulcio(), foreign_sct: false, no_sct: false, legacy_extensions_only: false }
+        Self {
+            validity: Validity::fulcio(),
+            foreign_sct: false,
+            no_sct: false,
+            legacy_extensions_only: false,
+            p384: false,
+        }
     }
 }
 
@@ -402,7 +413,12 @@ impl MiniSigstore {
         github: Option<&GithubClaims>,
         options: &IssueOptions,
     ) -> KeylessSigner {
-        let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("leaf key");
+        let (rcgen_alg, signing_alg) = if options.p384 {
+            (&PKCS_ECDSA_P384_SHA384, &ECDSA_P384_SHA384_ASN1_SIGNING)
+        } else {
+            (&PKCS_ECDSA_P256_SHA256, &ECDSA_P256_SHA256_ASN1_SIGNING)
+        };
+        let leaf_key = KeyPair::generate_for(rcgen_alg).expect("leaf key");
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
         params.serial_number = Some(SerialNumber::from(self.serial.fetch_add(1, Ordering::Relaxed) + 1000));
@@ -430,8 +446,7 @@ impl MiniSigstore {
                 .push(CustomExtension::from_oid_content(&CT_PRECERT_SCTS, self.sct_extension(ct, &tbs, timestamp_ms)));
             params.signed_by(&leaf_key, &self.intermediate).expect("certificate").der().to_vec()
         };
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &leaf_key.serialize_der())
-            .expect("leaf key for signing");
+        let key = EcdsaKeyPair::from_pkcs8(signing_alg, &leaf_key.serialize_der()).expect("leaf key for signing");
         KeylessSigner {
             key,
             cert_der,
@@ -625,6 +640,55 @@ impl MiniSigstore {
             "canonicalizedBody": B64.encode(&entry.body),
         }]);
         cjson(&bundle)
+    }
+
+    /// A keyless messageSignature bundle v0.3 over `artifact`, whose message digest and
+    /// `hashedrekord` 0.0.1 entry use `hash` ("sha256", "sha384" or "sha512"), as sigstore-go
+    /// and sigstore-python write them for P-384 / P-521 keys.
+    pub fn message_bundle(&self, signer: &KeylessSigner, artifact: &[u8], hash: &str, tamper: &Tamper) -> Vec<u8> {
+        use sha2::{Sha384, Sha512};
+        let digest = |bytes: &[u8]| -> Vec<u8> {
+            match hash {
+                "sha256" => Sha256::digest(bytes).to_vec(),
+                "sha384" => Sha384::digest(bytes).to_vec(),
+                _ => Sha512::digest(bytes).to_vec(),
+            }
+        };
+        let signature = signer.sign(artifact);
+        let logged = tamper.logged_payload.as_deref().unwrap_or(artifact);
+        let body = cjson(&json!({
+            "apiVersion": "0.0.1",
+            "kind": "hashedrekord",
+            "spec": {
+                "data": {"hash": {"algorithm": hash, "value": hex(&digest(logged))}},
+                "signature": {"content": B64.encode(&signature), "publicKey": {"content": B64.encode(signer.cert_pem())}},
+            },
+        }));
+        let entry = self.log(&body, tamper);
+        let algorithm = match hash {
+            "sha256" => "SHA2_256",
+            "sha384" => "SHA2_384",
+            _ => "SHA2_512",
+        };
+        cjson(&json!({
+            "mediaType": BUNDLE_V03,
+            "verificationMaterial": {
+                "certificate": {"rawBytes": B64.encode(&signer.cert_der)},
+                "tlogEntries": [{
+                    "logIndex": entry.log_index.to_string(),
+                    "logId": {"keyId": B64.encode(self.rekor.id())},
+                    "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
+                    "integratedTime": entry.integrated_time.to_string(),
+                    "inclusionPromise": {"signedEntryTimestamp": B64.encode(&entry.set)},
+                    "inclusionProof": entry.inclusion_proof,
+                    "canonicalizedBody": B64.encode(&entry.body),
+                }],
+            },
+            "messageSignature": {
+                "messageDigest": {"algorithm": algorithm, "digest": B64.encode(digest(artifact))},
+                "signature": B64.encode(&signature),
+            },
+        }))
     }
 
     /// A cosign v3 keyless signature bundle (v0.3, DSSE, `cosign/sign/v1`) for an image digest.

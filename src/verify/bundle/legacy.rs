@@ -85,14 +85,24 @@ pub fn bundle_from_legacy(
 }
 
 /// Verify a signature over `data` with a PEM public key, for key-only legacy signatures under
-/// `transparencyLog: skip`. ECDSA P-256/P-384 hash with SHA-256/SHA-384, RSA uses PKCS#1 v1.5
-/// SHA-256, Ed25519 signs the data itself.
+/// `transparencyLog: skip`: every key type and hash cosign signs with (see [`crate::verify::keys`]).
 pub fn verify_raw_signature(pem: &str, data: &[u8], signature: &[u8]) -> Result<(), BundleError> {
-    use sigstore_verify::crypto::{KeyAlgorithm, verify_signature};
     let key = parse_public_key(pem)?;
-    let scheme = KeyAlgorithm::from_spki(&key).map_err(|e| BundleError::Key(e.to_string()))?.default_signing_scheme();
-    let signature = sigstore_verify::types::SignatureBytes::from_bytes(signature);
-    verify_signature(&key, data, &signature, scheme).map_err(|e| BundleError::Signature(e.to_string()))
+    raw_signature(&key, data, signature)
+}
+
+/// [`verify_raw_signature`] with a parsed key.
+pub(super) fn raw_signature(
+    key: &sigstore_verify::types::DerPublicKey,
+    data: &[u8],
+    signature: &[u8],
+) -> Result<(), BundleError> {
+    use crate::verify::keys::{KeyError, verify};
+    match verify(key.as_bytes(), data, signature) {
+        Ok(_) => Ok(()),
+        Err(e @ KeyError::BadSignature { .. }) => Err(BundleError::Signature(e.to_string())),
+        Err(e) => Err(BundleError::Key(e.to_string())),
+    }
 }
 
 fn malformed(what: &str) -> BundleError {

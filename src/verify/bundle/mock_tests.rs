@@ -24,6 +24,7 @@ fn release_workflow() -> Identity {
         issuer: "https://token.actions.githubusercontent.com".to_owned(),
         subject: SubjectMatch::Exact(SUBJECT.to_owned()),
         github: None,
+        issuer_regexp: None,
     }
 }
 

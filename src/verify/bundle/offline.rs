@@ -5,9 +5,10 @@
 //! Everything that is present is still checked: the signature, the message digest, and the
 //! in-toto subject against the artifact.
 
-use sigstore_verify::crypto::{KeyAlgorithm, verify_signature, verify_signature_prehashed};
+use sigstore_verify::crypto::{KeyAlgorithm, verify_signature_prehashed};
 use sigstore_verify::types::{Bundle, DerPublicKey, HashAlgorithm, SignatureContent};
 
+use super::legacy::raw_signature;
 use super::{Artifact, BundleError};
 use crate::verify::dsse::Statement;
 
@@ -23,11 +24,10 @@ pub(super) fn verify_with_key_only(
     key: &DerPublicKey,
     artifact: Option<Artifact<'_>>,
 ) -> Result<(), BundleError> {
-    let scheme = KeyAlgorithm::from_spki(key).map_err(|e| BundleError::Key(e.to_string()))?.default_signing_scheme();
     let bad = |e: sigstore_verify::crypto::Error| BundleError::Signature(e.to_string());
     match &bundle.content {
         SignatureContent::DsseEnvelope(envelope) => {
-            verify_signature(key, &envelope.pae(), &envelope.signature.sig, scheme).map_err(bad)?;
+            raw_signature(key, &envelope.pae(), envelope.signature.sig.as_bytes())?;
             if let Some(artifact) = artifact {
                 let digest = sha256_of(artifact);
                 let statement = Statement::from_payload(&envelope.payload_type, envelope.payload.as_bytes())
@@ -55,8 +55,13 @@ pub(super) fn verify_with_key_only(
                     "the bundle's message digest is not the artifact's sha256".to_owned(),
                 ));
             }
+            if let Artifact::Bytes(bytes) = artifact {
+                return raw_signature(key, bytes, message.signature.as_bytes());
+            }
+            let scheme =
+                KeyAlgorithm::from_spki(key).map_err(|e| BundleError::Key(e.to_string()))?.default_signing_scheme();
             match (artifact, scheme.hash_algorithm()) {
-                (Artifact::Bytes(bytes), _) => verify_signature(key, bytes, &message.signature, scheme).map_err(bad),
+                (Artifact::Bytes(bytes), _) => raw_signature(key, bytes, message.signature.as_bytes()),
                 (Artifact::Sha256(d), Some(HashAlgorithm::Sha2256)) => {
                     verify_signature_prehashed(key, &d, &message.signature, scheme).map_err(bad)
                 }

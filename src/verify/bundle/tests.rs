@@ -33,7 +33,7 @@ fn root() -> TrustRoot {
 }
 
 fn keyless(issuer: &str, subject: SubjectMatch) -> Identity {
-    Identity { issuer: issuer.to_owned(), subject, github: None }
+    Identity { issuer: issuer.to_owned(), subject, github: None, issuer_regexp: None }
 }
 
 fn beacon() -> Identity {
