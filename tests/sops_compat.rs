@@ -274,3 +274,28 @@ octal_unencrypted: 010\nhex_unencrypted: 0x1F\n",
     let ours = decrypt_ok(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "styles.enc.yaml"]);
     assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
 }
+
+/// Issue 10, defect 1: sops stores a comment inside a list as a list item `ENC[…,type:comment]`,
+/// outside the MAC, and writes it back as a comment; flow lists, inline comments after items, a
+/// list left with only comments, and nested lists that start on their parent's line.
+#[test]
+fn yaml_comments_inside_lists() {
+    let (dir, key) = setup();
+    let doc = "ports: [80, 443] # web\nlist:\n  - a\n  # inside\n  - 3.14 # x\nb: [] # note\n\
+a:\n  - x: 1\n    y: 2\n  # after map item\n  - - n1 # inl\n    - n2\n    # after nested\n  # after nested seq\n  - [] # empty nested\n\
+nested:\n  b: [] # note\n  c: 1\n  d: [] # d1\nlast:\n  - 1\n  # trailing\nn:\n  - - x\n  - - # c\n      []\n\
+m:\n  - k: [] # e\n    j: 2\n";
+    let out = yaml_case(dir.path(), "lists.yaml", doc, &["--age", &key.recipient], &key);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("    # web\n    - 80\n") && text.contains("b: []\n# note\n"), "{text}");
+}
+
+/// Issue 10, defect 2: `key: {} # comment` is written by sops as `key: {`, the encrypted comment,
+/// and `}` in column 0; sops decrypts it to `key: {}` (the comment is dropped).
+#[test]
+fn yaml_empty_flow_map_with_comment() {
+    let (dir, key) = setup();
+    let doc = "c: {} # cm\nd:\n  - m: {} # mc\n    n: 1\ne: {}\n";
+    let out = yaml_case(dir.path(), "braces.yaml", doc, &["--age", &key.recipient], &key);
+    assert_eq!(String::from_utf8(out).unwrap(), "c: {}\nd:\n    - m: {}\n      \"n\": 1\ne: {}\n");
+}

@@ -86,6 +86,9 @@ pub struct Comment {
     pub text: String,
     pub span: Option<Span>,
     pub decrypted: bool,
+    /// Set when the comment was a sequence item `ENC[…,type:comment]` (sops stores a comment
+    /// inside a list that way); `span` is then the span of that item's value.
+    pub item: bool,
 }
 
 impl Drop for Comment {
@@ -97,7 +100,7 @@ impl Drop for Comment {
 impl Comment {
     #[must_use]
     pub fn new(text: String, span: Option<Span>) -> Self {
-        Self { text, span, decrypted: false }
+        Self { text, span, decrypted: false, item: false }
     }
 }
 
@@ -199,6 +202,11 @@ pub enum TreeError {
     Value { path: String, reason: ValueError },
     #[error("value at `{path}` should be encrypted but is not a string; the file was edited by hand")]
     NotAString { path: String },
+    #[error(
+        "value at `{path}` is an encrypted comment (type:comment) where a value belongs; sops only writes those \
+         as list items, so the file was edited by hand: restore it from Git"
+    )]
+    CommentAsValue { path: String },
 }
 
 /// The MAC "initialization" bytes sops writes first when `mac_only_encrypted` is set (SHA-256 of "sops").
@@ -246,7 +254,12 @@ impl Walker<'_> {
         match node {
             Node::Map(entries) => self.walk_map(entries),
             Node::Seq(items) => self.walk_seq(items),
-            Node::Leaf(leaf) => self.leaf(leaf),
+            Node::Leaf(leaf) => {
+                if let Some(comment) = self.leaf(leaf)? {
+                    *node = Node::Comment(comment);
+                }
+                Ok(())
+            }
             Node::Comment(c) => {
                 self.comment(c);
                 Ok(())
@@ -268,6 +281,13 @@ impl Walker<'_> {
                 Entry::Pair(k, v) => {
                     self.path.push(k.clone());
                     let result = self.walk(v);
+                    if result.is_ok() && matches!(v, Node::Comment(_)) {
+                        // sops would turn the value into a comment (its MAC skips it): a list of
+                        // comments moved to a key's value, undetected by the MAC. Never from sops.
+                        let path = self.path_display();
+                        self.path.pop();
+                        return Err(TreeError::CommentAsValue { path });
+                    }
                     self.path.pop();
                     result?;
                     if let Some(top) = self.stack.last_mut() {
@@ -307,19 +327,31 @@ impl Walker<'_> {
     }
 
     fn comment(&mut self, c: &mut Comment) {
-        if !self.rules.should_encrypt(&self.path, &self.stack, true) || c.text.is_empty() {
+        let encrypted = self.rules.should_encrypt(&self.path, &self.stack, true);
+        if !encrypted || c.text.is_empty() {
             return;
         }
         // sops keeps comments that fail to decrypt as they are (older files had clear comments).
-        if let Ok(d) = value::decrypt(&c.text, self.key, self.aad().as_bytes())
-            && let Ok(text) = std::str::from_utf8(&d.plaintext)
-        {
-            c.text = text.to_owned();
-            c.decrypted = true;
+        let Ok(d) = value::decrypt(&c.text, self.key, self.aad().as_bytes()) else {
+            return;
+        };
+        if d.kind == ValueType::Comment {
+            if let Ok(text) = std::str::from_utf8(&d.plaintext) {
+                c.text = text.to_owned();
+                c.decrypted = true;
+            }
+            return;
+        }
+        // A comment whose type tag says it is a value: sops decrypts it as that value and feeds
+        // it to the MAC (which then fails, as the comment was not hashed when encrypting).
+        if let Ok(v) = typed(d) {
+            self.hash.update(v.mac_bytes());
         }
     }
 
-    fn leaf(&mut self, leaf: &mut Leaf) -> Result<(), TreeError> {
+    /// Decrypt a leaf; a sequence item of type `comment` comes back as the comment it stands for
+    /// (as sops does: not part of the MAC, a comment again in the output).
+    fn leaf(&mut self, leaf: &mut Leaf) -> Result<Option<Comment>, TreeError> {
         let encrypted = self.rules.should_encrypt(&self.path, &self.stack, false);
         if encrypted {
             let Value::Str(s) = &leaf.value else {
@@ -329,6 +361,16 @@ impl Walker<'_> {
             if !s.is_empty() {
                 let d = value::decrypt(s, self.key, self.aad().as_bytes())
                     .map_err(|reason| TreeError::Value { path: self.path_display(), reason })?;
+                if d.kind == ValueType::Comment {
+                    let text = String::from_utf8(d.plaintext.to_vec()).map_err(|_| TreeError::Value {
+                        path: self.path_display(),
+                        reason: ValueError::BadTypedValue("comment"),
+                    })?;
+                    let mut comment = Comment::new(text, leaf.span);
+                    comment.decrypted = true;
+                    comment.item = true;
+                    return Ok(Some(comment));
+                }
                 leaf.value = typed(d).map_err(|reason| TreeError::Value { path: self.path_display(), reason })?;
                 leaf.decrypted = true;
             }
@@ -336,7 +378,7 @@ impl Walker<'_> {
         if !self.mac_only || encrypted {
             self.hash.update(leaf.value.mac_bytes());
         }
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -81,6 +81,59 @@ pub struct Document {
     /// Byte range of the document's text (from its first content to its end).
     pub start: usize,
     pub end: usize,
+    /// Empty flow mappings holding only comments (`{`, comment lines, `}`), as sops writes
+    /// `key: {} # comment`: byte ranges that are written back as `{}`, as sops does.
+    pub empty_maps: Vec<(usize, usize)>,
+}
+
+/// sops writes `key: {} # note` as `key: {` / the comment lines / `}` in column 0, which go-yaml
+/// reads and strict YAML parsers refuse. Returns the text with each such mapping replaced by `{}`
+/// padded to the same byte length (so every offset stays valid) and the replaced ranges.
+fn patch_empty_flow_maps(text: &str) -> (std::borrow::Cow<'_, str>, Vec<(usize, usize)>) {
+    let bytes = text.as_bytes();
+    let mut ranges = Vec::new();
+    let mut lines = Vec::new();
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        lines.push((pos, line));
+        pos += line.len();
+    }
+    let mut i = 0;
+    while i < lines.len() {
+        let (at, line) = lines[i];
+        let body = line.trim_end_matches(['\n', '\r', ' ']);
+        i += 1;
+        if !(body.ends_with(" {") && !body.trim_start().starts_with('#')) {
+            continue;
+        }
+        let mut j = i;
+        while j < lines.len() && lines[j].1.trim_start().starts_with('#') {
+            j += 1;
+        }
+        // The `}` in column 0 is what sops writes (and what no block scalar can hold here).
+        if j == i || j >= lines.len() || lines[j].1.trim_end() != "}" {
+            continue;
+        }
+        let (close_at, close_line) = lines[j];
+        let close = close_at + close_line.find('}').unwrap_or(0);
+        ranges.push((at + body.len() - 1, close + 1));
+        i = j + 1;
+    }
+    if ranges.is_empty() {
+        return (std::borrow::Cow::Borrowed(text), ranges);
+    }
+    let mut patched = bytes.to_vec();
+    for &(open, close) in &ranges {
+        for b in &mut patched[open + 1..close] {
+            if *b != b'\n' {
+                *b = b' ';
+            }
+        }
+        // `{` then `}` right after it, on the same line.
+        patched[open + 1] = b'}';
+    }
+    // Only ASCII bytes were written over whole lines of comments, so the text stays UTF-8.
+    (std::borrow::Cow::Owned(String::from_utf8_lossy(&patched).into_owned()), ranges)
 }
 
 pub(super) struct Builder<'a> {
@@ -110,6 +163,8 @@ fn syntax(e: &saphyr_parser::ScanError) -> YamlError {
 /// # Errors
 /// [`YamlError`] for invalid YAML or a document that is not a mapping.
 pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
+    let (patched, empty_maps) = patch_empty_flow_maps(text);
+    let text: &str = &patched;
     let mut events: Vec<(Event<'_>, YSpan)> = Vec::new();
     let mut parser = Parser::new_from_str(text);
     while let Some(ev) = parser.next_event() {
@@ -171,7 +226,8 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
             Raw::Null => Node::Map(Vec::new()),
             _ => return Err(YamlError::NotAMapping(n + 1)),
         };
-        out.push(Document { root, start, end });
+        let empty_maps = empty_maps.iter().copied().filter(|(s, _)| *s >= lower && (*s < end || last)).collect();
+        out.push(Document { root, start, end, empty_maps });
     }
     Ok(out)
 }

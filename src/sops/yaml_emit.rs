@@ -141,13 +141,100 @@ fn key_indent(text: &str, at: usize) -> Option<usize> {
     (key.ends_with(':') && !key.starts_with(['-', '?', '{', '['])).then_some(indent)
 }
 
-fn collect_spliced(text: &str, node: &Node, out: &mut Vec<(usize, usize, String)>) {
+fn collect_spliced(text: &str, node: &Node, out: &mut Vec<(usize, usize, String)>) -> bool {
     let mut raw = Vec::new();
-    collect(node, &mut raw);
+    let ok = collect(text, node, &mut raw);
     for (s, e, repl) in raw {
         out.push((s, e, repl));
     }
     multi_line(text, node, out);
+    ok
+}
+
+/// A decrypted comment as one comment line (a line break in it would end the comment).
+fn comment_line(text: &str) -> String {
+    format!("#{}", text.replace(['\n', '\r'], " "))
+}
+
+/// The `-` of the block sequence entry whose value starts at `at`.
+fn entry_dash(text: &str, at: usize) -> Option<usize> {
+    let before = text[..at].trim_end_matches([' ', '\t']);
+    before.ends_with('-').then(|| before.len() - 1)
+}
+
+/// Comments that sops stored as list items (`- ENC[…,type:comment]`) are written back as comment
+/// lines, where go-yaml writes them: at the entry's place; a list left with only comments is
+/// `[]` followed by the comments at its key's indentation. `false` when the list is not a block
+/// sequence laid out that way (a hand-written file): the caller then writes the whole document.
+fn seq_comment_items(text: &str, items: &[Node], out: &mut Vec<(usize, usize, String)>) -> bool {
+    let mut comments = Vec::new();
+    for item in items {
+        if let Node::Comment(c) = item
+            && c.item
+            && c.decrypted
+        {
+            let Some((start, end)) = c.span else { return false };
+            let Some(dash) = entry_dash(text, start) else { return false };
+            comments.push((dash, end, c));
+        }
+    }
+    let (Some(&(first_dash, ..)), Some(&(_, last_end, _))) = (comments.first(), comments.last()) else {
+        return true;
+    };
+    let has_values = items.iter().any(|n| !matches!(n, Node::Comment(_)));
+    let line_of = |at: usize| text[..at].rfind('\n').map_or(0, |n| n + 1);
+    if !has_values {
+        // `key:` then the entries: `key: []` and the comments below, at the key's indentation.
+        let before = text[..first_dash].trim_end_matches([' ', '\t', '\n', '\r']);
+        let (from, col) = if before.ends_with(':') {
+            let ls = line_of(before.len());
+            let key = text[ls..before.len()].trim_start_matches([' ', '-']);
+            (before.len(), before.len() - ls - key.len())
+        } else {
+            // The list is itself a list entry: `- []`, the comments below it.
+            (first_dash, first_dash - line_of(first_dash))
+        };
+        let mut repl = String::from(if from == first_dash { "[]" } else { " []" });
+        for (.., c) in &comments {
+            repl.push('\n');
+            repl.extend(std::iter::repeat_n(' ', col));
+            repl.push_str(&comment_line(&c.text));
+        }
+        out.push((from, last_end, repl));
+        return true;
+    }
+    let mut rest = &comments[..];
+    // A nested list that starts on its parent's entry line (`- - ENC[comment]`): go-yaml writes its
+    // leading comments above that line and moves the first value up.
+    let ls = line_of(first_dash);
+    let prefix_start = ls + (text[ls..first_dash].len() - text[ls..first_dash].trim_start_matches(' ').len());
+    if prefix_start < first_dash && matches!(items.first(), Some(Node::Comment(c)) if c.item) {
+        let lead = items.iter().take_while(|n| matches!(n, Node::Comment(c) if c.item)).count();
+        let lead = lead.min(comments.len());
+        let lead_end = comments[lead - 1].1;
+        let next_line = text[lead_end..].find('\n').map(|n| lead_end + n + 1);
+        let next_dash = next_line.and_then(|nl| {
+            let body = &text[nl..];
+            let trimmed = body.trim_start_matches(' ');
+            trimmed.starts_with('-').then(|| nl + body.len() - trimmed.len())
+        });
+        if let Some(next_dash) = next_dash {
+            let pad = " ".repeat(prefix_start - ls);
+            let mut repl = String::new();
+            for (.., c) in &comments[..lead] {
+                repl.push_str(&comment_line(&c.text));
+                repl.push('\n');
+                repl.push_str(&pad);
+            }
+            repl.push_str(&text[prefix_start..first_dash]);
+            out.push((prefix_start, next_dash, repl));
+            rest = &comments[lead..];
+        }
+    }
+    for (dash, end, c) in rest {
+        out.push((*dash, *end, comment_line(&c.text)));
+    }
+    true
 }
 
 /// Replace double-quoted multi-line values by literal blocks where go-yaml would use one.
@@ -170,28 +257,40 @@ fn multi_line(text: &str, node: &Node, out: &mut [(usize, usize, String)]) {
     }
 }
 
-fn collect(node: &Node, out: &mut Vec<(usize, usize, String)>) {
+fn collect(text: &str, node: &Node, out: &mut Vec<(usize, usize, String)>) -> bool {
     match node {
         Node::Map(entries) => {
+            let mut ok = true;
             for e in entries {
                 match e {
-                    Entry::Pair(_, v) => collect(v, out),
+                    Entry::Pair(_, v) => ok &= collect(text, v, out),
                     Entry::Comment(c) => {
                         if let (true, Some((s, e))) = (c.decrypted, c.span) {
-                            out.push((s, e, format!("#{}", c.text)));
+                            out.push((s, e, comment_line(&c.text)));
                         }
                     }
                 }
             }
+            ok
         }
-        Node::Seq(items) => items.iter().for_each(|n| collect(n, out)),
-        Node::Leaf(Leaf { value, span: Some((s, e)), decrypted: true }) => out.push((*s, *e, scalar(value))),
-        Node::Comment(c) => {
-            if let (true, Some((s, e))) = (c.decrypted, c.span) {
-                out.push((s, e, format!("#{}", c.text)));
+        Node::Seq(items) => {
+            let mut ok = seq_comment_items(text, items, out);
+            for n in items {
+                ok &= collect(text, n, out);
             }
+            ok
         }
-        _ => {}
+        Node::Leaf(Leaf { value, span: Some((s, e)), decrypted: true }) => {
+            out.push((*s, *e, scalar(value)));
+            true
+        }
+        Node::Comment(c) => {
+            if let (true, false, Some((s, e))) = (c.decrypted, c.item, c.span) {
+                out.push((s, e, comment_line(&c.text)));
+            }
+            true
+        }
+        _ => true,
     }
 }
 
@@ -219,7 +318,10 @@ fn sops_block(text: &str, from: usize, to: usize) -> Option<(usize, usize)> {
 pub fn splice(text: &str, docs: &[Document]) -> String {
     let mut edits = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
-        collect_spliced(text, &doc.root, &mut edits);
+        if !collect_spliced(text, &doc.root, &mut edits) {
+            return emit(&docs.iter().map(|d| &d.root).collect::<Vec<_>>());
+        }
+        edits.extend(doc.empty_maps.iter().map(|&(s, e)| (s, e, "{}".to_owned())));
         let to = docs.get(i + 1).map_or(text.len(), |d| d.start.min(text.len()));
         let from = doc.start.min(to);
         if let Some((s, e)) = sops_block(text, line_start(text, from), to) {
