@@ -299,3 +299,28 @@ fn yaml_empty_flow_map_with_comment() {
     let out = yaml_case(dir.path(), "braces.yaml", doc, &["--age", &key.recipient], &key);
     assert_eq!(String::from_utf8(out).unwrap(), "c: {}\nd:\n    - m: {}\n      \"n\": 1\ne: {}\n");
 }
+
+/// Issue 10, defect 3: floats printed as Go's `strconv.FormatFloat(f, 'g', -1, 64)` and go-yaml
+/// (`100.0` → `100`, `1234567.0` → `1.234567e+06`), as dotenv/INI's `'G'` form, and as Go's JSON
+/// encoder; `±Inf`/`NaN` cannot be written as JSON (sops refuses too).
+#[test]
+fn floats_printed_as_go() {
+    let (dir, key) = setup();
+    let d = dir.path();
+    let k = key.file.to_str().unwrap();
+    let finite = "a: 100.0\nb: 1234567.0\nc: -0.0\ng: 9223372036854775807\nh: -9223372036854775808\n\
+i: 9223372036854775807.0\nj: 0.00001\nk: 0.0001\nl: 123456.0\nm: 1e21\nn: 1.5e-7\no: 1e300\np: 5e-324\nq: 0.1\nr: 2.5e+5\n";
+    let doc = format!("{finite}d: .inf\ne: -.inf\nf: .nan\n");
+    let out = yaml_case(d, "floats.yaml", &doc, &["--age", &key.recipient], &key);
+    assert!(String::from_utf8(out).unwrap().starts_with("a: 100\nb: 1.234567e+06\nc: -0\n"));
+    let theirs = sops_decrypt(d, "enc.floats.yaml", &key.file, &["--output-type", "dotenv"]);
+    let ours = decrypt_ok(d, &["--age-key-file", k, "--output-type", "dotenv", "enc.floats.yaml"]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs), "dotenv");
+    let err = decrypt_err(d, &["--age-key-file", k, "--output-type", "json", "enc.floats.yaml"]);
+    assert!(err.contains("cannot write the value +Inf as JSON"), "{err}");
+    assert!(!sops(d, &["-d", "--output-type", "json", "enc.floats.yaml"], Some(&key.file)).status.success());
+    yaml_case(d, "finite.yaml", finite, &["--age", &key.recipient], &key);
+    let theirs = sops_decrypt(d, "enc.finite.yaml", &key.file, &["--output-type", "json"]);
+    let ours = decrypt_ok(d, &["--age-key-file", k, "--output-type", "json", "enc.finite.yaml"]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs), "json");
+}

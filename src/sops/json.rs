@@ -242,6 +242,23 @@ pub fn go_json_float(f: f64) -> String {
     go_format_float(f)
 }
 
+/// The first float Go's JSON encoder refuses (`±Inf`, `NaN`), as Go names it.
+#[must_use]
+pub fn unsupported_float(node: &Node) -> Option<&'static str> {
+    match node {
+        Node::Map(entries) => entries.iter().find_map(|e| match e {
+            Entry::Pair(_, v) => unsupported_float(v),
+            Entry::Comment(_) => None,
+        }),
+        Node::Seq(items) => items.iter().find_map(unsupported_float),
+        Node::Leaf(Leaf { value: Value::Float(f), .. }) if f.is_nan() => Some("NaN"),
+        Node::Leaf(Leaf { value: Value::Float(f), .. }) if f.is_infinite() => {
+            Some(if *f > 0.0 { "+Inf" } else { "-Inf" })
+        }
+        _ => None,
+    }
+}
+
 /// Emit a tree as sops does (`{` … `}` re-indented with tabs, trailing newline).
 #[must_use]
 pub fn emit(node: &Node) -> String {

@@ -121,6 +121,11 @@ pub enum Error {
     MacMismatch,
     #[error("the binary store has no string `data` key; the file was not written by `sops` for a binary file")]
     NoBinaryData,
+    #[error(
+        "cannot write the value {0} as JSON (JSON has no infinities or NaN; sops refuses it too): \
+         use --output-type yaml"
+    )]
+    JsonUnsupported(&'static str),
     #[error("cannot write a {from} document as {to}")]
     Conversion { from: &'static str, to: &'static str },
 }
@@ -223,7 +228,12 @@ fn emit_tree(roots: &[Node], from: Format, to: Format) -> Result<Zeroizing<Vec<u
     let first = roots.first().ok_or(Error::NoMetadata)?;
     let out = match to {
         Format::Yaml => yaml_emit::emit(&roots.iter().collect::<Vec<_>>()).into_bytes(),
-        Format::Json => json::emit(first).into_bytes(),
+        Format::Json => {
+            if let Some(v) = json::unsupported_float(first) {
+                return Err(Error::JsonUnsupported(v));
+            }
+            json::emit(first).into_bytes()
+        }
         Format::Dotenv => dotenv::emit(first).into_bytes(),
         Format::Ini => ini::emit(first).into_bytes(),
         Format::Binary => match first.get("data") {

@@ -63,6 +63,28 @@ pub fn go_format_float(f: f64) -> String {
     }
 }
 
+/// Go `strconv.FormatFloat(f, 'g', -1, 64)` (`'G'` when `upper`): the shortest digits that read
+/// back as `f`, in exponent form when the exponent is below -4 or at least 6 (two-digit minimum
+/// exponent: `1e+06`, `1e-05`).
+#[must_use]
+pub fn go_format_g(f: f64, upper: bool) -> String {
+    if !f.is_finite() || f == 0.0 {
+        return go_format_float(f);
+    }
+    let e = format!("{f:e}");
+    let Some((mantissa, exp)) = e.split_once('e') else {
+        return e;
+    };
+    let Ok(exp) = exp.parse::<i32>() else {
+        return e;
+    };
+    if (-4..6).contains(&exp) {
+        return format!("{f}");
+    }
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}{}{sign}{:02}", if upper { 'E' } else { 'e' }, exp.unsigned_abs())
+}
+
 /// A leaf of the tree.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Leaf {
@@ -429,6 +451,34 @@ mod tests {
         assert_eq!(&*Value::Float(1e21).mac_bytes(), b"1000000000000000000000");
         assert_eq!(&*Value::Bool(true).mac_bytes(), b"True");
         assert_eq!(&*Value::Int(-5).mac_bytes(), b"-5");
+        assert_eq!(&*Value::Float(-0.0).mac_bytes(), b"-0");
+    }
+
+    #[test]
+    fn format_g_matches_go() {
+        // Expected values from Go's strconv.FormatFloat(f, 'g', -1, 64).
+        for (f, go) in [
+            (100.0, "100"),
+            (1_234_567.0, "1.234567e+06"),
+            (123_456.0, "123456"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1e21, "1e+21"),
+            (1.5e-7, "1.5e-07"),
+            (1e300, "1e+300"),
+            (5e-324, "5e-324"),
+            (9_223_372_036_854_775_807.0, "9.223372036854776e+18"),
+            (-9_223_372_036_854_775_808.0, "-9.223372036854776e+18"),
+            (250_000.0, "250000"),
+            (0.1, "0.1"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(go_format_g(f, false), go, "{f}");
+        }
+        assert_eq!(go_format_g(1_234_567.0, true), "1.234567E+06");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::tree::{Entry, Leaf, Node, Value};
+use super::tree::{Entry, Leaf, Node, Value, go_format_g};
 use super::yaml::{Document, resolve};
 
 /// A YAML scalar for a value: plain when unambiguous, else double-quoted.
@@ -16,31 +16,12 @@ pub fn scalar(v: &Value) -> String {
         Value::Int(i) => i.to_string(),
         Value::Float(f) if f.is_nan() => ".nan".to_owned(),
         Value::Float(f) if f.is_infinite() => (if *f > 0.0 { ".inf" } else { "-.inf" }).to_owned(),
-        Value::Float(f) => go_g_float(*f),
+        Value::Float(f) => go_format_g(*f, false),
         Value::Bool(b) => (if *b { "true" } else { "false" }).to_owned(),
         Value::Bytes(b) => {
             use base64::Engine as _;
             format!("!!binary {}", base64::engine::general_purpose::STANDARD.encode(b))
         }
-    }
-}
-
-/// Go `strconv.FormatFloat(f, 'g', -1, 64)`, as go-yaml writes floats.
-fn go_g_float(f: f64) -> String {
-    let e = format!("{f:e}");
-    let Some((mantissa, exp)) = e.split_once('e') else {
-        return e;
-    };
-    let Ok(exp) = exp.parse::<i32>() else {
-        return e;
-    };
-    let digits = mantissa.trim_start_matches('-').replace('.', "").len();
-    let digits = i32::try_from(digits).unwrap_or(i32::MAX);
-    if exp < -4 || exp >= digits.max(1) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    } else {
-        format!("{f}")
     }
 }
 
@@ -464,7 +445,10 @@ mod tests {
         assert_eq!(scalar(&Value::Float(1.5e10)), "1.5e+10");
         assert_eq!(scalar(&Value::Float(2.0)), "2");
         assert_eq!(scalar(&Value::Float(3.25)), "3.25");
-        assert_eq!(scalar(&Value::Float(100.0)), "1e+02");
+        assert_eq!(scalar(&Value::Float(100.0)), "100");
+        assert_eq!(scalar(&Value::Float(1_234_567.0)), "1.234567e+06");
+        assert_eq!(scalar(&Value::Float(-0.0)), "-0");
+        assert_eq!(scalar(&Value::Float(f64::NEG_INFINITY)), "-.inf");
         assert_eq!(scalar(&Value::Float(0.00001)), "1e-05");
         assert_eq!(str_scalar("plain-value"), "plain-value");
         assert_eq!(str_scalar("a:b"), "a:b");
