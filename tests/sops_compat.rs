@@ -324,3 +324,42 @@ i: 9223372036854775807.0\nj: 0.00001\nk: 0.0001\nl: 123456.0\nm: 1e21\nn: 1.5e-7
     let ours = decrypt_ok(d, &["--age-key-file", k, "--output-type", "json", "enc.finite.yaml"]);
     assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs), "json");
 }
+
+/// Issue 10, defect 4: C1 controls (U+0080–U+009F), U+FFFE/U+FFFF, the BOM, C0 controls, DEL and
+/// characters beyond the BMP are escaped as go-yaml escapes them (the output is valid YAML, byte
+/// for byte sops's); NBSP and soft hyphen stay plain as go-yaml writes them.
+#[test]
+fn yaml_control_characters_escaped_as_go_yaml() {
+    let (dir, key) = setup();
+    let chars = [
+        '\u{80}',
+        '\u{85}',
+        '\u{9f}',
+        '\u{a0}',
+        '\u{fffe}',
+        '\u{ffff}',
+        '\u{1F600}',
+        '\u{7}',
+        '\u{1b}',
+        '\u{ad}',
+        '\u{feff}',
+        '\t',
+        '\u{7f}',
+        '\0',
+        '\u{fffd}',
+        '\u{e000}',
+        '\u{d7ff}',
+        '\u{b}',
+        '\u{c}',
+        '\u{8}',
+    ];
+    let mut doc = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        let esc = format!("\\U{:08X}", *c as u32);
+        doc.push_str(&format!("k{i}: \"{esc}\"\nm{i}: \"a{esc}b\"\nu{i}_unencrypted: \"{esc}\"\n"));
+    }
+    let out = yaml_case(dir.path(), "controls.yaml", &doc, &["--age", &key.recipient], &key);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("k0: \"\\x80\"\n") && text.contains("m4: \"a\\uFFFEb\"\n"), "{text}");
+    assert!(!text.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c) || c == '\u{fffe}' || c == '\u{ffff}'));
+}

@@ -216,7 +216,8 @@ pub fn decrypt_stream(input: &[u8], ids: &Identities, opts: &Options) -> Result<
         } else if resource(&mut docs[i].root, i, ids, opts)? {
             let root = std::mem::replace(&mut docs[i].root, Node::Null);
             let empty_maps = std::mem::take(&mut docs[i].empty_maps);
-            let one = shift(yaml::Document { root, start: 0, end: body.len(), empty_maps }, at);
+            let flow = std::mem::take(&mut docs[i].flow);
+            let one = shift(yaml::Document { root, start: 0, end: body.len(), empty_maps, flow }, at);
             out.push_str(&yaml_emit::splice(body, &[one]));
         } else {
             out.push_str(body);

@@ -34,6 +34,7 @@ pub mod value;
 pub mod yaml;
 mod yaml_comments;
 pub mod yaml_emit;
+pub mod yaml_quote;
 pub mod yaml_scalar;
 
 use zeroize::Zeroizing;

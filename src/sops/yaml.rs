@@ -84,6 +84,9 @@ pub struct Document {
     /// Empty flow mappings holding only comments (`{`, comment lines, `}`), as sops writes
     /// `key: {} # comment`: byte ranges that are written back as `{}`, as sops does.
     pub empty_maps: Vec<(usize, usize)>,
+    /// Byte ranges of the outermost flow collections (`[…]`, `{…}`): values spliced there are
+    /// written with flow rules.
+    pub flow: Vec<(usize, usize)>,
 }
 
 /// sops writes `key: {} # note` as `key: {` / the comment lines / `}` in column 0, which go-yaml
@@ -146,6 +149,8 @@ pub(super) struct Builder<'a> {
     depth: usize,
     /// Nodes copied for aliases, bounded against alias bombs.
     copied: usize,
+    flow_depth: usize,
+    flow: Vec<(usize, usize)>,
 }
 
 /// The most nodes aliases may copy in one stream.
@@ -174,8 +179,18 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
     let offsets = Offsets::new(text);
     let mut line_starts = vec![0];
     line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-    let mut b =
-        Builder { text, offsets, arena: Vec::new(), anchors: Vec::new(), order: 0, line_starts, depth: 0, copied: 0 };
+    let mut b = Builder {
+        text,
+        offsets,
+        arena: Vec::new(),
+        anchors: Vec::new(),
+        order: 0,
+        line_starts,
+        depth: 0,
+        copied: 0,
+        flow_depth: 0,
+        flow: Vec::new(),
+    };
     let scalar_spans: Vec<(usize, usize)> = events
         .iter()
         .filter(|(e, _)| matches!(e, Event::Scalar(..)))
@@ -227,7 +242,8 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
             _ => return Err(YamlError::NotAMapping(n + 1)),
         };
         let empty_maps = empty_maps.iter().copied().filter(|(s, _)| *s >= lower && (*s < end || last)).collect();
-        out.push(Document { root, start, end, empty_maps });
+        let flow = b.flow.iter().copied().filter(|(s, _)| *s >= lower && (*s < end || last)).collect();
+        out.push(Document { root, start, end, empty_maps, flow });
     }
     Ok(out)
 }
@@ -312,6 +328,9 @@ impl Builder<'_> {
             }
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
                 let is_map = matches!(ev, Event::MappingStart(..));
+                let open = self.offsets.byte(span.start.index());
+                let is_flow = matches!(self.text.as_bytes().get(open), Some(b'[' | b'{'));
+                self.flow_depth += usize::from(is_flow);
                 self.depth += 1;
                 if self.depth > MAX_DEPTH {
                     return Err(YamlError::TooDeep(MAX_DEPTH));
@@ -321,6 +340,9 @@ impl Builder<'_> {
                 let mut j = i + 1;
                 while let Some((ev, span)) = events.get(j) {
                     if matches!(ev, Event::MappingEnd | Event::SequenceEnd) {
+                        if is_flow && self.flow_depth == 1 {
+                            self.flow.push((open, self.offsets.byte(span.end.index())));
+                        }
                         j += 1;
                         break;
                     }
@@ -348,6 +370,7 @@ impl Builder<'_> {
                     self.arena[id].children.push(Child { order, line, col, kind });
                 }
                 self.depth -= 1;
+                self.flow_depth -= usize::from(is_flow);
                 let raw = Raw::Container(id);
                 if *anchor > 0 {
                     let copy = self.deep_copy(id);

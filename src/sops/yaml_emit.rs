@@ -5,13 +5,20 @@
 use std::fmt::Write as _;
 
 use super::tree::{Entry, Leaf, Node, Value, go_format_g};
-use super::yaml::{Document, resolve};
+use super::yaml::Document;
+use super::yaml_quote::{Context, str_scalar_in};
 
-/// A YAML scalar for a value: plain when unambiguous, else double-quoted.
+/// A YAML scalar for a value in block context, as go-yaml writes it.
 #[must_use]
 pub fn scalar(v: &Value) -> String {
+    scalar_in(v, Context::Block)
+}
+
+/// A YAML scalar for a value in `ctx`, as go-yaml writes it.
+#[must_use]
+pub fn scalar_in(v: &Value, ctx: Context) -> String {
     match v {
-        Value::Str(s) => str_scalar(s),
+        Value::Str(s) => str_scalar_in(s, ctx),
         Value::Time(s) => s.clone(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) if f.is_nan() => ".nan".to_owned(),
@@ -25,66 +32,10 @@ pub fn scalar(v: &Value) -> String {
     }
 }
 
-/// YAML 1.1 booleans that go-yaml double-quotes.
-fn is_old_bool(s: &str) -> bool {
-    matches!(
-        s,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "on" | "On" | "ON" | "off" | "Off" | "OFF"
-    )
-}
-
-/// Whether `s` can be written as a plain scalar that every YAML reader (1.1 or 1.2) reads back as
-/// the same string.
-fn safe_plain(s: &str) -> bool {
-    let Some(first) = s.chars().next() else {
-        return false;
-    };
-    let other = |c: char| !c.is_ascii() && !c.is_control() && !c.is_whitespace() && c != '\u{feff}';
-    let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '@' | '+' | '=');
-    if !(first.is_ascii_alphabetic() || first == '_' || first == '/' || (other(first) && first.is_alphabetic())) {
-        return false;
-    }
-    if s.ends_with([' ', ':']) || s.contains(": ") || !s.chars().all(|c| word(c) || c == ' ' || c == ':' || other(c)) {
-        return false;
-    }
-    let lower = s.to_ascii_lowercase();
-    !matches!(lower.as_str(), "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null")
-}
-
-/// A string scalar.
+/// A string scalar in block context, as go-yaml writes it.
 #[must_use]
 pub fn str_scalar(s: &str) -> String {
-    // Strings that would read back as another type are double-quoted, as go-yaml does.
-    let plain_type = resolve(s, saphyr_parser::ScalarStyle::Plain, None);
-    let other_type = is_old_bool(s) || !matches!(plain_type, Some(Value::Str(_)));
-    if !other_type && safe_plain(s) {
-        return s.to_owned();
-    }
-    // Single quotes for printable one-line strings, as go-yaml does.
-    let printable = s.chars().all(|c| !c.is_control() && !matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}'));
-    if !s.is_empty() && !other_type && printable {
-        return format!("'{}'", s.replace('\'', "''"));
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{feff}' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    str_scalar_in(s, Context::Block)
 }
 
 /// A literal block scalar (`|` or `|-`) for a multi-line string that is the value of a block
@@ -122,9 +73,10 @@ fn key_indent(text: &str, at: usize) -> Option<usize> {
     (key.ends_with(':') && !key.starts_with(['-', '?', '{', '['])).then_some(indent)
 }
 
-fn collect_spliced(text: &str, node: &Node, out: &mut Vec<(usize, usize, String)>) -> bool {
+fn collect_spliced(text: &str, doc: &Document, out: &mut Vec<(usize, usize, String)>) -> bool {
+    let node = &doc.root;
     let mut raw = Vec::new();
-    let ok = collect(text, node, &mut raw);
+    let ok = collect(text, &doc.flow, node, &mut raw);
     for (s, e, repl) in raw {
         out.push((s, e, repl));
     }
@@ -238,13 +190,19 @@ fn multi_line(text: &str, node: &Node, out: &mut [(usize, usize, String)]) {
     }
 }
 
-fn collect(text: &str, node: &Node, out: &mut Vec<(usize, usize, String)>) -> bool {
+/// Whether byte `at` lies inside one of the (sorted, disjoint) flow collections.
+fn in_flow(flow: &[(usize, usize)], at: usize) -> bool {
+    let i = flow.partition_point(|(s, _)| *s <= at);
+    i > 0 && at < flow[i - 1].1
+}
+
+fn collect(text: &str, flow: &[(usize, usize)], node: &Node, out: &mut Vec<(usize, usize, String)>) -> bool {
     match node {
         Node::Map(entries) => {
             let mut ok = true;
             for e in entries {
                 match e {
-                    Entry::Pair(_, v) => ok &= collect(text, v, out),
+                    Entry::Pair(_, v) => ok &= collect(text, flow, v, out),
                     Entry::Comment(c) => {
                         if let (true, Some((s, e))) = (c.decrypted, c.span) {
                             out.push((s, e, comment_line(&c.text)));
@@ -257,12 +215,13 @@ fn collect(text: &str, node: &Node, out: &mut Vec<(usize, usize, String)>) -> bo
         Node::Seq(items) => {
             let mut ok = seq_comment_items(text, items, out);
             for n in items {
-                ok &= collect(text, n, out);
+                ok &= collect(text, flow, n, out);
             }
             ok
         }
         Node::Leaf(Leaf { value, span: Some((s, e)), decrypted: true }) => {
-            out.push((*s, *e, scalar(value)));
+            let ctx = if in_flow(flow, *s) { Context::Flow } else { Context::Block };
+            out.push((*s, *e, scalar_in(value, ctx)));
             true
         }
         Node::Comment(c) => {
@@ -299,7 +258,7 @@ fn sops_block(text: &str, from: usize, to: usize) -> Option<(usize, usize)> {
 pub fn splice(text: &str, docs: &[Document]) -> String {
     let mut edits = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
-        if !collect_spliced(text, &doc.root, &mut edits) {
+        if !collect_spliced(text, doc, &mut edits) {
             return emit(&docs.iter().map(|d| &d.root).collect::<Vec<_>>());
         }
         edits.extend(doc.empty_maps.iter().map(|&(s, e)| (s, e, "{}".to_owned())));
@@ -361,7 +320,7 @@ fn write_map(entries: &[Entry], ind: usize, out: &mut String) {
                 let _ = writeln!(out, "#{}", c.text);
             }
             Entry::Pair(k, v) => {
-                out.push_str(&str_scalar(k));
+                out.push_str(&str_scalar_in(k, Context::Key));
                 out.push(':');
                 write_value_after_key(v, ind, out);
             }
