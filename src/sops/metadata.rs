@@ -51,6 +51,8 @@ pub enum MetadataError {
     BadRegex { field: &'static str, reason: String },
     #[error("`sops.{0}` has the wrong type; the file is damaged: restore it from Git")]
     BadField(&'static str),
+    #[error("the flattened `sops_…` metadata keys are malformed ({0}); the file is damaged: restore it from Git")]
+    BadFlatKey(String),
 }
 
 const OTHER_KEY_KINDS: [&str; 6] = ["pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"];
@@ -174,16 +176,94 @@ impl Metadata {
     }
 }
 
+/// The deepest flattened metadata key accepted (sops's own metadata nests four levels).
+const MAX_FLAT_DEPTH: usize = 16;
+
 /// Rebuild the metadata mapping from flattened keys (`age__list_0__map_enc`), as the dotenv and INI
 /// stores write it (Go `stores.unflattenTreeBranch`). Keys are given without the `sops_` prefix.
-#[must_use]
-pub fn unflatten(flat: Vec<(String, String)>) -> Node {
-    let mut root = Node::Map(Vec::new());
+/// Linear in the input: list indices are bounded by the number of keys (a list cannot have more
+/// items than there are keys describing them) and nesting by [`MAX_FLAT_DEPTH`].
+///
+/// # Errors
+/// [`MetadataError::BadFlatKey`] for an index or a nesting the input cannot justify.
+pub fn unflatten(flat: Vec<(String, String)>) -> Result<Node, MetadataError> {
+    let count = flat.len();
+    let mut root = Tmp::Null;
     for (key, value) in flat {
         let tokens = tokenize(&key);
-        insert(&mut root, &tokens, value);
+        if tokens.len() > MAX_FLAT_DEPTH {
+            return Err(MetadataError::BadFlatKey(format!("nested more than {MAX_FLAT_DEPTH} levels")));
+        }
+        if tokens.iter().any(|t| matches!(t, Token::Index(i) if *i >= count)) {
+            return Err(MetadataError::BadFlatKey(format!(
+                "a list index is larger than the {count} metadata keys can describe"
+            )));
+        }
+        let mut node = &mut root;
+        for token in tokens {
+            node = node.child(token);
+        }
+        *node = Tmp::Leaf(value);
     }
-    root
+    Ok(match root {
+        Tmp::Null => Node::Map(Vec::new()),
+        other => other.into_node(),
+    })
+}
+
+/// The mapping being rebuilt, with an index on keys so that each insertion is constant time.
+enum Tmp {
+    Map(Vec<(String, Tmp)>, std::collections::HashMap<String, usize>),
+    Seq(Vec<Tmp>),
+    Leaf(String),
+    Null,
+}
+
+impl Tmp {
+    fn child(&mut self, token: Token) -> &mut Tmp {
+        match token {
+            Token::Key(k) => {
+                if !matches!(self, Self::Map(..)) {
+                    *self = Self::Map(Vec::new(), std::collections::HashMap::new());
+                }
+                match self {
+                    Self::Map(entries, index) => {
+                        let i = *index.entry(k.clone()).or_insert_with(|| {
+                            entries.push((k, Self::Null));
+                            entries.len() - 1
+                        });
+                        &mut entries[i].1
+                    }
+                    other => other,
+                }
+            }
+            Token::Index(i) => {
+                if !matches!(self, Self::Seq(_)) {
+                    *self = Self::Seq(Vec::new());
+                }
+                match self {
+                    Self::Seq(items) => {
+                        if items.len() <= i {
+                            items.resize_with(i + 1, || Self::Null);
+                        }
+                        &mut items[i]
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    fn into_node(self) -> Node {
+        match self {
+            Self::Map(entries, _) => {
+                Node::Map(entries.into_iter().map(|(k, v)| Entry::Pair(k, v.into_node())).collect())
+            }
+            Self::Seq(items) => Node::Seq(items.into_iter().map(Self::into_node).collect()),
+            Self::Leaf(v) => Node::Leaf(Leaf::new(Value::Str(v), None)),
+            Self::Null => Node::Null,
+        }
+    }
 }
 
 enum Token {
@@ -205,49 +285,18 @@ fn tokenize(path: &str) -> Vec<Token> {
             (None, None) => (rest.len(), 0, false),
         };
         let part = &rest[..cut];
-        tokens.push(if is_index { Token::Index(part.parse().unwrap_or(0)) } else { Token::Key(part.to_owned()) });
-        if sep_len == 0 {
+        tokens.push(if is_index {
+            Token::Index(part.parse().unwrap_or(usize::MAX))
+        } else {
+            Token::Key(part.to_owned())
+        });
+        if sep_len == 0 || tokens.len() > MAX_FLAT_DEPTH {
             break;
         }
         rest = &rest[cut + sep_len..];
         is_index = next_is_index;
     }
     tokens
-}
-
-fn insert(node: &mut Node, tokens: &[Token], value: String) {
-    let Some((first, rest)) = tokens.split_first() else {
-        *node = Node::Leaf(Leaf::new(Value::Str(value), None));
-        return;
-    };
-    match first {
-        Token::Key(k) => {
-            if !matches!(node, Node::Map(_)) {
-                *node = Node::Map(Vec::new());
-            }
-            if let Node::Map(entries) = node {
-                let pos = entries.iter().position(|e| matches!(e, Entry::Pair(key, _) if key == k));
-                let idx = pos.unwrap_or_else(|| {
-                    entries.push(Entry::Pair(k.clone(), Node::Null));
-                    entries.len() - 1
-                });
-                if let Some(Entry::Pair(_, child)) = entries.get_mut(idx) {
-                    insert(child, rest, value);
-                }
-            }
-        }
-        Token::Index(i) => {
-            if !matches!(node, Node::Seq(_)) {
-                *node = Node::Seq(Vec::new());
-            }
-            if let Node::Seq(items) = node {
-                while items.len() <= *i {
-                    items.push(Node::Null);
-                }
-                insert(&mut items[*i], rest, value);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -263,11 +312,26 @@ mod tests {
             ("lastmodified".into(), "2026-01-01T00:00:00Z".into()),
             ("mac".into(), "M".into()),
             ("unencrypted_suffix".into(), "_unencrypted".into()),
-        ]);
+        ])
+        .unwrap();
         let meta = Metadata::from_node(&node).unwrap();
         assert_eq!(meta.groups.len(), 1);
         assert_eq!(meta.groups[0].age[0].recipient, "age1x");
         assert_eq!(meta.groups[0].age[0].enc, "E");
         assert_eq!(meta.rules.unencrypted_suffix.as_deref(), Some("_unencrypted"));
+    }
+
+    #[test]
+    fn unflatten_is_bounded_by_the_input() {
+        let huge = unflatten(vec![("age__list_4000000000__map_enc".into(), "x".into())]);
+        assert!(matches!(huge, Err(MetadataError::BadFlatKey(_))));
+        let deep = unflatten(vec![("a__map_".repeat(100), "x".into())]);
+        assert!(matches!(deep, Err(MetadataError::BadFlatKey(_))));
+        let bad_index = unflatten(vec![("age__list_x__map_enc".into(), "x".into())]);
+        assert!(matches!(bad_index, Err(MetadataError::BadFlatKey(_))));
+        let many: Vec<(String, String)> = (0..100_000).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        let start = std::time::Instant::now();
+        assert!(unflatten(many).is_ok());
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "linear in the number of keys");
     }
 }

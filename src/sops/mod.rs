@@ -29,6 +29,7 @@ pub mod json;
 pub mod keys;
 pub mod manifests;
 pub mod metadata;
+pub mod rules;
 pub mod tree;
 pub mod value;
 pub mod yaml;
@@ -206,7 +207,7 @@ pub fn decrypt(
             if flat.is_empty() {
                 return Err(Error::NoMetadata);
             }
-            let meta = Metadata::from_node(&metadata::unflatten(flat))?;
+            let meta = Metadata::from_node(&metadata::unflatten(flat)?)?;
             let mut roots = vec![root];
             open(&mut roots, &meta, ids, opts)?;
             emit_tree(&roots, Format::Dotenv, output_format)
@@ -216,7 +217,7 @@ pub fn decrypt(
             if flat.is_empty() {
                 return Err(Error::NoMetadata);
             }
-            let meta = Metadata::from_node(&metadata::unflatten(flat))?;
+            let meta = Metadata::from_node(&metadata::unflatten(flat)?)?;
             let mut roots = vec![root];
             open(&mut roots, &meta, ids, opts)?;
             emit_tree(&roots, Format::Ini, output_format)

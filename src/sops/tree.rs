@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 
-use regex::Regex;
 use sha2::{Digest as _, Sha512};
 use zeroize::Zeroize;
 
@@ -166,56 +165,8 @@ impl Node {
     }
 }
 
-/// Which values are encrypted: the rules stored in the file's metadata (one at most).
-#[derive(Debug, Default)]
-pub struct Rules {
-    pub unencrypted_suffix: Option<String>,
-    pub encrypted_suffix: Option<String>,
-    pub unencrypted_regex: Option<Regex>,
-    pub encrypted_regex: Option<Regex>,
-    pub unencrypted_comment_regex: Option<Regex>,
-    pub encrypted_comment_regex: Option<Regex>,
-}
-
-impl Rules {
-    /// Go `Tree.shouldBeEncrypted`.
-    fn should_encrypt(&self, path: &[String], comments: &[Vec<String>], is_comment: bool) -> bool {
-        let mut encrypted = true;
-        if let Some(suffix) = &self.unencrypted_suffix
-            && path.iter().any(|p| p.ends_with(suffix.as_str()))
-        {
-            encrypted = false;
-        }
-        if let Some(suffix) = &self.encrypted_suffix {
-            encrypted = path.iter().any(|p| p.ends_with(suffix.as_str()));
-        }
-        if let Some(re) = &self.unencrypted_regex
-            && path.iter().any(|p| re.is_match(p))
-        {
-            encrypted = false;
-        }
-        if let Some(re) = &self.encrypted_regex {
-            encrypted = path.iter().any(|p| re.is_match(p));
-        }
-        if let Some(re) = &self.unencrypted_comment_regex
-            && comments.iter().flatten().any(|c| re.is_match(c))
-        {
-            encrypted = false;
-        }
-        if let Some(re) = &self.encrypted_comment_regex {
-            let last = comments.len().saturating_sub(1);
-            let last_len = comments.last().map_or(0, Vec::len);
-            encrypted = comments.iter().enumerate().any(|(i, cs)| {
-                cs.iter().enumerate().any(|(j, c)| {
-                    // The comment line that matches is itself left in clear.
-                    let is_self = is_comment && i == last && j + 1 == last_len;
-                    !is_self && re.is_match(c)
-                })
-            });
-        }
-        encrypted
-    }
-}
+pub use super::rules::Rules;
+use super::rules::{PathFlags, Scope};
 
 /// Why the tree could not be decrypted. Names the key path, never the value.
 #[derive(Debug, thiserror::Error)]
@@ -242,8 +193,14 @@ struct Walker<'a> {
     key: &'a [u8],
     mac_only: bool,
     hash: Sha512,
+    /// The key path, for error messages.
     path: Vec<String>,
-    stack: Vec<Vec<String>>,
+    /// The key path as additional data (`a:b:`), kept up to date key by key.
+    aad: String,
+    /// What the rules found on the path so far, one entry per key.
+    flags: Vec<PathFlags>,
+    /// The comments in scope of the encryption rules, one level per mapping / sequence.
+    scope: Scope,
 }
 
 /// Decrypt every encrypted value of `docs` in place (all documents of one file share one data key
@@ -256,7 +213,16 @@ pub fn decrypt(docs: &mut [Node], rules: &Rules, key: &[u8], mac_only: bool) -> 
     if mac_only {
         hash.update(MAC_ONLY_ENCRYPTED_INIT);
     }
-    let mut w = Walker { rules, key, mac_only, hash, path: Vec::new(), stack: Vec::new() };
+    let mut w = Walker {
+        rules,
+        key,
+        mac_only,
+        hash,
+        path: Vec::new(),
+        aad: String::new(),
+        flags: Vec::new(),
+        scope: Scope::default(),
+    };
     for doc in docs.iter_mut() {
         w.walk(doc)?;
     }
@@ -290,58 +256,69 @@ impl Walker<'_> {
         }
     }
 
+    fn enter(&mut self, key: &str) {
+        let flags = self.flags.last().copied().unwrap_or_default().with(self.rules.key_flags(key));
+        self.flags.push(flags);
+        self.path.push(key.to_owned());
+        self.aad.push_str(key);
+        self.aad.push(':');
+    }
+
+    fn leave(&mut self) {
+        self.flags.pop();
+        if let Some(key) = self.path.pop() {
+            self.aad.truncate(self.aad.len().saturating_sub(key.len() + 1));
+        }
+    }
+
     fn walk_map(&mut self, entries: &mut [Entry]) -> Result<(), TreeError> {
-        self.stack.push(Vec::new());
+        self.scope.push();
         for entry in entries.iter_mut() {
             match entry {
                 Entry::Comment(c) => {
-                    if let Some(top) = self.stack.last_mut() {
-                        top.push(c.text.clone());
-                    }
+                    self.scope.add(self.rules, &c.text);
                     self.comment(c);
                 }
                 Entry::Pair(k, v) => {
-                    self.path.push(k.clone());
+                    self.enter(k);
                     let result = self.walk(v);
                     if result.is_ok() && matches!(v, Node::Comment(_)) {
                         // sops would turn the value into a comment (its MAC skips it): a list of
                         // comments moved to a key's value, undetected by the MAC. Never from sops.
-                        let path = self.path_display();
-                        self.path.pop();
-                        return Err(TreeError::CommentAsValue { path });
+                        return Err(TreeError::CommentAsValue { path: self.path_display() });
                     }
-                    self.path.pop();
+                    self.leave();
                     result?;
-                    if let Some(top) = self.stack.last_mut() {
-                        top.clear();
-                    }
+                    self.scope.clear();
                 }
             }
         }
-        self.stack.pop();
+        self.scope.pop();
         Ok(())
     }
 
     fn walk_seq(&mut self, items: &mut [Node]) -> Result<(), TreeError> {
-        self.stack.push(Vec::new());
+        self.scope.push();
         for item in items.iter_mut() {
             let is_comment = matches!(item, Node::Comment(_));
-            if let (Node::Comment(c), Some(top)) = (&*item, self.stack.last_mut()) {
-                top.push(c.text.clone());
+            if let Node::Comment(c) = &*item {
+                self.scope.add(self.rules, &c.text);
             }
             self.walk(item)?;
-            if !is_comment && let Some(top) = self.stack.last_mut() {
-                top.clear();
+            if !is_comment {
+                self.scope.clear();
             }
         }
-        self.stack.pop();
+        self.scope.pop();
         Ok(())
     }
 
-    fn aad(&self) -> String {
-        let mut aad = self.path.join(":");
-        aad.push(':');
-        aad
+    fn should_encrypt(&self, is_comment: bool) -> bool {
+        self.rules.decide(self.flags.last().copied().unwrap_or_default(), self.scope.matches(is_comment))
+    }
+
+    fn aad(&self) -> &str {
+        if self.aad.is_empty() { ":" } else { &self.aad }
     }
 
     fn path_display(&self) -> String {
@@ -349,7 +326,7 @@ impl Walker<'_> {
     }
 
     fn comment(&mut self, c: &mut Comment) {
-        let encrypted = self.rules.should_encrypt(&self.path, &self.stack, true);
+        let encrypted = self.should_encrypt(true);
         if !encrypted || c.text.is_empty() {
             return;
         }
@@ -374,7 +351,7 @@ impl Walker<'_> {
     /// Decrypt a leaf; a sequence item of type `comment` comes back as the comment it stands for
     /// (as sops does: not part of the MAC, a comment again in the output).
     fn leaf(&mut self, leaf: &mut Leaf) -> Result<Option<Comment>, TreeError> {
-        let encrypted = self.rules.should_encrypt(&self.path, &self.stack, false);
+        let encrypted = self.should_encrypt(false);
         if encrypted {
             let Value::Str(s) = &leaf.value else {
                 return Err(TreeError::NotAString { path: self.path_display() });
@@ -479,20 +456,6 @@ mod tests {
             assert_eq!(go_format_g(f, false), go, "{f}");
         }
         assert_eq!(go_format_g(1_234_567.0, true), "1.234567E+06");
-    }
-
-    #[test]
-    fn rules_follow_sops() {
-        let rules = Rules { unencrypted_suffix: Some("_unencrypted".into()), ..Rules::default() };
-        assert!(rules.should_encrypt(&["a".into()], &[], false));
-        assert!(!rules.should_encrypt(&["a_unencrypted".into(), "b".into()], &[], false));
-        let rules = Rules { encrypted_regex: Some(Regex::new("^data$").unwrap()), ..Rules::default() };
-        assert!(rules.should_encrypt(&["data".into(), "x".into()], &[], false));
-        assert!(!rules.should_encrypt(&["metadata".into()], &[], false));
-        let rules = Rules { encrypted_comment_regex: Some(Regex::new("sops:enc").unwrap()), ..Rules::default() };
-        assert!(rules.should_encrypt(&["a".into()], &[vec![" sops:enc".into()]], false));
-        assert!(!rules.should_encrypt(&["a".into()], &[vec![" sops:enc".into()]], true));
-        assert!(!rules.should_encrypt(&["a".into()], &[vec![]], false));
     }
 
     #[test]

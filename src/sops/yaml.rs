@@ -143,7 +143,7 @@ pub(super) struct Builder<'a> {
     pub(super) text: &'a str,
     offsets: Offsets,
     pub(super) arena: Vec<Container>,
-    anchors: Vec<(usize, Raw)>,
+    anchors: std::collections::HashMap<usize, Raw>,
     order: usize,
     line_starts: Vec<usize>,
     depth: usize,
@@ -183,7 +183,7 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
         text,
         offsets,
         arena: Vec::new(),
-        anchors: Vec::new(),
+        anchors: std::collections::HashMap::new(),
         order: 0,
         line_starts,
         depth: 0,
@@ -230,8 +230,9 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
         b.arena = arena;
         let lower = if n == 0 { 0 } else { prev_end };
         let last = n + 1 == count;
-        let doc_comments: Vec<&RawComment> =
-            comments.iter().filter(|c| c.start >= lower && (c.start < end || last)).collect();
+        // Everything found in the text is sorted by position: slice out this document's share.
+        let upper = if last { usize::MAX } else { end };
+        let doc_comments: Vec<&RawComment> = in_range(&comments, |c| c.start, lower, upper).iter().collect();
         prev_end = end;
         let root = match root {
             Raw::Container(id) if b.arena[id].is_map => {
@@ -241,11 +242,18 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
             Raw::Null => Node::Map(Vec::new()),
             _ => return Err(YamlError::NotAMapping(n + 1)),
         };
-        let empty_maps = empty_maps.iter().copied().filter(|(s, _)| *s >= lower && (*s < end || last)).collect();
-        let flow = b.flow.iter().copied().filter(|(s, _)| *s >= lower && (*s < end || last)).collect();
+        let empty_maps = in_range(&empty_maps, |r| r.0, lower, upper).to_vec();
+        let flow = in_range(&b.flow, |r| r.0, lower, upper).to_vec();
         out.push(Document { root, start, end, empty_maps, flow });
     }
     Ok(out)
+}
+
+/// The items of a list sorted by `key` whose key is in `lower..upper`.
+fn in_range<T>(items: &[T], key: impl Fn(&T) -> usize, lower: usize, upper: usize) -> &[T] {
+    let from = items.partition_point(|t| key(t) < lower);
+    let to = items.partition_point(|t| key(t) < upper).max(from);
+    &items[from..to]
 }
 
 /// Where document `i` ends: the start of the `---` line before the next document's content.
@@ -305,18 +313,12 @@ impl Builder<'_> {
                     Some(value) => Raw::Leaf(Leaf::new(value, Some(span))),
                 };
                 if *anchor > 0 {
-                    self.anchors.push((*anchor, raw.clone()));
+                    self.anchors.insert(*anchor, raw.clone());
                 }
                 Ok((raw, i + 1))
             }
             Event::Alias(id) => {
-                let raw = self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(a, _)| a == id)
-                    .map(|(_, r)| r.clone())
-                    .ok_or(YamlError::UnknownAlias(*id))?;
+                let raw = self.anchors.get(id).cloned().ok_or(YamlError::UnknownAlias(*id))?;
                 let raw = match raw {
                     Raw::Container(cid) => self.deep_copy(cid),
                     other => other,
@@ -374,7 +376,7 @@ impl Builder<'_> {
                 let raw = Raw::Container(id);
                 if *anchor > 0 {
                     let copy = self.deep_copy(id);
-                    self.anchors.push((*anchor, copy));
+                    self.anchors.insert(*anchor, copy);
                 }
                 Ok((raw, j))
             }

@@ -80,7 +80,6 @@ fn collect_spliced(text: &str, doc: &Document, out: &mut Vec<(usize, usize, Stri
     for (s, e, repl) in raw {
         out.push((s, e, repl));
     }
-    multi_line(text, node, out);
     ok
 }
 
@@ -170,26 +169,6 @@ fn seq_comment_items(text: &str, items: &[Node], out: &mut Vec<(usize, usize, St
     true
 }
 
-/// Replace double-quoted multi-line values by literal blocks where go-yaml would use one.
-fn multi_line(text: &str, node: &Node, out: &mut [(usize, usize, String)]) {
-    match node {
-        Node::Map(entries) => entries.iter().for_each(|e| {
-            if let Entry::Pair(_, v) = e {
-                multi_line(text, v, out);
-            }
-        }),
-        Node::Seq(items) => items.iter().for_each(|n| multi_line(text, n, out)),
-        Node::Leaf(Leaf { value: Value::Str(v), span: Some((s, _)), decrypted: true }) if v.contains('\n') => {
-            if let Some(block) = key_indent(text, *s).and_then(|i| literal_block(v, i))
-                && let Some(edit) = out.iter_mut().find(|(start, ..)| start == s)
-            {
-                edit.2 = block;
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Whether byte `at` lies inside one of the (sorted, disjoint) flow collections.
 fn in_flow(flow: &[(usize, usize)], at: usize) -> bool {
     let i = flow.partition_point(|(s, _)| *s <= at);
@@ -220,8 +199,14 @@ fn collect(text: &str, flow: &[(usize, usize)], node: &Node, out: &mut Vec<(usiz
             ok
         }
         Node::Leaf(Leaf { value, span: Some((s, e)), decrypted: true }) => {
-            let ctx = if in_flow(flow, *s) { Context::Flow } else { Context::Block };
-            out.push((*s, *e, scalar_in(value, ctx)));
+            let flow = in_flow(flow, *s);
+            // A multi-line string is a literal block where go-yaml would write one.
+            let block = match value {
+                Value::Str(v) if !flow && v.contains('\n') => key_indent(text, *s).and_then(|i| literal_block(v, i)),
+                _ => None,
+            };
+            let ctx = if flow { Context::Flow } else { Context::Block };
+            out.push((*s, *e, block.unwrap_or_else(|| scalar_in(value, ctx))));
             true
         }
         Node::Comment(c) => {
