@@ -363,3 +363,74 @@ fn yaml_control_characters_escaped_as_go_yaml() {
     assert!(text.contains("k0: \"\\x80\"\n") && text.contains("m4: \"a\\uFFFEb\"\n"), "{text}");
     assert!(!text.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c) || c == '\u{fffe}' || c == '\u{ffff}'));
 }
+
+/// Issue 10, defect 5: encryption-rule regexes mean what they mean to Go's RE2: `\w`, `\d`, `\s`,
+/// `\b` are ASCII-only, `\Q…\E` quotes a literal.
+#[test]
+fn rule_regexes_with_go_semantics() {
+    let (dir, key) = setup();
+    let doc = "naïve: x\nplain: y\nnested:\n  données: z\n  ok: w\ndigits_٣: v\n";
+    let cases: &[&[&str]] = &[
+        &["--encrypted-regex", r"^\w+$"],
+        &["--unencrypted-regex", r"^\w+$"],
+        &["--encrypted-regex", r"^[\w]+_\d$"],
+        &["--encrypted-regex", r"\bve\b"],
+    ];
+    for flags in cases {
+        let mut all = vec!["--age", key.recipient.as_str()];
+        all.extend_from_slice(flags);
+        yaml_case(dir.path(), "re.yaml", doc, &all, &key);
+    }
+    let doc = "a.b: secret\naxb: clear\n";
+    yaml_case(dir.path(), "q.yaml", doc, &["--age", &key.recipient, "--encrypted-regex", r"^\Qa.b\E$"], &key);
+}
+
+/// Issue 10, defect 6 (part): clear values read as go-yaml and Go's JSON decoder read them (they
+/// feed the MAC): `1e400` is a string, int64's minimum an int; every JSON number is a float64 to
+/// sops (`-0`, integers beyond 2^53).
+#[test]
+fn clear_values_read_as_go() {
+    let (dir, key) = setup();
+    let doc = "a_unencrypted: 1e400\nb_unencrypted: -9223372036854775808\nd: 1e400\n";
+    yaml_case(dir.path(), "clear.yaml", doc, &["--age", &key.recipient], &key);
+    // A clear `-0.0` is written back by sops as `-0`, an int: sops fails its own MAC, so do we.
+    std::fs::write(dir.path().join("z.yaml"), "z_unencrypted: -0.0\n").unwrap();
+    std::fs::write(dir.path().join("z.enc.yaml"), sops_encrypt(dir.path(), "z.yaml", &["--age", &key.recipient]))
+        .unwrap();
+    assert!(!sops(dir.path(), &["-d", "z.enc.yaml"], Some(&key.file)).status.success());
+    let err = decrypt_err(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "z.enc.yaml"]);
+    assert!(err.contains("MAC mismatch"), "{err}");
+    let json = r#"{"a_unencrypted": -0, "b_unencrypted": 9007199254740993, "c_unencrypted": 1152921504606846976,
+        "d_unencrypted": 12345678901234567890, "e_unencrypted": 1.0, "f": -0}"#;
+    std::fs::write(dir.path().join("n.json"), json).unwrap();
+    let enc = sops_encrypt(dir.path(), "n.json", &["--age", &key.recipient]);
+    std::fs::write(dir.path().join("n.enc.json"), &enc).unwrap();
+    let theirs = sops_decrypt(dir.path(), "n.enc.json", &key.file, &[]);
+    let ours = decrypt_ok(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "n.enc.json"]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+}
+
+/// Issue 10, defect 8: a JSON-layout sops file read as YAML (`--input-type yaml`), and a
+/// binary-store file named `.YAML` (sops's extension check is case-sensitive), decrypt as sops
+/// decrypts them, never to a mixture still carrying the `sops` block.
+#[test]
+fn json_layout_read_as_yaml_and_case_sensitive_extensions() {
+    let (dir, key) = setup();
+    let d = dir.path();
+    let k = key.file.to_str().unwrap();
+    std::fs::write(d.join("j.json"), r#"{"a": "secret-value", "n": {"b": [1, "two"]}}"#).unwrap();
+    let enc = sops_encrypt(d, "j.json", &["--age", &key.recipient]);
+    std::fs::write(d.join("j.enc.json"), &enc).unwrap();
+    let theirs = sops_decrypt(d, "j.enc.json", &key.file, &["--input-type", "yaml"]);
+    let ours = decrypt_ok(d, &["--age-key-file", k, "--input-type", "yaml", "j.enc.json"]);
+    let text = String::from_utf8_lossy(&ours);
+    assert!(!text.contains("sops") && !text.contains("ENC["), "{text}");
+    assert_same_yaml(&ours, &theirs, "json read as yaml");
+    std::fs::write(d.join("blob.bin"), "line one\nline two\n").unwrap();
+    let enc = sops_encrypt(d, "blob.bin", &["--age", &key.recipient]);
+    std::fs::write(d.join("blob.YAML"), &enc).unwrap();
+    let theirs = sops_decrypt(d, "blob.YAML", &key.file, &[]);
+    let ours = decrypt_ok(d, &["--age-key-file", k, "blob.YAML"]);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, b"line one\nline two\n");
+}

@@ -139,7 +139,12 @@ impl P<'_> {
             self.i += 1;
         }
         let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("bad number"))?;
-        if let Ok(i) = text.parse::<i64>() {
+        // sops reads every JSON number as a float64 (Go's decoder without UseNumber): an integer is
+        // kept as one only where that float prints the same digits (|i| ≤ 2^53, and not `-0`).
+        if let Ok(i) = text.parse::<i64>()
+            && i.unsigned_abs() <= 1 << 53
+            && !(i == 0 && text.starts_with('-'))
+        {
             return Ok(leaf(Value::Int(i)));
         }
         text.parse::<f64>().map(|f| leaf(Value::Float(f))).map_err(|_| self.err("bad number"))

@@ -103,7 +103,9 @@ fn group_from(map: &Node) -> Result<KeyGroup, MetadataError> {
 fn regex(field_name: &'static str, value: Option<String>) -> Result<Option<Regex>, MetadataError> {
     value
         .filter(|v| !v.is_empty())
-        .map(|v| Regex::new(&v).map_err(|e| MetadataError::BadRegex { field: field_name, reason: e.to_string() }))
+        .map(|v| {
+            super::rules::go_regex(&v).map_err(|e| MetadataError::BadRegex { field: field_name, reason: e.to_string() })
+        })
         .transpose()
 }
 

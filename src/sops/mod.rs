@@ -55,10 +55,11 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format sops infers from a file name (`binary` for unknown extensions).
+    /// The format sops infers from a file name (`binary` for unknown extensions). Case-sensitive,
+    /// as sops's check is: `x.YAML` is a binary-store file.
     #[must_use]
     pub fn from_path(path: &std::path::Path) -> Self {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        match path.extension().and_then(|e| e.to_str()) {
             Some("yaml" | "yml") => Self::Yaml,
             Some("json") => Self::Json,
             Some("env") => Self::Dotenv,
@@ -183,6 +184,7 @@ pub fn decrypt(
         Format::Yaml => {
             let mut docs = yaml::parse(text)?;
             let mut roots: Vec<Node> = docs.iter_mut().map(|d| std::mem::replace(&mut d.root, Node::Null)).collect();
+            let with_sops: Vec<bool> = roots.iter().map(|r| r.get("sops").is_some()).collect();
             let meta_node = take_sops(&mut roots).ok_or(Error::NoMetadata)?;
             let meta = Metadata::from_node(&meta_node)?;
             open(&mut roots, &meta, ids, opts)?;
@@ -190,7 +192,14 @@ pub fn decrypt(
                 for (d, r) in docs.iter_mut().zip(roots) {
                     d.root = r;
                 }
-                return Ok(Zeroizing::new(yaml_emit::splice(text, &docs).into_bytes()));
+                // The layout is kept only where the `sops` block can be cut out of it; otherwise
+                // (a JSON-layout file read as YAML) the documents are written anew, never with
+                // their metadata left in.
+                if yaml_emit::sops_blocks_found(text, &docs, &with_sops) {
+                    return Ok(Zeroizing::new(yaml_emit::splice(text, &docs).into_bytes()));
+                }
+                let all: Vec<&Node> = docs.iter().map(|d| &d.root).collect();
+                return Ok(Zeroizing::new(yaml_emit::emit(&all).into_bytes()));
             }
             emit_tree(&roots, Format::Yaml, output_format)
         }

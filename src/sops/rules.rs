@@ -149,10 +149,116 @@ impl Rules {
     }
 }
 
+/// Compile a rule's regular expression with Go's RE2 meaning (sops uses Go's `regexp`): `\w`,
+/// `\d`, `\s` and `\b` are ASCII-only in Go (Unicode in Rust's `regex`), `\Q…\E` quotes a
+/// literal, and inside a bracket class `[`, `&` and `~` are plain characters.
+///
+/// # Errors
+/// When the translated pattern does not compile.
+pub fn go_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&translate_go(pattern))
+}
+
+const WORD: &str = "0-9A-Za-z_";
+const SPACE: &str = "\\t\\n\\f\\r ";
+
+fn translate_go(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    // Inside a bracket class; `class_start` while at its first position (where `]` is literal).
+    let (mut in_class, mut class_start) = (false, false);
+    while let Some(c) = chars.next() {
+        let at_start = std::mem::take(&mut class_start);
+        match c {
+            '\\' => {
+                let Some(e) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                let class = |set: &str, negated: bool| match (in_class, negated) {
+                    (true, false) => set.to_owned(),
+                    (_, true) => format!("[^{set}]"),
+                    (false, false) => format!("[{set}]"),
+                };
+                match e {
+                    'w' | 'W' => out.push_str(&class(WORD, e == 'W')),
+                    'd' | 'D' => out.push_str(&class("0-9", e == 'D')),
+                    's' | 'S' => out.push_str(&class(SPACE, e == 'S')),
+                    'b' if !in_class => out.push_str("(?-u:\\b)"),
+                    'B' if !in_class => out.push_str("(?-u:\\B)"),
+                    'Q' if !in_class => {
+                        let mut literal = String::new();
+                        while let Some(q) = chars.next() {
+                            if q == '\\' && chars.peek() == Some(&'E') {
+                                chars.next();
+                                break;
+                            }
+                            literal.push(q);
+                        }
+                        out.push_str(&regex::escape(&literal));
+                    }
+                    other => {
+                        out.push('\\');
+                        out.push(other);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                out.push('[');
+                in_class = true;
+                if chars.peek() == Some(&'^') {
+                    chars.next();
+                    out.push('^');
+                }
+                class_start = true;
+            }
+            '[' if chars.peek() == Some(&':') => {
+                // A POSIX class `[:alpha:]`, the same in both.
+                out.push('[');
+                for p in chars.by_ref() {
+                    out.push(p);
+                    if p == ']' {
+                        break;
+                    }
+                }
+            }
+            ']' if in_class && !at_start => {
+                out.push(']');
+                in_class = false;
+            }
+            '[' | ']' | '&' | '~' if in_class => {
+                out.push('\\');
+                out.push(c);
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regexes_have_go_meaning() {
+        let re = go_regex(r"^\w+$").unwrap();
+        assert!(re.is_match("data_1") && !re.is_match("naïve"));
+        assert!(!go_regex(r"^\d$").unwrap().is_match("٣"));
+        assert!(!go_regex(r"^\s$").unwrap().is_match("\u{a0}"));
+        assert!(go_regex(r"^[\w.-]+$").unwrap().is_match("a.b-c") && !go_regex(r"^[\w]+$").unwrap().is_match("é"));
+        assert!(go_regex(r"^[^\W]+$").unwrap().is_match("abc"));
+        // ASCII word boundaries: `é` is not a word character to Go.
+        assert!(go_regex(r"\bkey\b").unwrap().is_match("ékeyé"));
+        assert!(!regex::Regex::new(r"\bkey\b").unwrap().is_match("ékeyé"), "Rust's own \\b is Unicode");
+        assert!(go_regex(r"^\Qa.b*\E$").unwrap().is_match("a.b*") && !go_regex(r"^\Qa.b\E$").unwrap().is_match("axb"));
+        assert!(go_regex(r"^[]a]+$").unwrap().is_match("]a"));
+        assert!(go_regex(r"^[a[]+$").unwrap().is_match("[a"));
+        assert!(go_regex(r"^[a&&b]+$").unwrap().is_match("&"));
+        assert!(go_regex(r"^[[:alpha:]]+$").unwrap().is_match("abc"));
+        assert!(go_regex(r"^\pL+$").unwrap().is_match("naïve"));
+    }
 
     /// The decision for a value at `path` with `comments` (one list per level) in scope.
     fn should_encrypt(rules: &Rules, path: &[&str], comments: &[&[&str]], is_comment: bool) -> bool {

@@ -237,6 +237,17 @@ fn sops_block(text: &str, from: usize, to: usize) -> Option<(usize, usize)> {
     start.map(|s| (s, to))
 }
 
+/// Whether the `sops` block of every document that had one (`with_sops`) is a block-style
+/// top-level key that [`splice`] can cut out.
+#[must_use]
+pub fn sops_blocks_found(text: &str, docs: &[Document], with_sops: &[bool]) -> bool {
+    docs.iter().enumerate().zip(with_sops).all(|((i, doc), had)| {
+        let to = docs.get(i + 1).map_or(text.len(), |d| d.start.min(text.len()));
+        let from = doc.start.min(to);
+        !had || sops_block(text, line_start(text, from), to).is_some()
+    })
+}
+
 /// Write the decrypted documents back into the source text: decrypted values and comments replace
 /// their ciphertext, and the `sops` metadata blocks are removed.
 #[must_use]
