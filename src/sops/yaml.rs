@@ -106,7 +106,7 @@ fn patch_empty_flow_maps(text: &str) -> (std::borrow::Cow<'_, str>, Vec<(usize, 
         let (at, line) = lines[i];
         let body = line.trim_end_matches(['\n', '\r', ' ']);
         i += 1;
-        if !(body.ends_with(" {") && !body.trim_start().starts_with('#')) {
+        if !body.ends_with(" {") || body.trim_start().starts_with('#') {
             continue;
         }
         let mut j = i;
