@@ -205,3 +205,17 @@ fn comment_item_moved_to_a_value_is_refused() {
     let err = decrypt_err(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "t.enc.yaml"]);
     assert!(err.contains("value at `b` is an encrypted comment"), "{err}");
 }
+
+/// Issue 10, defect 9 (part): a file cut after its MAC, or with `version` removed, is refused as
+/// sops refuses it (sops needs a semantic version there).
+#[test]
+fn missing_version_is_refused() {
+    let c = case();
+    let without: String =
+        c.enc.lines().filter(|l| !l.trim_start().starts_with("version:")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(without, c.enc);
+    let err = c.fails(&without);
+    assert!(err.contains("no valid `version`"), "{err}");
+    let cut = &c.enc[..c.enc.find("    version:").unwrap()];
+    assert!(c.fails(cut).contains("no valid `version`"));
+}

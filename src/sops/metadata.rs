@@ -51,6 +51,11 @@ pub enum MetadataError {
     BadRegex { field: &'static str, reason: String },
     #[error("`sops.{0}` has the wrong type; the file is damaged: restore it from Git")]
     BadField(&'static str),
+    #[error(
+        "the `sops` metadata has no valid `version` (a semantic version such as 3.11.0); sops refuses \
+         such files too: the file was cut or edited, restore it from Git"
+    )]
+    BadVersion,
     #[error("the flattened `sops_…` metadata keys are malformed ({0}); the file is damaged: restore it from Git")]
     BadFlatKey(String),
 }
@@ -172,14 +177,58 @@ impl Metadata {
             lastmodified: field(node, "lastmodified")?.ok_or(MetadataError::Missing("lastmodified"))?,
             mac: field(node, "mac")?.ok_or(MetadataError::Missing("mac"))?,
             mac_only_encrypted,
-            version: field(node, "version")?.unwrap_or_default(),
+            version: match field(node, "version")? {
+                Some(v) if valid_version(&v) => v,
+                _ => return Err(MetadataError::BadVersion),
+            },
             rules,
         })
     }
 }
 
+/// The top-level fields of sops's metadata.
+const KNOWN_FIELDS: [&str; 19] = [
+    "age",
+    "key_groups",
+    "pgp",
+    "kms",
+    "gcp_kms",
+    "azure_kv",
+    "hc_vault",
+    "hckms",
+    "shamir_threshold",
+    "mac_only_encrypted",
+    "unencrypted_suffix",
+    "encrypted_suffix",
+    "unencrypted_regex",
+    "encrypted_regex",
+    "unencrypted_comment_regex",
+    "encrypted_comment_regex",
+    "lastmodified",
+    "mac",
+    "version",
+];
+
 /// The deepest flattened metadata key accepted (sops's own metadata nests four levels).
 const MAX_FLAT_DEPTH: usize = 16;
+
+/// Whether sops accepts `v` as the file's version (`version.AIsNewerThanB`): a 1.x version, or a
+/// semantic version (blang/semver), optionally with a leading `v`.
+fn valid_version(v: &str) -> bool {
+    if v.starts_with("1.") {
+        return true;
+    }
+    let v = v.strip_prefix('v').unwrap_or(v);
+    let (v, build) = v.split_once('+').map_or((v, None), |(a, b)| (a, Some(b)));
+    let (core, pre) = v.split_once('-').map_or((v, None), |(a, b)| (a, Some(b)));
+    let ident = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| number(p))
+        && pre.is_none_or(|p| p.split('.').all(|i| ident(i) && (!i.bytes().all(|b| b.is_ascii_digit()) || number(i))))
+        && build.is_none_or(|b| b.split('.').all(ident))
+}
 
 /// Rebuild the metadata mapping from flattened keys (`age__list_0__map_enc`), as the dotenv and INI
 /// stores write it (Go `stores.unflattenTreeBranch`). Keys are given without the `sops_` prefix.
@@ -193,6 +242,11 @@ pub fn unflatten(flat: Vec<(String, String)>) -> Result<Node, MetadataError> {
     let mut root = Tmp::Null;
     for (key, value) in flat {
         let tokens = tokenize(&key);
+        // Keys sops does not define are ignored (as `Metadata::from_node` ignores them) before
+        // anything is built for them.
+        if !matches!(tokens.first(), Some(Token::Key(k)) if KNOWN_FIELDS.contains(&k.as_str())) {
+            continue;
+        }
         if tokens.len() > MAX_FLAT_DEPTH {
             return Err(MetadataError::BadFlatKey(format!("nested more than {MAX_FLAT_DEPTH} levels")));
         }
@@ -312,6 +366,7 @@ mod tests {
             ("age__list_0__map_enc".into(), "E".into()),
             ("age__list_0__map_recipient".into(), "age1x".into()),
             ("lastmodified".into(), "2026-01-01T00:00:00Z".into()),
+            ("version".into(), "3.11.0".into()),
             ("mac".into(), "M".into()),
             ("unencrypted_suffix".into(), "_unencrypted".into()),
         ])
@@ -324,14 +379,25 @@ mod tests {
     }
 
     #[test]
+    fn versions_as_sops_accepts_them() {
+        for ok in ["3.11.0", "v3.7.3", "1.0", "1.x", "3.8.0-rc.1", "3.8.0+build.5", "0.0.0"] {
+            assert!(valid_version(ok), "{ok}");
+        }
+        for bad in ["", "3.11", "3.011.0", "3.11.0-", "3.11.0-01", "x", "3.11.0+"] {
+            assert!(!valid_version(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn unflatten_is_bounded_by_the_input() {
         let huge = unflatten(vec![("age__list_4000000000__map_enc".into(), "x".into())]);
         assert!(matches!(huge, Err(MetadataError::BadFlatKey(_))));
-        let deep = unflatten(vec![("a__map_".repeat(100), "x".into())]);
+        let deep = unflatten(vec![(format!("age{}", "__map_a".repeat(100)), "x".into())]);
         assert!(matches!(deep, Err(MetadataError::BadFlatKey(_))));
         let bad_index = unflatten(vec![("age__list_x__map_enc".into(), "x".into())]);
         assert!(matches!(bad_index, Err(MetadataError::BadFlatKey(_))));
-        let many: Vec<(String, String)> = (0..100_000).map(|i| (format!("k{i}"), "v".to_owned())).collect();
+        let many: Vec<(String, String)> =
+            (0..100_000).map(|i| (format!("age__list_0__map_k{i}"), "v".to_owned())).collect();
         let start = std::time::Instant::now();
         assert!(unflatten(many).is_ok());
         assert!(start.elapsed() < std::time::Duration::from_secs(5), "linear in the number of keys");
