@@ -434,3 +434,28 @@ fn json_layout_read_as_yaml_and_case_sensitive_extensions() {
     assert_eq!(ours, theirs);
     assert_eq!(ours, b"line one\nline two\n");
 }
+
+/// Issue 10, defect 7: conversions sops refuses (nested values to dotenv, top-level values that
+/// are not sections to INI) are refused with sops's reason, never written with values dropped;
+/// nested values inside an INI section are written as sops writes them (Go's `%v`).
+#[test]
+fn format_conversions_as_sops() {
+    let (dir, key) = setup();
+    let d = dir.path();
+    let k = key.file.to_str().unwrap();
+    let enc = |name: &str, doc: &str| {
+        std::fs::write(d.join(name), doc).unwrap();
+        std::fs::write(d.join(format!("enc.{name}")), sops_encrypt(d, name, &["--age", &key.recipient])).unwrap();
+        format!("enc.{name}")
+    };
+    let flat_and_nested = enc("cv.yaml", "a: 1\nb:\n  c: x\nl: [1, 2]\n");
+    for (to, reason) in [("dotenv", "cannot use complex value in dotenv file; offending key b"), ("ini", "section")] {
+        assert!(!sops(d, &["-d", "--output-type", to, &flat_and_nested], Some(&key.file)).status.success());
+        let err = decrypt_err(d, &["--age-key-file", k, "--output-type", to, &flat_and_nested]);
+        assert!(err.contains(reason), "{to}: {err}");
+    }
+    let sections = enc("sec.yaml", "s:\n  a: 1\n  n:\n    x: 1\n  l: [1, 2.5, true]\n  f: 1234567.0\n");
+    let theirs = sops_decrypt(d, &sections, &key.file, &["--output-type", "ini"]);
+    let ours = decrypt_ok(d, &["--age-key-file", k, "--output-type", "ini", &sections]);
+    assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs));
+}

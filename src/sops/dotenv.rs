@@ -66,6 +66,41 @@ pub fn val_to_string(v: &Value) -> String {
     }
 }
 
+/// The first key whose value is a mapping or a list, which sops refuses to write as dotenv.
+#[must_use]
+pub fn complex_key(root: &Node) -> Option<&str> {
+    let Node::Map(entries) = root else { return None };
+    entries.iter().find_map(|e| match e {
+        Entry::Pair(k, Node::Map(_) | Node::Seq(_)) => Some(k.as_str()),
+        _ => None,
+    })
+}
+
+/// Go's `fmt.Sprintf("%v", v)` of a value of the sops tree, as sops writes nested values in INI.
+#[must_use]
+pub fn go_v(node: &Node) -> String {
+    match node {
+        Node::Map(entries) => {
+            let items: Vec<String> = entries
+                .iter()
+                .map(|e| match e {
+                    Entry::Pair(k, v) => format!("{{{k} {}}}", go_v(v)),
+                    Entry::Comment(c) => format!("{{{{{} false}} <nil>}}", c.text),
+                })
+                .collect();
+            format!("[{}]", items.join(" "))
+        }
+        Node::Seq(items) => format!("[{}]", items.iter().map(go_v).collect::<Vec<_>>().join(" ")),
+        Node::Comment(c) => format!("{{{} false}}", c.text),
+        Node::Null => "<nil>".to_owned(),
+        Node::Leaf(Leaf { value, .. }) => match value {
+            Value::Float(f) => go_format_g(*f, false),
+            Value::Bytes(b) => format!("[{}]", b.iter().map(u8::to_string).collect::<Vec<_>>().join(" ")),
+            other => val_to_string(other),
+        },
+    }
+}
+
 /// Emit a flat mapping as sops does.
 #[must_use]
 pub fn emit(root: &Node) -> String {
@@ -107,6 +142,14 @@ mod tests {
         assert_eq!(meta, vec![("mac".to_owned(), "M".to_owned())]);
         assert_eq!(emit(&node), "A=1\n#c\nB=x\\ny\n");
         assert!(parse("nokey\n").is_err());
+    }
+
+    #[test]
+    fn nested_values_as_go_prints_them() {
+        let text = "a:\n  - x: 1\n  - [1.5, true]\n";
+        let docs = crate::sops::yaml::parse(text).unwrap();
+        assert_eq!(go_v(docs[0].root.get("a").unwrap()), "[[{x 1}] [1.5 true]]");
+        assert_eq!(complex_key(&docs[0].root), Some("a"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::dotenv::val_to_string;
+use super::dotenv::{go_v, val_to_string};
 use super::tree::{Comment, Entry, Leaf, Node, Value};
 
 /// Why an INI file could not be read.
@@ -192,6 +192,15 @@ fn comment_lines(comment: &str, trim_plain: bool, out: &mut String) {
     }
 }
 
+/// Whether every top-level value is a mapping (a section), as sops requires to write INI.
+#[must_use]
+pub fn all_sections(root: &Node) -> bool {
+    match root {
+        Node::Map(entries) => entries.iter().all(|e| matches!(e, Entry::Comment(_) | Entry::Pair(_, Node::Map(_)))),
+        _ => false,
+    }
+}
+
 /// Emit sections as go-ini's `WriteTo` does with sops's settings.
 #[must_use]
 pub fn emit(root: &Node) -> String {
@@ -226,7 +235,8 @@ pub fn emit(root: &Node) -> String {
                 Entry::Pair(k, v) => {
                     let value = match v {
                         Node::Leaf(l) => val_to_string(&l.value),
-                        _ => String::new(),
+                        // sops writes nested values with Go's `%v`.
+                        other => go_v(other),
                     };
                     match index.get(k.as_str()).and_then(|&i| keys.get_mut(i)) {
                         Some(existing) => existing.1 = value,

@@ -129,6 +129,16 @@ pub enum Error {
          use --output-type yaml"
     )]
     JsonUnsupported(&'static str),
+    #[error(
+        "cannot use complex value in dotenv file; offending key {0} (sops refuses it too): a dotenv \
+         file holds only KEY=value lines, use --output-type yaml or json"
+    )]
+    DotenvComplex(String),
+    #[error(
+        "cannot write the document as INI: every top-level value must be a mapping (a section); sops \
+         refuses it too (\"Section values should always be TreeBranches\"): use --output-type yaml or json"
+    )]
+    IniNotSections,
     #[error("cannot write a {from} document as {to}")]
     Conversion { from: &'static str, to: &'static str },
 }
@@ -245,8 +255,18 @@ fn emit_tree(roots: &[Node], from: Format, to: Format) -> Result<Zeroizing<Vec<u
             }
             json::emit(first).into_bytes()
         }
-        Format::Dotenv => dotenv::emit(first).into_bytes(),
-        Format::Ini => ini::emit(first).into_bytes(),
+        Format::Dotenv => {
+            if let Some(key) = dotenv::complex_key(first) {
+                return Err(Error::DotenvComplex(key.to_owned()));
+            }
+            dotenv::emit(first).into_bytes()
+        }
+        Format::Ini => {
+            if !ini::all_sections(first) {
+                return Err(Error::IniNotSections);
+            }
+            ini::emit(first).into_bytes()
+        }
         Format::Binary => match first.get("data") {
             Some(Node::Leaf(tree::Leaf { value: Value::Str(s), .. })) => s.as_bytes().to_vec(),
             Some(Node::Leaf(tree::Leaf { value: Value::Bytes(b), .. })) => b.clone(),
