@@ -179,8 +179,11 @@ pub fn str_scalar_in(s: &str, ctx: Context) -> String {
 pub fn double_quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
+    // go-yaml's `is_bom(value, i)` looks at the start of the value whatever `i` is: after a leading
+    // BOM every character is escaped.
+    let escape_all = s.starts_with('\u{feff}');
     for c in s.chars() {
-        if printable(c) && !is_break(c) && c != '"' && c != '\\' {
+        if !escape_all && printable(c) && !is_break(c) && c != '"' && c != '\\' {
             out.push(c);
             continue;
         }
@@ -235,6 +238,7 @@ mod tests {
             ("a\u{1b}b", "\"a\\eb\""),
             ("\u{ad}", "\u{ad}"),
             ("a\u{feff}b", "\"a\\uFEFFb\""),
+            ("\u{feff}a -\u{a0}\"", "\"\\uFEFF\\x61\\x20\\x2D\\_\\\"\""),
             ("a\tb", "\"a\\tb\""),
             ("\u{7f}", "\"\\x7F\""),
             ("a\0b", "\"a\\0b\""),
