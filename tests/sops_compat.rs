@@ -175,6 +175,18 @@ fn shamir_key_groups_threshold() {
     assert_same_yaml(&ours, &theirs, "shamir");
     let err = decrypt_err(dir.path(), &["--age-key-file", keys[1].file.to_str().unwrap(), "s.enc.yaml"]);
     assert!(err.contains("only 1 of the 2 key groups"), "{err}");
+    // Issue 10, defect 9 (part): with `shamir_threshold` removed, sops combines the shares it has.
+    let text = String::from_utf8(enc).unwrap();
+    let without: String = text.lines().filter(|l| !l.contains("shamir_threshold")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(without, text);
+    std::fs::write(dir.path().join("t.enc.yaml"), &without).unwrap();
+    let theirs = sops_decrypt(dir.path(), "t.enc.yaml", &both, &[]);
+    let k0 = keys[0].file.to_str().unwrap();
+    let ours =
+        decrypt_ok(dir.path(), &["--age-key-file", k0, "--age-key-file", keys[2].file.to_str().unwrap(), "t.enc.yaml"]);
+    assert_eq!(ours, theirs);
+    assert!(!sops(dir.path(), &["-d", "t.enc.yaml"], Some(&keys[0].file)).status.success());
+    decrypt_err(dir.path(), &["--age-key-file", k0, "t.enc.yaml"]);
 }
 
 #[test]
