@@ -81,6 +81,22 @@ fn confinement_and_limits() {
     assert_same_yaml(&std::fs::read(repo.join("plain.yaml")).unwrap(), SECRET.as_bytes(), "-o");
     let err = decrypt_err(&repo, &["--age-key-file", kf, "-o", "../escape.yaml", "in.enc.yaml"]);
     assert!(err.contains("`..` is not allowed"), "{err}");
+    // -o through a symlink inside the root: a dangling one pointing outside is replaced, never
+    // followed (issue 10), and the file is the owner's only.
+    std::os::unix::fs::symlink(d.join("escaped.yaml"), repo.join("dangling.yaml")).unwrap();
+    decrypt_ok(&repo, &["--age-key-file", kf, "-o", "dangling.yaml", "in.enc.yaml"]);
+    assert!(!d.join("escaped.yaml").exists(), "the plaintext was written outside --root");
+    let meta = std::fs::symlink_metadata(repo.join("dangling.yaml")).unwrap();
+    assert!(meta.is_file(), "the symlink was replaced by the plaintext file");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_same_yaml(&std::fs::read(repo.join("dangling.yaml")).unwrap(), SECRET.as_bytes(), "-o over a link");
+    // A link to an existing file outside the root is refused as before.
+    std::fs::write(d.join("target.yaml"), "keep").unwrap();
+    std::os::unix::fs::symlink(d.join("target.yaml"), repo.join("out-link.yaml")).unwrap();
+    let err = decrypt_err(&repo, &["--age-key-file", kf, "-o", "out-link.yaml", "in.enc.yaml"]);
+    assert!(err.contains("the path leads outside --root"), "{err}");
+    assert_eq!(std::fs::read_to_string(d.join("target.yaml")).unwrap(), "keep");
     // unsupported / wrong format
     let err = decrypt_err(&repo, &["--age-key-file", kf, "--input-type", "json", "in.enc.yaml"]);
     assert!(err.contains("invalid JSON"), "{err}");

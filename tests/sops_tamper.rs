@@ -161,3 +161,61 @@ fn plain_file_is_not_sops() {
          the input type is wrong)\n"
     );
 }
+
+/// A small document with a list, encrypted with default rules.
+fn list_case() -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path(), "key");
+    std::fs::write(dir.path().join("l.yaml"), "ports:\n  - 80 # web\n  - admin-user\n# top\nn: 1\n").unwrap();
+    let enc = sops_encrypt(dir.path(), "l.yaml", &["--age", &key.recipient]);
+    Case { dir, key, enc: String::from_utf8(enc).unwrap() }
+}
+
+/// Issue 10, defect 1 (reverse): a list value re-tagged `type:comment` would leave the MAC
+/// (comments are not hashed); sops then fails the MAC, and so does portcullis.
+#[test]
+fn list_item_retagged_as_comment_fails_mac() {
+    let c = list_case();
+    let line = c.enc.lines().find(|l| l.contains("type:str]") && l.trim_start().starts_with("- ENC[")).unwrap();
+    let tampered = c.enc.replace(line, &line.replace("type:str]", "type:comment]"));
+    assert_eq!(c.fails(&tampered), MAC_MISMATCH);
+    // And the other way: a comment item turned into a value enters the MAC.
+    let line = c.enc.lines().find(|l| l.contains("type:comment]") && l.trim_start().starts_with("- ENC[")).unwrap();
+    let tampered = c.enc.replace(line, &line.replace("type:comment]", "type:str]"));
+    assert_eq!(c.fails(&tampered), MAC_MISMATCH);
+    // A mapping comment re-tagged as a value is hashed as sops does, and fails the MAC.
+    let line = c.enc.lines().find(|l| l.starts_with("#ENC[")).unwrap();
+    assert_eq!(c.fails(&c.enc.replace(line, &line.replace("type:comment]", "type:str]"))), MAC_MISMATCH);
+}
+
+/// A list holding only a comment, moved to its key's value (same key path, so the same AAD, and
+/// comments are outside the MAC): sops accepts it and turns `[]` into a mapping; portcullis
+/// refuses an encrypted comment where a value belongs.
+#[test]
+fn comment_item_moved_to_a_value_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path(), "key");
+    std::fs::write(dir.path().join("e.yaml"), "b: [] # note\nc: 1\n").unwrap();
+    let enc = String::from_utf8(sops_encrypt(dir.path(), "e.yaml", &["--age", &key.recipient])).unwrap();
+    let moved = enc.replacen("b:\n    - ENC[", "b: ENC[", 1);
+    assert_ne!(moved, enc);
+    std::fs::write(dir.path().join("t.enc.yaml"), &moved).unwrap();
+    let theirs = sops(dir.path(), &["--decrypt", "t.enc.yaml"], Some(&key.file));
+    assert!(theirs.status.success(), "sops accepts the moved comment (its MAC does not see it)");
+    let err = decrypt_err(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "t.enc.yaml"]);
+    assert!(err.contains("value at `b` is an encrypted comment"), "{err}");
+}
+
+/// Issue 10, defect 9 (part): a file cut after its MAC, or with `version` removed, is refused as
+/// sops refuses it (sops needs a semantic version there).
+#[test]
+fn missing_version_is_refused() {
+    let c = case();
+    let without: String =
+        c.enc.lines().filter(|l| !l.trim_start().starts_with("version:")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(without, c.enc);
+    let err = c.fails(&without);
+    assert!(err.contains("no valid `version`"), "{err}");
+    let cut = &c.enc[..c.enc.find("    version:").unwrap()];
+    assert!(c.fails(cut).contains("no valid `version`"));
+}

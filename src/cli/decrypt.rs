@@ -53,7 +53,8 @@ pub struct DecryptArgs {
     /// Output format; by default the input format.
     #[arg(long, value_enum)]
     pub output_type: Option<Format>,
-    /// Write the plaintext to this file instead of standard output (never the input file).
+    /// Write the plaintext to this file instead of standard output (never the input file). The
+    /// file is created anew, readable by its owner only; a symlink there is replaced, not followed.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Treat the input as a stream of Kubernetes manifests: resources with `sops` metadata and
@@ -234,7 +235,7 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
             {
                 bail!("-o {}: refusing to overwrite the input file; write the plaintext elsewhere", out.display());
             }
-            std::fs::write(&out_path, plaintext.as_slice())
+            write_private(&out_path, plaintext.as_slice())
                 .with_context(|| format!("-o {}: cannot write the file", out.display()))?;
         }
         None => {
@@ -280,6 +281,29 @@ pub(super) fn confine(root: &Path, path: &Path, must_exist: bool) -> anyhow::Res
         );
     }
     Ok(real)
+}
+
+/// Write the plaintext to `path` (whose directory [`confine`] checked) without following a symlink
+/// at `path` itself: a new file, readable by its owner only, is created next to it (`O_EXCL`, which
+/// never follows symlinks) and renamed over it. A symlink at `path` is replaced, never written
+/// through, so a dangling link pointing outside `--root` cannot place the plaintext there.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"));
+    };
+    let tmp = dir.join(format!(".{}.{}.portcullis-tmp", name.to_string_lossy(), std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 pub(super) fn read_limited_file(path: &Path, max: u64) -> anyhow::Result<Zeroizing<Vec<u8>>> {

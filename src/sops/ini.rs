@@ -2,7 +2,9 @@
 //! non-unique sections; `WriteTo` with its default pretty format), so that the output is byte
 //! for byte what `sops -d` writes. The metadata is the `[sops]` section of flattened keys. Pure.
 
-use super::dotenv::val_to_string;
+use std::collections::HashMap;
+
+use super::dotenv::{go_v, val_to_string};
 use super::tree::{Comment, Entry, Leaf, Node, Value};
 
 /// Why an INI file could not be read.
@@ -24,6 +26,8 @@ struct Section {
     name: String,
     comment: String,
     keys: Vec<Key>,
+    /// Position of each key in `keys` (a repeated key replaces the value in place, as go-ini).
+    index: HashMap<String, usize>,
 }
 
 /// go-ini's `readValue` (default options): quotes, inline comments.
@@ -88,7 +92,8 @@ fn read_key(line: &str) -> Option<(String, &str)> {
 }
 
 fn parse_sections(text: &str) -> Result<Vec<Section>, IniError> {
-    let mut sections = vec![Section { name: "DEFAULT".to_owned(), comment: String::new(), keys: Vec::new() }];
+    let mut sections =
+        vec![Section { name: "DEFAULT".to_owned(), comment: String::new(), keys: Vec::new(), index: HashMap::new() }];
     let mut comment = String::new();
     let mut lines = text.split('\n').enumerate();
     while let Some((n, raw)) = lines.next() {
@@ -111,6 +116,7 @@ fn parse_sections(text: &str) -> Result<Vec<Section>, IniError> {
                 name: rest[..close].to_owned(),
                 comment: comment.trim().to_owned(),
                 keys: Vec::new(),
+                index: HashMap::new(),
             });
             comment.clear();
             continue;
@@ -120,12 +126,15 @@ fn parse_sections(text: &str) -> Result<Vec<Section>, IniError> {
         let key_comment = comment.trim().to_owned();
         comment.clear();
         let section = sections.last_mut().ok_or(IniError::BadLine(n + 1))?;
-        match section.keys.iter_mut().find(|k| k.name == name) {
+        match section.index.get(&name).and_then(|&i| section.keys.get_mut(i)) {
             Some(k) => {
                 k.value = value;
                 k.comment = key_comment;
             }
-            None => section.keys.push(Key { name, value, comment: key_comment }),
+            None => {
+                section.index.insert(name.clone(), section.keys.len());
+                section.keys.push(Key { name, value, comment: key_comment });
+            }
         }
     }
     Ok(sections)
@@ -183,6 +192,15 @@ fn comment_lines(comment: &str, trim_plain: bool, out: &mut String) {
     }
 }
 
+/// Whether every top-level value is a mapping (a section), as sops requires to write INI.
+#[must_use]
+pub fn all_sections(root: &Node) -> bool {
+    match root {
+        Node::Map(entries) => entries.iter().all(|e| matches!(e, Entry::Comment(_) | Entry::Pair(_, Node::Map(_)))),
+        _ => false,
+    }
+}
+
 /// Emit sections as go-ini's `WriteTo` does with sops's settings.
 #[must_use]
 pub fn emit(root: &Node) -> String {
@@ -206,6 +224,7 @@ pub fn emit(root: &Node) -> String {
             rest = &items[1..];
         }
         let mut keys: Vec<(String, String, String)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
         for item in rest {
             match item {
                 Entry::Comment(c) => {
@@ -216,11 +235,15 @@ pub fn emit(root: &Node) -> String {
                 Entry::Pair(k, v) => {
                     let value = match v {
                         Node::Leaf(l) => val_to_string(&l.value),
-                        _ => String::new(),
+                        // sops writes nested values with Go's `%v`.
+                        other => go_v(other),
                     };
-                    match keys.iter_mut().find(|(n, ..)| n == k) {
+                    match index.get(k.as_str()).and_then(|&i| keys.get_mut(i)) {
                         Some(existing) => existing.1 = value,
-                        None => keys.push((k.clone(), value, String::new())),
+                        None => {
+                            index.insert(k, keys.len());
+                            keys.push((k.clone(), value, String::new()));
+                        }
                     }
                 }
             }

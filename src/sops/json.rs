@@ -139,7 +139,12 @@ impl P<'_> {
             self.i += 1;
         }
         let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("bad number"))?;
-        if let Ok(i) = text.parse::<i64>() {
+        // sops reads every JSON number as a float64 (Go's decoder without UseNumber): an integer is
+        // kept as one only where that float prints the same digits (|i| ≤ 2^53, and not `-0`).
+        if let Ok(i) = text.parse::<i64>()
+            && i.unsigned_abs() <= 1 << 53
+            && !(i == 0 && text.starts_with('-'))
+        {
             return Ok(leaf(Value::Int(i)));
         }
         text.parse::<f64>().map(|f| leaf(Value::Float(f))).map_err(|_| self.err("bad number"))
@@ -240,6 +245,23 @@ pub fn go_json_float(f: f64) -> String {
         return format!("{mant}e{sign}{digits}");
     }
     go_format_float(f)
+}
+
+/// The first float Go's JSON encoder refuses (`±Inf`, `NaN`), as Go names it.
+#[must_use]
+pub fn unsupported_float(node: &Node) -> Option<&'static str> {
+    match node {
+        Node::Map(entries) => entries.iter().find_map(|e| match e {
+            Entry::Pair(_, v) => unsupported_float(v),
+            Entry::Comment(_) => None,
+        }),
+        Node::Seq(items) => items.iter().find_map(unsupported_float),
+        Node::Leaf(Leaf { value: Value::Float(f), .. }) if f.is_nan() => Some("NaN"),
+        Node::Leaf(Leaf { value: Value::Float(f), .. }) if f.is_infinite() => {
+            Some(if *f > 0.0 { "+Inf" } else { "-Inf" })
+        }
+        _ => None,
+    }
 }
 
 /// Emit a tree as sops does (`{` … `}` re-indented with tabs, trailing newline).

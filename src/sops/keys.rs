@@ -126,7 +126,9 @@ pub fn data_key(meta: &Metadata, ids: &Identities) -> Result<Zeroizing<Vec<u8>>,
         ids.decrypt_group(&meta.groups[0])
             .ok_or_else(|| KeyError::NoMatchingKey { given: ids.len(), recipients: describe(&meta.groups[0]) })?
     } else {
-        let needed = if meta.shamir_threshold == 0 { meta.groups.len() } else { meta.shamir_threshold };
+        // Without a threshold sops combines whatever shares it recovered (at least two, as its
+        // Shamir code requires); too few give a wrong key, which the values then fail to open with.
+        let needed = if meta.shamir_threshold == 0 { 2 } else { meta.shamir_threshold };
         let mut parts = Vec::new();
         let mut missing = Vec::new();
         for group in &meta.groups {

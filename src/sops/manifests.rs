@@ -215,7 +215,9 @@ pub fn decrypt_stream(input: &[u8], ids: &Identities, opts: &Options) -> Result<
             }
         } else if resource(&mut docs[i].root, i, ids, opts)? {
             let root = std::mem::replace(&mut docs[i].root, Node::Null);
-            let one = shift(yaml::Document { root, start: 0, end: body.len() }, at);
+            let empty_maps = std::mem::take(&mut docs[i].empty_maps);
+            let flow = std::mem::take(&mut docs[i].flow);
+            let one = shift(yaml::Document { root, start: 0, end: body.len(), empty_maps, flow }, at);
             out.push_str(&yaml_emit::splice(body, &[one]));
         } else {
             out.push_str(body);
@@ -248,6 +250,8 @@ fn shift(mut doc: yaml::Document, offset: usize) -> yaml::Document {
         }
     }
     walk(&mut doc.root, offset);
+    doc.empty_maps =
+        doc.empty_maps.iter().filter_map(|&(s, e)| Some((s.checked_sub(offset)?, e.checked_sub(offset)?))).collect();
     doc
 }
 

@@ -51,6 +51,13 @@ pub enum MetadataError {
     BadRegex { field: &'static str, reason: String },
     #[error("`sops.{0}` has the wrong type; the file is damaged: restore it from Git")]
     BadField(&'static str),
+    #[error(
+        "the `sops` metadata has no valid `version` (a semantic version such as 3.11.0); sops refuses \
+         such files too: the file was cut or edited, restore it from Git"
+    )]
+    BadVersion,
+    #[error("the flattened `sops_…` metadata keys are malformed ({0}); the file is damaged: restore it from Git")]
+    BadFlatKey(String),
 }
 
 const OTHER_KEY_KINDS: [&str; 6] = ["pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"];
@@ -101,7 +108,9 @@ fn group_from(map: &Node) -> Result<KeyGroup, MetadataError> {
 fn regex(field_name: &'static str, value: Option<String>) -> Result<Option<Regex>, MetadataError> {
     value
         .filter(|v| !v.is_empty())
-        .map(|v| Regex::new(&v).map_err(|e| MetadataError::BadRegex { field: field_name, reason: e.to_string() }))
+        .map(|v| {
+            super::rules::go_regex(&v).map_err(|e| MetadataError::BadRegex { field: field_name, reason: e.to_string() })
+        })
         .transpose()
 }
 
@@ -168,22 +177,149 @@ impl Metadata {
             lastmodified: field(node, "lastmodified")?.ok_or(MetadataError::Missing("lastmodified"))?,
             mac: field(node, "mac")?.ok_or(MetadataError::Missing("mac"))?,
             mac_only_encrypted,
-            version: field(node, "version")?.unwrap_or_default(),
+            version: match field(node, "version")? {
+                Some(v) if valid_version(&v) => v,
+                _ => return Err(MetadataError::BadVersion),
+            },
             rules,
         })
     }
 }
 
+/// The top-level fields of sops's metadata.
+const KNOWN_FIELDS: [&str; 19] = [
+    "age",
+    "key_groups",
+    "pgp",
+    "kms",
+    "gcp_kms",
+    "azure_kv",
+    "hc_vault",
+    "hckms",
+    "shamir_threshold",
+    "mac_only_encrypted",
+    "unencrypted_suffix",
+    "encrypted_suffix",
+    "unencrypted_regex",
+    "encrypted_regex",
+    "unencrypted_comment_regex",
+    "encrypted_comment_regex",
+    "lastmodified",
+    "mac",
+    "version",
+];
+
+/// The deepest flattened metadata key accepted (sops's own metadata nests four levels).
+const MAX_FLAT_DEPTH: usize = 16;
+
+/// Whether sops accepts `v` as the file's version (`version.AIsNewerThanB`): a 1.x version, or a
+/// semantic version (blang/semver), optionally with a leading `v`.
+fn valid_version(v: &str) -> bool {
+    if v.starts_with("1.") {
+        return true;
+    }
+    let v = v.strip_prefix('v').unwrap_or(v);
+    let (v, build) = v.split_once('+').map_or((v, None), |(a, b)| (a, Some(b)));
+    let (core, pre) = v.split_once('-').map_or((v, None), |(a, b)| (a, Some(b)));
+    let ident = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| number(p))
+        && pre.is_none_or(|p| p.split('.').all(|i| ident(i) && (!i.bytes().all(|b| b.is_ascii_digit()) || number(i))))
+        && build.is_none_or(|b| b.split('.').all(ident))
+}
+
 /// Rebuild the metadata mapping from flattened keys (`age__list_0__map_enc`), as the dotenv and INI
 /// stores write it (Go `stores.unflattenTreeBranch`). Keys are given without the `sops_` prefix.
-#[must_use]
-pub fn unflatten(flat: Vec<(String, String)>) -> Node {
-    let mut root = Node::Map(Vec::new());
+/// Linear in the input: list indices are bounded by the number of keys (a list cannot have more
+/// items than there are keys describing them) and nesting by [`MAX_FLAT_DEPTH`].
+///
+/// # Errors
+/// [`MetadataError::BadFlatKey`] for an index or a nesting the input cannot justify.
+pub fn unflatten(flat: Vec<(String, String)>) -> Result<Node, MetadataError> {
+    let count = flat.len();
+    let mut root = Tmp::Null;
     for (key, value) in flat {
         let tokens = tokenize(&key);
-        insert(&mut root, &tokens, value);
+        // Keys sops does not define are ignored (as `Metadata::from_node` ignores them) before
+        // anything is built for them.
+        if !matches!(tokens.first(), Some(Token::Key(k)) if KNOWN_FIELDS.contains(&k.as_str())) {
+            continue;
+        }
+        if tokens.len() > MAX_FLAT_DEPTH {
+            return Err(MetadataError::BadFlatKey(format!("nested more than {MAX_FLAT_DEPTH} levels")));
+        }
+        if tokens.iter().any(|t| matches!(t, Token::Index(i) if *i >= count)) {
+            return Err(MetadataError::BadFlatKey(format!(
+                "a list index is larger than the {count} metadata keys can describe"
+            )));
+        }
+        let mut node = &mut root;
+        for token in tokens {
+            node = node.child(token);
+        }
+        *node = Tmp::Leaf(value);
     }
-    root
+    Ok(match root {
+        Tmp::Null => Node::Map(Vec::new()),
+        other => other.into_node(),
+    })
+}
+
+/// The mapping being rebuilt, with an index on keys so that each insertion is constant time.
+enum Tmp {
+    Map(Vec<(String, Tmp)>, std::collections::HashMap<String, usize>),
+    Seq(Vec<Tmp>),
+    Leaf(String),
+    Null,
+}
+
+impl Tmp {
+    fn child(&mut self, token: Token) -> &mut Tmp {
+        match token {
+            Token::Key(k) => {
+                if !matches!(self, Self::Map(..)) {
+                    *self = Self::Map(Vec::new(), std::collections::HashMap::new());
+                }
+                match self {
+                    Self::Map(entries, index) => {
+                        let i = *index.entry(k.clone()).or_insert_with(|| {
+                            entries.push((k, Self::Null));
+                            entries.len() - 1
+                        });
+                        &mut entries[i].1
+                    }
+                    other => other,
+                }
+            }
+            Token::Index(i) => {
+                if !matches!(self, Self::Seq(_)) {
+                    *self = Self::Seq(Vec::new());
+                }
+                match self {
+                    Self::Seq(items) => {
+                        if items.len() <= i {
+                            items.resize_with(i + 1, || Self::Null);
+                        }
+                        &mut items[i]
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    fn into_node(self) -> Node {
+        match self {
+            Self::Map(entries, _) => {
+                Node::Map(entries.into_iter().map(|(k, v)| Entry::Pair(k, v.into_node())).collect())
+            }
+            Self::Seq(items) => Node::Seq(items.into_iter().map(Self::into_node).collect()),
+            Self::Leaf(v) => Node::Leaf(Leaf::new(Value::Str(v), None)),
+            Self::Null => Node::Null,
+        }
+    }
 }
 
 enum Token {
@@ -205,49 +341,18 @@ fn tokenize(path: &str) -> Vec<Token> {
             (None, None) => (rest.len(), 0, false),
         };
         let part = &rest[..cut];
-        tokens.push(if is_index { Token::Index(part.parse().unwrap_or(0)) } else { Token::Key(part.to_owned()) });
-        if sep_len == 0 {
+        tokens.push(if is_index {
+            Token::Index(part.parse().unwrap_or(usize::MAX))
+        } else {
+            Token::Key(part.to_owned())
+        });
+        if sep_len == 0 || tokens.len() > MAX_FLAT_DEPTH {
             break;
         }
         rest = &rest[cut + sep_len..];
         is_index = next_is_index;
     }
     tokens
-}
-
-fn insert(node: &mut Node, tokens: &[Token], value: String) {
-    let Some((first, rest)) = tokens.split_first() else {
-        *node = Node::Leaf(Leaf::new(Value::Str(value), None));
-        return;
-    };
-    match first {
-        Token::Key(k) => {
-            if !matches!(node, Node::Map(_)) {
-                *node = Node::Map(Vec::new());
-            }
-            if let Node::Map(entries) = node {
-                let pos = entries.iter().position(|e| matches!(e, Entry::Pair(key, _) if key == k));
-                let idx = pos.unwrap_or_else(|| {
-                    entries.push(Entry::Pair(k.clone(), Node::Null));
-                    entries.len() - 1
-                });
-                if let Some(Entry::Pair(_, child)) = entries.get_mut(idx) {
-                    insert(child, rest, value);
-                }
-            }
-        }
-        Token::Index(i) => {
-            if !matches!(node, Node::Seq(_)) {
-                *node = Node::Seq(Vec::new());
-            }
-            if let Node::Seq(items) = node {
-                while items.len() <= *i {
-                    items.push(Node::Null);
-                }
-                insert(&mut items[*i], rest, value);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -261,13 +366,40 @@ mod tests {
             ("age__list_0__map_enc".into(), "E".into()),
             ("age__list_0__map_recipient".into(), "age1x".into()),
             ("lastmodified".into(), "2026-01-01T00:00:00Z".into()),
+            ("version".into(), "3.11.0".into()),
             ("mac".into(), "M".into()),
             ("unencrypted_suffix".into(), "_unencrypted".into()),
-        ]);
+        ])
+        .unwrap();
         let meta = Metadata::from_node(&node).unwrap();
         assert_eq!(meta.groups.len(), 1);
         assert_eq!(meta.groups[0].age[0].recipient, "age1x");
         assert_eq!(meta.groups[0].age[0].enc, "E");
         assert_eq!(meta.rules.unencrypted_suffix.as_deref(), Some("_unencrypted"));
+    }
+
+    #[test]
+    fn versions_as_sops_accepts_them() {
+        for ok in ["3.11.0", "v3.7.3", "1.0", "1.x", "3.8.0-rc.1", "3.8.0+build.5", "0.0.0"] {
+            assert!(valid_version(ok), "{ok}");
+        }
+        for bad in ["", "3.11", "3.011.0", "3.11.0-", "3.11.0-01", "x", "3.11.0+"] {
+            assert!(!valid_version(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unflatten_is_bounded_by_the_input() {
+        let huge = unflatten(vec![("age__list_4000000000__map_enc".into(), "x".into())]);
+        assert!(matches!(huge, Err(MetadataError::BadFlatKey(_))));
+        let deep = unflatten(vec![(format!("age{}", "__map_a".repeat(100)), "x".into())]);
+        assert!(matches!(deep, Err(MetadataError::BadFlatKey(_))));
+        let bad_index = unflatten(vec![("age__list_x__map_enc".into(), "x".into())]);
+        assert!(matches!(bad_index, Err(MetadataError::BadFlatKey(_))));
+        let many: Vec<(String, String)> =
+            (0..100_000).map(|i| (format!("age__list_0__map_k{i}"), "v".to_owned())).collect();
+        let start = std::time::Instant::now();
+        assert!(unflatten(many).is_ok());
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "linear in the number of keys");
     }
 }

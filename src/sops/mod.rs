@@ -30,11 +30,13 @@ pub mod json;
 pub mod keys;
 pub mod manifests;
 pub mod metadata;
+pub mod rules;
 pub mod tree;
 pub mod value;
 pub mod yaml;
 mod yaml_comments;
 pub mod yaml_emit;
+pub mod yaml_quote;
 pub mod yaml_scalar;
 
 use zeroize::Zeroizing;
@@ -54,10 +56,11 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format sops infers from a file name (`binary` for unknown extensions).
+    /// The format sops infers from a file name (`binary` for unknown extensions). Case-sensitive,
+    /// as sops's check is: `x.YAML` is a binary-store file.
     #[must_use]
     pub fn from_path(path: &std::path::Path) -> Self {
-        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        match path.extension().and_then(|e| e.to_str()) {
             Some("yaml" | "yml") => Self::Yaml,
             Some("json") => Self::Json,
             Some("env") => Self::Dotenv,
@@ -122,6 +125,21 @@ pub enum Error {
     MacMismatch,
     #[error("the binary store has no string `data` key; the file was not written by `sops` for a binary file")]
     NoBinaryData,
+    #[error(
+        "cannot write the value {0} as JSON (JSON has no infinities or NaN; sops refuses it too): \
+         use --output-type yaml"
+    )]
+    JsonUnsupported(&'static str),
+    #[error(
+        "cannot use complex value in dotenv file; offending key {0} (sops refuses it too): a dotenv \
+         file holds only KEY=value lines, use --output-type yaml or json"
+    )]
+    DotenvComplex(String),
+    #[error(
+        "cannot write the document as INI: every top-level value must be a mapping (a section); sops \
+         refuses it too (\"Section values should always be TreeBranches\"): use --output-type yaml or json"
+    )]
+    IniNotSections,
     #[error("cannot write a {from} document as {to}")]
     Conversion { from: &'static str, to: &'static str },
 }
@@ -177,6 +195,7 @@ pub fn decrypt(
         Format::Yaml => {
             let mut docs = yaml::parse(text)?;
             let mut roots: Vec<Node> = docs.iter_mut().map(|d| std::mem::replace(&mut d.root, Node::Null)).collect();
+            let with_sops: Vec<bool> = roots.iter().map(|r| r.get("sops").is_some()).collect();
             let meta_node = take_sops(&mut roots).ok_or(Error::NoMetadata)?;
             let meta = Metadata::from_node(&meta_node)?;
             open(&mut roots, &meta, ids, opts)?;
@@ -184,7 +203,14 @@ pub fn decrypt(
                 for (d, r) in docs.iter_mut().zip(roots) {
                     d.root = r;
                 }
-                return Ok(Zeroizing::new(yaml_emit::splice(text, &docs).into_bytes()));
+                // The layout is kept only where the `sops` block can be cut out of it; otherwise
+                // (a JSON-layout file read as YAML) the documents are written anew, never with
+                // their metadata left in.
+                if yaml_emit::sops_blocks_found(text, &docs, &with_sops) {
+                    return Ok(Zeroizing::new(yaml_emit::splice(text, &docs).into_bytes()));
+                }
+                let all: Vec<&Node> = docs.iter().map(|d| &d.root).collect();
+                return Ok(Zeroizing::new(yaml_emit::emit(&all).into_bytes()));
             }
             emit_tree(&roots, Format::Yaml, output_format)
         }
@@ -201,7 +227,7 @@ pub fn decrypt(
             if flat.is_empty() {
                 return Err(Error::NoMetadata);
             }
-            let meta = Metadata::from_node(&metadata::unflatten(flat))?;
+            let meta = Metadata::from_node(&metadata::unflatten(flat)?)?;
             let mut roots = vec![root];
             open(&mut roots, &meta, ids, opts)?;
             emit_tree(&roots, Format::Dotenv, output_format)
@@ -211,7 +237,7 @@ pub fn decrypt(
             if flat.is_empty() {
                 return Err(Error::NoMetadata);
             }
-            let meta = Metadata::from_node(&metadata::unflatten(flat))?;
+            let meta = Metadata::from_node(&metadata::unflatten(flat)?)?;
             let mut roots = vec![root];
             open(&mut roots, &meta, ids, opts)?;
             emit_tree(&roots, Format::Ini, output_format)
@@ -224,9 +250,24 @@ fn emit_tree(roots: &[Node], from: Format, to: Format) -> Result<Zeroizing<Vec<u
     let first = roots.first().ok_or(Error::NoMetadata)?;
     let out = match to {
         Format::Yaml => yaml_emit::emit(&roots.iter().collect::<Vec<_>>()).into_bytes(),
-        Format::Json => json::emit(first).into_bytes(),
-        Format::Dotenv => dotenv::emit(first).into_bytes(),
-        Format::Ini => ini::emit(first).into_bytes(),
+        Format::Json => {
+            if let Some(v) = json::unsupported_float(first) {
+                return Err(Error::JsonUnsupported(v));
+            }
+            json::emit(first).into_bytes()
+        }
+        Format::Dotenv => {
+            if let Some(key) = dotenv::complex_key(first) {
+                return Err(Error::DotenvComplex(key.to_owned()));
+            }
+            dotenv::emit(first).into_bytes()
+        }
+        Format::Ini => {
+            if !ini::all_sections(first) {
+                return Err(Error::IniNotSections);
+            }
+            ini::emit(first).into_bytes()
+        }
         Format::Binary => match first.get("data") {
             Some(Node::Leaf(tree::Leaf { value: Value::Str(s), .. })) => s.as_bytes().to_vec(),
             Some(Node::Leaf(tree::Leaf { value: Value::Bytes(b), .. })) => b.clone(),

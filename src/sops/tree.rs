@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 
-use regex::Regex;
 use sha2::{Digest as _, Sha512};
 use zeroize::Zeroize;
 
@@ -63,6 +62,28 @@ pub fn go_format_float(f: f64) -> String {
     }
 }
 
+/// Go `strconv.FormatFloat(f, 'g', -1, 64)` (`'G'` when `upper`): the shortest digits that read
+/// back as `f`, in exponent form when the exponent is below -4 or at least 6 (two-digit minimum
+/// exponent: `1e+06`, `1e-05`).
+#[must_use]
+pub fn go_format_g(f: f64, upper: bool) -> String {
+    if !f.is_finite() || f == 0.0 {
+        return go_format_float(f);
+    }
+    let e = format!("{f:e}");
+    let Some((mantissa, exp)) = e.split_once('e') else {
+        return e;
+    };
+    let Ok(exp) = exp.parse::<i32>() else {
+        return e;
+    };
+    if (-4..6).contains(&exp) {
+        return format!("{f}");
+    }
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}{}{sign}{:02}", if upper { 'E' } else { 'e' }, exp.unsigned_abs())
+}
+
 /// A leaf of the tree.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Leaf {
@@ -86,6 +107,9 @@ pub struct Comment {
     pub text: String,
     pub span: Option<Span>,
     pub decrypted: bool,
+    /// Set when the comment was a sequence item `ENC[…,type:comment]` (sops stores a comment
+    /// inside a list that way); `span` is then the span of that item's value.
+    pub item: bool,
 }
 
 impl Drop for Comment {
@@ -97,7 +121,7 @@ impl Drop for Comment {
 impl Comment {
     #[must_use]
     pub fn new(text: String, span: Option<Span>) -> Self {
-        Self { text, span, decrypted: false }
+        Self { text, span, decrypted: false, item: false }
     }
 }
 
@@ -141,56 +165,8 @@ impl Node {
     }
 }
 
-/// Which values are encrypted: the rules stored in the file's metadata (one at most).
-#[derive(Debug, Default)]
-pub struct Rules {
-    pub unencrypted_suffix: Option<String>,
-    pub encrypted_suffix: Option<String>,
-    pub unencrypted_regex: Option<Regex>,
-    pub encrypted_regex: Option<Regex>,
-    pub unencrypted_comment_regex: Option<Regex>,
-    pub encrypted_comment_regex: Option<Regex>,
-}
-
-impl Rules {
-    /// Go `Tree.shouldBeEncrypted`.
-    fn should_encrypt(&self, path: &[String], comments: &[Vec<String>], is_comment: bool) -> bool {
-        let mut encrypted = true;
-        if let Some(suffix) = &self.unencrypted_suffix
-            && path.iter().any(|p| p.ends_with(suffix.as_str()))
-        {
-            encrypted = false;
-        }
-        if let Some(suffix) = &self.encrypted_suffix {
-            encrypted = path.iter().any(|p| p.ends_with(suffix.as_str()));
-        }
-        if let Some(re) = &self.unencrypted_regex
-            && path.iter().any(|p| re.is_match(p))
-        {
-            encrypted = false;
-        }
-        if let Some(re) = &self.encrypted_regex {
-            encrypted = path.iter().any(|p| re.is_match(p));
-        }
-        if let Some(re) = &self.unencrypted_comment_regex
-            && comments.iter().flatten().any(|c| re.is_match(c))
-        {
-            encrypted = false;
-        }
-        if let Some(re) = &self.encrypted_comment_regex {
-            let last = comments.len().saturating_sub(1);
-            let last_len = comments.last().map_or(0, Vec::len);
-            encrypted = comments.iter().enumerate().any(|(i, cs)| {
-                cs.iter().enumerate().any(|(j, c)| {
-                    // The comment line that matches is itself left in clear.
-                    let is_self = is_comment && i == last && j + 1 == last_len;
-                    !is_self && re.is_match(c)
-                })
-            });
-        }
-        encrypted
-    }
-}
+pub use super::rules::Rules;
+use super::rules::{PathFlags, Scope};
 
 /// Why the tree could not be decrypted. Names the key path, never the value.
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +175,11 @@ pub enum TreeError {
     Value { path: String, reason: ValueError },
     #[error("value at `{path}` should be encrypted but is not a string; the file was edited by hand")]
     NotAString { path: String },
+    #[error(
+        "value at `{path}` is an encrypted comment (type:comment) where a value belongs; sops only writes those \
+         as list items, so the file was edited by hand: restore it from Git"
+    )]
+    CommentAsValue { path: String },
 }
 
 /// The MAC "initialization" bytes sops writes first when `mac_only_encrypted` is set (SHA-256 of "sops").
@@ -212,8 +193,14 @@ struct Walker<'a> {
     key: &'a [u8],
     mac_only: bool,
     hash: Sha512,
+    /// The key path, for error messages.
     path: Vec<String>,
-    stack: Vec<Vec<String>>,
+    /// The key path as additional data (`a:b:`), kept up to date key by key.
+    aad: String,
+    /// What the rules found on the path so far, one entry per key.
+    flags: Vec<PathFlags>,
+    /// The comments in scope of the encryption rules, one level per mapping / sequence.
+    scope: Scope,
 }
 
 /// Decrypt every encrypted value of `docs` in place (all documents of one file share one data key
@@ -226,7 +213,16 @@ pub fn decrypt(docs: &mut [Node], rules: &Rules, key: &[u8], mac_only: bool) -> 
     if mac_only {
         hash.update(MAC_ONLY_ENCRYPTED_INIT);
     }
-    let mut w = Walker { rules, key, mac_only, hash, path: Vec::new(), stack: Vec::new() };
+    let mut w = Walker {
+        rules,
+        key,
+        mac_only,
+        hash,
+        path: Vec::new(),
+        aad: String::new(),
+        flags: Vec::new(),
+        scope: Scope::default(),
+    };
     for doc in docs.iter_mut() {
         w.walk(doc)?;
     }
@@ -246,7 +242,12 @@ impl Walker<'_> {
         match node {
             Node::Map(entries) => self.walk_map(entries),
             Node::Seq(items) => self.walk_seq(items),
-            Node::Leaf(leaf) => self.leaf(leaf),
+            Node::Leaf(leaf) => {
+                if let Some(comment) = self.leaf(leaf)? {
+                    *node = Node::Comment(comment);
+                }
+                Ok(())
+            }
             Node::Comment(c) => {
                 self.comment(c);
                 Ok(())
@@ -255,51 +256,69 @@ impl Walker<'_> {
         }
     }
 
+    fn enter(&mut self, key: &str) {
+        let flags = self.flags.last().copied().unwrap_or_default().with(self.rules.key_flags(key));
+        self.flags.push(flags);
+        self.path.push(key.to_owned());
+        self.aad.push_str(key);
+        self.aad.push(':');
+    }
+
+    fn leave(&mut self) {
+        self.flags.pop();
+        if let Some(key) = self.path.pop() {
+            self.aad.truncate(self.aad.len().saturating_sub(key.len() + 1));
+        }
+    }
+
     fn walk_map(&mut self, entries: &mut [Entry]) -> Result<(), TreeError> {
-        self.stack.push(Vec::new());
+        self.scope.push();
         for entry in entries.iter_mut() {
             match entry {
                 Entry::Comment(c) => {
-                    if let Some(top) = self.stack.last_mut() {
-                        top.push(c.text.clone());
-                    }
+                    self.scope.add(self.rules, &c.text);
                     self.comment(c);
                 }
                 Entry::Pair(k, v) => {
-                    self.path.push(k.clone());
+                    self.enter(k);
                     let result = self.walk(v);
-                    self.path.pop();
-                    result?;
-                    if let Some(top) = self.stack.last_mut() {
-                        top.clear();
+                    if result.is_ok() && matches!(v, Node::Comment(_)) {
+                        // sops would turn the value into a comment (its MAC skips it): a list of
+                        // comments moved to a key's value, undetected by the MAC. Never from sops.
+                        return Err(TreeError::CommentAsValue { path: self.path_display() });
                     }
+                    self.leave();
+                    result?;
+                    self.scope.clear();
                 }
             }
         }
-        self.stack.pop();
+        self.scope.pop();
         Ok(())
     }
 
     fn walk_seq(&mut self, items: &mut [Node]) -> Result<(), TreeError> {
-        self.stack.push(Vec::new());
+        self.scope.push();
         for item in items.iter_mut() {
             let is_comment = matches!(item, Node::Comment(_));
-            if let (Node::Comment(c), Some(top)) = (&*item, self.stack.last_mut()) {
-                top.push(c.text.clone());
+            if let Node::Comment(c) = &*item {
+                self.scope.add(self.rules, &c.text);
             }
             self.walk(item)?;
-            if !is_comment && let Some(top) = self.stack.last_mut() {
-                top.clear();
+            if !is_comment {
+                self.scope.clear();
             }
         }
-        self.stack.pop();
+        self.scope.pop();
         Ok(())
     }
 
-    fn aad(&self) -> String {
-        let mut aad = self.path.join(":");
-        aad.push(':');
-        aad
+    fn should_encrypt(&self, is_comment: bool) -> bool {
+        self.rules.decide(self.flags.last().copied().unwrap_or_default(), self.scope.matches(is_comment))
+    }
+
+    fn aad(&self) -> &str {
+        if self.aad.is_empty() { ":" } else { &self.aad }
     }
 
     fn path_display(&self) -> String {
@@ -307,20 +326,32 @@ impl Walker<'_> {
     }
 
     fn comment(&mut self, c: &mut Comment) {
-        if !self.rules.should_encrypt(&self.path, &self.stack, true) || c.text.is_empty() {
+        let encrypted = self.should_encrypt(true);
+        if !encrypted || c.text.is_empty() {
             return;
         }
         // sops keeps comments that fail to decrypt as they are (older files had clear comments).
-        if let Ok(d) = value::decrypt(&c.text, self.key, self.aad().as_bytes())
-            && let Ok(text) = std::str::from_utf8(&d.plaintext)
-        {
-            c.text = text.to_owned();
-            c.decrypted = true;
+        let Ok(d) = value::decrypt(&c.text, self.key, self.aad().as_bytes()) else {
+            return;
+        };
+        if d.kind == ValueType::Comment {
+            if let Ok(text) = std::str::from_utf8(&d.plaintext) {
+                c.text = text.to_owned();
+                c.decrypted = true;
+            }
+            return;
+        }
+        // A comment whose type tag says it is a value: sops decrypts it as that value and feeds
+        // it to the MAC (which then fails, as the comment was not hashed when encrypting).
+        if let Ok(v) = typed(d) {
+            self.hash.update(v.mac_bytes());
         }
     }
 
-    fn leaf(&mut self, leaf: &mut Leaf) -> Result<(), TreeError> {
-        let encrypted = self.rules.should_encrypt(&self.path, &self.stack, false);
+    /// Decrypt a leaf; a sequence item of type `comment` comes back as the comment it stands for
+    /// (as sops does: not part of the MAC, a comment again in the output).
+    fn leaf(&mut self, leaf: &mut Leaf) -> Result<Option<Comment>, TreeError> {
+        let encrypted = self.should_encrypt(false);
         if encrypted {
             let Value::Str(s) = &leaf.value else {
                 return Err(TreeError::NotAString { path: self.path_display() });
@@ -329,6 +360,16 @@ impl Walker<'_> {
             if !s.is_empty() {
                 let d = value::decrypt(s, self.key, self.aad().as_bytes())
                     .map_err(|reason| TreeError::Value { path: self.path_display(), reason })?;
+                if d.kind == ValueType::Comment {
+                    let text = String::from_utf8(d.plaintext.to_vec()).map_err(|_| TreeError::Value {
+                        path: self.path_display(),
+                        reason: ValueError::BadTypedValue("comment"),
+                    })?;
+                    let mut comment = Comment::new(text, leaf.span);
+                    comment.decrypted = true;
+                    comment.item = true;
+                    return Ok(Some(comment));
+                }
                 leaf.value = typed(d).map_err(|reason| TreeError::Value { path: self.path_display(), reason })?;
                 leaf.decrypted = true;
             }
@@ -336,7 +377,7 @@ impl Walker<'_> {
         if !self.mac_only || encrypted {
             self.hash.update(leaf.value.mac_bytes());
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -387,20 +428,34 @@ mod tests {
         assert_eq!(&*Value::Float(1e21).mac_bytes(), b"1000000000000000000000");
         assert_eq!(&*Value::Bool(true).mac_bytes(), b"True");
         assert_eq!(&*Value::Int(-5).mac_bytes(), b"-5");
+        assert_eq!(&*Value::Float(-0.0).mac_bytes(), b"-0");
     }
 
     #[test]
-    fn rules_follow_sops() {
-        let rules = Rules { unencrypted_suffix: Some("_unencrypted".into()), ..Rules::default() };
-        assert!(rules.should_encrypt(&["a".into()], &[], false));
-        assert!(!rules.should_encrypt(&["a_unencrypted".into(), "b".into()], &[], false));
-        let rules = Rules { encrypted_regex: Some(Regex::new("^data$").unwrap()), ..Rules::default() };
-        assert!(rules.should_encrypt(&["data".into(), "x".into()], &[], false));
-        assert!(!rules.should_encrypt(&["metadata".into()], &[], false));
-        let rules = Rules { encrypted_comment_regex: Some(Regex::new("sops:enc").unwrap()), ..Rules::default() };
-        assert!(rules.should_encrypt(&["a".into()], &[vec![" sops:enc".into()]], false));
-        assert!(!rules.should_encrypt(&["a".into()], &[vec![" sops:enc".into()]], true));
-        assert!(!rules.should_encrypt(&["a".into()], &[vec![]], false));
+    fn format_g_matches_go() {
+        // Expected values from Go's strconv.FormatFloat(f, 'g', -1, 64).
+        for (f, go) in [
+            (100.0, "100"),
+            (1_234_567.0, "1.234567e+06"),
+            (123_456.0, "123456"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1e21, "1e+21"),
+            (1.5e-7, "1.5e-07"),
+            (1e300, "1e+300"),
+            (5e-324, "5e-324"),
+            (9_223_372_036_854_775_807.0, "9.223372036854776e+18"),
+            (-9_223_372_036_854_775_808.0, "-9.223372036854776e+18"),
+            (250_000.0, "250000"),
+            (0.1, "0.1"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(go_format_g(f, false), go, "{f}");
+        }
+        assert_eq!(go_format_g(1_234_567.0, true), "1.234567E+06");
     }
 
     #[test]

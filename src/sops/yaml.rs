@@ -81,18 +81,76 @@ pub struct Document {
     /// Byte range of the document's text (from its first content to its end).
     pub start: usize,
     pub end: usize,
+    /// Empty flow mappings holding only comments (`{`, comment lines, `}`), as sops writes
+    /// `key: {} # comment`: byte ranges that are written back as `{}`, as sops does.
+    pub empty_maps: Vec<(usize, usize)>,
+    /// Byte ranges of the outermost flow collections (`[…]`, `{…}`): values spliced there are
+    /// written with flow rules.
+    pub flow: Vec<(usize, usize)>,
+}
+
+/// sops writes `key: {} # note` as `key: {` / the comment lines / `}` in column 0, which go-yaml
+/// reads and strict YAML parsers refuse. Returns the text with each such mapping replaced by `{}`
+/// padded to the same byte length (so every offset stays valid) and the replaced ranges.
+fn patch_empty_flow_maps(text: &str) -> (std::borrow::Cow<'_, str>, Vec<(usize, usize)>) {
+    let bytes = text.as_bytes();
+    let mut ranges = Vec::new();
+    let mut lines = Vec::new();
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        lines.push((pos, line));
+        pos += line.len();
+    }
+    let mut i = 0;
+    while i < lines.len() {
+        let (at, line) = lines[i];
+        let body = line.trim_end_matches(['\n', '\r', ' ']);
+        i += 1;
+        if !body.ends_with(" {") || body.trim_start().starts_with('#') {
+            continue;
+        }
+        let mut j = i;
+        while j < lines.len() && lines[j].1.trim_start().starts_with('#') {
+            j += 1;
+        }
+        // The `}` in column 0 is what sops writes (and what no block scalar can hold here).
+        if j == i || j >= lines.len() || lines[j].1.trim_end() != "}" {
+            continue;
+        }
+        let (close_at, close_line) = lines[j];
+        let close = close_at + close_line.find('}').unwrap_or(0);
+        ranges.push((at + body.len() - 1, close + 1));
+        i = j + 1;
+    }
+    if ranges.is_empty() {
+        return (std::borrow::Cow::Borrowed(text), ranges);
+    }
+    let mut patched = bytes.to_vec();
+    for &(open, close) in &ranges {
+        for b in &mut patched[open + 1..close] {
+            if *b != b'\n' {
+                *b = b' ';
+            }
+        }
+        // `{` then `}` right after it, on the same line.
+        patched[open + 1] = b'}';
+    }
+    // Only ASCII bytes were written over whole lines of comments, so the text stays UTF-8.
+    (std::borrow::Cow::Owned(String::from_utf8_lossy(&patched).into_owned()), ranges)
 }
 
 pub(super) struct Builder<'a> {
     pub(super) text: &'a str,
     offsets: Offsets,
     pub(super) arena: Vec<Container>,
-    anchors: Vec<(usize, Raw)>,
+    anchors: std::collections::HashMap<usize, Raw>,
     order: usize,
     line_starts: Vec<usize>,
     depth: usize,
     /// Nodes copied for aliases, bounded against alias bombs.
     copied: usize,
+    flow_depth: usize,
+    flow: Vec<(usize, usize)>,
 }
 
 /// The most nodes aliases may copy in one stream.
@@ -110,6 +168,8 @@ fn syntax(e: &saphyr_parser::ScanError) -> YamlError {
 /// # Errors
 /// [`YamlError`] for invalid YAML or a document that is not a mapping.
 pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
+    let (patched, empty_maps) = patch_empty_flow_maps(text);
+    let text: &str = &patched;
     let mut events: Vec<(Event<'_>, YSpan)> = Vec::new();
     let mut parser = Parser::new_from_str(text);
     while let Some(ev) = parser.next_event() {
@@ -119,8 +179,18 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
     let offsets = Offsets::new(text);
     let mut line_starts = vec![0];
     line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-    let mut b =
-        Builder { text, offsets, arena: Vec::new(), anchors: Vec::new(), order: 0, line_starts, depth: 0, copied: 0 };
+    let mut b = Builder {
+        text,
+        offsets,
+        arena: Vec::new(),
+        anchors: std::collections::HashMap::new(),
+        order: 0,
+        line_starts,
+        depth: 0,
+        copied: 0,
+        flow_depth: 0,
+        flow: Vec::new(),
+    };
     let scalar_spans: Vec<(usize, usize)> = events
         .iter()
         .filter(|(e, _)| matches!(e, Event::Scalar(..)))
@@ -160,8 +230,9 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
         b.arena = arena;
         let lower = if n == 0 { 0 } else { prev_end };
         let last = n + 1 == count;
-        let doc_comments: Vec<&RawComment> =
-            comments.iter().filter(|c| c.start >= lower && (c.start < end || last)).collect();
+        // Everything found in the text is sorted by position: slice out this document's share.
+        let upper = if last { usize::MAX } else { end };
+        let doc_comments: Vec<&RawComment> = in_range(&comments, |c| c.start, lower, upper).iter().collect();
         prev_end = end;
         let root = match root {
             Raw::Container(id) if b.arena[id].is_map => {
@@ -171,9 +242,18 @@ pub fn parse(text: &str) -> Result<Vec<Document>, YamlError> {
             Raw::Null => Node::Map(Vec::new()),
             _ => return Err(YamlError::NotAMapping(n + 1)),
         };
-        out.push(Document { root, start, end });
+        let empty_maps = in_range(&empty_maps, |r| r.0, lower, upper).to_vec();
+        let flow = in_range(&b.flow, |r| r.0, lower, upper).to_vec();
+        out.push(Document { root, start, end, empty_maps, flow });
     }
     Ok(out)
+}
+
+/// The items of a list sorted by `key` whose key is in `lower..upper`.
+fn in_range<T>(items: &[T], key: impl Fn(&T) -> usize, lower: usize, upper: usize) -> &[T] {
+    let from = items.partition_point(|t| key(t) < lower);
+    let to = items.partition_point(|t| key(t) < upper).max(from);
+    &items[from..to]
 }
 
 /// Where document `i` ends: the start of the `---` line before the next document's content.
@@ -233,18 +313,12 @@ impl Builder<'_> {
                     Some(value) => Raw::Leaf(Leaf::new(value, Some(span))),
                 };
                 if *anchor > 0 {
-                    self.anchors.push((*anchor, raw.clone()));
+                    self.anchors.insert(*anchor, raw.clone());
                 }
                 Ok((raw, i + 1))
             }
             Event::Alias(id) => {
-                let raw = self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(a, _)| a == id)
-                    .map(|(_, r)| r.clone())
-                    .ok_or(YamlError::UnknownAlias(*id))?;
+                let raw = self.anchors.get(id).cloned().ok_or(YamlError::UnknownAlias(*id))?;
                 let raw = match raw {
                     Raw::Container(cid) => self.deep_copy(cid),
                     other => other,
@@ -256,6 +330,9 @@ impl Builder<'_> {
             }
             Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
                 let is_map = matches!(ev, Event::MappingStart(..));
+                let open = self.offsets.byte(span.start.index());
+                let is_flow = matches!(self.text.as_bytes().get(open), Some(b'[' | b'{'));
+                self.flow_depth += usize::from(is_flow);
                 self.depth += 1;
                 if self.depth > MAX_DEPTH {
                     return Err(YamlError::TooDeep(MAX_DEPTH));
@@ -265,6 +342,9 @@ impl Builder<'_> {
                 let mut j = i + 1;
                 while let Some((ev, span)) = events.get(j) {
                     if matches!(ev, Event::MappingEnd | Event::SequenceEnd) {
+                        if is_flow && self.flow_depth == 1 {
+                            self.flow.push((open, self.offsets.byte(span.end.index())));
+                        }
                         j += 1;
                         break;
                     }
@@ -292,10 +372,11 @@ impl Builder<'_> {
                     self.arena[id].children.push(Child { order, line, col, kind });
                 }
                 self.depth -= 1;
+                self.flow_depth -= usize::from(is_flow);
                 let raw = Raw::Container(id);
                 if *anchor > 0 {
                     let copy = self.deep_copy(id);
-                    self.anchors.push((*anchor, copy));
+                    self.anchors.insert(*anchor, copy);
                 }
                 Ok((raw, j))
             }

@@ -60,76 +60,108 @@ pub(super) fn find_comments(text: &str, scalars: &[(usize, usize)]) -> Vec<RawCo
     out
 }
 
+/// One child in document order: its order, line, column and container.
+struct Item {
+    order: usize,
+    line: usize,
+    col: usize,
+    container: usize,
+    depth: usize,
+}
+
 impl Builder<'_> {
     /// Place comments where sops's go-yaml store puts them: an inline comment before the item of
     /// its line; a full-line comment before the next item at its indentation, or at the end of the
-    /// deepest enclosing block at its indentation.
+    /// deepest enclosing block at its indentation. Linear: every comment finds its place by binary
+    /// search, and each container's children are rebuilt once.
     pub(super) fn place_comments(&mut self, root: usize, comments: &[&RawComment]) {
-        // Document order of every child: (order, line, col, container, parents).
-        let mut items: Vec<(usize, usize, usize, usize, Vec<usize>)> = Vec::new();
-        self.collect(root, &mut Vec::new(), &mut items);
-        items.sort_by_key(|(o, ..)| *o);
+        let mut items: Vec<Item> = Vec::new();
+        let mut parent: Vec<Option<usize>> = vec![None; self.arena.len()];
+        self.collect(root, 0, &mut parent, &mut items);
+        items.sort_by_key(|i| i.order);
+        // (container, index of the child the comment goes before, or usize::MAX for the end)
+        let mut placed: Vec<(usize, usize, Comment)> = Vec::with_capacity(comments.len());
         for c in comments {
             let text = self.text[c.start + 1..c.end].to_owned();
             let comment = Comment::new(text, Some((c.start, c.end)));
             // Items are in document order, so their lines never decrease.
-            let before = items.partition_point(|(_, line, ..)| *line < c.line);
-            let through = items.partition_point(|(_, line, ..)| *line <= c.line);
+            let before = items.partition_point(|i| i.line < c.line);
+            let through = items.partition_point(|i| i.line <= c.line);
             if c.inline {
-                // deepest child starting on this line
-                if let Some((order, _, _, container, _)) = items[before..through].iter().max_by_key(|(.., p)| p.len()) {
-                    self.insert_before(*container, *order, comment, c.line);
+                // The deepest child starting on this line (the last of the deepest).
+                if let Some(item) = items[before..through].iter().max_by_key(|i| i.depth) {
+                    placed.push((item.container, self.child_index(item.container, item.order), comment));
                     continue;
                 }
             }
             let next = items.get(through);
             let prev = before.checked_sub(1).and_then(|p| items.get(p));
             match next {
-                Some((order, _, col, container, _)) if c.col <= *col || prev.is_none() => {
-                    self.insert_before(*container, *order, comment, c.line);
+                Some(item) if c.col <= item.col || prev.is_none() => {
+                    placed.push((item.container, self.child_index(item.container, item.order), comment));
                 }
                 _ => {
                     // A foot comment: the deepest container of the previous item indented at most as
                     // much as the comment.
-                    let target = prev.map_or(root, |(_, _, _, container, parents)| {
-                        parents
-                            .iter()
-                            .chain(std::iter::once(container))
-                            .rev()
-                            .find(|id| self.arena[**id].col <= c.col)
-                            .copied()
-                            .unwrap_or(root)
-                    });
-                    self.append(target, comment, c.line);
+                    let mut target = prev.map_or(root, |p| p.container);
+                    while self.arena[target].col > c.col {
+                        match parent[target] {
+                            Some(up) => target = up,
+                            None => break,
+                        }
+                    }
+                    if self.arena[target].col > c.col {
+                        target = root;
+                    }
+                    let children = &self.arena[target].children;
+                    let at = children.partition_point(|ch| ch.line <= c.line);
+                    placed.push((target, if at == children.len() { usize::MAX } else { at }, comment));
                 }
             }
         }
+        // Stable: comments for the same place keep their document order.
+        placed.sort_by_key(|(container, at, _)| (*container, *at));
+        let mut rest = placed.into_iter().peekable();
+        while let Some(&(container, ..)) = rest.peek() {
+            let old = std::mem::take(&mut self.arena[container].children);
+            let mut children = Vec::with_capacity(old.len());
+            for (i, child) in old.into_iter().enumerate() {
+                while let Some((.., comment)) = rest.next_if(|(c, at, _)| *c == container && *at <= i) {
+                    children.push(comment_child(comment));
+                }
+                children.push(child);
+            }
+            while let Some((_, _, comment)) = rest.next_if(|(c, ..)| *c == container) {
+                children.push(comment_child(comment));
+            }
+            self.arena[container].children = children;
+        }
     }
 
-    fn collect(&self, id: usize, parents: &mut Vec<usize>, out: &mut Vec<(usize, usize, usize, usize, Vec<usize>)>) {
+    /// The index of the child with `order` (orders increase along a container's children).
+    fn child_index(&self, container: usize, order: usize) -> usize {
+        let children = &self.arena[container].children;
+        let i = children.partition_point(|c| c.order < order);
+        if children.get(i).is_some_and(|c| c.order == order) { i } else { usize::MAX }
+    }
+
+    fn collect(&self, id: usize, depth: usize, parent: &mut Vec<Option<usize>>, out: &mut Vec<Item>) {
         for child in &self.arena[id].children {
-            out.push((child.order, child.line, child.col, id, parents.clone()));
+            out.push(Item { order: child.order, line: child.line, col: child.col, container: id, depth });
             let raw = match &child.kind {
                 ChildKind::Pair(_, r) | ChildKind::Item(r) => r,
                 ChildKind::Comment(_) => continue,
             };
             if let Raw::Container(cid) = raw {
-                parents.push(id);
-                self.collect(*cid, parents, out);
-                parents.pop();
+                if let Some(p) = parent.get_mut(*cid) {
+                    *p = Some(id);
+                }
+                self.collect(*cid, depth + 1, parent, out);
             }
         }
     }
+}
 
-    fn insert_before(&mut self, container: usize, order: usize, comment: Comment, line: usize) {
-        let children = &mut self.arena[container].children;
-        let pos = children.iter().position(|c| c.order == order).unwrap_or(children.len());
-        children.insert(pos, Child { order: 0, line, col: 0, kind: ChildKind::Comment(comment) });
-    }
-
-    fn append(&mut self, container: usize, comment: Comment, line: usize) {
-        let children = &mut self.arena[container].children;
-        let pos = children.iter().position(|c| c.line > line).unwrap_or(children.len());
-        children.insert(pos, Child { order: 0, line, col: 0, kind: ChildKind::Comment(comment) });
-    }
+fn comment_child(comment: Comment) -> Child {
+    Child { order: 0, line: 0, col: 0, kind: ChildKind::Comment(comment) }
 }

@@ -4,19 +4,26 @@
 
 use std::fmt::Write as _;
 
-use super::tree::{Entry, Leaf, Node, Value};
-use super::yaml::{Document, resolve};
+use super::tree::{Entry, Leaf, Node, Value, go_format_g};
+use super::yaml::Document;
+use super::yaml_quote::{Context, str_scalar_in};
 
-/// A YAML scalar for a value: plain when unambiguous, else double-quoted.
+/// A YAML scalar for a value in block context, as go-yaml writes it.
 #[must_use]
 pub fn scalar(v: &Value) -> String {
+    scalar_in(v, Context::Block)
+}
+
+/// A YAML scalar for a value in `ctx`, as go-yaml writes it.
+#[must_use]
+pub fn scalar_in(v: &Value, ctx: Context) -> String {
     match v {
-        Value::Str(s) => str_scalar(s),
+        Value::Str(s) => str_scalar_in(s, ctx),
         Value::Time(s) => s.clone(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) if f.is_nan() => ".nan".to_owned(),
         Value::Float(f) if f.is_infinite() => (if *f > 0.0 { ".inf" } else { "-.inf" }).to_owned(),
-        Value::Float(f) => go_g_float(*f),
+        Value::Float(f) => go_format_g(*f, false),
         Value::Bool(b) => (if *b { "true" } else { "false" }).to_owned(),
         Value::Bytes(b) => {
             use base64::Engine as _;
@@ -25,85 +32,10 @@ pub fn scalar(v: &Value) -> String {
     }
 }
 
-/// Go `strconv.FormatFloat(f, 'g', -1, 64)`, as go-yaml writes floats.
-fn go_g_float(f: f64) -> String {
-    let e = format!("{f:e}");
-    let Some((mantissa, exp)) = e.split_once('e') else {
-        return e;
-    };
-    let Ok(exp) = exp.parse::<i32>() else {
-        return e;
-    };
-    let digits = mantissa.trim_start_matches('-').replace('.', "").len();
-    let digits = i32::try_from(digits).unwrap_or(i32::MAX);
-    if exp < -4 || exp >= digits.max(1) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    } else {
-        format!("{f}")
-    }
-}
-
-/// YAML 1.1 booleans that go-yaml double-quotes.
-fn is_old_bool(s: &str) -> bool {
-    matches!(
-        s,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "n" | "N" | "no" | "No" | "NO" | "on" | "On" | "ON" | "off" | "Off" | "OFF"
-    )
-}
-
-/// Whether `s` can be written as a plain scalar that every YAML reader (1.1 or 1.2) reads back as
-/// the same string.
-fn safe_plain(s: &str) -> bool {
-    let Some(first) = s.chars().next() else {
-        return false;
-    };
-    let other = |c: char| !c.is_ascii() && !c.is_control() && !c.is_whitespace() && c != '\u{feff}';
-    let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '@' | '+' | '=');
-    if !(first.is_ascii_alphabetic() || first == '_' || first == '/' || (other(first) && first.is_alphabetic())) {
-        return false;
-    }
-    if s.ends_with([' ', ':']) || s.contains(": ") || !s.chars().all(|c| word(c) || c == ' ' || c == ':' || other(c)) {
-        return false;
-    }
-    let lower = s.to_ascii_lowercase();
-    !matches!(lower.as_str(), "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null")
-}
-
-/// A string scalar.
+/// A string scalar in block context, as go-yaml writes it.
 #[must_use]
 pub fn str_scalar(s: &str) -> String {
-    // Strings that would read back as another type are double-quoted, as go-yaml does.
-    let plain_type = resolve(s, saphyr_parser::ScalarStyle::Plain, None);
-    let other_type = is_old_bool(s) || !matches!(plain_type, Some(Value::Str(_)));
-    if !other_type && safe_plain(s) {
-        return s.to_owned();
-    }
-    // Single quotes for printable one-line strings, as go-yaml does.
-    let printable = s.chars().all(|c| !c.is_control() && !matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}'));
-    if !s.is_empty() && !other_type && printable {
-        return format!("'{}'", s.replace('\'', "''"));
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{feff}' | '\u{85}' | '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    str_scalar_in(s, Context::Block)
 }
 
 /// A literal block scalar (`|` or `|-`) for a multi-line string that is the value of a block
@@ -141,57 +73,149 @@ fn key_indent(text: &str, at: usize) -> Option<usize> {
     (key.ends_with(':') && !key.starts_with(['-', '?', '{', '['])).then_some(indent)
 }
 
-fn collect_spliced(text: &str, node: &Node, out: &mut Vec<(usize, usize, String)>) {
+fn collect_spliced(text: &str, doc: &Document, out: &mut Vec<(usize, usize, String)>) -> bool {
+    let node = &doc.root;
     let mut raw = Vec::new();
-    collect(node, &mut raw);
+    let ok = collect(text, &doc.flow, node, &mut raw);
     for (s, e, repl) in raw {
         out.push((s, e, repl));
     }
-    multi_line(text, node, out);
+    ok
 }
 
-/// Replace double-quoted multi-line values by literal blocks where go-yaml would use one.
-fn multi_line(text: &str, node: &Node, out: &mut [(usize, usize, String)]) {
-    match node {
-        Node::Map(entries) => entries.iter().for_each(|e| {
-            if let Entry::Pair(_, v) = e {
-                multi_line(text, v, out);
-            }
-        }),
-        Node::Seq(items) => items.iter().for_each(|n| multi_line(text, n, out)),
-        Node::Leaf(Leaf { value: Value::Str(v), span: Some((s, _)), decrypted: true }) if v.contains('\n') => {
-            if let Some(block) = key_indent(text, *s).and_then(|i| literal_block(v, i))
-                && let Some(edit) = out.iter_mut().find(|(start, ..)| start == s)
-            {
-                edit.2 = block;
-            }
+/// A decrypted comment as one comment line (a line break in it would end the comment).
+fn comment_line(text: &str) -> String {
+    format!("#{}", text.replace(['\n', '\r'], " "))
+}
+
+/// The `-` of the block sequence entry whose value starts at `at`.
+fn entry_dash(text: &str, at: usize) -> Option<usize> {
+    let before = text[..at].trim_end_matches([' ', '\t']);
+    before.ends_with('-').then(|| before.len() - 1)
+}
+
+/// Comments that sops stored as list items (`- ENC[…,type:comment]`) are written back as comment
+/// lines, where go-yaml writes them: at the entry's place; a list left with only comments is
+/// `[]` followed by the comments at its key's indentation. `false` when the list is not a block
+/// sequence laid out that way (a hand-written file): the caller then writes the whole document.
+fn seq_comment_items(text: &str, items: &[Node], out: &mut Vec<(usize, usize, String)>) -> bool {
+    let mut comments = Vec::new();
+    for item in items {
+        if let Node::Comment(c) = item
+            && c.item
+            && c.decrypted
+        {
+            let Some((start, end)) = c.span else { return false };
+            let Some(dash) = entry_dash(text, start) else { return false };
+            comments.push((dash, end, c));
         }
-        _ => {}
     }
+    let (Some(&(first_dash, ..)), Some(&(_, last_end, _))) = (comments.first(), comments.last()) else {
+        return true;
+    };
+    let has_values = items.iter().any(|n| !matches!(n, Node::Comment(_)));
+    let line_of = |at: usize| text[..at].rfind('\n').map_or(0, |n| n + 1);
+    if !has_values {
+        // `key:` then the entries: `key: []` and the comments below, at the key's indentation.
+        let before = text[..first_dash].trim_end_matches([' ', '\t', '\n', '\r']);
+        let (from, col) = if before.ends_with(':') {
+            let ls = line_of(before.len());
+            let key = text[ls..before.len()].trim_start_matches([' ', '-']);
+            (before.len(), before.len() - ls - key.len())
+        } else {
+            // The list is itself a list entry: `- []`, the comments below it.
+            (first_dash, first_dash - line_of(first_dash))
+        };
+        let mut repl = String::from(if from == first_dash { "[]" } else { " []" });
+        for (.., c) in &comments {
+            repl.push('\n');
+            repl.extend(std::iter::repeat_n(' ', col));
+            repl.push_str(&comment_line(&c.text));
+        }
+        out.push((from, last_end, repl));
+        return true;
+    }
+    let mut rest = &comments[..];
+    // A nested list that starts on its parent's entry line (`- - ENC[comment]`): go-yaml writes its
+    // leading comments above that line and moves the first value up.
+    let ls = line_of(first_dash);
+    let prefix_start = ls + (text[ls..first_dash].len() - text[ls..first_dash].trim_start_matches(' ').len());
+    if prefix_start < first_dash && matches!(items.first(), Some(Node::Comment(c)) if c.item) {
+        let lead = items.iter().take_while(|n| matches!(n, Node::Comment(c) if c.item)).count();
+        let lead = lead.min(comments.len());
+        let lead_end = comments[lead - 1].1;
+        let next_line = text[lead_end..].find('\n').map(|n| lead_end + n + 1);
+        let next_dash = next_line.and_then(|nl| {
+            let body = &text[nl..];
+            let trimmed = body.trim_start_matches(' ');
+            trimmed.starts_with('-').then(|| nl + body.len() - trimmed.len())
+        });
+        if let Some(next_dash) = next_dash {
+            let pad = " ".repeat(prefix_start - ls);
+            let mut repl = String::new();
+            for (.., c) in &comments[..lead] {
+                repl.push_str(&comment_line(&c.text));
+                repl.push('\n');
+                repl.push_str(&pad);
+            }
+            repl.push_str(&text[prefix_start..first_dash]);
+            out.push((prefix_start, next_dash, repl));
+            rest = &comments[lead..];
+        }
+    }
+    for (dash, end, c) in rest {
+        out.push((*dash, *end, comment_line(&c.text)));
+    }
+    true
 }
 
-fn collect(node: &Node, out: &mut Vec<(usize, usize, String)>) {
+/// Whether byte `at` lies inside one of the (sorted, disjoint) flow collections.
+fn in_flow(flow: &[(usize, usize)], at: usize) -> bool {
+    let i = flow.partition_point(|(s, _)| *s <= at);
+    i > 0 && at < flow[i - 1].1
+}
+
+fn collect(text: &str, flow: &[(usize, usize)], node: &Node, out: &mut Vec<(usize, usize, String)>) -> bool {
     match node {
         Node::Map(entries) => {
+            let mut ok = true;
             for e in entries {
                 match e {
-                    Entry::Pair(_, v) => collect(v, out),
+                    Entry::Pair(_, v) => ok &= collect(text, flow, v, out),
                     Entry::Comment(c) => {
                         if let (true, Some((s, e))) = (c.decrypted, c.span) {
-                            out.push((s, e, format!("#{}", c.text)));
+                            out.push((s, e, comment_line(&c.text)));
                         }
                     }
                 }
             }
+            ok
         }
-        Node::Seq(items) => items.iter().for_each(|n| collect(n, out)),
-        Node::Leaf(Leaf { value, span: Some((s, e)), decrypted: true }) => out.push((*s, *e, scalar(value))),
-        Node::Comment(c) => {
-            if let (true, Some((s, e))) = (c.decrypted, c.span) {
-                out.push((s, e, format!("#{}", c.text)));
+        Node::Seq(items) => {
+            let mut ok = seq_comment_items(text, items, out);
+            for n in items {
+                ok &= collect(text, flow, n, out);
             }
+            ok
         }
-        _ => {}
+        Node::Leaf(Leaf { value, span: Some((s, e)), decrypted: true }) => {
+            let flow = in_flow(flow, *s);
+            // A multi-line string is a literal block where go-yaml would write one.
+            let block = match value {
+                Value::Str(v) if !flow && v.contains('\n') => key_indent(text, *s).and_then(|i| literal_block(v, i)),
+                _ => None,
+            };
+            let ctx = if flow { Context::Flow } else { Context::Block };
+            out.push((*s, *e, block.unwrap_or_else(|| scalar_in(value, ctx))));
+            true
+        }
+        Node::Comment(c) => {
+            if let (true, false, Some((s, e))) = (c.decrypted, c.item, c.span) {
+                out.push((s, e, comment_line(&c.text)));
+            }
+            true
+        }
+        _ => true,
     }
 }
 
@@ -213,13 +237,27 @@ fn sops_block(text: &str, from: usize, to: usize) -> Option<(usize, usize)> {
     start.map(|s| (s, to))
 }
 
+/// Whether the `sops` block of every document that had one (`with_sops`) is a block-style
+/// top-level key that [`splice`] can cut out.
+#[must_use]
+pub fn sops_blocks_found(text: &str, docs: &[Document], with_sops: &[bool]) -> bool {
+    docs.iter().enumerate().zip(with_sops).all(|((i, doc), had)| {
+        let to = docs.get(i + 1).map_or(text.len(), |d| d.start.min(text.len()));
+        let from = doc.start.min(to);
+        !had || sops_block(text, line_start(text, from), to).is_some()
+    })
+}
+
 /// Write the decrypted documents back into the source text: decrypted values and comments replace
 /// their ciphertext, and the `sops` metadata blocks are removed.
 #[must_use]
 pub fn splice(text: &str, docs: &[Document]) -> String {
     let mut edits = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
-        collect_spliced(text, &doc.root, &mut edits);
+        if !collect_spliced(text, doc, &mut edits) {
+            return emit(&docs.iter().map(|d| &d.root).collect::<Vec<_>>());
+        }
+        edits.extend(doc.empty_maps.iter().map(|&(s, e)| (s, e, "{}".to_owned())));
         let to = docs.get(i + 1).map_or(text.len(), |d| d.start.min(text.len()));
         let from = doc.start.min(to);
         if let Some((s, e)) = sops_block(text, line_start(text, from), to) {
@@ -278,7 +316,7 @@ fn write_map(entries: &[Entry], ind: usize, out: &mut String) {
                 let _ = writeln!(out, "#{}", c.text);
             }
             Entry::Pair(k, v) => {
-                out.push_str(&str_scalar(k));
+                out.push_str(&str_scalar_in(k, Context::Key));
                 out.push(':');
                 write_value_after_key(v, ind, out);
             }
@@ -362,7 +400,10 @@ mod tests {
         assert_eq!(scalar(&Value::Float(1.5e10)), "1.5e+10");
         assert_eq!(scalar(&Value::Float(2.0)), "2");
         assert_eq!(scalar(&Value::Float(3.25)), "3.25");
-        assert_eq!(scalar(&Value::Float(100.0)), "1e+02");
+        assert_eq!(scalar(&Value::Float(100.0)), "100");
+        assert_eq!(scalar(&Value::Float(1_234_567.0)), "1.234567e+06");
+        assert_eq!(scalar(&Value::Float(-0.0)), "-0");
+        assert_eq!(scalar(&Value::Float(f64::NEG_INFINITY)), "-.inf");
         assert_eq!(scalar(&Value::Float(0.00001)), "1e-05");
         assert_eq!(str_scalar("plain-value"), "plain-value");
         assert_eq!(str_scalar("a:b"), "a:b");

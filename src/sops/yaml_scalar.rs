@@ -139,8 +139,9 @@ pub(crate) fn parse_int(v: &str) -> Option<i64> {
     if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
-    let n = i64::from_str_radix(body, radix).ok()?;
-    Some(if neg { -n } else { n })
+    // With the sign, so that int64's minimum is an int (as Go's ParseInt reads it).
+    let signed = if neg { format!("-{body}") } else { body.to_owned() };
+    i64::from_str_radix(&signed, radix).ok()
 }
 
 fn parse_float(v: &str) -> Option<f64> {
@@ -158,5 +159,6 @@ fn parse_float(v: &str) -> Option<f64> {
     if !body.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+' | '_')) {
         return None;
     }
-    v.replace('_', "").parse().ok()
+    // Out of range is not a float to go-yaml (Go's ParseFloat fails): `1e400` stays a string.
+    v.replace('_', "").parse::<f64>().ok().filter(|f| f.is_finite())
 }

@@ -196,3 +196,52 @@ pub fn shared_fixtures() -> PathBuf {
     assert!(dir.is_dir(), "{} is absent", dir.display());
     dir
 }
+
+/// What a bounded run of `portcullis` gave.
+pub struct Bounded {
+    pub output: Output,
+    pub elapsed: std::time::Duration,
+}
+
+/// Run `portcullis ARGS` in `dir` as a child process under an address-space limit of `mem_mib`
+/// MiB (`ulimit -v`); kill it and fail the test when it runs longer than `timeout`, so that a
+/// regression to quadratic time or unbounded memory fails instead of hanging the suite.
+pub fn portcullis_bounded(dir: &Path, args: &[&str], timeout: std::time::Duration, mem_mib: u64) -> Bounded {
+    let mut cmd = Command::new("sh");
+    cmd.current_dir(dir)
+        .arg("-c")
+        .arg(format!("ulimit -v {}; exec \"$0\" \"$@\"", mem_mib * 1024))
+        .arg(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args);
+    clean_env(&mut cmd, dir);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = std::time::Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    // Drain the pipes on threads so that a large output cannot block the child.
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut out_pipe, &mut v).unwrap();
+        v
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut err_pipe, &mut v).unwrap();
+        v
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("portcullis {args:?} ran longer than {timeout:?}: not bounded in time");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let elapsed = start.elapsed();
+    let output = Output { status, stdout: out_thread.join().unwrap(), stderr: err_thread.join().unwrap() };
+    Bounded { output, elapsed }
+}
