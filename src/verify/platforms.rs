@@ -45,7 +45,10 @@ pub async fn platforms(
     if !manifest.is_index() {
         return Ok(Vec::new());
     }
-    let json = manifest.json().map_err(|e| RegistryError::Invalid { url: digest.to_string(), why: e.to_string() })?;
+    let json = manifest.json().map_err(|e| RegistryError::Invalid {
+        url: format!("{}/{}@{digest}", image.registry(), image.repository()),
+        why: format!("the image index is not JSON: {e}"),
+    })?;
     let entries = match json.get("manifests") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(entries)) => entries,

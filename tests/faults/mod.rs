@@ -91,6 +91,8 @@ struct Row {
     image: &'static str,
     config: RegistryConfig,
     authorities: &'static str,
+    /// Extra policy spec lines.
+    extra: &'static str,
     deadline: Duration,
     expect: Expect,
     /// Keeps the proxy or TLS endpoint alive for the row.
@@ -115,6 +117,7 @@ impl World {
             image: "team/app:v1",
             config: insecure(&proxy.host),
             authorities: KEY,
+            extra: "",
             deadline: DEADLINE,
             expect,
             _guard: Some(Box::new(proxy)),
@@ -138,8 +141,8 @@ impl World {
 
 /// Review the row's image in `mode`; Ok(decision text) or Err(why the row failed).
 async fn run(world: &World, row: &Row, mode: &str) -> Result<String, String> {
-    let extra = if mode == "warn" { "  mode: warn\n" } else { "" };
-    let set = crate::support::signed_policy(&row.host, world.dir.path(), row.authorities, extra);
+    let extra = format!("{}{}", row.extra, if mode == "warn" { "  mode: warn\n" } else { "" });
+    let set = crate::support::signed_policy(&row.host, world.dir.path(), row.authorities, &extra);
     let registry = Registry::new(row.config.clone()).map_err(|e| e.to_string())?;
     let verifier = RegistryVerifier::new(registry, TrustRoot::production().expect("root"));
     let engine = Engine::fixed(set, Arc::new(verifier), Settings::default());
@@ -191,6 +194,7 @@ async fn rows(w: &World) -> Vec<Row> {
         image: "team/app:v1",
         config: insecure(&dead),
         authorities: KEY,
+        extra: "",
         deadline: DEADLINE,
         expect: deny(&[REGISTRY_ERROR, &format!("registry request http://{dead}/v2/team/app/manifests/v1 failed")]),
         _guard: None,
@@ -263,7 +267,7 @@ async fn rows(w: &World) -> Vec<Row> {
             "404 on the signature blob",
             blob.clone(),
             || Fault::status(404),
-            deny(&[REGISTRY_ERROR, &format!("registry answered 404 for http://"), &w.sig_blob]),
+            deny(&[REGISTRY_ERROR, "registry answered 404 for http://", &w.sig_blob]),
         )
         .await,
     );
@@ -404,6 +408,29 @@ async fn rows(w: &World) -> Vec<Row> {
         .await,
     );
 
+    // A malformed image index (under `platforms: every-platform`, which reads it), served for
+    // the tag and for its digest.
+    let broken_index =
+        br#"{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": ["#;
+    let by_digest = w.manifest_path(&sha256(broken_index));
+    let index_rule: Rule = {
+        let image = image.clone();
+        Arc::new(move |_, p| (p == image || p == by_digest).then(|| Fault::body(OCI_INDEX, broken_index.to_vec())))
+    };
+    let mut index = w.proxied("malformed JSON image index", index_rule, deny(&[])).await;
+    index.extra = "  platforms: every-platform\n";
+    index.expect =
+        deny(&[REGISTRY_ERROR, "/team/app@sha256:", "the image index is not JSON: EOF while parsing a list"]);
+    rows.push(index);
+
+    // The registry client's own timeout, shorter than the review deadline, also ends a hang.
+    let mut timeout =
+        w.on_path("hang, client timeout before the deadline", sig.clone(), || Fault::Hang, deny(&[])).await;
+    timeout.config.timeout = Some(Duration::from_secs(1));
+    timeout.expect = deny(&[REGISTRY_ERROR, "manifests/sha256-", "operation timed out"]);
+    timeout.deadline = Duration::from_secs(4);
+    rows.push(timeout);
+
     // Hostile signature content (no proxy fault; pushed that way).
     let mut b64 = w.proxied("signature layer with garbage base64", Arc::new(|_, _| None), deny(&[])).await;
     b64.image = "team/b64:v1";
@@ -432,6 +459,7 @@ async fn rows(w: &World) -> Vec<Row> {
             image: "team/app:v1",
             config: RegistryConfig { ca_pem: vec![tls.ca_pem.clone().into_bytes()], ..Default::default() },
             authorities: KEY,
+            extra: "",
             deadline: DEADLINE,
             expect: deny(&[REGISTRY_ERROR, &format!("registry request https://{}/v2/", tls.host), why]),
             _guard: Some(Box::new(tls)),
