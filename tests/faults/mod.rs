@@ -38,6 +38,8 @@ struct World {
     sig_tag: String,
     /// The signature layer's blob digest.
     sig_blob: String,
+    /// `team/app:half`: an index whose own digest is signed, its one platform manifest not.
+    half_index: String,
 }
 
 async fn world() -> World {
@@ -71,7 +73,12 @@ async fn world() -> World {
         json!(r#"{"SignedEntryTimestamp":"","Payload":{"body":"","integratedTime":0,"logIndex":0,"logID":""}}"#);
     push.artifact("team/chain", &format!("{}.sig", chain.replace(':', "-")), &[layer]).await;
 
-    World { registry, dir, digest, sig_tag, sig_blob }
+    // An index whose own digest is signed but whose one platform manifest is not.
+    let (platform, raw) = push.image("team/app", "unsigned-platform", "an unsigned platform build").await;
+    let half_index = push.index("team/app", "half", &[(platform, raw.len(), "linux", "amd64")]).await;
+    push.sign_legacy("team/app", &half_index, &signer).await;
+
+    World { registry, dir, digest, sig_tag, sig_blob, half_index }
 }
 
 /// What a row must produce.
@@ -422,6 +429,24 @@ async fn rows(w: &World) -> Vec<Row> {
     index.expect =
         deny(&[REGISTRY_ERROR, "/team/app@sha256:", "the image index is not JSON: EOF while parsing a list"]);
     rows.push(index);
+
+    // An index served as if it were a plain manifest (wrong media type) must not skip the
+    // platform checks of `platforms: every-platform`: its unsigned platform is still found.
+    let retyped: Rule = {
+        let (tag, by_digest) = (w.manifest_path("half"), w.manifest_path(&w.half_index));
+        Arc::new(move |_, p| (p == tag || p == by_digest).then_some(Fault::Retype(OCI_MANIFEST)))
+    };
+    let mut control =
+        w.proxied("image index with an unsigned platform (control)", Arc::new(|_, _| None), deny(&[])).await;
+    control.image = "team/app:half";
+    control.extra = "  platforms: every-platform\n";
+    control.expect = deny(&["platform linux/amd64 (sha256:", "no signatures found"]);
+    rows.push(control);
+    let mut half = w.proxied("image index served with a manifest media type", retyped, deny(&[])).await;
+    half.image = "team/app:half";
+    half.extra = "  platforms: every-platform\n";
+    half.expect = deny(&["platform linux/amd64 (sha256:", "no signatures found"]);
+    rows.push(half);
 
     // The registry client's own timeout, shorter than the review deadline, also ends a hang.
     let mut timeout =

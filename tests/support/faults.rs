@@ -19,6 +19,8 @@ pub enum Fault {
     Hang,
     /// Forward, then send the real body one byte per second.
     SlowBody,
+    /// Forward, with this `Content-Type` instead of the registry's.
+    Retype(&'static str),
     /// `200` with a chunked body that never ends.
     Endless,
     /// `307 Temporary Redirect` to this URL.
@@ -79,6 +81,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     let target = request.uri().path_and_query().map_or_else(|| path.clone(), |p| p.as_str().to_owned());
     let fault = (inner.rule)(method.as_str(), &path);
     let slow = matches!(fault, Some(Fault::SlowBody));
+    let retype = if let Some(Fault::Retype(t)) = fault { Some(t) } else { None };
     match fault {
         Some(Fault::Replace { status, headers, body }) => {
             let mut response = Response::new(Body::from(body));
@@ -104,7 +107,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             response.headers_mut().insert("location", HeaderValue::from_str(&location).expect("location"));
             return response;
         }
-        Some(Fault::SlowBody) | None => {}
+        Some(Fault::SlowBody | Fault::Retype(_)) | None => {}
     }
     let mut forward = inner.http.request(method, format!("http://{}{target}", inner.upstream));
     for (name, value) in request.headers() {
@@ -141,6 +144,9 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         if name != "transfer-encoding" && name != "connection" && (!slow || name != "content-length") {
             response.headers_mut().append(HeaderName::from(name), value.clone());
         }
+    }
+    if let Some(content_type) = retype {
+        response.headers_mut().insert("content-type", HeaderValue::from_static(content_type));
     }
     response
 }
