@@ -249,6 +249,38 @@ async fn rows(w: &World) -> Vec<Row> {
         .await,
     );
 
+    // A Bearer challenge whose token realm is plain HTTP on a host that is not an insecure
+    // registry: the token fetch (with any credentials) is refused, not sent in the clear.
+    let realm = format!("http://{}/token", w.registry.host);
+    let plain_realm: Rule = {
+        let (path, realm) = (image.clone(), realm.clone());
+        Arc::new(move |_, p| {
+            (p == path).then(|| Fault::Replace {
+                status: 401,
+                headers: vec![("www-authenticate", format!("Bearer realm=\"{realm}\",service=\"registry\""))],
+                body: Vec::new(),
+            })
+        })
+    };
+    let expect = deny(&[
+        REGISTRY_ERROR,
+        &format!("token realm {realm} is not HTTPS and its host is not an --insecure-registry"),
+    ]);
+    rows.push(w.proxied("401 with a Bearer realm over plain HTTP", plain_realm, expect).await);
+    rows.push(
+        w.on_path(
+            "401 on the signature blob",
+            blob.clone(),
+            || Fault::status(401),
+            deny(&[
+                REGISTRY_ERROR,
+                "/blobs/sha256:",
+                "authentication failed (401 without a usable WWW-Authenticate challenge)",
+            ]),
+        )
+        .await,
+    );
+
     // 404s: a missing image is an error; a missing signature tag is "unsigned" (that is what a
     // 404 there means); a blob the signature manifest lists but the registry lacks is an error.
     rows.push(
