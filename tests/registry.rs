@@ -59,3 +59,6 @@ async fn unreachable_registries_are_errors() {
     assert!(matches!(err, RegistryError::Transport { .. }), "{err}");
     assert!(err.to_string().contains(&host), "{err}");
 }
+
+/// The registry fault matrix (issue 15): one module, in this binary.
+mod faults;

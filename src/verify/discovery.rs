@@ -235,7 +235,12 @@ async fn legacy_layers(
     json: &Value,
     at: &str,
 ) -> Result<Vec<LegacyLayer>, RegistryError> {
-    let layers = json.get("layers").and_then(Value::as_array).cloned().unwrap_or_default();
+    // A manifest without a layers list is not an image manifest: an error, never "0 layers"
+    // (which would read as "unsigned").
+    let layers = json.get("layers").and_then(Value::as_array).ok_or_else(|| RegistryError::Invalid {
+        url: at.to_owned(),
+        why: "not an image manifest (no \"layers\" list)".to_owned(),
+    })?;
     let mut out = Vec::new();
     for (i, layer) in layers.iter().take(MAX_LAYERS).enumerate() {
         let location = format!("{at} layer {i}");

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use super::registry::{Registry, RegistryError};
+use super::registry::{DOCKER_MANIFEST_LIST, OCI_INDEX, Registry, RegistryError};
 use crate::image::{Digest, ImageRef};
 
 /// The annotation buildkit puts on the attestation manifests of an index.
@@ -42,10 +42,17 @@ pub async fn platforms(
             detail: String::new(),
         }));
     };
-    if !manifest.is_index() {
+    let json = manifest.json().map_err(|e| RegistryError::Invalid {
+        url: format!("{}/{}@{digest}", image.registry(), image.repository()),
+        why: format!("the {} is not JSON: {e}", if manifest.is_index() { "image index" } else { "manifest" }),
+    })?;
+    // An index is recognised by its content too: a registry that serves an index under a
+    // manifest media type must not make its platforms go unchecked.
+    let index_content = json.get("manifests").is_some()
+        || json.get("mediaType").and_then(Value::as_str).is_some_and(|t| t == OCI_INDEX || t == DOCKER_MANIFEST_LIST);
+    if !manifest.is_index() && !index_content {
         return Ok(Vec::new());
     }
-    let json = manifest.json().map_err(|e| RegistryError::Invalid { url: digest.to_string(), why: e.to_string() })?;
     let entries = match json.get("manifests") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(entries)) => entries,

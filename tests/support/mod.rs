@@ -7,6 +7,7 @@
 //! the `dev.cosignproject.cosign/signature` annotation, DSSE over PAE for attestations.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod secure;
 pub mod sigstore;
 
