@@ -156,6 +156,7 @@ pub fn lint(docs: &[Doc], ignore: &[String], env: &CelEnv) -> Vec<Lint> {
         namespace_rules(doc.match_(), &mut add);
     }
     conflicting_modes(docs, &mut out);
+    out.sort_by(|a, b| (&a.source.file, a.source.line).cmp(&(&b.source.file, b.source.line)));
     out.retain(|l| {
         let doc_ignores = docs.iter().any(|d| d.name == l.policy && d.ignored.iter().any(|r| r == l.rule));
         let flag_ignores = ignore.iter().any(|i| match i.split_once(':') {
