@@ -513,7 +513,7 @@ fn examples(kinds: &[String]) -> Vec<Value> {
                "data": {"k": "dg=="}}),
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "example"}, "data": {"k": "v"}}),
     ];
-    all.into_iter().filter(|o| kinds.is_empty() || kinds.iter().any(|k| o["kind"] == Value::from(k.as_str()))).collect()
+    all.into_iter().filter(|o| kinds.is_empty() || kinds.iter().any(|k| o["kind"] == k.as_str())).collect()
 }
 
 fn cel_rules(doc: &Doc, spec: &ResourcePolicySpec, env: &CelEnv, add: &mut impl FnMut(&'static str, String)) {
