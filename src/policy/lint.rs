@@ -339,7 +339,27 @@ fn regex_prefix(re: &str) -> String {
                 out.pop();
                 break;
             }
-            '[' | '(' | '|' | '$' | '.' | '\\' | ')' => break,
+            // Groups are transparent (`(?:https://github.com/acme).*`), flags too (`(?i)`); the
+            // probes confirm whatever the prefix assumes.
+            '(' => {
+                let flags = chars[i + 1..].iter().position(|c| *c == ')').filter(|&n| {
+                    n >= 2 && chars[i + 1] == '?' && chars[i + 2..i + 1 + n].iter().all(|c| c.is_ascii_alphabetic())
+                });
+                i += match (flags, chars.get(i + 1), chars.get(i + 2)) {
+                    (Some(n), ..) => n + 2,
+                    (None, Some('?'), Some(':')) => 3,
+                    _ => 1,
+                };
+                continue;
+            }
+            ')' if !matches!(chars.get(i + 1), Some('*' | '?' | '{')) => {}
+            // A one-character class is that character: `github[.]com`.
+            '[' if chars.get(i + 2) == Some(&']') && !matches!(chars.get(i + 1), Some('^' | '\\' | ']')) => {
+                out.push(chars[i + 1]);
+                i += 3;
+                continue;
+            }
+            '[' | '|' | '$' | '.' | '\\' | ')' => break,
             c => out.push(c),
         }
         i += 1;

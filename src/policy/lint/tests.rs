@@ -25,6 +25,11 @@ fn identity_too_broad_finds_an_open_org_name() {
         "subjectRegExp: https://github.com/acme/app.*",
         "subjectRegExp: https://github.com/.*",
         "subjectPattern: https://github.com/acme*/**",
+        // Ways around a naive prefix reading: groups, flags, one-character classes.
+        "subjectRegExp: '(?:https://github.com/acme).*'",
+        "subjectRegExp: '(?i)https://github.com/acme.*'",
+        "subjectRegExp: 'https://github[.]com/acme.*'",
+        "subjectRegExp: 'https://github.com/(acme|acme-labs).*'",
     ] {
         let found = run(&keyless("p", identity));
         assert!(found.iter().any(|l| l.rule == "identity-too-broad"), "{identity}: {found:?}");
@@ -44,6 +49,9 @@ fn identity_with_a_slash_boundary_is_quiet() {
         "subjectPattern: https://github.com/acme/**",
         "subject: https://github.com/acme/app/.github/workflows/r.yml@refs/heads/main",
         "subjectRegExp: '.*@acme\\.com'",
+        "subjectRegExp: '(?:https://github.com/acme/).*'",
+        "subjectRegExp: 'https://github.com/acme/(app|lib)/.*'",
+        "subjectRegExp: '(https://github.com/acme/app/.*)?x'",
     ] {
         assert_eq!(rules(&keyless("p", identity)), Vec::<&str>::new(), "{identity}");
     }
