@@ -790,6 +790,11 @@ fn policy_test_runs_the_example_cases_offline() {
     // A case that needs signature evidence is not run, and never counted as passed.
     assert!(out.contains("not run  signed-image-needs-a-registry ("), "{out}");
     assert!(out.ends_with("13 passed, 0 failed, 1 not run (need a registry)\n"), "{out}");
+    // The server's flags apply: with unmatched images denied, the kube-system case (no policy
+    // matches there) is denied, so its expectation fails.
+    let (code, out, _) = policy(&["test", "policies", "--unmatched-images", "deny"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAILED   kube-system-is-excluded-from-allowed-registries"), "{out}");
 }
 
 #[test]

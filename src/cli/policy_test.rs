@@ -16,6 +16,7 @@ use clap::Args;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::serve::UnmatchedArg;
 use super::{EXIT_ALLOWED, EXIT_DENIED, EXIT_ERROR};
 use crate::decision::Decision;
 use crate::engine::{Engine, Settings, Unmatched};
@@ -34,6 +35,12 @@ pub struct TestArgs {
     /// convention DIR/tests/) are the cases.
     #[arg(default_value = "policies")]
     pub dir: PathBuf,
+    /// What the engine does with images no policy matches (as `serve --unmatched-images`).
+    #[arg(long, value_enum, default_value_t = UnmatchedArg::Allow)]
+    pub unmatched_images: UnmatchedArg,
+    /// The gate's own namespace, always allowed (as `serve --own-namespace`).
+    #[arg(long)]
+    pub own_namespace: Option<String>,
 }
 
 /// A `kind: PolicyTest` document.
@@ -155,7 +162,11 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let offline = Arc::new(Offline::default());
-    let settings = Settings { own_namespace: None, unmatched: Unmatched::Allow };
+    let unmatched = match args.unmatched_images {
+        UnmatchedArg::Allow => Unmatched::Allow,
+        UnmatchedArg::Deny => Unmatched::Deny,
+    };
+    let settings = Settings { own_namespace: args.own_namespace.clone(), unmatched };
     let engine = Engine::fixed(set, offline.clone(), settings);
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
