@@ -95,7 +95,9 @@ fn run_lint(args: &LintArgs) -> u8 {
         return code;
     }
     let mut docs = Vec::new();
+    let mut objects = Vec::new();
     for (path, text) in &texts {
+        objects.extend(lint::test_objects(text));
         match lint::parse_docs(text, &path.display().to_string()) {
             Ok(parsed) => docs.extend(parsed),
             Err(e) => {
@@ -104,7 +106,7 @@ fn run_lint(args: &LintArgs) -> u8 {
             }
         }
     }
-    let found = lint::lint(&docs, &args.ignore, &CelEnv::new());
+    let found = lint::lint(&docs, &args.ignore, &CelEnv::new(), &objects);
     for finding in &found {
         println!("{finding}");
     }

@@ -42,7 +42,11 @@ pub const RULES: [(&str, Severity, &str); 8] = [
         "two policies making the same check on overlapping objects in different modes",
     ),
     ("unknown-predicate", Severity::Warning, "a predicateType URI no cosign --type writes (a typo never matches)"),
-    ("cel-always-errors", Severity::Warning, "a ResourcePolicy rule that errors on every example object it applies to"),
+    (
+        "cel-always-errors",
+        Severity::Warning,
+        "a ResourcePolicy rule that errors on every example object (built-in, and the PolicyTest objects)",
+    ),
     ("tlog-skip-enforce", Severity::Warning, "transparencyLog: skip in an enforcing policy"),
 ];
 
@@ -144,14 +148,27 @@ pub fn parse_docs(text: &str, file: &str) -> Result<Vec<Doc>, LintError> {
     Ok(docs)
 }
 
-/// Lint a whole set of documents. `ignore` holds `RULE` or `RULE:POLICY` entries.
-pub fn lint(docs: &[Doc], ignore: &[String], env: &CelEnv) -> Vec<Lint> {
+/// The objects of the `kind: PolicyTest` cases in one file (`spec.object`): more examples for
+/// `cel-always-errors`, custom resources included.
+pub fn test_objects(text: &str) -> Vec<Value> {
+    split_documents(text)
+        .into_iter()
+        .filter_map(|(_, doc)| serde_yaml_ng::from_str::<Value>(&doc).ok())
+        .filter(|v| v["kind"] == super::model::TEST_KIND)
+        .filter_map(|v| v.pointer("/spec/object").cloned())
+        .filter(Value::is_object)
+        .collect()
+}
+
+/// Lint a whole set of documents. `ignore` holds `RULE` or `RULE:POLICY` entries; `objects`
+/// are example objects besides the built-in ones (the test cases' objects).
+pub fn lint(docs: &[Doc], ignore: &[String], env: &CelEnv, objects: &[Value]) -> Vec<Lint> {
     let mut out = Vec::new();
     for doc in docs {
         let mut add = |rule: &'static str, message: String| out.push(finding(doc, rule, message));
         match &doc.spec {
             Spec::Image(spec) => image_rules(spec, &mut add),
-            Spec::Resource(spec) => cel_rules(doc, spec, env, &mut add),
+            Spec::Resource(spec) => cel_rules(doc, spec, env, objects, &mut add),
         }
         namespace_rules(doc.match_(), &mut add);
     }
@@ -536,8 +553,16 @@ fn examples(kinds: &[String]) -> Vec<Value> {
     all.into_iter().filter(|o| kinds.is_empty() || kinds.iter().any(|k| o["kind"] == k.as_str())).collect()
 }
 
-fn cel_rules(doc: &Doc, spec: &ResourcePolicySpec, env: &CelEnv, add: &mut impl FnMut(&'static str, String)) {
-    let objects = examples(&spec.match_.kinds);
+fn cel_rules(
+    doc: &Doc,
+    spec: &ResourcePolicySpec,
+    env: &CelEnv,
+    extra: &[Value],
+    add: &mut impl FnMut(&'static str, String),
+) {
+    let kinds = &spec.match_.kinds;
+    let mut objects = examples(kinds);
+    objects.extend(extra.iter().filter(|o| kinds.is_empty() || kinds.iter().any(|k| o["kind"] == k.as_str())).cloned());
     if objects.is_empty() {
         return;
     }

@@ -3,7 +3,7 @@ use super::*;
 const HEAD: &str = "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\n";
 
 fn run(text: &str) -> Vec<Lint> {
-    lint(&parse_docs(text, "p.yaml").expect("parse"), &[], &CelEnv::new())
+    lint(&parse_docs(text, "p.yaml").expect("parse"), &[], &CelEnv::new(), &[])
 }
 
 fn rules(text: &str) -> Vec<&'static str> {
@@ -149,11 +149,11 @@ fn silenced_by_annotation_or_flag() {
     let text = keyless("p", "subjectRegExp: https://github.com/acme.*");
     let docs = parse_docs(&text, "p.yaml").expect("parse");
     let env = CelEnv::new();
-    assert_eq!(lint(&docs, &["identity-too-broad".to_owned()], &env), []);
-    assert_eq!(lint(&docs, &["identity-too-broad:p".to_owned()], &env), []);
+    assert_eq!(lint(&docs, &["identity-too-broad".to_owned()], &env, &[]), []);
+    assert_eq!(lint(&docs, &["identity-too-broad:p".to_owned()], &env, &[]), []);
     // Another policy's name, or another rule, silences nothing.
-    assert_eq!(lint(&docs, &["identity-too-broad:q".to_owned()], &env).len(), 1);
-    assert_eq!(lint(&docs, &["github-ref-any".to_owned()], &env).len(), 1);
+    assert_eq!(lint(&docs, &["identity-too-broad:q".to_owned()], &env, &[]).len(), 1);
+    assert_eq!(lint(&docs, &["github-ref-any".to_owned()], &env, &[]).len(), 1);
     let annotated = text.replace(
         "metadata: {name: p}",
         "metadata: {name: p, annotations: {portcullis.dev/lint-ignore: 'x, identity-too-broad'}}",
@@ -168,4 +168,27 @@ fn every_rule_has_a_severity_and_other_kinds_are_skipped() {
     }
     let docs = parse_docs("apiVersion: portcullis.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: t}\n", "t.yaml");
     assert!(docs.expect("parse").is_empty());
+}
+
+#[test]
+fn cel_on_custom_resources_uses_the_test_cases_objects() {
+    let policy = "apiVersion: portcullis.dev/v1alpha1\nkind: ResourcePolicy\nmetadata: {name: r}\nspec:\n  match: \
+                  {kinds: [Certificate]}\n  rules:\n    - expression: \"object.spec.secretName != ''\"\n";
+    let docs = parse_docs(policy, "p.yaml").expect("parse");
+    let env = CelEnv::new();
+    // No example of the kind: nothing to say.
+    assert_eq!(lint(&docs, &[], &env, &[]), []);
+    let case = |spec: &str| {
+        format!(
+            "apiVersion: portcullis.dev/v1alpha1\nkind: PolicyTest\nmetadata: {{name: t}}\nspec:\n  object:\n    \
+             apiVersion: cert-manager.io/v1\n    kind: Certificate\n    metadata: {{name: c}}\n    spec: {spec}\n  \
+             expect: {{decision: allowed}}\n"
+        )
+    };
+    let objects = test_objects(&case("{commonName: x}"));
+    assert_eq!(objects.len(), 1);
+    let found = lint(&docs, &[], &env, &objects);
+    assert_eq!(found.iter().map(|l| l.rule).collect::<Vec<_>>(), ["cel-always-errors"], "{found:?}");
+    let objects = test_objects(&case("{secretName: tls}"));
+    assert_eq!(lint(&docs, &[], &env, &objects), []);
 }
