@@ -39,7 +39,7 @@ pub const RULES: [(&str, Severity, &str); 8] = [
     (
         "conflicting-modes",
         Severity::Warning,
-        "two policies making the same check on overlapping objects in different modes",
+        "a check another policy makes in a stricter mode on all this policy selects",
     ),
     ("unknown-predicate", Severity::Warning, "a predicateType URI no cosign --type writes (a typo never matches)"),
     (
@@ -59,7 +59,7 @@ pub enum Severity {
 
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Severity::Error => "error",
             Severity::Warning => "warning",
         })
