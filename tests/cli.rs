@@ -707,3 +707,139 @@ fn policy_schema_prints_the_committed_schema() {
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(schema["oneOf"][0]["properties"]["kind"]["const"], "ImagePolicy");
 }
+
+fn policy(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).arg("policy").args(args).current_dir(common::root()).output().expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn policy_lint_is_quiet_on_the_examples_and_finds_each_rule_in_the_fixture() {
+    let (code, out, err) = policy(&["lint", "policies"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.ends_with(" policies: 0 errors, 0 warnings\n"), "{out}");
+    // --strict too: the examples carry no warning (portcullis-self silences its one on purpose).
+    assert_eq!(policy(&["lint", "--strict", "policies"]).0, Some(0));
+
+    let (code, out, err) = policy(&["lint", "tests/fixtures/lint"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    for (rule, policy, severity) in [
+        ("identity-too-broad", "broad-identity", "error"),
+        ("github-ref-any", "any-ref", "warning"),
+        ("glob-never-matches", "dead-glob", "error"),
+        ("glob-shadowed", "shadowed-glob", "warning"),
+        ("conflicting-modes", "team-a-digest-warning", "warning"),
+        ("unknown-predicate", "typo-predicate-and-tlog-skip", "warning"),
+        ("tlog-skip-enforce", "typo-predicate-and-tlog-skip", "warning"),
+        ("cel-always-errors", "cel-typo", "warning"),
+    ] {
+        let line = out.lines().find(|l| l.contains(&format!("[{rule}]"))).unwrap_or_else(|| panic!("{rule}: {out}"));
+        assert!(line.contains(&format!("{severity}[{rule}]: policy {policy:?}")), "{line}");
+        assert!(line.starts_with("tests/fixtures/lint/mistakes.yaml:"), "{line}");
+    }
+    assert!(out.ends_with("8 policies: 2 errors, 6 warnings\n"), "{out}");
+    // The policy that is right about modes is not blamed.
+    assert!(!out.contains("]: policy \"teams-digest\""), "{out}");
+
+    // Silencing the errors leaves warnings: exit 0, unless --strict.
+    let quiet =
+        ["lint", "tests/fixtures/lint", "--ignore", "identity-too-broad", "--ignore", "glob-never-matches:dead-glob"];
+    let (code, out, _) = policy(&quiet);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.ends_with("0 errors, 6 warnings\n"), "{out}");
+    let (code, _, _) = policy(&[&quiet[..], &["--strict"]].concat());
+    assert_eq!(code, Some(1));
+    // RULE:POLICY silences that policy only; an unknown rule id is a usage error.
+    let (code, out, _) = policy(&["lint", "tests/fixtures/lint", "--ignore", "glob-never-matches:other"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("[glob-never-matches]"), "{out}");
+    let (code, _, err) = policy(&["lint", "tests/fixtures/lint", "--ignore", "glob-never-match"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no rule \"glob-never-match\""), "{err}");
+}
+
+#[test]
+fn policy_lint_reports_what_the_loader_refuses_and_unreadable_directories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Keyless without an issuer: the loader refuses it, so lint does too (before its own rules).
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: p}\nspec:\n  images: ['**']\n  \
+         authorities:\n    - name: ci\n      keyless: {subject: 'https://github.com/acme/app/.github/workflows/r.yml@refs/heads/main'}\n",
+    )
+    .expect("write");
+    let path = dir.path().to_str().expect("utf8");
+    let (code, out, _) = policy(&["lint", path]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("error[invalid]") && out.contains("keyless needs issuer"), "{out}");
+    let (code, _, err) = policy(&["lint", &format!("{path}/missing")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn policy_test_runs_the_example_cases_offline() {
+    let (code, out, err) = policy(&["test", "policies"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("ok       prod-denies-a-tag ("), "{out}");
+    assert!(out.contains("ok       sops-ciphertext-is-denied ("), "{out}");
+    // A case that needs signature evidence is not run, and never counted as passed.
+    assert!(out.contains("not run  signed-image-needs-a-registry ("), "{out}");
+    assert!(out.ends_with("13 passed, 0 failed, 1 not run (need a registry)\n"), "{out}");
+    // The server's flags apply: with unmatched images denied, the kube-system case (no policy
+    // matches there) is denied, so its expectation fails.
+    let (code, out, _) = policy(&["test", "policies", "--unmatched-images", "deny"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAILED   kube-system-is-excluded-from-allowed-registries"), "{out}");
+}
+
+#[test]
+fn policy_test_fails_with_a_diff_and_refuses_bad_cases() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    copy_dir(&common::root().join("policies"), &policies);
+    let cases = policies.join("tests/images.yaml");
+    let text = std::fs::read_to_string(&cases).expect("cases");
+    // Expecting the staging warning to be a pass is wrong: the case fails, with the diff.
+    std::fs::write(&cases, text.replacen("decision: warned", "decision: allowed", 1)).expect("write");
+    let path = policies.to_str().expect("utf8");
+    let (code, out, _) = policy(&["test", path]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAILED   staging-warns-on-a-tag"), "{out}");
+    assert!(out.contains("  - decision: allowed\n  + decision: warned\n"), "{out}");
+    assert!(out.contains("  + policy \"staging-digest-warning\""), "{out}");
+    assert!(out.contains("12 passed, 1 failed, 1 not run"), "{out}");
+    // A message that does not appear fails too, though the decision is right.
+    std::fs::write(&cases, text.replacen("message: staging-digest-warning", "message: prod-require-digest", 1))
+        .expect("write");
+    let (code, out, _) = policy(&["test", path]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("  - message containing: \"prod-require-digest\""), "{out}");
+    // A typo in a case is an error naming the file and line (exit 2), not a skipped case.
+    std::fs::write(&cases, text.replacen("expect:", "expected:", 1)).expect("write");
+    let (code, _, err) = policy(&["test", path]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("images.yaml:5") && err.contains("expected"), "{err}");
+    // A directory with no case is an error, not a pass.
+    std::fs::remove_dir_all(policies.join("tests")).expect("rm");
+    let (code, _, err) = policy(&["test", path]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("no `kind: PolicyTest` document"), "{err}");
+}
+
+#[test]
+fn policy_test_documents_do_not_hide_a_misspelt_policy_kind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "apiVersion: portcullis.dev/v1alpha1\nkind: PolicyTests\nmetadata: {name: t}\n",
+    )
+    .expect("write");
+    let (code, out, _) = policy(&["lint", dir.path().to_str().expect("utf8")]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("\"PolicyTests\" is not a policy kind"), "{out}");
+}

@@ -11,6 +11,7 @@ pub mod decrypt;
 pub mod decrypt_generator;
 pub mod decrypt_tree;
 pub mod policy;
+pub mod policy_test;
 pub mod registry_args;
 pub mod serve;
 pub mod verify;
@@ -49,7 +50,7 @@ pub enum Command {
     Decrypt(decrypt::DecryptArgs),
     /// Webhook certificates without cert-manager: a CA and the serving certificate.
     Certs(certs::CertsArgs),
-    /// Policy files: `policy schema` prints their JSON Schema.
+    /// Policy files: `policy lint`, `policy test` and `policy schema`.
     Policy(policy::PolicyArgs),
 }
 

@@ -213,7 +213,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 /// The namespace of the request for `object`: None for cluster-scoped kinds; else the
 /// object's, `--namespace`, or `default`. A conflict between the two is an error (kubectl
 /// refuses it too).
-fn request_namespace(object: &Value, flag: Option<&str>) -> anyhow::Result<Option<String>> {
+pub(crate) fn request_namespace(object: &Value, flag: Option<&str>) -> anyhow::Result<Option<String>> {
     let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
     let group = api_version.split_once('/').map_or("", |(group, _)| group);
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();

@@ -8,7 +8,7 @@ use super::cel::CelEnv;
 use super::matcher::{Glob, Selector};
 use super::model::{
     API_VERSION, AttestationSpec, AuthoritySpec, ConditionSpec, Header, ImagePolicyDoc, KINDS, KeylessSpec, MatchSpec,
-    ResourcePolicyDoc, TransparencyLog,
+    ResourcePolicyDoc, TEST_KIND, TransparencyLog,
 };
 use super::{
     Attestation, Authority, AuthorityKind, Condition, Identity, ImagePolicy, KeyRef, Policy, ResourcePolicy, Source,
@@ -120,6 +120,8 @@ pub fn parse_file(text: &str, file: &str, base: &Path, env: &CelEnv) -> Result<V
                 let doc: ResourcePolicyDoc = serde_yaml_ng::from_str(&doc).map_err(syntax)?;
                 Policy::Resource(compile_resource(doc, source, env)?)
             }
+            // Test cases of `portcullis policy test`, kept next to the policies.
+            Some(TEST_KIND) => continue,
             Some(other) => {
                 return Err(document(format!("kind {other:?} is not a policy kind; use one of {KINDS:?}")));
             }

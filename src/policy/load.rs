@@ -21,7 +21,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::cel::CelEnv;
-use super::compile::{PolicyError, parse_file};
+use super::compile::{PolicyError, parse_file, split_documents};
 use super::{AuthorityKind, FileContent, KeyRef, Policy, PolicySet};
 use crate::verify::trust::{MAX_TRUSTED_ROOT_BYTES, TrustRoot};
 
@@ -123,7 +123,8 @@ impl PolicyDir {
             let text = std::str::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: path.clone() })?;
             let base = path.parent().unwrap_or(&self.dir);
             let parsed = parse_file(text, &path.display().to_string(), base, &self.env)?;
-            if parsed.is_empty() {
+            // A file of `PolicyTest` documents holds no policy, and is not "empty".
+            if parsed.is_empty() && split_documents(text).is_empty() {
                 return Err(LoadError::EmptyFile { path: path.clone() });
             }
             policies.extend(parsed);
@@ -145,6 +146,18 @@ impl PolicyDir {
             .collect();
         let fingerprint = fingerprint(&files, &named);
         Ok(Scan { files, fingerprint })
+    }
+
+    /// The policy files of the directory (`*.yaml`, `*.yml`) and their text, sorted by path.
+    pub fn policy_texts(&self) -> Result<Vec<(PathBuf, String)>, LoadError> {
+        self.read_all()?
+            .into_iter()
+            .filter(|(path, _)| is_policy_file(path))
+            .map(|(path, bytes)| match String::from_utf8(bytes) {
+                Ok(text) => Ok((path, text)),
+                Err(_) => Err(LoadError::NotUtf8 { path }),
+            })
+            .collect()
     }
 
     fn read_all(&self) -> Result<Vec<(PathBuf, Vec<u8>)>, LoadError> {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 pub mod cel;
 pub mod compile;
+pub mod lint;
 pub mod load;
 pub mod matcher;
 pub mod model;

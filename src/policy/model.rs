@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub const API_VERSION: &str = "portcullis.dev/v1alpha1";
 /// Document kinds this release reads.
 pub const KINDS: [&str; 2] = ["ImagePolicy", "ResourcePolicy"];
+/// The kind of `portcullis policy test` cases: skipped by the loader, so they can live in the
+/// policy directory (`policies/tests/`).
+pub const TEST_KIND: &str = "PolicyTest";
 
 /// What every document has, read first to pick the kind.
 #[derive(Debug, Deserialize)]

@@ -265,3 +265,21 @@ fn missing_or_unusable_key_files_and_trusted_roots_are_load_errors() {
     let error = load_text(&keyed(&big), "p.yaml", keys.path(), &CelEnv::new()).expect_err("too large");
     assert!(error.to_string().contains("larger than"), "{error}");
 }
+
+#[test]
+fn policy_test_documents_are_skipped_but_do_not_hide_an_empty_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(&dir.path().join("p.yaml"), DIGEST_ONLY);
+    std::fs::create_dir(dir.path().join("tests")).expect("mkdir");
+    let case = "apiVersion: portcullis.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: t}\nspec: {}\n";
+    write(&dir.path().join("tests/t.yaml"), case);
+    let (set, _) = PolicyDir::new(dir.path()).load().expect("a file of test cases is not an empty policy file");
+    assert_eq!(set.len(), 1, "{set:?}");
+    // A policy beside a test case in one file still loads.
+    write(&dir.path().join("tests/t.yaml"), &format!("{case}---\n{}", DIGEST_ONLY.replace("signed", "second")));
+    assert_eq!(PolicyDir::new(dir.path()).load().expect("load").0.len(), 2);
+    // A blank file is still refused.
+    write(&dir.path().join("tests/t.yaml"), "# nothing yet\n");
+    let error = PolicyDir::new(dir.path()).load().expect_err("blank");
+    assert!(matches!(error, LoadError::EmptyFile { .. }), "{error}");
+}
