@@ -32,8 +32,15 @@ struct ReviewLabels {
     decision: String,
     kind: String,
     operation: String,
-    mode: String,
-    webhook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    webhook: &'static str,
+    decision: &'static str,
+    mode: &'static str,
+    kind: String,
+    operation: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,11 +75,11 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 #[derive(Debug, Clone, Copy)]
 pub struct ReviewMetric<'a> {
     /// `validate` or `mutate`.
-    pub webhook: &'a str,
+    pub webhook: &'static str,
     /// `allowed`, `warned` or `denied`.
-    pub decision: &'a str,
+    pub decision: &'static str,
     /// The strictest mode among the policies that applied (`enforce`, `warn`, `audit`), `none`.
-    pub mode: &'a str,
+    pub mode: &'static str,
     pub kind: &'a str,
     pub operation: &'a str,
     pub elapsed: Duration,
@@ -82,6 +89,7 @@ pub struct ReviewMetric<'a> {
 pub struct Metrics {
     registry: Registry,
     reviews: Family<ReviewLabels, Counter>,
+    webhook_reviews: Family<WebhookLabels, Counter>,
     invalid: Family<ReasonLabels, Counter>,
     duration: Histogram,
     policies: Gauge,
@@ -125,10 +133,12 @@ impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("portcullis");
         let reviews = Family::<ReviewLabels, Counter>::default();
+        r.register("admission_reviews", "Admission reviews answered, by decision", reviews.clone());
+        let webhook_reviews = Family::<WebhookLabels, Counter>::default();
         r.register(
-            "admission_reviews",
-            "Admission reviews answered, by decision, kind, operation, mode (the strictest of the policies that applied) and webhook",
-            reviews.clone(),
+            "webhook_reviews",
+            "Admission reviews answered, by webhook (validate, mutate), decision, mode (the strictest of the policies that applied, or none), kind and operation",
+            webhook_reviews.clone(),
         );
         let invalid = Family::<ReasonLabels, Counter>::default();
         r.register("admission_invalid_requests", "Requests that were not a valid AdmissionReview", invalid.clone());
@@ -215,6 +225,7 @@ impl Metrics {
         Self {
             registry: r,
             reviews,
+            webhook_reviews,
             invalid,
             duration,
             policies,
@@ -245,7 +256,7 @@ impl Metrics {
     }
 
     /// Count one answered `/validate` review (see [`Metrics::record_review`]).
-    pub fn review(&self, decision: &str, kind: &str, operation: &str, elapsed: Duration) {
+    pub fn review(&self, decision: &'static str, kind: &str, operation: &str, elapsed: Duration) {
         self.record_review(&ReviewMetric { webhook: "validate", decision, mode: "none", kind, operation, elapsed });
     }
 
@@ -255,10 +266,16 @@ impl Metrics {
             decision: review.decision.to_owned(),
             kind: review.kind.to_owned(),
             operation: review.operation.to_owned(),
-            mode: review.mode.to_owned(),
-            webhook: review.webhook.to_owned(),
         };
         self.reviews.get_or_create(&labels).inc();
+        let labels = WebhookLabels {
+            webhook: review.webhook,
+            decision: review.decision,
+            mode: review.mode,
+            kind: review.kind.to_owned(),
+            operation: review.operation.to_owned(),
+        };
+        self.webhook_reviews.get_or_create(&labels).inc();
         self.duration.observe(review.elapsed.as_secs_f64());
     }
 
@@ -389,7 +406,13 @@ mod tests {
         let text = m.render(&status);
         assert!(
             text.contains(
-                "portcullis_admission_reviews_total{decision=\"denied\",kind=\"Pod\",operation=\"CREATE\",mode=\"enforce\",webhook=\"validate\"} 1"
+                "portcullis_admission_reviews_total{decision=\"denied\",kind=\"Pod\",operation=\"CREATE\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "portcullis_webhook_reviews_total{webhook=\"validate\",decision=\"denied\",mode=\"enforce\",kind=\"Pod\",operation=\"CREATE\"} 1"
             ),
             "{text}"
         );

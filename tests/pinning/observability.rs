@@ -100,6 +100,7 @@ async fn metrics_parse_as_prometheus_text_after_reviews() {
         .collect();
     for (name, kind) in [
         ("portcullis_admission_reviews_total", "counter"),
+        ("portcullis_webhook_reviews_total", "counter"),
         ("portcullis_admission_review_duration_seconds", "histogram"),
         ("portcullis_verifications_total", "counter"),
         ("portcullis_verification_duration_seconds", "histogram"),
@@ -116,11 +117,16 @@ async fn metrics_parse_as_prometheus_text_after_reviews() {
         assert_eq!(kinds.get(name), Some(&kind), "{name}\n{text}");
         assert!(scrape.docs.contains_key(name), "{name} has no HELP under its own name\n{text}");
     }
-    let reviews = "portcullis_admission_reviews_total";
+    let reviews = "portcullis_webhook_reviews_total";
     let validate = [("webhook", "validate"), ("decision", "allowed"), ("mode", "enforce"), ("kind", "Deployment")];
     assert_eq!(value(&scrape, reviews, &validate), 2.0, "{text}");
     assert_eq!(value(&scrape, reviews, &[("webhook", "mutate"), ("operation", "CREATE")]), 1.0, "{text}");
     assert_eq!(value(&scrape, reviews, &[("decision", "denied"), ("mode", "enforce")]), 1.0, "{text}");
+    // The original series keep their labels.
+    let denied = [("decision", "denied"), ("kind", "Deployment"), ("operation", "CREATE")];
+    assert_eq!(value(&scrape, "portcullis_admission_reviews_total", &denied), 1.0, "{text}");
+    let labels = sample(&scrape, "portcullis_admission_reviews_total", &denied).map(|s| s.labels.len());
+    assert_eq!(labels, Some(3), "{text}");
     // One verification per digest: the signed one, then the unsigned one; the rest were cached.
     assert_eq!(value(&scrape, "portcullis_verifications_total", &[("outcome", "verified")]), 1.0, "{text}");
     assert_eq!(value(&scrape, "portcullis_verifications_total", &[("outcome", "failed")]), 1.0, "{text}");
