@@ -352,14 +352,14 @@ impl Registry {
                 retry::Plan::Answer => return Ok(response),
                 retry::Plan::Wait(wait) => wait,
                 retry::Plan::PastDeadline { wait, left } => {
+                    let left = match left {
+                        Some(left) => format!("the review has {} ms left", left.as_millis()),
+                        None => "longer than the 10 s waited outside a review".to_owned(),
+                    };
                     return Err(RegistryError::Status {
                         url: url.to_owned(),
                         status: response.status().as_u16(),
-                        detail: format!(
-                            " (it asked to retry after {} ms; the review has {} ms left)",
-                            wait.as_millis(),
-                            left.as_millis()
-                        ),
+                        detail: format!(" (it asked to retry after {} ms; {left})", wait.as_millis()),
                     });
                 }
             };

@@ -25,8 +25,9 @@ pub enum Plan {
     Answer,
     /// Wait this long, then send the request again.
     Wait(Duration),
-    /// The registry asks for a wait the review has no time for.
-    PastDeadline { wait: Duration, left: Duration },
+    /// The registry asks for a wait the review has no time for (`left`: what the review had;
+    /// None outside a review, where at most 10 s are waited).
+    PastDeadline { wait: Duration, left: Option<Duration> },
 }
 
 /// The plan for an answer with `status` and `headers`, `deadline` being the review's.
@@ -42,10 +43,10 @@ pub fn plan(status: StatusCode, headers: &HeaderMap, deadline: Option<Instant>) 
     match deadline {
         Some(deadline) => {
             let left = deadline.saturating_duration_since(Instant::now());
-            if wait + ROOM < left { Plan::Wait(wait) } else { Plan::PastDeadline { wait, left } }
+            if wait + ROOM < left { Plan::Wait(wait) } else { Plan::PastDeadline { wait, left: Some(left) } }
         }
         None if wait <= MAX_WAIT_WITHOUT_DEADLINE => Plan::Wait(wait),
-        None => Plan::PastDeadline { wait, left: MAX_WAIT_WITHOUT_DEADLINE },
+        None => Plan::PastDeadline { wait, left: None },
     }
 }
 
@@ -89,12 +90,15 @@ mod tests {
         assert_eq!(plan(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new(), deadline), Plan::Wait(DEFAULT_WAIT));
         assert_eq!(
             plan(StatusCode::TOO_MANY_REQUESTS, &headers("30"), deadline),
-            Plan::PastDeadline { wait: Duration::from_secs(30), left: Duration::from_secs(5) }
+            Plan::PastDeadline { wait: Duration::from_secs(30), left: Some(Duration::from_secs(5)) }
         );
         // A wait that ends exactly at the deadline leaves no time for the request: not taken.
         assert!(matches!(plan(StatusCode::TOO_MANY_REQUESTS, &headers("5"), deadline), Plan::PastDeadline { .. }));
         // Outside a review, at most 10 s.
         assert_eq!(plan(StatusCode::TOO_MANY_REQUESTS, &headers("10"), None), Plan::Wait(Duration::from_secs(10)));
-        assert!(matches!(plan(StatusCode::TOO_MANY_REQUESTS, &headers("11"), None), Plan::PastDeadline { .. }));
+        assert!(matches!(
+            plan(StatusCode::TOO_MANY_REQUESTS, &headers("11"), None),
+            Plan::PastDeadline { left: None, .. }
+        ));
     }
 }
