@@ -170,8 +170,8 @@ async fn an_image_volume_is_verified_and_pinned_like_a_container() {
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
 }
 
-/// An app over `policy` with the caching verifier the server uses; also the registry-counting
-/// inner verifier.
+/// An app over `policy` with the caching verifier the server uses, its caches and registry
+/// client reporting to the app's metrics; also the registry-counting inner verifier.
 fn cached_app(
     host: &str,
     policy: &str,
@@ -181,14 +181,17 @@ fn cached_app(
     use portcullis::verify::cache::CachedVerifier;
     let set = load_text(policy, "p.yaml", dir, &CelEnv::new()).expect("policy");
     let config = RegistryConfig { insecure: vec![host.to_owned()], ..Default::default() };
+    let metrics = Arc::new(Metrics::new());
     let inner = Arc::new(RegistryVerifier::new(
-        Registry::new(config).expect("registry"),
+        Registry::new(config).expect("registry").with_observer(metrics.clone()),
         TrustRoot::production().expect("root"),
     ));
-    let cached = CachedVerifier::new(inner.clone(), std::time::Duration::from_secs(300)).with_tag_ttl(tag_ttl);
+    let cached = CachedVerifier::new(inner.clone(), std::time::Duration::from_secs(300))
+        .with_tag_ttl(tag_ttl)
+        .with_observer(metrics.clone());
     let engine = Engine::fixed(set, Arc::new(cached), Settings::default());
-    let (_tx, status) = tokio::sync::watch::channel(LoadStatus::default());
-    (router(AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status }), inner)
+    let (_tx, status) = tokio::sync::watch::channel(LoadStatus { policies: 1, ..Default::default() });
+    (router(AppState { engine: Arc::new(engine), metrics, status }), inner)
 }
 
 fn tag_policy(host: &str) -> String {
@@ -259,3 +262,7 @@ async fn a_moved_tag_is_seen_after_the_tag_ttl() {
     assert_eq!(answer["response"]["allowed"], false, "after the TTL the moved tag is verified: {answer}");
     assert!(answer["response"]["status"]["message"].as_str().expect("m").contains(&unsigned), "{answer}");
 }
+
+/// Metrics, the review log line and registry retries, on the same app.
+#[path = "pinning/observability.rs"]
+mod observability;

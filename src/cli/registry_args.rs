@@ -38,6 +38,14 @@ pub struct RegistryArgs {
 impl RegistryArgs {
     /// The verifier these flags describe.
     pub fn verifier(self) -> anyhow::Result<RegistryVerifier> {
+        self.verifier_observed(crate::verify::observe::ignore())
+    }
+
+    /// The verifier these flags describe, its registry requests reported to `observer`.
+    pub fn verifier_observed(
+        self,
+        observer: std::sync::Arc<dyn crate::verify::observe::Observer>,
+    ) -> anyhow::Result<RegistryVerifier> {
         let Self { registry_config, registry_ca, insecure_registry, registry_timeout, trusted_root, max_platforms } =
             self;
         let keychain = match &registry_config {
@@ -50,7 +58,7 @@ impl RegistryArgs {
             ca_pem.push(bytes);
         }
         let config = RegistryConfig { insecure: insecure_registry, ca_pem, keychain, timeout: Some(registry_timeout) };
-        let registry = Registry::new(config)?;
+        let registry = Registry::new(config)?.with_observer(observer);
         let trust = match &trusted_root {
             Some(path) => TrustRoot::from_file(path)?,
             None => TrustRoot::production()?,

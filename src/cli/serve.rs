@@ -226,10 +226,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             UnmatchedArg::Deny => Unmatched::Deny,
         },
     };
-    let verifier = with_pull_secrets(registry.verifier()?, image_pull_secrets).await?;
-    let verifier = CachedVerifier::new(Arc::new(verifier), verify_cache_ttl).with_tag_ttl(tag_cache_ttl);
+    let metrics = Arc::new(Metrics::new());
+    {
+        let store = Arc::clone(&store);
+        metrics.certificate_expiry(move || store.not_after());
+    }
+    let verifier = with_pull_secrets(registry.verifier_observed(metrics.clone())?, image_pull_secrets).await?;
+    let verifier = CachedVerifier::new(Arc::new(verifier), verify_cache_ttl)
+        .with_tag_ttl(tag_cache_ttl)
+        .with_observer(metrics.clone());
     let engine = Engine::new(published.policies, Arc::new(verifier), settings);
-    let state = AppState { engine: Arc::new(engine), metrics: Arc::new(Metrics::new()), status: published.status };
+    let state = AppState { engine: Arc::new(engine), metrics, status: published.status };
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     info!(address = %listener.local_addr()?, policies = %policies.display(), "portcullis is serving");
     let draining = Arc::new(AtomicBool::new(false));

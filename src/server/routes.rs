@@ -15,12 +15,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::watch;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info_span, warn};
 
 use crate::engine::Engine;
 use crate::policy::load::LoadStatus;
 use crate::review::{Review, ReviewError};
-use crate::telemetry::Metrics;
+use crate::telemetry::{Metrics, ReviewMetric};
+use crate::verify::observe::ReviewScope;
+
+mod review_log;
 
 /// Largest AdmissionReview body accepted (the API server caps objects at 3 MiB; UPDATE
 /// reviews carry two).
@@ -72,9 +75,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (StatusCode::OK, body).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(&state.status.borrow());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+/// Prometheus text format 0.0.4, or OpenMetrics when the scraper's `Accept` prefers it.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::telemetry::negotiate(accept);
+    let status = state.status.borrow().clone();
+    let text = state.metrics.render_as(&status, format);
+    ([(header::CONTENT_TYPE, format.content_type())], text).into_response()
 }
 
 async fn not_found() -> Response {
@@ -133,34 +140,31 @@ async fn handle(state: AppState, request: Request, webhook: Webhook) -> Response
         }
     };
     let deadline = tokio::time::Instant::now() + budget(timeout);
-    let span = info_span!(
-        "review",
-        webhook = if webhook == Webhook::Mutate { "mutate" } else { "validate" },
-        uid = %review.uid,
-        kind = %review.kind.kind,
-        ns = review.namespace.as_deref().unwrap_or(""),
-        name = %review.name,
-        operation = %review.operation,
-        decision = tracing::field::Empty,
-        duration_ms = tracing::field::Empty,
-    );
+    let webhook_name = if webhook == Webhook::Mutate { "mutate" } else { "validate" };
+    // Other events of the review (registry retries, warnings) carry its uid; the one line per
+    // review below is logged outside the span, so its fields appear once.
+    let span = info_span!("review", webhook = webhook_name, uid = %review.uid);
+    let scope = ReviewScope::new(Some(deadline));
+    let tally = std::sync::Arc::clone(&scope.tally);
     let (decision, patch) = match webhook {
-        Webhook::Validate => (state.engine.review(&review, deadline).instrument(span.clone()).await, None),
+        Webhook::Validate => (scope.run(state.engine.review(&review, deadline)).instrument(span).await, None),
         Webhook::Mutate => {
-            let mutation = state.engine.mutate(&review, deadline).instrument(span.clone()).await;
+            let mutation = scope.run(state.engine.mutate(&review, deadline)).instrument(span).await;
             let patch = crate::engine::patch(&mutation.pins);
             (mutation.decision, Some(patch))
         }
     };
     let elapsed = started.elapsed();
-    span.record("decision", decision.label());
-    span.record("duration_ms", elapsed.as_secs_f64() * 1000.0);
-    span.in_scope(|| match &decision.message {
-        Some(error) if !decision.allowed => info!(%error, "Denied"),
-        _ if !decision.warnings.is_empty() => info!(warnings = ?decision.warnings, "Allowed with warnings"),
-        _ => info!("Allowed"),
+    let mode = review_log::mode(&decision);
+    review_log::log(&review, webhook_name, &decision, mode, elapsed, tally.summary());
+    state.metrics.record_review(&ReviewMetric {
+        webhook: webhook_name,
+        decision: decision.label(),
+        mode,
+        kind: &review.kind.kind,
+        operation: &review.operation,
+        elapsed,
     });
-    state.metrics.review(decision.label(), &review.kind.kind, &review.operation, elapsed);
     match patch {
         None => axum::Json(review.respond_review(&decision)).into_response(),
         Some(patch) => axum::Json(review.respond_mutation(&decision, patch)).into_response(),

@@ -135,6 +135,14 @@ impl CertStore {
         Ok(true)
     }
 
+    /// When the serving certificate (the first of the chain) expires, in seconds since the epoch.
+    pub fn not_after(&self) -> Option<i64> {
+        let current = Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()));
+        let leaf = current.cert.first()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+        Some(parsed.validity().not_after.timestamp())
+    }
+
     /// Whether the certificate comes from files (and so can be reloaded).
     pub fn reloadable(&self) -> bool {
         self.files.is_some()
@@ -252,6 +260,7 @@ mod tests {
         let leaf = generated.store.current.read().expect("lock").cert[0].clone();
         let (_, leaf) = x509_parser::parse_x509_certificate(&leaf).expect("x509");
         assert!(leaf.validity().not_after.timestamp() <= until);
+        assert_eq!(generated.store.not_after(), Some(leaf.validity().not_after.timestamp()));
         let eku = leaf.extended_key_usage().expect("eku").expect("present");
         assert!(eku.value.server_auth);
     }

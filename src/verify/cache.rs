@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use super::observe::{self, CacheKind, Lookup, Observer, OutcomeClass};
 use super::pull_secrets::PullContext;
 use super::{BoxFuture, Outcome, Verifier, VerifyRequest};
 use crate::image::{Digest, ImageRef};
@@ -43,6 +44,7 @@ pub struct CachedVerifier {
     slots: Mutex<HashMap<Key, Slot>>,
     tag_ttl: Duration,
     tags: Mutex<HashMap<TagKey, TagSlot>>,
+    observer: Arc<dyn Observer>,
 }
 
 impl CachedVerifier {
@@ -53,7 +55,37 @@ impl CachedVerifier {
             slots: Mutex::new(HashMap::new()),
             tag_ttl: DEFAULT_TAG_TTL,
             tags: Mutex::new(HashMap::new()),
+            observer: observe::ignore(),
         }
+    }
+
+    /// Report lookups, evictions, sizes and verifications to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    fn looked_up(&self, cache: CacheKind, lookup: Lookup, evicted: usize, size: usize) {
+        observe::tally(lookup);
+        self.observer.cache_lookup(cache, lookup);
+        if evicted > 0 {
+            self.observer.cache_evicted(cache, evicted);
+        }
+        self.observer.cache_size(cache, size);
+    }
+
+    /// One verification by the inner verifier, counted and timed.
+    async fn verify_uncached(&self, request: VerifyRequest<'_>) -> Outcome {
+        let started = Instant::now();
+        self.observer.verification_started();
+        let outcome = self.inner.verify(request).await;
+        let class = match &outcome {
+            Outcome::Verified { .. } => OutcomeClass::Verified,
+            Outcome::Failed { .. } => OutcomeClass::Failed,
+            Outcome::Error { .. } => OutcomeClass::Error,
+        };
+        self.observer.verification_finished(class, started.elapsed());
+        outcome
     }
 
     /// Reuse tag resolutions for `ttl` (zero: resolve every time).
@@ -70,24 +102,23 @@ impl CachedVerifier {
         }
         let view = pull.map(|p| (p.namespace.clone(), p.secrets.clone(), p.service_account.clone()));
         let key: TagKey = (format!("{}:{}", image.name(), image.tag().unwrap_or("latest")), view);
-        let slot = {
+        let (slot, lookup, evicted, size) = {
             let mut tags = self.tags.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
             match tags.get(&key) {
-                Some(slot) if slot.get().is_none_or(|(_, expires)| *expires > now) => Arc::clone(slot),
+                Some(slot) if slot.get().is_none_or(|(_, expires)| *expires > now) => {
+                    let lookup = if slot.initialized() { Lookup::Hit } else { Lookup::Join };
+                    (Arc::clone(slot), lookup, 0, tags.len())
+                }
                 _ => {
-                    if tags.len() >= MAX_ENTRIES {
-                        tags.retain(|_, s| s.get().is_none_or(|(_, expires)| *expires > now));
-                        if tags.len() >= MAX_ENTRIES {
-                            tags.clear();
-                        }
-                    }
+                    let evicted = make_room(&mut tags, now, |s: &TagSlot| s.get().map(|(_, expires)| *expires));
                     let slot: TagSlot = Arc::new(OnceCell::new());
                     tags.insert(key.clone(), Arc::clone(&slot));
-                    slot
+                    (slot, Lookup::Miss, evicted, tags.len())
                 }
             }
         };
+        self.looked_up(CacheKind::Tag, lookup, evicted, size);
         let (result, _) = slot
             .get_or_init(|| async {
                 let result = self.inner.resolve(image, pull).await;
@@ -101,27 +132,29 @@ impl CachedVerifier {
             if tags.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
                 tags.remove(&key);
             }
+            self.observer.cache_size(CacheKind::Tag, tags.len());
         }
         result
     }
 
     fn slot(&self, key: &Key) -> Slot {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if let Some(slot) = slots.get(key) {
-            match slot.get() {
-                Some((_, expires)) if *expires <= now => {}
-                _ => return Arc::clone(slot),
+        let (slot, lookup, evicted, size) = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            match slots.get(key) {
+                Some(slot) if slot.get().is_none_or(|(_, expires)| *expires > now) => {
+                    let lookup = if slot.initialized() { Lookup::Hit } else { Lookup::Join };
+                    (Arc::clone(slot), lookup, 0, slots.len())
+                }
+                _ => {
+                    let evicted = make_room(&mut slots, now, |s: &Slot| s.get().map(|(_, expires)| *expires));
+                    let slot: Slot = Arc::new(OnceCell::new());
+                    slots.insert(key.clone(), Arc::clone(&slot));
+                    (slot, Lookup::Miss, evicted, slots.len())
+                }
             }
-        }
-        if slots.len() >= MAX_ENTRIES {
-            slots.retain(|_, s| s.get().is_none_or(|(_, expires)| *expires > now));
-            if slots.len() >= MAX_ENTRIES {
-                slots.clear();
-            }
-        }
-        let slot: Slot = Arc::new(OnceCell::new());
-        slots.insert(key.clone(), Arc::clone(&slot));
+        };
+        self.looked_up(CacheKind::Verification, lookup, evicted, size);
         slot
     }
 
@@ -130,7 +163,22 @@ impl CachedVerifier {
         if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             slots.remove(key);
         }
+        self.observer.cache_size(CacheKind::Verification, slots.len());
     }
+}
+
+/// Keep a map under [`MAX_ENTRIES`]: drop expired entries, then everything if that is not
+/// enough. Returns how many entries were dropped.
+fn make_room<K, V>(map: &mut HashMap<K, V>, now: Instant, expires: impl Fn(&V) -> Option<Instant>) -> usize {
+    if map.len() < MAX_ENTRIES {
+        return 0;
+    }
+    let before = map.len();
+    map.retain(|_, v| expires(v).is_none_or(|at| at > now));
+    if map.len() >= MAX_ENTRIES {
+        map.clear();
+    }
+    before - map.len()
 }
 
 impl Verifier for CachedVerifier {
@@ -146,7 +194,7 @@ impl Verifier for CachedVerifier {
         Box::pin(async move {
             let Some(digest) = request.image.digest() else {
                 if self.tag_ttl.is_zero() {
-                    return self.inner.verify(request).await;
+                    return self.verify_uncached(request).await;
                 }
                 // A tag: resolve it (cached), then verify that digest (cached).
                 let pinned = match self.resolve_tag(request.image, request.pull).await {
@@ -156,13 +204,13 @@ impl Verifier for CachedVerifier {
                 return self.verify(VerifyRequest { image: &pinned, ..request }).await;
             };
             if self.ttl.is_zero() {
-                return self.inner.verify(request).await;
+                return self.verify_uncached(request).await;
             }
             let key = (request.policy.fingerprint, format!("{}@{digest}", request.image.name()));
             let slot = self.slot(&key);
             let (outcome, _) = slot
                 .get_or_init(|| async {
-                    let outcome = self.inner.verify(request).await;
+                    let outcome = self.verify_uncached(request).await;
                     let life = match &outcome {
                         Outcome::Verified { .. } => self.ttl,
                         Outcome::Failed { .. } => self.ttl / 10,

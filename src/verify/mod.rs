@@ -18,6 +18,7 @@ pub mod cache;
 pub mod cosign;
 pub mod discovery;
 pub mod image;
+pub mod observe;
 pub mod platforms;
 pub mod pull_secrets;
 pub mod registry;

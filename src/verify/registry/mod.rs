@@ -14,8 +14,10 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
 use sha2::{Digest as _, Sha256};
 
 pub mod auth;
+mod retry;
 
 use self::auth::{Challenge, Credential, Keychain, parse_challenge};
+use super::observe::{self, Observer};
 use crate::image::Digest;
 
 /// Media types of manifests and indexes.
@@ -89,6 +91,7 @@ pub struct Registry {
     config: RegistryConfig,
     tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
     requests: Arc<AtomicU64>,
+    observer: Arc<dyn Observer>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -110,7 +113,19 @@ impl Registry {
             }
         }
         let http = builder.build().map_err(|e| RegistryError::Client(e.to_string()))?;
-        Ok(Self { http, config, tokens: Mutex::new(HashMap::new()), requests: Arc::new(AtomicU64::new(0)) })
+        Ok(Self {
+            http,
+            config,
+            tokens: Mutex::new(HashMap::new()),
+            requests: Arc::new(AtomicU64::new(0)),
+            observer: observe::ignore(),
+        })
+    }
+
+    /// Report every request (host, status, latency) and retry to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The same client (connections, CAs, insecure list, request counter) with `extra`
@@ -124,6 +139,7 @@ impl Registry {
             config,
             tokens: Mutex::new(HashMap::new()),
             requests: Arc::clone(&self.requests),
+            observer: Arc::clone(&self.observer),
         }
     }
 
@@ -260,7 +276,7 @@ impl Registry {
     ) -> Result<reqwest::Response, RegistryError> {
         let key = (registry.to_owned(), repository.to_owned());
         let cached = self.cached_token(&key);
-        let response = self.request(method.clone(), url, accept, cached.as_deref()).await?;
+        let response = self.request(registry, method.clone(), url, accept, cached.as_deref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -297,7 +313,7 @@ impl Registry {
                 header
             }
         };
-        let retry = self.request(method, url, accept, Some(&authorization)).await?;
+        let retry = self.request(registry, method, url, accept, Some(&authorization)).await?;
         if retry.status() == StatusCode::UNAUTHORIZED || retry.status() == StatusCode::FORBIDDEN {
             return Err(RegistryError::Auth {
                 url: url.to_owned(),
@@ -316,8 +332,48 @@ impl Registry {
         tokens.get(key).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone())
     }
 
+    /// One request, sent again after a 429 or 503 while the review's deadline allows the wait
+    /// the registry asks for (`Retry-After`), at most [`retry::MAX_RETRIES`] times.
     async fn request(
         &self,
+        registry: &str,
+        method: reqwest::Method,
+        url: &str,
+        accept: &str,
+        authorization: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut retries = 0;
+        loop {
+            let response = self.request_once(registry, method.clone(), url, accept, authorization).await?;
+            if retries >= retry::MAX_RETRIES {
+                return Ok(response);
+            }
+            let wait = match retry::plan(response.status(), response.headers(), observe::deadline()) {
+                retry::Plan::Answer => return Ok(response),
+                retry::Plan::Wait(wait) => wait,
+                retry::Plan::PastDeadline { wait, left } => {
+                    let left = match left {
+                        Some(left) => format!("the review has {} ms left", left.as_millis()),
+                        None => "longer than the 10 s waited outside a review".to_owned(),
+                    };
+                    return Err(RegistryError::Status {
+                        url: url.to_owned(),
+                        status: response.status().as_u16(),
+                        detail: format!(" (it asked to retry after {} ms; {left})", wait.as_millis()),
+                    });
+                }
+            };
+            retries += 1;
+            self.observer.registry_retry(registry);
+            tracing::debug!(%url, status = response.status().as_u16(), wait_ms = wait.as_millis(), "registry asked to retry");
+            drop(response);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn request_once(
+        &self,
+        registry: &str,
         method: reqwest::Method,
         url: &str,
         accept: &str,
@@ -328,7 +384,10 @@ impl Registry {
         if let Some(value) = authorization {
             request = request.header(AUTHORIZATION, value);
         }
-        request.send().await.map_err(|e| RegistryError::Transport { url: url.to_owned(), error: error_chain(&e) })
+        let started = Instant::now();
+        let result = request.send().await;
+        self.observer.registry_request(registry, result.as_ref().ok().map(|r| r.status().as_u16()), started.elapsed());
+        result.map_err(|e| RegistryError::Transport { url: url.to_owned(), error: error_chain(&e) })
     }
 
     async fn fetch_token(
@@ -368,7 +427,11 @@ impl Registry {
             request = request.header(AUTHORIZATION, c.basic_header());
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let response = request.send().await.map_err(|e| RegistryError::Auth {
+        let started = Instant::now();
+        let response = request.send().await;
+        let host = realm_url_host(realm);
+        self.observer.registry_request(&host, response.as_ref().ok().map(|r| r.status().as_u16()), started.elapsed());
+        let response = response.map_err(|e| RegistryError::Auth {
             url: url.to_owned(),
             why: format!("token request to {realm} failed: {}", error_chain(&e)),
         })?;
@@ -390,6 +453,11 @@ impl Registry {
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).saturating_sub(5).max(1));
         Ok((token, lifetime))
     }
+}
+
+/// The `host[:port]` of a token realm, as metrics label it.
+fn realm_url_host(realm: &str) -> String {
+    reqwest::Url::parse(realm).map(|u| u.authority().to_owned()).unwrap_or_default()
 }
 
 /// Read a body, refusing more than `limit` bytes (Content-Length first, then while streaming).
