@@ -1,7 +1,7 @@
 //! The router driven with real AdmissionReview JSON for every workload kind, against the
 //! example policies in `policies/`.
 
-mod common;
+use crate::common;
 mod gate;
 
 use axum::http::StatusCode;

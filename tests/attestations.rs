@@ -2,7 +2,7 @@
 //! (legacy `.att` layers and Sigstore bundle referrers) signed in cosign's formats by the test
 //! support, carrying real SBOM and provenance documents where the shared fixtures are present.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

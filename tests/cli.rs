@@ -1,6 +1,6 @@
 //! The `portcullis` binary: embedded defaults, environment variables, exit codes, help.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -4,7 +4,7 @@
 //! mini instance's `trusted_root.json` given per authority (`trustedRoot:`) or as the verifier's
 //! root.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `digest: pin`: `/mutate` rewrites tags to the digest they point at (resolved in a real
 //! registry), `/validate` then verifies exactly that digest.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! minimal HTTP endpoint serving the two API paths it reads, with real Secret and
 //! ServiceAccount JSON; the registry is a real docker-registry behind TLS and htpasswd.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

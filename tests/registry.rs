@@ -2,7 +2,7 @@
 //! Debian's docker-registry (no referrers API: the fallback tag) and ferro-oci-server
 //! (OCI 1.1 referrers API).
 
-mod support;
+use crate::support;
 
 use portcullis::image::{Digest, ImageRef};
 use portcullis::verify::discovery::{ANN_SIGNATURE, Wanted, discover};

@@ -2,7 +2,7 @@
 //! custom CA, and the Bearer-token flow with a token server. Credentials come from a docker
 //! config.json, as `--registry-config` reads them.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

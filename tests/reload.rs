@@ -1,8 +1,8 @@
 //! Hot reload: a policy directory with a broken file keeps serving the last good policies,
 //! says so on /readyz and in a metric, and picks up the fix.
 
-mod common;
-mod support;
+use crate::common;
+use crate::support;
 
 use std::path::Path;
 use std::sync::Arc;

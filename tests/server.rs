@@ -2,7 +2,7 @@
 //! POST /validate?timeout=Ns over HTTP/2 (ALPN) or HTTP/1.1, the certificate checked against
 //! the caBundle for the `<service>.<namespace>.svc` name.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

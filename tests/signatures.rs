@@ -1,7 +1,7 @@
 //! Signature verification end to end against real registries on 127.0.0.1: images signed in
 //! cosign's formats by the test support, checked by the same engine and verifier as the webhook.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::sync::Arc;

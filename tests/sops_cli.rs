@@ -2,8 +2,7 @@
 //! file rules, manifest streams and KRM ResourceLists.
 #![allow(clippy::unwrap_used)]
 
-#[path = "sops_support/mod.rs"]
-mod support;
+use crate::sops_support as support;
 
 use std::path::Path;
 
@@ -289,7 +288,7 @@ fn manifest_secret_value_binary_store() {
 // before the build, then check the built resources against the identities their files were
 // encrypted with.
 
-mod common;
+use crate::common;
 
 /// A repository: a base with an encrypted Secret (no namespace) and an encrypted dotenv file
 /// behind a secretGenerator; overlays prod and dev with namespace, labels, annotations, a

@@ -3,8 +3,7 @@
 //! comments included, for YAML and JSON).
 #![allow(clippy::unwrap_used)]
 
-#[path = "sops_support/mod.rs"]
-mod support;
+use crate::sops_support as support;
 
 use std::path::Path;
 
@@ -590,7 +589,7 @@ fn random_value(rng: &mut Rng, indent: usize, depth: usize, out: &mut String) {
 
 /// Issue 10's compatibility suite: random documents with a fixed seed, encrypted by the real sops
 /// and decrypted by both, byte for byte. `PORTCULLIS_SOPS_RANDOM=N` runs N documents (the default
-/// is 12; a longer run: `PORTCULLIS_SOPS_RANDOM=500 cargo test --test sops_compat random`).
+/// is 12; a longer run: `PORTCULLIS_SOPS_RANDOM=500 cargo test --test it sops_compat::random`).
 #[test]
 fn random_documents_decrypt_as_sops() {
     let (dir, key) = setup();

@@ -3,8 +3,7 @@
 //! Skipped, visibly, when that folder is absent.
 #![allow(clippy::unwrap_used)]
 
-#[path = "sops_support/mod.rs"]
-mod support;
+use crate::sops_support as support;
 
 use std::path::Path;
 

@@ -2,8 +2,7 @@
 //! in every format, end in an error or in a clean decryption.
 #![allow(clippy::unwrap_used)]
 
-#[path = "sops_support/mod.rs"]
-mod support;
+use crate::sops_support as support;
 
 use portcullis::sops::{self, Format, Identities, Options};
 use support::*;

@@ -3,7 +3,7 @@
 //! here, so the client talks to a minimal HTTP endpoint serving the Secret path with real Secret
 //! JSON; the file is encrypted by the real sops.
 
-mod sops_support;
+use crate::sops_support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;

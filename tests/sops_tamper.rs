@@ -4,8 +4,7 @@
 //! Secret (the MAC binds the namespace).
 #![allow(clippy::unwrap_used)]
 
-#[path = "sops_support/mod.rs"]
-mod support;
+use crate::sops_support as support;
 
 use support::*;
 

@@ -1,7 +1,7 @@
 //! `portcullis verify`, the CI command, against a real registry: exit 0 allowed, 1 denied,
 //! 2 could not decide.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

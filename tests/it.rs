@@ -1,0 +1,47 @@
+//! The integration tests, one binary (one link of the crate, not one per file): each file of
+//! `tests/` is a module here. The shared support modules are declared once, at the root.
+//! (`tests/conformance.rs` is its own binary with a custom harness: one test per case.)
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "support/mod.rs"]
+mod support;
+#[path = "sops_support/mod.rs"]
+mod sops_support;
+
+#[path = "admission.rs"]
+mod admission;
+#[path = "attestations.rs"]
+mod attestations;
+#[path = "cli.rs"]
+mod cli;
+#[path = "keyless.rs"]
+mod keyless;
+#[path = "pinning.rs"]
+mod pinning;
+#[path = "pull_secrets.rs"]
+mod pull_secrets;
+#[path = "registry.rs"]
+mod registry;
+#[path = "registry_auth.rs"]
+mod registry_auth;
+#[path = "reload.rs"]
+mod reload;
+#[path = "server.rs"]
+mod server;
+#[path = "signatures.rs"]
+mod signatures;
+#[path = "sops_cli.rs"]
+mod sops_cli;
+#[path = "sops_compat.rs"]
+mod sops_compat;
+#[path = "sops_fixtures.rs"]
+mod sops_fixtures;
+#[path = "sops_robustness.rs"]
+mod sops_robustness;
+#[path = "sops_secret_ref.rs"]
+mod sops_secret_ref;
+#[path = "sops_tamper.rs"]
+mod sops_tamper;
+#[path = "verify_cli.rs"]
+mod verify_cli;
