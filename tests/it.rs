@@ -4,10 +4,10 @@
 
 #[path = "common/mod.rs"]
 mod common;
-#[path = "support/mod.rs"]
-mod support;
 #[path = "sops_support/mod.rs"]
 mod sops_support;
+#[path = "support/mod.rs"]
+mod support;
 
 #[path = "admission.rs"]
 mod admission;
