@@ -174,7 +174,8 @@ fn manifest_json_list_and_krm() {
     );
     std::fs::write(d.join("list.json"), list).unwrap();
     let kf = key.file.to_str().unwrap();
-    let out = decrypt_ok(d, &["--manifests", "--age-key-file", kf, "list.json"]);
+    // These Secrets are encrypted without a namespace (bound to none): allowed explicitly.
+    let out = decrypt_ok(d, &["--manifests", "--allow-no-namespace", "--age-key-file", kf, "list.json"]);
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(v["items"][0]["stringData"]["p"], "x1");
     assert!(v["items"][0].get("sops").is_none());
@@ -185,7 +186,8 @@ fn manifest_json_list_and_krm() {
     let rl = format!(
         "apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: c\n  -\n{indented}functionConfig:\n  apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: fn\n"
     );
-    let out = portcullis(d, &["decrypt", "--krm", "--age-key-file", kf], &[], Some(rl.as_bytes()));
+    let out =
+        portcullis(d, &["decrypt", "--krm", "--allow-no-namespace", "--age-key-file", kf], &[], Some(rl.as_bytes()));
     assert!(out.status.success(), "{}\n{rl}", String::from_utf8_lossy(&out.stderr));
     let docs = portcullis::sops::yaml::parse(std::str::from_utf8(&out.stdout).unwrap()).unwrap();
     let root = &docs[0].root;
@@ -253,7 +255,8 @@ fn manifest_yaml_list_and_nested_values() {
     ))
     .unwrap();
     std::fs::write(d.join("all.yaml"), format!("{list}---\n{nested}")).unwrap();
-    let out = decrypt_ok(d, &["--manifests", "--age-key-file", key.file.to_str().unwrap(), "all.yaml"]);
+    let args = ["--manifests", "--allow-no-namespace", "--age-key-file", key.file.to_str().unwrap(), "all.yaml"];
+    let out = decrypt_ok(d, &args);
     let text = String::from_utf8(out).unwrap();
     assert!(!text.contains("ENC[") && !text.contains("sops"), "{text}");
     let docs = portcullis::sops::yaml::parse(&text).unwrap();

@@ -8,7 +8,7 @@ use portcullis::sops::{self, Format, Identities, Options};
 use support::*;
 
 fn check(enc: &[u8], format: Format, ids: &Identities) {
-    let opts = Options { allow_mac_only_encrypted: true };
+    let opts = Options { allow_mac_only_encrypted: true, ..Options::default() };
     let full = sops::decrypt(enc, format, format, ids, &opts).unwrap();
     for cut in 0..enc.len() {
         if let Ok(out) = sops::decrypt(&enc[..cut], format, format, ids, &opts) {

@@ -218,3 +218,46 @@ fn missing_version_is_refused() {
     let cut = &c.enc[..c.enc.find("    version:").unwrap()];
     assert!(c.fails(cut).contains("no valid `version`"));
 }
+
+/// The MAC covers values, not key names: renaming `namespace:` to `generateName:` keeps it valid
+/// (real sops accepts the result) and would drop the namespace the Secret was encrypted for. In a
+/// manifest stream, an encrypted resource must carry `metadata.namespace` and no `generateName`.
+#[test]
+fn renaming_the_namespace_key_does_not_undo_the_binding() {
+    let c = case();
+    let key = c.key.file.to_str().unwrap().to_owned();
+    let renamed = c.enc.replace("  namespace: prod", "  generateName: prod");
+    assert_ne!(renamed, c.enc);
+    std::fs::write(c.dir.path().join("renamed.enc.yaml"), &renamed).unwrap();
+    // Real sops decrypts it: nothing in the MAC saw the key name change.
+    let sops_out = sops(c.dir.path(), &["--decrypt", "renamed.enc.yaml"], Some(&c.key.file));
+    assert!(sops_out.status.success(), "sops refused the rename: {}", String::from_utf8_lossy(&sops_out.stderr));
+    let err = decrypt_err(c.dir.path(), &["--manifests", "--age-key-file", &key, "renamed.enc.yaml"]);
+    assert!(err.contains("Secret db (document 1)") && err.contains("not metadata.generateName"), "{err}");
+    assert!(!err.contains("hunter2-secret"), "{err}");
+    // The untouched file still decrypts in a stream.
+    std::fs::write(c.dir.path().join("ok.enc.yaml"), &c.enc).unwrap();
+    let out = decrypt_ok(c.dir.path(), &["--manifests", "--age-key-file", &key, "ok.enc.yaml"]);
+    assert_same_yaml(&out, SECRET.as_bytes(), "untouched stream");
+}
+
+/// A Secret encrypted without a namespace is bound to none: refused in a manifest stream unless
+/// `--allow-no-namespace` says cluster-default placement is intended.
+#[test]
+fn an_encrypted_resource_without_a_namespace_needs_an_explicit_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path(), "key");
+    let plain = SECRET.replace("  namespace: prod\n", "");
+    std::fs::write(dir.path().join("s.yaml"), &plain).unwrap();
+    let enc =
+        sops_encrypt(dir.path(), "s.yaml", &["--age", &key.recipient, "--encrypted-regex", "^(data|stringData)$"]);
+    std::fs::write(dir.path().join("s.enc.yaml"), enc).unwrap();
+    let key = key.file.to_str().unwrap().to_owned();
+    let err = decrypt_err(dir.path(), &["--manifests", "--age-key-file", &key, "s.enc.yaml"]);
+    assert!(err.contains("encrypted without metadata.namespace") && err.contains("--allow-no-namespace"), "{err}");
+    let out = decrypt_ok(dir.path(), &["--manifests", "--allow-no-namespace", "--age-key-file", &key, "s.enc.yaml"]);
+    assert_same_yaml(&out, plain.as_bytes(), "allowed without a namespace");
+    // A single file (not a stream) is a document, not a resource: unchanged.
+    let out = decrypt_ok(dir.path(), &["--age-key-file", &key, "s.enc.yaml"]);
+    assert_same_yaml(&out, plain.as_bytes(), "single file");
+}

@@ -90,6 +90,10 @@ pub struct DecryptArgs {
     /// Accept files written with `--mac-only-encrypted`, whose MAC does not cover unencrypted values.
     #[arg(long)]
     pub allow_mac_only_encrypted: bool,
+    /// With --manifests/--krm: accept encrypted resources without metadata.namespace (nothing
+    /// then binds them to a namespace: they land wherever the reconciler applies them).
+    #[arg(long)]
+    pub allow_no_namespace: bool,
     #[command(flatten)]
     pub tree: TreeArgs,
 }
@@ -161,6 +165,7 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
         max_size,
         require_mac,
         allow_mac_only_encrypted,
+        allow_no_namespace,
         tree,
     } = args;
     if !require_mac {
@@ -181,7 +186,7 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
             ids.add_text(&text, &format!("{name} key {key}"))?;
         }
     }
-    let opts = Options { allow_mac_only_encrypted };
+    let opts = Options { allow_mac_only_encrypted, allow_no_namespace };
     if let Some(config) = &tree.generator {
         return super::decrypt_generator::generate(config, max_size, &ids, &opts);
     }

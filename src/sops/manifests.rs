@@ -26,6 +26,18 @@ pub enum ManifestError {
     Parse(#[from] Error),
     #[error("the KRM input is not a config.kubernetes.io/v1 ResourceList (kind: ResourceList, items: [...])")]
     NotResourceList,
+    #[error(
+        "{resource}: an encrypted resource must be named by metadata.name, not metadata.generateName: \
+         the MAC covers values, not key names, so `namespace:` renamed to `generateName:` would keep \
+         the MAC valid and drop the namespace it was encrypted for"
+    )]
+    GenerateName { resource: String },
+    #[error(
+        "{resource}: encrypted without metadata.namespace, so nothing binds it to a namespace and it \
+         would land wherever the reconciler applies it; add metadata.namespace before encrypting, or \
+         pass --allow-no-namespace to accept that"
+    )]
+    NoNamespace { resource: String },
 }
 
 /// `Kind namespace/name (document N)` for messages.
@@ -149,11 +161,25 @@ fn decrypt_secret_values(
 }
 
 /// Decrypt one resource and its Secret values; returns whether anything changed.
+///
+/// A resource that carries SOPS metadata keeps its namespace binding only if its MAC covers a
+/// `metadata.namespace` VALUE read from that key: so `generateName` is refused (a renamed
+/// `namespace:` key keeps the MAC) and so is a missing namespace, unless allowed.
 fn resource(item: &mut Node, i: usize, ids: &Identities, opts: &Options) -> Result<bool, ManifestError> {
     let name = describe(item, i);
-    let changed = decrypt_resource(item, ids, opts)
+    let encrypted = decrypt_resource(item, ids, opts)
         .map_err(|source| ManifestError::Resource { resource: name.clone(), source })?;
-    Ok(decrypt_secret_values(item, &name, ids, opts)? > 0 || changed)
+    if encrypted {
+        // Checked on the decrypted values (metadata may have been encrypted too).
+        let meta = item.get("metadata");
+        if meta.and_then(|m| m.get("generateName")).is_some() {
+            return Err(ManifestError::GenerateName { resource: name });
+        }
+        if !opts.allow_no_namespace && meta.and_then(|m| m.get("namespace")).and_then(Node::as_str).is_none() {
+            return Err(ManifestError::NoNamespace { resource: name });
+        }
+    }
+    Ok(decrypt_secret_values(item, &name, ids, opts)? > 0 || encrypted)
 }
 
 /// Whether a document is a `kind: …List` with `items`.

@@ -86,6 +86,9 @@ impl Format {
 pub struct Options {
     /// Accept files whose MAC covers only the encrypted values (`mac_only_encrypted: true`).
     pub allow_mac_only_encrypted: bool,
+    /// In manifest streams, accept encrypted resources without `metadata.namespace` (they land
+    /// wherever the reconciler applies them).
+    pub allow_no_namespace: bool,
 }
 
 /// Why a document could not be decrypted. Messages name the problem and the fix; they never hold
