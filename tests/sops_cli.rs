@@ -134,7 +134,9 @@ fn manifest_stream() {
     );
     let stream = format!("{cm}---\n{s1}---\n{s2}---\n{wrapped}");
     std::fs::write(d.join("all.yaml"), &stream).unwrap();
-    let out = decrypt_ok(d, &["--manifests", "--age-key-file", key.file.to_str().unwrap(), "all.yaml"]);
+    // The Flux-style embedded document is decrypted only when that is explicitly accepted.
+    let args = ["--manifests", "--allow-unbound-embedded", "--age-key-file", key.file.to_str().unwrap(), "all.yaml"];
+    let out = decrypt_ok(d, &args);
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with(cm), "non-SOPS documents pass through byte for byte:\n{text}");
     let expect = format!(
@@ -255,7 +257,16 @@ fn manifest_yaml_list_and_nested_values() {
     ))
     .unwrap();
     std::fs::write(d.join("all.yaml"), format!("{list}---\n{nested}")).unwrap();
-    let args = ["--manifests", "--allow-no-namespace", "--age-key-file", key.file.to_str().unwrap(), "all.yaml"];
+    let key_file = key.file.to_str().unwrap();
+    // The nested dotenv is a Flux-style embedded document: its MAC does not bind the Secret.
+    let err = decrypt_err(d, &["--manifests", "--allow-no-namespace", "--age-key-file", key_file, "all.yaml"]);
+    assert!(
+        err.contains("stringData.app.env is a SOPS document embedded") && err.contains("--allow-unbound-embedded"),
+        "{err}"
+    );
+    assert!(!err.contains("TOKEN=abc"), "{err}");
+    let args =
+        ["--manifests", "--allow-no-namespace", "--allow-unbound-embedded", "--age-key-file", key_file, "all.yaml"];
     let out = decrypt_ok(d, &args);
     let text = String::from_utf8(out).unwrap();
     assert!(!text.contains("ENC[") && !text.contains("sops"), "{text}");
@@ -279,7 +290,11 @@ fn manifest_secret_value_binary_store() {
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: tls\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {b64}\n"
     );
     std::fs::write(d.join("tls.yaml"), secret).unwrap();
-    let out = decrypt_ok(d, &["--manifests", "--age-key-file", key.file.to_str().unwrap(), "tls.yaml"]);
+    let key_file = key.file.to_str().unwrap();
+    // Embedded in a Secret, the document's MAC does not bind the Secret: refused unless allowed.
+    let err = decrypt_err(d, &["--manifests", "--age-key-file", key_file, "tls.yaml"]);
+    assert!(err.contains("Secret data.tls.crt is a SOPS document embedded in a Secret"), "{err}");
+    let out = decrypt_ok(d, &["--manifests", "--allow-unbound-embedded", "--age-key-file", key_file, "tls.yaml"]);
     let docs = portcullis::sops::yaml::parse(std::str::from_utf8(&out).unwrap()).unwrap();
     let value =
         docs[0].root.get("data").and_then(|v| v.get("tls.crt")).and_then(portcullis::sops::tree::Node::as_str).unwrap();

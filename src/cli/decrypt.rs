@@ -94,6 +94,10 @@ pub struct DecryptArgs {
     /// then binds them to a namespace: they land wherever the reconciler applies them).
     #[arg(long)]
     pub allow_no_namespace: bool,
+    /// With --manifests/--krm: decrypt SOPS documents embedded in a Secret's data/stringData (the
+    /// Flux style); their MAC does not bind the Secret's namespace, so a copy decrypts anywhere.
+    #[arg(long)]
+    pub allow_unbound_embedded: bool,
     #[command(flatten)]
     pub tree: TreeArgs,
 }
@@ -166,6 +170,7 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
         require_mac,
         allow_mac_only_encrypted,
         allow_no_namespace,
+        allow_unbound_embedded,
         tree,
     } = args;
     if !require_mac {
@@ -186,7 +191,7 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
             ids.add_text(&text, &format!("{name} key {key}"))?;
         }
     }
-    let opts = Options { allow_mac_only_encrypted, allow_no_namespace };
+    let opts = Options { allow_mac_only_encrypted, allow_no_namespace, allow_unbound_embedded };
     if let Some(config) = &tree.generator {
         return super::decrypt_generator::generate(config, max_size, &ids, &opts);
     }

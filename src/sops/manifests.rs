@@ -33,6 +33,12 @@ pub enum ManifestError {
     )]
     GenerateName { resource: String },
     #[error(
+        "{resource}: Secret {field}.{key} is a SOPS document embedded in a Secret; its MAC does not \
+         cover the Secret's namespace, so a copy decrypts in any namespace: encrypt the whole Secret \
+         with sops instead, or pass --allow-unbound-embedded to accept that"
+    )]
+    UnboundEmbedded { resource: String, field: &'static str, key: String },
+    #[error(
         "{resource}: encrypted without metadata.namespace, so nothing binds it to a namespace and it \
          would land wherever the reconciler applies it; add metadata.namespace before encrypting, or \
          pass --allow-no-namespace to accept that"
@@ -132,6 +138,9 @@ fn decrypt_secret_values(
             let Some(sniffed) = std::str::from_utf8(&text).ok().and_then(embedded_format) else {
                 continue;
             };
+            if !opts.allow_unbound_embedded {
+                return Err(ManifestError::UnboundEmbedded { resource: resource.to_owned(), field, key: key.clone() });
+            }
             // As Flux does: the key's extension names the format, anything else is a binary
             // file (sops's JSON binary store).
             let format = match Format::from_path(std::path::Path::new(key.as_str())) {

@@ -89,6 +89,9 @@ pub struct Options {
     /// In manifest streams, accept encrypted resources without `metadata.namespace` (they land
     /// wherever the reconciler applies them).
     pub allow_no_namespace: bool,
+    /// In manifest streams, decrypt SOPS documents embedded in a Secret's `data`/`stringData` (the
+    /// Flux style): their MAC does not cover the enclosing Secret's namespace.
+    pub allow_unbound_embedded: bool,
 }
 
 /// Why a document could not be decrypted. Messages name the problem and the fix; they never hold
