@@ -4,7 +4,8 @@
 //! signatures concurrently under the review's deadline → [`decide`]. The webhook, the CLI and
 //! the tests all go through [`Engine::review`], so a decision in CI is the decision at admission.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::future::join_all;
@@ -121,11 +122,16 @@ impl Engine {
         let pull = pull.as_ref();
         // The same image under the same policy (several containers, init containers and image
         // volumes of one object) is verified once; every place it appears gets the verdict.
+        // (Indexed, not searched: an object may carry thousands of containers.)
         let mut unique: Vec<(&ImagePolicy, &ImageRef, Vec<String>)> = Vec::new();
+        let mut index: HashMap<(usize, &ImageRef), usize> = HashMap::new();
         for (policy, image, subject) in verifications {
-            match unique.iter_mut().find(|(p, i, _)| std::ptr::eq(*p, policy) && *i == image) {
-                Some((_, _, subjects)) => subjects.push(subject),
-                None => unique.push((policy, image, vec![subject])),
+            match index.entry((std::ptr::from_ref(policy).addr(), image)) {
+                Entry::Occupied(at) => unique[*at.get()].2.push(subject),
+                Entry::Vacant(slot) => {
+                    slot.insert(unique.len());
+                    unique.push((policy, image, vec![subject]));
+                }
             }
         }
         let checks = unique.into_iter().map(|(policy, image, subjects)| async move {

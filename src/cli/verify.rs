@@ -342,18 +342,33 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         (Some(path), None, None) => AuthorityKind::Key(KeyRef::File(path)),
         (None, identity, regexp) if identity.is_some() || regexp.is_some() => {
             let issuer = certificate_oidc_issuer.context("--certificate-oidc-issuer is required for keyless")?;
-            let subject = match (identity, regexp) {
-                (Some(exact), None) => SubjectMatch::Exact(exact),
-                (None, Some(re)) => SubjectMatch::RegExp(
-                    crate::policy::compile::anchored(&re)
-                        .with_context(|| format!("--certificate-identity-regexp {re:?}"))?,
-                ),
-                _ => bail!("use one of --certificate-identity and --certificate-identity-regexp"),
-            };
+            let subject = subject_from_flags(identity, regexp)?;
             AuthorityKind::Keyless(Identity { issuer, subject, github: None, issuer_regexp: None })
         }
         _ => bail!("pass one of --key, --certificate-identity, --certificate-identity-regexp"),
     };
+    command_line_policies(kind, insecure_ignore_tlog, Require::Any, required)
+}
+
+/// The subject matcher of `--certificate-identity` or `--certificate-identity-regexp` (one of them).
+pub(super) fn subject_from_flags(identity: Option<String>, regexp: Option<String>) -> anyhow::Result<SubjectMatch> {
+    match (identity, regexp) {
+        (Some(exact), None) => Ok(SubjectMatch::Exact(exact)),
+        (None, Some(re)) => Ok(SubjectMatch::RegExp(
+            crate::policy::compile::anchored(&re).with_context(|| format!("--certificate-identity-regexp {re:?}"))?,
+        )),
+        _ => bail!("use one of --certificate-identity and --certificate-identity-regexp"),
+    }
+}
+
+/// The policy set the command-line flags describe: one enforcing policy over every image, with
+/// the one authority of `kind` (its key read now, like a policy's key file, never while verifying).
+pub(super) fn command_line_policies(
+    kind: AuthorityKind,
+    insecure_ignore_tlog: bool,
+    require: Require,
+    attestations: Vec<Attestation>,
+) -> anyhow::Result<PolicySet> {
     let authority = Authority {
         name: "cli".to_owned(),
         kind,
@@ -372,12 +387,11 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         allowed_images: None,
         digest: DigestRule::AllowTags,
         platforms: Platforms::Index,
-        require: Require::Any,
+        require,
         authorities: vec![authority],
-        attestations: required,
+        attestations,
     };
     let mut set = PolicySet { images: vec![policy], resources: Vec::new() };
-    // The key is read now, like a policy's key file, never while verifying.
     crate::policy::load::read_authority_files(&mut set).context("--key")?;
     Ok(set)
 }

@@ -16,12 +16,8 @@ use super::{EXIT_ALLOWED, EXIT_DENIED, EXIT_ERROR};
 use crate::decision::{Decision, Verdict};
 use crate::engine::{Engine, Settings, Unmatched};
 use crate::policy::cel::CelEnv;
-use crate::policy::matcher::{Glob, Selector};
 use crate::policy::model::GithubSpec;
-use crate::policy::{
-    Attestation, Authority, AuthorityKind, Condition, DigestRule, Identity, ImagePolicy, KeyRef, Mode, Platforms,
-    PolicySet, Require, Source, SubjectMatch, TransparencyLog,
-};
+use crate::policy::{Attestation, AuthorityKind, Condition, Identity, KeyRef, PolicySet, Require};
 use crate::review::Review;
 
 const EXAMPLES: &str = "\
@@ -157,14 +153,7 @@ fn policy_set(args: &VerifyAttestationArgs) -> anyhow::Result<PolicySet> {
                 }
                 _ => bail!("keyless needs one of --certificate-oidc-issuer and --certificate-oidc-issuer-regexp"),
             };
-            let subject = match (identity, regexp) {
-                (Some(exact), None) => SubjectMatch::Exact(exact.clone()),
-                (None, Some(re)) => SubjectMatch::RegExp(
-                    crate::policy::compile::anchored(re)
-                        .with_context(|| format!("--certificate-identity-regexp {re:?}"))?,
-                ),
-                _ => bail!("use one of --certificate-identity and --certificate-identity-regexp"),
-            };
+            let subject = super::verify::subject_from_flags(identity.clone(), regexp.clone())?;
             let github = args.certificate_github_workflow_repository.as_ref().map(|repository| GithubSpec {
                 repository: repository.clone(),
                 workflow: None,
@@ -176,32 +165,7 @@ fn policy_set(args: &VerifyAttestationArgs) -> anyhow::Result<PolicySet> {
         }
         _ => bail!("give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]"),
     };
-    let authority = Authority {
-        name: "cli".to_owned(),
-        kind,
-        transparency_log: if args.insecure_ignore_tlog { TransparencyLog::Skip } else { TransparencyLog::Required },
-        trusted_root: None,
-        files: Default::default(),
-    };
     let attestation =
         Attestation { name: args.predicate_type.clone(), predicate_type, authorities: Vec::new(), conditions };
-    let policy = ImagePolicy {
-        name: "command-line".to_owned(),
-        source: Source { file: "(flags)".to_owned(), line: 0 },
-        fingerprint: 0,
-        mode: Mode::Enforce,
-        selector: Selector::default(),
-        images: vec![Glob::new("**")?],
-        exclude_images: Vec::new(),
-        allowed_images: None,
-        digest: DigestRule::AllowTags,
-        platforms: Platforms::Index,
-        require: Require::None,
-        authorities: vec![authority],
-        attestations: vec![attestation],
-    };
-    let mut set = PolicySet { images: vec![policy], resources: Vec::new() };
-    // The key is read now, like a policy's key file, never while verifying.
-    crate::policy::load::read_authority_files(&mut set).context("--key")?;
-    Ok(set)
+    super::verify::command_line_policies(kind, args.insecure_ignore_tlog, Require::None, vec![attestation])
 }
