@@ -15,6 +15,8 @@ mod admission;
 mod attestations;
 #[path = "cli.rs"]
 mod cli;
+#[path = "cluster_state.rs"]
+mod cluster_state;
 #[path = "keyless.rs"]
 mod keyless;
 #[path = "pinning.rs"]

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::attest::{Checker, check_requirement};
 use super::cosign::{AuthorityResult, KeyMaterial, check_authority};
 use super::discovery::{Wanted, discover};
+use super::key_secrets::KeySecrets;
 use super::platforms::{PlatformError, platforms};
 use super::pull_secrets::{PullContext, SecretSource};
 use super::registry::{Registry, RegistryError};
@@ -34,6 +35,8 @@ pub struct RegistryVerifier {
     roots: Mutex<HashMap<u64, ParsedRoot>>,
     /// Where imagePullSecrets are read (the API server), if anywhere.
     secrets: Option<Arc<dyn SecretSource>>,
+    /// Where `secretRef` keys are read (watched Secrets), if anywhere.
+    key_secrets: Option<Arc<KeySecrets>>,
     /// Most platform manifests of an index verified with `platforms: every-platform`.
     max_platforms: usize,
 }
@@ -51,6 +54,7 @@ impl RegistryVerifier {
             trust: Arc::new(trust),
             roots: Mutex::new(HashMap::new()),
             secrets: None,
+            key_secrets: None,
             max_platforms: DEFAULT_MAX_PLATFORMS,
         }
     }
@@ -66,6 +70,23 @@ impl RegistryVerifier {
     pub fn with_pull_secrets(mut self, source: Arc<dyn SecretSource>) -> Self {
         self.secrets = Some(source);
         self
+    }
+
+    /// Read `secretRef` keys from `keys` (watched Secrets).
+    pub fn with_key_secrets(mut self, keys: Arc<KeySecrets>) -> Self {
+        self.key_secrets = Some(keys);
+        self
+    }
+
+    /// The public key of a key authority: from its Secret (`secretRef`) or as loaded.
+    async fn key_for(&self, authority: &Authority) -> Option<KeyMaterial> {
+        match &self.key_secrets {
+            Some(keys) => match keys.key(authority).await {
+                Some(key) => Some(key),
+                None => key_material(authority),
+            },
+            None => key_material(authority),
+        }
     }
 
     /// The registry client (for request counts).
@@ -151,7 +172,7 @@ impl RegistryVerifier {
         };
         let mut keys = Vec::new();
         for authority in &policy.authorities {
-            let key = key_material(authority);
+            let key = self.key_for(authority).await;
             match self.trust_for(authority) {
                 Ok(trust) => keys.push((authority, key, trust)),
                 Err(e) => {
@@ -281,6 +302,11 @@ impl RegistryVerifier {
 }
 
 impl Verifier for RegistryVerifier {
+    fn cache_salt(&self, policy: &ImagePolicy) -> u64 {
+        let Some(keys) = &self.key_secrets else { return 0 };
+        policy.authorities.iter().fold(0, |salt, authority| salt.rotate_left(7) ^ keys.version(authority))
+    }
+
     fn resolve<'a>(
         &'a self,
         image: &'a ImageRef,
@@ -328,7 +354,8 @@ pub fn key_material(authority: &Authority) -> Option<KeyMaterial> {
             None => Err(format!("public key {} was not read when the policies were loaded", path.display())),
         },
         KeyRef::Secret { name, .. } => Err(format!(
-            "key from Secret {name:?}: secretRef keys are not yet supported; use publicKeyFile or publicKey"
+            "key from Secret {name:?}: secretRef keys are read from the API server by `portcullis serve` in a \
+             cluster only; elsewhere use publicKeyFile or publicKey"
         )),
     })
 }

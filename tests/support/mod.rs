@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod kube_api;
 pub mod secure;
 pub mod sigstore;
 

@@ -4,9 +4,8 @@
 //!
 //! A registry error is an error (with the URL and status), never "no signature".
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -16,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 pub mod auth;
 mod retry;
 
-use self::auth::{Challenge, Credential, Keychain, parse_challenge};
+use self::auth::{Challenge, Credential, Keychain, TokenCache, TokenKey, parse_challenge};
 use super::observe::{self, Observer};
 use crate::image::Digest;
 
@@ -89,7 +88,7 @@ impl Manifest {
 pub struct Registry {
     http: reqwest::Client,
     config: RegistryConfig,
-    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    tokens: Arc<TokenCache>,
     requests: Arc<AtomicU64>,
     observer: Arc<dyn Observer>,
 }
@@ -116,7 +115,7 @@ impl Registry {
         Ok(Self {
             http,
             config,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Arc::new(TokenCache::default()),
             requests: Arc::new(AtomicU64::new(0)),
             observer: observe::ignore(),
         })
@@ -128,16 +127,17 @@ impl Registry {
         self
     }
 
-    /// The same client (connections, CAs, insecure list, request counter) with `extra`
-    /// credentials added over the configured ones, and a token cache of its own: tokens fetched
-    /// with one namespace's pull secrets are never reused for another's.
+    /// The same client (connections, CAs, insecure list, request counter, token cache) with
+    /// `extra` credentials added over the configured ones. Tokens are cached per registry,
+    /// repository and credentials: a token fetched with one namespace's pull secrets is never
+    /// used for a view without those same credentials.
     pub fn with_credentials(&self, extra: Keychain) -> Self {
         let mut config = self.config.clone();
         config.keychain.extend(extra);
         Self {
             http: self.http.clone(),
             config,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Arc::clone(&self.tokens),
             requests: Arc::clone(&self.requests),
             observer: Arc::clone(&self.observer),
         }
@@ -274,8 +274,9 @@ impl Registry {
         url: &str,
         accept: &str,
     ) -> Result<reqwest::Response, RegistryError> {
-        let key = (registry.to_owned(), repository.to_owned());
-        let cached = self.cached_token(&key);
+        let credential = self.config.keychain.get(registry);
+        let key = TokenKey::new(registry, repository, credential);
+        let cached = self.tokens.get(&key);
         let response = self.request(registry, method.clone(), url, accept, cached.as_deref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
@@ -289,7 +290,6 @@ impl Registry {
                 url: url.to_owned(),
                 why: "401 without a usable WWW-Authenticate challenge".to_owned(),
             })?;
-        let credential = self.config.keychain.get(registry);
         let authorization = match challenge {
             Challenge::Basic => match credential {
                 Some(c) => c.basic_header(),
@@ -306,10 +306,7 @@ impl Registry {
                 let scope = scope.unwrap_or_else(|| format!("repository:{repository}:pull"));
                 let token = self.fetch_token(url, &realm, service.as_deref(), &scope, credential).await?;
                 let header = format!("Bearer {}", token.0);
-                self.tokens
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, (header.clone(), Instant::now() + token.1));
+                self.tokens.insert(key, header.clone(), token.1);
                 header
             }
         };
@@ -325,11 +322,6 @@ impl Registry {
             });
         }
         Ok(retry)
-    }
-
-    fn cached_token(&self, key: &(String, String)) -> Option<String> {
-        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        tokens.get(key).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone())
     }
 
     /// One request, sent again after a 429 or 503 while the review's deadline allows the wait
@@ -449,8 +441,8 @@ impl Registry {
         let token = parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or_else(|| {
             RegistryError::Auth { url: url.to_owned(), why: format!("token endpoint {realm} sent an empty token") }
         })?;
-        // Renew a little early; 60 s is the spec's default lifetime.
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).saturating_sub(5).max(1));
+        // The spec's default life when the endpoint says none; the cache renews a little early.
+        let lifetime = parsed.expires_in.map_or(auth::DEFAULT_TOKEN_LIFE, Duration::from_secs);
         Ok((token, lifetime))
     }
 }
