@@ -10,7 +10,11 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 /// Start `portcullis serve` and return the child and the address it logged.
-fn spawn_serve(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> (Child, String, mpsc::Receiver<String>) {
+pub(crate) fn spawn_serve(
+    dir: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args(args)
@@ -50,7 +54,7 @@ fn spawn_serve(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> (
     panic!("portcullis serve did not start");
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

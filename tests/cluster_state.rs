@@ -292,3 +292,54 @@ async fn registry_tokens_are_cached_per_credential_set_until_they_expire() {
     assert!(review("prod").await.allowed);
     assert_eq!(fetched(), before + 1, "one new token after expiry");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_until_pull_secrets_are_listed() {
+    let api = KubeApi::start().await;
+    api.fail_lists(true);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"{}\"}}\nusers:\n- name: test\n  user: {{token: test-token}}\ncontexts:\n- name: test\n  context: {{cluster: test, user: test}}\ncurrent-context: test\n",
+        api.url
+    );
+    std::fs::write(&kubeconfig, config).expect("kubeconfig");
+    let args = ["--listen", "127.0.0.1:0", "--write-ca", "ca.crt", "--image-pull-secrets", "always"];
+    let (mut child, address, _logs) =
+        crate::cli::spawn_serve(dir.path(), &args, &[("KUBECONFIG", kubeconfig.to_str().expect("utf8"))]);
+    let ca = std::fs::read(dir.path().join("ca.crt")).expect("ca");
+    let port = address.rsplit(':').next().expect("port").to_owned();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("ca")])
+        .build()
+        .expect("client");
+    let readyz = || async {
+        let response = client.get(format!("https://localhost:{port}/readyz")).send().await.expect("readyz");
+        (response.status().as_u16(), response.text().await.expect("body"))
+    };
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("imagePullSecrets") && body.contains("not listed from the API server yet"), "{body}");
+    // The API server's answer is said once a list has failed.
+    for _ in 0..50 {
+        if readyz().await.1.contains("the test made lists fail") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(readyz().await.1.contains("the test made lists fail"), "{}", readyz().await.1);
+    api.fail_lists(false);
+    let mut ready = false;
+    for _ in 0..200 {
+        if readyz().await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "ready once listed: {:?}", readyz().await);
+    assert!(api.count("LIST") >= 3 && api.count("GET") == 0, "{:?}", api.requests());
+    let status = tokio::task::spawn_blocking(move || crate::cli::terminate(&mut child)).await.expect("join");
+    assert!(status.success(), "{status:?}");
+}

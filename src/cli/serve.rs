@@ -314,14 +314,11 @@ impl Cluster {
         verifier
     }
 
-    /// Why /readyz must wait (a store not listed yet), or None when ready.
+    /// Why /readyz must wait (pull secrets or service accounts not listed yet), or None when
+    /// ready. Key Secrets do not hold readiness: one that cannot be read denies the reviews
+    /// that need it, naming it and the API server's answer, and the others are served.
     fn waiting(&self) -> Option<String> {
-        let pull = self.pull.as_ref().is_some_and(|p| !p.is_synced());
-        let keys = self.keys.as_ref().is_some_and(|k| !k.is_synced());
-        (pull || keys).then(|| {
-            "not ready: imagePullSecrets, service accounts or key Secrets are not listed from the API server yet\n"
-                .to_owned()
-        })
+        self.pull.as_ref()?.unsynced().map(|why| format!("not ready: imagePullSecrets: {why}\n"))
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
@@ -50,6 +50,8 @@ struct Shared<T> {
     what: String,
     objects: RwLock<HashMap<(String, String), T>>,
     synced: watch::Sender<bool>,
+    /// Why the last list failed, until one succeeds.
+    error: Mutex<Option<String>>,
 }
 
 impl<T: Clone + Send + Sync + 'static> Store<T> {
@@ -59,7 +61,12 @@ impl<T: Clone + Send + Sync + 'static> Store<T> {
     where
         K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     {
-        let shared = Arc::new(Shared { what, objects: RwLock::new(HashMap::new()), synced: watch::Sender::new(false) });
+        let shared = Arc::new(Shared {
+            what,
+            objects: RwLock::new(HashMap::new()),
+            synced: watch::Sender::new(false),
+            error: Mutex::new(None),
+        });
         let weak = Arc::downgrade(&shared);
         tokio::spawn(reflect(api, fields, project, weak));
         Self { shared }
@@ -92,6 +99,19 @@ impl<T: Clone + Send + Sync + 'static> Store<T> {
         matches!(tokio::time::timeout(timeout, rx.wait_for(|s| *s)).await, Ok(Ok(_)))
     }
 
+    /// Why the last list failed (the API server's answer), until one succeeds.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What this store holds, and why it is not listed yet if it is not (for messages).
+    pub fn describe(&self) -> String {
+        match self.last_error() {
+            Some(error) => format!("{}: {error}", self.shared.what),
+            None => self.shared.what.clone(),
+        }
+    }
+
     /// What this store holds (for messages).
     pub fn what(&self) -> &str {
         &self.shared.what
@@ -101,6 +121,7 @@ impl<T: Clone + Send + Sync + 'static> Store<T> {
 impl<T> Shared<T> {
     fn replace(&self, objects: HashMap<(String, String), T>) {
         *self.objects.write().unwrap_or_else(|p| p.into_inner()) = objects;
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.synced.send_replace(true);
     }
 
@@ -151,6 +172,9 @@ where
             Ok(None) => return,
             Err(error) => {
                 tracing::warn!(%what, %error, retry_in = ?backoff, "listing from the API server failed");
+                if let Some(shared) = shared.upgrade() {
+                    *shared.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;

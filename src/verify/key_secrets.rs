@@ -90,11 +90,6 @@ impl KeySecrets {
         }
     }
 
-    /// Whether every Secret watched so far has been listed.
-    pub fn is_synced(&self) -> bool {
-        self.stores.lock().unwrap_or_else(|p| p.into_inner()).values().all(Store::is_synced)
-    }
-
     /// The version of an authority's key as the store has it now: changes whenever the key's
     /// content does (or it appears, disappears, or is first listed). 0 for other authorities.
     pub fn version(&self, authority: &Authority) -> u64 {
@@ -131,7 +126,8 @@ impl KeySecrets {
             let left = super::observe::deadline()
                 .map_or(SYNC_WAIT, |d| d.saturating_duration_since(tokio::time::Instant::now()).min(SYNC_WAIT));
             if !store.wait_synced(left).await {
-                return Some(Err(format!("key {secret}: not read from the API server yet (is it reachable?)")));
+                let why = store.last_error().unwrap_or_else(|| "no answer yet".to_owned());
+                return Some(Err(format!("key {secret}: not read from the API server yet ({why})")));
             }
         }
         let Some(keys) = store.get(&at.namespace, &at.name) else {

@@ -116,13 +116,18 @@ impl Watched {
         }
     }
 
-    fn unsynced(&self) -> Vec<&str> {
-        [self.accounts.is_synced(), self.config_json.is_synced(), self.dockercfg.is_synced()]
-            .into_iter()
-            .zip([self.accounts.what(), self.config_json.what(), self.dockercfg.what()])
-            .filter(|(synced, _)| !synced)
-            .map(|(_, what)| what)
-            .collect()
+    /// The stores not listed yet, each with the API server's last answer if it failed.
+    fn unsynced(&self) -> Vec<String> {
+        let mut waiting = Vec::new();
+        if !self.accounts.is_synced() {
+            waiting.push(self.accounts.describe());
+        }
+        for store in [&self.config_json, &self.dockercfg] {
+            if !store.is_synced() {
+                waiting.push(store.describe());
+            }
+        }
+        waiting
     }
 
     async fn wait_synced(&self, timeout: Duration) -> bool {
@@ -181,6 +186,13 @@ impl KubeSecrets {
     /// Whether every watched store has its first list (readiness).
     pub fn is_synced(&self) -> bool {
         self.all.iter().chain(self.by_namespace.values()).all(|w| w.unsynced().is_empty())
+    }
+
+    /// What is not listed yet (for /readyz), or None when everything is.
+    pub fn unsynced(&self) -> Option<String> {
+        let waiting: Vec<String> =
+            self.all.iter().chain(self.by_namespace.values()).flat_map(Watched::unsynced).collect();
+        (!waiting.is_empty()).then(|| format!("not listed from the API server yet: {}", waiting.join("; ")))
     }
 
     /// Wait until every watched store has its first list, at most `timeout`.
