@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ struct Shared<T> {
     synced: watch::Sender<bool>,
     /// Why the last list failed, until one succeeds.
     error: Mutex<Option<String>>,
+    /// Changes applied so far (lists and events).
+    generation: AtomicU64,
 }
 
 impl<T: Clone + Send + Sync + 'static> Store<T> {
@@ -66,6 +69,7 @@ impl<T: Clone + Send + Sync + 'static> Store<T> {
             objects: RwLock::new(HashMap::new()),
             synced: watch::Sender::new(false),
             error: Mutex::new(None),
+            generation: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&shared);
         tokio::spawn(reflect(api, fields, project, weak));
@@ -99,6 +103,12 @@ impl<T: Clone + Send + Sync + 'static> Store<T> {
         matches!(tokio::time::timeout(timeout, rx.wait_for(|s| *s)).await, Ok(Ok(_)))
     }
 
+    /// How many lists and events have been applied: never the same after any change, so a
+    /// cache key holding it is never reused across a change (even one undone later).
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::SeqCst)
+    }
+
     /// Why the last list failed (the API server's answer), until one succeeds.
     pub fn last_error(&self) -> Option<String> {
         self.shared.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -121,6 +131,7 @@ impl<T: Clone + Send + Sync + 'static> Store<T> {
 impl<T> Shared<T> {
     fn replace(&self, objects: HashMap<(String, String), T>) {
         *self.objects.write().unwrap_or_else(|p| p.into_inner()) = objects;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         *self.error.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.synced.send_replace(true);
     }
@@ -131,6 +142,7 @@ impl<T> Shared<T> {
             Some(value) => objects.insert(key, value),
             None => objects.remove(&key),
         };
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 }
 

@@ -90,8 +90,11 @@ impl KeySecrets {
         }
     }
 
-    /// The version of an authority's key as the store has it now: changes whenever the key's
-    /// content does (or it appears, disappears, or is first listed). 0 for other authorities.
+    /// The version of an authority's key as the store has it now: changes whenever the
+    /// Secret does (or it appears, disappears, or is first listed), and never comes back to an
+    /// earlier value (the store's generation is part of it), so a result cached while the key
+    /// changed during its verification is never served for the key it started with. 0 for other
+    /// authorities.
     pub fn version(&self, authority: &Authority) -> u64 {
         let mut hasher = DefaultHasher::new();
         match self.locate(authority) {
@@ -99,6 +102,7 @@ impl KeySecrets {
             Some(Err(why)) => why.hash(&mut hasher),
             Some(Ok(at)) => {
                 let store = self.store(&at.namespace, &at.name);
+                store.generation().hash(&mut hasher);
                 match (store.is_synced(), store.get(&at.namespace, &at.name)) {
                     (false, _) => "not listed".hash(&mut hasher),
                     (true, None) => "no secret".hash(&mut hasher),
@@ -160,4 +164,34 @@ fn parse_keys(secret: &Secret) -> Keys {
         keys.insert(name.clone(), parsed);
     }
     Arc::new(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::ByteString;
+
+    use super::*;
+
+    #[test]
+    fn only_public_keys_are_kept() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE7WJ6dCrtmbqwW6sO3yHtFLJjWmdd\nGgYDj3XB+xDC1Y2Ad5q1tOKbaHJ+8ygnnlzbYdtt8rTR8MGCCJfuRlhQ1A==\n-----END PUBLIC KEY-----\n";
+        let private = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nsecret-material\n";
+        let secret = Secret {
+            data: Some(
+                [
+                    ("cosign.pub".to_owned(), ByteString(pem.as_bytes().to_vec())),
+                    ("cosign.key".to_owned(), ByteString(private.as_bytes().to_vec())),
+                    ("cosign.password".to_owned(), ByteString(b"hunter2".to_vec())),
+                    ("broken.pub".to_owned(), ByteString(b"-----BEGIN PUBLIC KEY-----\nAAAA\n".to_vec())),
+                ]
+                .into(),
+            ),
+            ..Secret::default()
+        };
+        let keys = parse_keys(&secret);
+        assert_eq!(keys.get("cosign.pub").map(|k| k.as_ref().map(|p| p.to_string())), Some(Ok(pem.to_owned())));
+        assert!(matches!(keys.get("broken.pub"), Some(Err(why)) if why.contains("not a usable public key")));
+        let kept = format!("{keys:?}");
+        assert!(!kept.contains("secret-material") && !kept.contains("hunter2"), "{kept}");
+    }
 }
