@@ -10,6 +10,7 @@
 pub mod faults;
 pub mod secure;
 pub mod sigstore;
+pub mod tsa;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
