@@ -22,6 +22,7 @@ use support::{BUNDLE_V03, Kind, Pusher, TestRegistry};
 
 const ROOT_FILE: &str = "github-like-root.json";
 const PROVENANCE: &str = "https://slsa.dev/provenance/v1";
+const IDENTITY_REGEXP: &str = r"^https://github\.com/acme/app/\.github/workflows/release\.yml@.*$";
 
 struct Setup {
     registry: TestRegistry,
@@ -162,3 +163,63 @@ async fn built_in_github_root(kind: Kind) {
 }
 
 crate::on_both_registries!(built_in_github_root: built_in_github_root_fallback_tag, built_in_github_root_referrers_api);
+
+/// From CI: `verify-attestation --use-signed-timestamps` (with `--trusted-root`), as
+/// `gh attestation verify` checks a private repository's attestation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_attestation_with_signed_timestamps() {
+    let s = setup(Kind::Ferro).await;
+    let signer = s.signer();
+    let at = signer.validity.not_before + 60;
+    let image = s.attested("v1", |d| timestamped_bundle(&signer, &statement(d), Some((&s.tsa, at)))).await;
+    let root = s.dir.path().join(ROOT_FILE);
+    let root = root.to_str().expect("UTF-8 path");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["verify-attestation", image.as_str(), "--type", "slsaprovenance1"];
+        args.extend(["--certificate-identity-regexp", IDENTITY_REGEXP, "--certificate-oidc-issuer", GITHUB_ISSUER]);
+        args.extend(["--insecure-registry", s.registry.host.as_str()]);
+        args.extend(extra);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis")).args(&args).output().expect("run");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let (code, out) = run(&["--trusted-root", root, "--use-signed-timestamps"]);
+    assert_eq!(code, Some(0), "{out}");
+    // The log is required unless the flag says otherwise.
+    let (code, out) = run(&["--trusted-root", root]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no transparency log entry"), "{out}");
+    // GitHub's real root (built in) never timestamped this.
+    let (code, out) = run(&["--trusted-root", "github", "--use-signed-timestamps"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("timestamp authority not trusted"), "{out}");
+}
+
+/// `verify-bundle --trusted-root github --use-signed-timestamps` on a real GitHub artifact
+/// attestation (tests/fixtures/sigstore: `actions/attest-build-provenance`, GitHub's instance).
+#[test]
+fn verify_bundle_real_github_attestation() {
+    let bundle = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sigstore/github-attest-build-provenance-private.sigstore.json"
+    );
+    let run = |extra: &[&str]| {
+        let signer = "https://github.com/actions/attest-build-provenance/.github/workflows/prober.yml@refs/heads/main";
+        let mut args = vec!["verify-bundle", "--bundle", bundle, "--certificate-identity", signer];
+        args.extend(["--certificate-oidc-issuer", GITHUB_ISSUER]);
+        args.extend(extra);
+        args.push("sha256:b03d18ed0a16864ef2d2e559c660159a2170b9d086a1f42f570b1679326b90e6");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis")).args(&args).output().expect("run");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let (code, out) = run(&["--trusted-root", "github", "--use-signed-timestamps"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = run(&["--trusted-root", "github"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("no transparency log entry"), "{out}");
+    // The public-good root (the default) does not list GitHub's timestamp authority.
+    let (code, out) = run(&["--use-signed-timestamps"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("timestamp authority not trusted"), "{out}");
+}
