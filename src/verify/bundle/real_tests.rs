@@ -245,3 +245,34 @@ fn a_root_in_the_chain_that_is_not_the_trusted_ca_is_refused() {
     let err = npm(&v03, NPM_SIGNER).expect_err("v0.3");
     assert!(matches!(err, BundleError::RootInChain { .. } | BundleError::Malformed(_)), "{err}");
 }
+
+/// sigstore-go's key-signed bundle with an RFC 3161 timestamp and no log entry, against its
+/// trusted root that lists only the timestamp authority: `transparencyLog: timestamp` by key.
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
+#[test]
+fn key_signed_bundle_with_only_a_timestamp() {
+    let bundle = shared("sigstore-go/public-key-validity.sigstore.json");
+    let pem = String::from_utf8(shared("sigstore-go/public-key-validity.pem")).expect("PEM");
+    let root = String::from_utf8(shared("sigstore-go/public-key-validity.json")).expect("root");
+    let root = TrustRoot::from_json(&root).expect("root");
+    let digest = decode_sha256("6ae8a75555209fd6c44157c0aed8016e763ff435a19cf186f76863140143ff72").expect("digest");
+    let key = Signer::Key { pem: &pem };
+    let verify = |bundle: &[u8], digest: [u8; 32], tlog| {
+        verify_bundle(bundle, Some(Artifact::Sha256(digest)), &key, tlog, &root)
+    };
+    let verified = verify(&bundle, digest, TransparencyLog::Timestamp).expect("genuine");
+    assert!(verified.signed_at.is_some(), "the timestamp is the verified time");
+    let err = verify(&bundle, digest, TransparencyLog::Required).expect_err("no log entry");
+    assert!(matches!(err, BundleError::TransparencyLog(_)), "{err}");
+    let err = verify(&bundle, [9; 32], TransparencyLog::Timestamp).expect_err("another artifact");
+    assert!(matches!(err, BundleError::ArtifactMismatch(_)), "{err}");
+    let bare = edit(&bundle, |json| {
+        json["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"] = Value::Array(vec![]);
+    });
+    let err = verify(&bare, digest, TransparencyLog::Timestamp).expect_err("no timestamp");
+    assert!(matches!(err, BundleError::NoVerifiedTimestamp(_)), "{err}");
+    // The same bundle and timestamp, checked against GitHub's root: not its authority.
+    let err = verify_bundle(&bundle, Some(Artifact::Sha256(digest)), &key, TransparencyLog::Timestamp, &github_root())
+        .expect_err("foreign TSA");
+    assert!(matches!(err, BundleError::TimestampAuthorityNotTrusted(_)), "{err}");
+}
