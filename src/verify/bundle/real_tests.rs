@@ -276,3 +276,35 @@ fn key_signed_bundle_with_only_a_timestamp() {
         .expect_err("foreign TSA");
     assert!(matches!(err, BundleError::TimestampAuthorityNotTrusted(_)), "{err}");
 }
+
+/// A v0.2 bundle (the conformance suite's happy path) with the trusted CA's chain copied in
+/// after the leaf, as slsa-github-generator wrote them: the same rule as for v0.1.
+#[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
+#[test]
+fn v02_bundle_with_the_trusted_ca_chain_copied_in() {
+    let case = "sigstore-conformance/bundle-verify";
+    let (happy, artifact) =
+        (shared(&format!("{case}/happy-path-v0.2/bundle.sigstore.json")), shared(&format!("{case}/a.txt")));
+    let root: Value = serde_json::from_slice(&shared("sigstore-root/trusted_root.json")).expect("json");
+    let ca_chain = root["certificateAuthorities"][1]["certChain"]["certificates"].as_array().expect("chain").clone();
+    let leaf = chain(&happy)[0].clone();
+    let with_ca = with_chain(&happy, [&[leaf.clone()][..], &ca_chain[..]].concat());
+    let beacon = "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main";
+    let v02 = |bundle: &[u8]| {
+        let signer = identity(beacon);
+        verify_bundle(
+            bundle,
+            Some(Artifact::Bytes(&artifact)),
+            &Signer::Keyless(&signer),
+            TransparencyLog::Required,
+            &npm_root(),
+        )
+    };
+    v02(&happy).expect("the original");
+    assert_eq!(chain(&with_ca).len(), 3);
+    v02(&with_ca).expect("v0.2 with the trusted CA chain");
+    // Another trusted root in its place: refused.
+    let old_root = root["certificateAuthorities"][0]["certChain"]["certificates"][0].clone();
+    let err = v02(&with_chain(&with_ca, vec![leaf, ca_chain[0].clone(), old_root])).expect_err("another root");
+    assert!(matches!(err, BundleError::RootInChain { .. }), "{err}");
+}
