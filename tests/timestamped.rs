@@ -223,3 +223,91 @@ fn verify_bundle_real_github_attestation() {
     assert_ne!(code, Some(0), "{out}");
     assert!(out.contains("timestamp authority not trusted"), "{out}");
 }
+
+/// A legacy `.sig` layer signed keyless without the log but timestamped (`cosign sign
+/// --tlog-upload=false --timestamp-server-url …`: the `dev.sigstore.cosign/rfc3161timestamp`
+/// annotation): verified under `transparencyLog: timestamp`, refused otherwise.
+async fn legacy_signature_with_a_timestamp(kind: Kind) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    use support::sigstore::Tamper;
+    let s = setup(kind).await;
+    let signer = s.signer();
+    let at = signer.validity.not_before + 60;
+    let (digest, _) = s.push.image("acme/legacy", "v1", "legacy timestamped").await;
+    let reference = format!("{}/acme/legacy", s.registry.host);
+    let sig_tag = format!("{}.sig", digest.replace(':', "-"));
+    let layer = |timestamp: Option<&MiniTsa>| {
+        let payload = MiniSigstore::payload(&reference, &digest);
+        let no_log = Tamper { no_rekor_bundle: true, ..Tamper::default() };
+        let (blob, media_type, mut annotations) = s.sigstore.signature_layer_with(&signer, payload, &no_log);
+        if let Some(tsa) = timestamp {
+            let signature = annotations["dev.cosignproject.cosign/signature"].as_str().expect("signature");
+            let token = tsa.timestamp(&B64.decode(signature).expect("base64"), at);
+            annotations["dev.sigstore.cosign/rfc3161timestamp"] =
+                json!({"SignedRFC3161Timestamp": B64.encode(token)}).to_string().into();
+        }
+        (blob, media_type, annotations)
+    };
+    s.push.artifact("acme/legacy", &sig_tag, &[layer(Some(&s.tsa))]).await;
+    let image = format!("{reference}:v1");
+    let decide = |tlog: &str| {
+        let authority = policy("acme/app", tlog);
+        let set = support::signed_policy(&s.registry.host, s.dir.path(), &authority, "");
+        let config = RegistryConfig { insecure: vec![s.registry.host.clone()], ..Default::default() };
+        let verifier =
+            RegistryVerifier::new(Registry::new(config).expect("registry"), TrustRoot::production().expect("root"));
+        let engine = Engine::fixed(set, Arc::new(verifier), Settings::default());
+        let image = image.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            engine.review(&Review::for_image(&image, "default"), deadline).await
+        }
+    };
+    let d = decide("timestamp").await;
+    assert!(d.allowed, "{d:?}");
+    assert_denied(&decide("required").await, &["no transparency log entry"]);
+    // Without the timestamp annotation: nothing proves when it was signed.
+    s.push.artifact("acme/legacy", &sig_tag, &[layer(None)]).await;
+    assert_denied(&decide("timestamp").await, &["no verified timestamp"]);
+    // Timestamped by an authority the root does not list.
+    let rogue = MiniTsa::new("rogue");
+    s.push.artifact("acme/legacy", &sig_tag, &[layer(Some(&rogue))]).await;
+    assert_denied(&decide("timestamp").await, &["timestamp authority not trusted"]);
+}
+
+crate::on_both_registries!(legacy_signature_with_a_timestamp: legacy_signature_with_a_timestamp_fallback_tag, legacy_signature_with_a_timestamp_referrers_api);
+
+/// A legacy `.att` layer (DSSE envelope) signed keyless without the log, its signature
+/// timestamped: verified under `transparencyLog: timestamp`, refused under `required`.
+async fn legacy_attestation_with_a_timestamp(kind: Kind) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    let s = setup(kind).await;
+    let signer = s.signer();
+    let at = signer.validity.not_before + 60;
+    let (digest, _) = s.push.image("acme/legacy-att", "v1", "legacy attested").await;
+    let statement = statement(&digest);
+    let signature = signer.sign(&support::pae(support::INTOTO, &statement));
+    let envelope = support::cjson(&json!({
+        "payloadType": support::INTOTO,
+        "payload": B64.encode(&statement),
+        "signatures": [{"keyid": "", "sig": B64.encode(&signature)}],
+    }));
+    let annotations = json!({
+        "dev.cosignproject.cosign/signature": "",
+        "predicateType": PROVENANCE,
+        "dev.sigstore.cosign/certificate": signer.cert_pem(),
+        "dev.sigstore.cosign/chain": s.sigstore.chain_pem(),
+        "dev.sigstore.cosign/rfc3161timestamp":
+            json!({"SignedRFC3161Timestamp": B64.encode(s.tsa.timestamp(&signature, at))}).to_string(),
+    });
+    let tag = format!("{}.att", digest.replace(':', "-"));
+    s.push.artifact("acme/legacy-att", &tag, &[(envelope, support::DSSE, annotations)]).await;
+    let image = format!("{}/acme/legacy-att:v1", s.registry.host);
+    let d = s.decide(&policy("acme/app", "timestamp"), &image).await;
+    assert!(d.allowed, "{d:?}");
+    assert_denied(&s.decide(&policy("acme/app", "required"), &image).await, &["no transparency log entry"]);
+}
+
+crate::on_both_registries!(legacy_attestation_with_a_timestamp: legacy_attestation_with_a_timestamp_fallback_tag, legacy_attestation_with_a_timestamp_referrers_api);
