@@ -45,5 +45,7 @@ mod sops_robustness;
 mod sops_secret_ref;
 #[path = "sops_tamper.rs"]
 mod sops_tamper;
+#[path = "timestamped.rs"]
+mod timestamped;
 #[path = "verify_cli.rs"]
 mod verify_cli;

@@ -347,7 +347,8 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         }
         _ => bail!("pass one of --key, --certificate-identity, --certificate-identity-regexp"),
     };
-    command_line_policies(kind, insecure_ignore_tlog, Require::Any, required)
+    let tlog = if insecure_ignore_tlog { TransparencyLog::Skip } else { TransparencyLog::Required };
+    command_line_policies(kind, tlog, Require::Any, required)
 }
 
 /// The subject matcher of `--certificate-identity` or `--certificate-identity-regexp` (one of them).
@@ -365,17 +366,12 @@ pub(super) fn subject_from_flags(identity: Option<String>, regexp: Option<String
 /// the one authority of `kind` (its key read now, like a policy's key file, never while verifying).
 pub(super) fn command_line_policies(
     kind: AuthorityKind,
-    insecure_ignore_tlog: bool,
+    transparency_log: TransparencyLog,
     require: Require,
     attestations: Vec<Attestation>,
 ) -> anyhow::Result<PolicySet> {
-    let authority = Authority {
-        name: "cli".to_owned(),
-        kind,
-        transparency_log: if insecure_ignore_tlog { TransparencyLog::Skip } else { TransparencyLog::Required },
-        trusted_root: None,
-        files: Default::default(),
-    };
+    let authority =
+        Authority { name: "cli".to_owned(), kind, transparency_log, trusted_root: None, files: Default::default() };
     let policy = ImagePolicy {
         name: "command-line".to_owned(),
         source: Source { file: "(flags)".to_owned(), line: 0 },

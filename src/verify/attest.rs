@@ -124,7 +124,7 @@ fn verify_envelope(checker: &Checker<'_>, envelope: &Envelope<'_>, digest: &Dige
                 if signer.is_keyless() && layer.annotation(ANN_CERTIFICATE).is_none() {
                     return Err("the attestation carries no certificate: it is not keyless".to_owned());
                 }
-                if layer.annotation(ANN_BUNDLE).is_none() {
+                if layer.annotation(ANN_BUNDLE).is_none() && authority.transparency_log != TransparencyLog::Timestamp {
                     return Err("the attestation has no transparency log entry (no Rekor bundle annotation) \
                                 and the authority requires one"
                         .to_owned());

@@ -116,7 +116,7 @@ fn check_legacy(
         (signer, _) if signer.is_keyless() && certificate.is_none() => {
             return Err("the signature carries no certificate: it is not a keyless signature".to_owned());
         }
-        (signer, _) if signer.is_keyless() && rekor.is_none() => {
+        (signer, tlog) if signer.is_keyless() && rekor.is_none() && tlog != TransparencyLog::Timestamp => {
             return Err("the keyless signature has no transparency log entry (no Rekor bundle annotation); \
                         keyless signatures are only trusted with a logged signing time"
                 .to_owned());

@@ -95,11 +95,16 @@ impl RegistryVerifier {
     }
 
     fn trust_for(&self, authority: &Authority) -> Result<Arc<TrustRoot>, String> {
-        let Some(path) = &authority.trusted_root else {
-            return Ok(Arc::clone(&self.trust));
-        };
+        // A built-in root (`trustedRoot: github`) has content and no path.
+        let name = authority
+            .trusted_root
+            .as_ref()
+            .map_or_else(|| "the built-in trusted root".to_owned(), |p| p.display().to_string());
         let Some(content) = &authority.files.trusted_root else {
-            return Err(format!("{} was not read when the policies were loaded", path.display()));
+            return match &authority.trusted_root {
+                None => Ok(Arc::clone(&self.trust)),
+                Some(_) => Err(format!("{name} was not read when the policies were loaded")),
+            };
         };
         let mut roots = self.roots.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((text, root)) = roots.get(&content.hash)
@@ -107,7 +112,7 @@ impl RegistryVerifier {
         {
             return Ok(Arc::clone(root));
         }
-        let root = Arc::new(TrustRoot::from_json(&content.text).map_err(|e| format!("{}: {e}", path.display()))?);
+        let root = Arc::new(TrustRoot::from_json(&content.text).map_err(|e| format!("{name}: {e}"))?);
         if roots.len() >= MAX_ROOTS {
             roots.clear();
         }

@@ -11,6 +11,7 @@ pub mod faults;
 pub mod kube_api;
 pub mod secure;
 pub mod sigstore;
+pub mod tsa;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

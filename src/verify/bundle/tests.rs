@@ -176,7 +176,7 @@ fn expired_certificate_without_verified_time_is_refused() {
         &root(),
     )
     .expect_err("no verified time");
-    assert!(matches!(err, BundleError::Timestamp(_) | BundleError::Certificate(_)), "{err}");
+    assert!(matches!(err, BundleError::NoVerifiedTimestamp(_) | BundleError::Certificate(_)), "{err}");
 }
 
 #[cfg_attr(not(fixtures), ignore = "needs ../shared/fixtures, which is absent")]
