@@ -19,6 +19,8 @@ mod cli;
 mod keyless;
 #[path = "pinning.rs"]
 mod pinning;
+#[path = "policy_evidence.rs"]
+mod policy_evidence;
 #[path = "pull_secrets.rs"]
 mod pull_secrets;
 #[path = "registry.rs"]
