@@ -33,6 +33,8 @@ mod reload;
 mod server;
 #[path = "signatures.rs"]
 mod signatures;
+#[path = "signed_policies.rs"]
+mod signed_policies;
 #[path = "sops_cli.rs"]
 mod sops_cli;
 #[path = "sops_compat.rs"]
