@@ -10,6 +10,9 @@
 //! reference ending in `:tag`); a layout written by `cosign save` has none, and there the
 //! `.sig`/`.att` tags of its image are its `dev.cosignproject.cosign/sigs` and `…/atts`
 //! entries. Referrers are the manifests listed in `index.json` whose `subject` is the digest.
+//!
+//! Files are read synchronously: a layout is a small local directory, read by `policy test`
+//! only, never by the webhook.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
