@@ -13,6 +13,8 @@ mod support;
 mod admission;
 #[path = "attestations.rs"]
 mod attestations;
+#[path = "ci_recipes.rs"]
+mod ci_recipes;
 #[path = "cli.rs"]
 mod cli;
 #[path = "cluster_state.rs"]
@@ -21,6 +23,8 @@ mod cluster_state;
 mod keyless;
 #[path = "pinning.rs"]
 mod pinning;
+#[path = "policy_evidence.rs"]
+mod policy_evidence;
 #[path = "pull_secrets.rs"]
 mod pull_secrets;
 #[path = "registry.rs"]
@@ -33,6 +37,8 @@ mod reload;
 mod server;
 #[path = "signatures.rs"]
 mod signatures;
+#[path = "signed_policies.rs"]
+mod signed_policies;
 #[path = "sops_cli.rs"]
 mod sops_cli;
 #[path = "sops_compat.rs"]

@@ -103,6 +103,11 @@ pub struct PolicyArgs {
     /// starting with no policies is allowed either way, with a warning.
     #[arg(long, env = "PORTCULLIS_ALLOW_EMPTY_POLICIES")]
     pub allow_empty_policies: bool,
+    /// Load the policy directory only when its signature (`portcullis policy sign`) verifies
+    /// with this public key (PEM): at start, refuse to start; at a reload, keep the last good
+    /// set (shown on /readyz and in portcullis_policy_reload_failing).
+    #[arg(long, env = "PORTCULLIS_REQUIRE_SIGNED_POLICIES", value_name = "PUBKEY")]
+    pub require_signed_policies: Option<PathBuf>,
     /// Namespace portcullis runs in: requests there are always allowed, so it never locks
     /// itself out.
     #[arg(long, env = "PORTCULLIS_OWN_NAMESPACE")]
@@ -168,6 +173,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         policies,
         reload_interval,
         allow_empty_policies,
+        require_signed_policies,
         own_namespace,
         image_pull_secrets,
         pull_secret_namespaces,
@@ -184,9 +190,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
-    let published =
-        load::start(PolicyDir::new(&policies).allow_empty(allow_empty_policies), reload_interval, stopped())
-            .with_context(|| format!("cannot load the policies in {}", policies.display()))?;
+    let signed = require_signed_policies.as_deref().map(crate::policy::signed::Requirement::from_file).transpose()?;
+    let dir = PolicyDir::new(&policies).allow_empty(allow_empty_policies).require_signature(signed);
+    let published = load::start(dir, reload_interval, stopped())
+        .with_context(|| format!("cannot load the policies in {}", policies.display()))?;
 
     let store = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => {

@@ -14,6 +14,7 @@ pub mod matcher;
 pub mod model;
 pub mod sbom;
 pub mod schema;
+pub mod signed;
 
 #[cfg(test)]
 mod example_tests;

@@ -220,7 +220,7 @@ impl RegistryVerifier {
             .iter()
             .map(|(authority, key, trust)| Checker { authority, key: key.as_ref(), trust: trust.as_ref() })
             .collect();
-        let now = chrono::Utc::now();
+        let now = super::observe::review_time();
         let mut unmet = Vec::new();
         let mut evaluation_error = false;
         for requirement in &policy.attestations {

@@ -442,6 +442,14 @@ impl Signer {
         Self { key, rng: SystemRandom::new() }
     }
 
+    /// A key from a PKCS#8 PEM file (`-----BEGIN PRIVATE KEY-----`, as `openssl genpkey` writes).
+    pub fn from_pkcs8_pem(pem: &str) -> Self {
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = B64.decode(body).expect("PEM base64");
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der).expect("P-256 PKCS#8 key");
+        Self { key, rng: SystemRandom::new() }
+    }
+
     /// The public key as cosign writes it (`-----BEGIN PUBLIC KEY-----`, SPKI).
     pub fn public_pem(&self) -> String {
         let der = self.key.public_key().as_der().expect("der");

@@ -13,6 +13,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
 use sha2::{Digest as _, Sha256};
 
 pub mod auth;
+pub mod layout;
 mod retry;
 
 use self::auth::{Challenge, Credential, Keychain, TokenCache, TokenKey, parse_challenge};
@@ -91,6 +92,8 @@ pub struct Registry {
     tokens: Arc<TokenCache>,
     requests: Arc<AtomicU64>,
     observer: Arc<dyn Observer>,
+    /// Serve everything from this OCI layout instead of the network (`policy test` evidence).
+    layout: Option<Arc<layout::Layout>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -118,7 +121,17 @@ impl Registry {
             tokens: Arc::new(TokenCache::default()),
             requests: Arc::new(AtomicU64::new(0)),
             observer: observe::ignore(),
+            layout: None,
         })
+    }
+
+    /// A client that reads an OCI image layout directory instead of any registry: every
+    /// repository of every host is the layout; digests and size limits are checked as for a
+    /// registry. Never touches the network.
+    pub fn from_layout(dir: &std::path::Path) -> Result<Self, RegistryError> {
+        let mut registry = Self::new(RegistryConfig::default())?;
+        registry.layout = Some(Arc::new(layout::Layout::open(dir)?));
+        Ok(registry)
     }
 
     /// Report every request (host, status, latency) and retry to `observer`.
@@ -140,6 +153,7 @@ impl Registry {
             tokens: Arc::clone(&self.tokens),
             requests: Arc::clone(&self.requests),
             observer: Arc::clone(&self.observer),
+            layout: self.layout.clone(),
         }
     }
 
@@ -158,6 +172,9 @@ impl Registry {
     /// Resolve a tag (or check a digest) to the manifest digest: HEAD first, GET if the registry
     /// gives no `Docker-Content-Digest`.
     pub async fn resolve(&self, registry: &str, repository: &str, reference: &str) -> Result<Digest, RegistryError> {
+        if let Some(layout) = &self.layout {
+            return layout.resolve(reference);
+        }
         let url = format!("{}/{repository}/manifests/{reference}", self.base(registry));
         let response = self.send(registry, repository, reqwest::Method::HEAD, &url, MANIFEST_ACCEPT).await?;
         if response.status() == StatusCode::OK
@@ -182,6 +199,9 @@ impl Registry {
         repository: &str,
         reference: &str,
     ) -> Result<Option<Manifest>, RegistryError> {
+        if let Some(layout) = &self.layout {
+            return layout.manifest(reference);
+        }
         let url = format!("{}/{repository}/manifests/{reference}", self.base(registry));
         let response = self.send(registry, repository, reqwest::Method::GET, &url, MANIFEST_ACCEPT).await?;
         if response.status() == StatusCode::NOT_FOUND {
@@ -230,6 +250,9 @@ impl Registry {
         digest: &Digest,
         limit: usize,
     ) -> Result<Vec<u8>, RegistryError> {
+        if let Some(layout) = &self.layout {
+            return layout.blob(digest, limit);
+        }
         let url = format!("{}/{repository}/blobs/{digest}", self.base(registry));
         let response = self.send(registry, repository, reqwest::Method::GET, &url, "*/*").await?;
         if !response.status().is_success() {
@@ -251,6 +274,9 @@ impl Registry {
         repository: &str,
         digest: &Digest,
     ) -> Result<Option<serde_json::Value>, RegistryError> {
+        if let Some(layout) = &self.layout {
+            return layout.referrers(digest);
+        }
         let url = format!("{}/{repository}/referrers/{digest}", self.base(registry));
         let response = self.send(registry, repository, reqwest::Method::GET, &url, OCI_INDEX).await?;
         match response.status() {
