@@ -30,6 +30,7 @@ pub mod json;
 pub mod keys;
 pub mod manifests;
 pub mod metadata;
+pub mod rfc3339;
 pub mod rules;
 pub mod tree;
 pub mod value;
