@@ -597,7 +597,7 @@ fn random_documents_decrypt_as_sops() {
     let env = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let (count, from) = (env("PORTCULLIS_SOPS_RANDOM", 12), env("PORTCULLIS_SOPS_RANDOM_FROM", 0));
     let mut rng = Rng(0x5eed_1234_abcd_0010);
-    let mut failures = Vec::new();
+    let (mut failures, mut sops_invalid) = (Vec::new(), 0);
     for n in 0..count {
         let mut doc = String::new();
         for i in 0..4 + rng.below(6) {
@@ -654,6 +654,12 @@ fn random_documents_decrypt_as_sops() {
         match (values(&ours), values(&theirs)) {
             (Ok(a), Ok(b)) if a == b => {}
             (Ok(_), Ok(_)) => failures.push(show("different values")),
+            // sops moves the trailing comment of a nested list before the next key's flow value
+            // (`k:\n# c\n[]`), which no YAML parser reads (PyYAML neither): not comparable.
+            (Ok(_), Err(_)) if String::from_utf8_lossy(&theirs).lines().any(|l| l.starts_with('[')) => {
+                eprintln!("{name}: sops's own output is not valid YAML; portcullis's is");
+                sops_invalid += 1;
+            }
             (a, b) => failures.push(show(&format!("unparsable: ours {:?}, sops {:?}", a.err(), b.err()))),
         }
         if String::from_utf8_lossy(&ours).contains("ENC[AES256_GCM") {
@@ -661,4 +667,5 @@ fn random_documents_decrypt_as_sops() {
         }
     }
     assert!(failures.is_empty(), "{} of {count} differ:\n{}", failures.len(), failures.join("\n=====\n"));
+    eprintln!("{count} documents from {from}: the same values; {sops_invalid} where sops writes invalid YAML");
 }

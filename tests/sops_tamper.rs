@@ -188,8 +188,8 @@ fn list_item_retagged_as_comment_fails_mac() {
 }
 
 /// A list holding only a comment, moved to its key's value (same key path, so the same AAD, and
-/// comments are outside the MAC): sops accepts it and turns `[]` into a mapping; portcullis
-/// refuses an encrypted comment where a value belongs.
+/// comments are outside the MAC): sops accepts it and writes the comment's text as a value
+/// (`b: {value: ' note'}`); portcullis refuses an encrypted comment where a value belongs.
 #[test]
 fn comment_item_moved_to_a_value_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -201,6 +201,9 @@ fn comment_item_moved_to_a_value_is_refused() {
     std::fs::write(dir.path().join("t.enc.yaml"), &moved).unwrap();
     let theirs = sops(dir.path(), &["--decrypt", "t.enc.yaml"], Some(&key.file));
     assert!(theirs.status.success(), "sops accepts the moved comment (its MAC does not see it)");
+    // ... and writes the comment's text as data: `b` becomes a mapping `{value: ' note'}`. The
+    // MAC cannot see that either, so accepting the file would let a comment become a value.
+    assert_eq!(String::from_utf8_lossy(&theirs.stdout), "b:\n    value: ' note'\nc: 1\n");
     let err = decrypt_err(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "t.enc.yaml"]);
     assert!(err.contains("value at `b` is an encrypted comment"), "{err}");
 }
