@@ -619,14 +619,29 @@ fn random_documents_decrypt_as_sops() {
         std::fs::write(dir.path().join(&name), &doc).unwrap();
         let enc = sops_encrypt(dir.path(), &name, &["--age", &key.recipient]);
         std::fs::write(dir.path().join(format!("enc.{name}")), &enc).unwrap();
-        let theirs = sops_decrypt(dir.path(), &format!("enc.{name}"), &key.file, &[]);
+        let sops_out = sops(dir.path(), &["-d", &format!("enc.{name}")], Some(&key.file));
         let out = portcullis(
             dir.path(),
             &["decrypt", "--age-key-file", key.file.to_str().unwrap(), &format!("enc.{name}")],
             &[],
             None,
         );
-        let ours = out.stdout;
+        if !sops_out.status.success() {
+            // sops cannot read the file it just wrote (go-yaml refuses its own output): nothing
+            // to compare with.
+            eprintln!(
+                "{name}: sops cannot decrypt its own file ({}); portcullis {}",
+                String::from_utf8_lossy(&sops_out.stderr).trim(),
+                if out.status.success() {
+                    "decrypts it".to_owned()
+                } else {
+                    String::from_utf8_lossy(&out.stderr).trim().to_owned()
+                }
+            );
+            sops_invalid += 1;
+            continue;
+        }
+        let (theirs, ours) = (sops_out.stdout, out.stdout);
         let show = |why: &str| {
             format!(
                 "{name}: {why}\n{doc}\n--- sops:\n{}\n--- ours:\n{}{}",
@@ -667,5 +682,7 @@ fn random_documents_decrypt_as_sops() {
         }
     }
     assert!(failures.is_empty(), "{} of {count} differ:\n{}", failures.len(), failures.join("\n=====\n"));
-    eprintln!("{count} documents from {from}: the same values; {sops_invalid} where sops writes invalid YAML");
+    eprintln!(
+        "{count} documents from {from}: the same values; {sops_invalid} where sops writes YAML it cannot read back"
+    );
 }
