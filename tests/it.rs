@@ -45,6 +45,8 @@ mod sops_cli;
 mod sops_compat;
 #[path = "sops_fixtures.rs"]
 mod sops_fixtures;
+#[path = "sops_metadata.rs"]
+mod sops_metadata;
 #[path = "sops_robustness.rs"]
 mod sops_robustness;
 #[path = "sops_secret_ref.rs"]

@@ -737,6 +737,38 @@ fn argocd_cmp_generate_runs_as_argo_cd_runs_it() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("renamed by namePrefix/nameSuffix"));
+    // A plain-YAML application holding a file whose `name` and `namespace` keys were swapped
+    // (the MAC still verifies: it covers values, not key names): refused because the plugin
+    // expects the application's namespace; `PORTCULLIS_EXPECT_NAMESPACE=*` turns that off.
+    let api = std::fs::read_to_string(repo.top.join("overlays/prod/api.enc.yaml")).unwrap();
+    let swapped = api.replace("    name: api\n    namespace: prod\n", "    namespace: api\n    name: prod\n");
+    assert_ne!(swapped, api);
+    write(&repo.top.join("plain/api.enc.yaml"), &swapped);
+    let run = |expect: Option<&str>| {
+        let mut cmd = std::process::Command::new(&command[0]);
+        cmd.args(&command[1..])
+            .current_dir(repo.top.join("plain"))
+            .env_clear()
+            .env("PATH", &path)
+            .env("TMPDIR", &tmp)
+            .env("SOPS_AGE_KEY_FILE", &repo.key.file)
+            .env("ARGOCD_APP_NAMESPACE", "prod")
+            .env("ARGOCD_APP_SOURCE_PATH", "plain");
+        if let Some(e) = expect {
+            cmd.env("ARGOCD_ENV_PORTCULLIS_EXPECT_NAMESPACE", e);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(None);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not expected (prod)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(Some("*"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(yaml_docs(&out.stdout)[0]["metadata"]["namespace"], "api", "undetectable without the expectation");
 }
 
 /// `helm template NAME CHART --namespace NS -f VALUES…` on Helm's engine (helm-python-sdk).

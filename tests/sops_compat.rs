@@ -589,12 +589,15 @@ fn random_value(rng: &mut Rng, indent: usize, depth: usize, out: &mut String) {
 
 /// Issue 10's compatibility suite: random documents with a fixed seed, encrypted by the real sops
 /// and decrypted by both, byte for byte. `PORTCULLIS_SOPS_RANDOM=N` runs N documents (the default
-/// is 12; a longer run: `PORTCULLIS_SOPS_RANDOM=500 cargo test --test it sops_compat::random`).
+/// is 12; a longer run: `PORTCULLIS_SOPS_RANDOM=2000 cargo test --test it sops_compat::random`,
+/// every difference reported at the end; `PORTCULLIS_SOPS_RANDOM_FROM=K` skips the first K).
 #[test]
 fn random_documents_decrypt_as_sops() {
     let (dir, key) = setup();
-    let count = std::env::var("PORTCULLIS_SOPS_RANDOM").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let env = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (count, from) = (env("PORTCULLIS_SOPS_RANDOM", 12), env("PORTCULLIS_SOPS_RANDOM_FROM", 0));
     let mut rng = Rng(0x5eed_1234_abcd_0010);
+    let (mut failures, mut sops_invalid) = (Vec::new(), 0);
     for n in 0..count {
         let mut doc = String::new();
         for i in 0..4 + rng.below(6) {
@@ -605,6 +608,9 @@ fn random_documents_decrypt_as_sops() {
             doc.push_str(&format!("key{i}{suffix}:"));
             random_value(&mut rng, 0, 0, &mut doc);
         }
+        if n < from {
+            continue;
+        }
         // Clear `-0.0` is written back by sops as `-0` (an int) and fails its own MAC.
         if doc.contains("_unencrypted") && doc.contains("-0.0") {
             doc = doc.replace("-0.0", "-1.0");
@@ -613,15 +619,70 @@ fn random_documents_decrypt_as_sops() {
         std::fs::write(dir.path().join(&name), &doc).unwrap();
         let enc = sops_encrypt(dir.path(), &name, &["--age", &key.recipient]);
         std::fs::write(dir.path().join(format!("enc.{name}")), &enc).unwrap();
-        let theirs = sops_decrypt(dir.path(), &format!("enc.{name}"), &key.file, &[]);
-        let ours = decrypt_ok(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), &format!("enc.{name}")]);
+        let sops_out = sops(dir.path(), &["-d", &format!("enc.{name}")], Some(&key.file));
+        let out = portcullis(
+            dir.path(),
+            &["decrypt", "--age-key-file", key.file.to_str().unwrap(), &format!("enc.{name}")],
+            &[],
+            None,
+        );
+        if !sops_out.status.success() {
+            // sops cannot read the file it just wrote (go-yaml refuses its own output): nothing
+            // to compare with.
+            eprintln!(
+                "{name}: sops cannot decrypt its own file ({}); portcullis {}",
+                String::from_utf8_lossy(&sops_out.stderr).trim(),
+                if out.status.success() {
+                    "decrypts it".to_owned()
+                } else {
+                    String::from_utf8_lossy(&out.stderr).trim().to_owned()
+                }
+            );
+            sops_invalid += 1;
+            continue;
+        }
+        let (theirs, ours) = (sops_out.stdout, out.stdout);
+        let show = |why: &str| {
+            format!(
+                "{name}: {why}\n{doc}\n--- sops:\n{}\n--- ours:\n{}{}",
+                String::from_utf8_lossy(&theirs),
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        };
+        if !out.status.success() {
+            failures.push(show("refused"));
+            continue;
+        }
         // The same documents, value for value. Comments are compared by the named tests: sops
         // re-reads some comments of nested lists at another place (or key path, leaving them
         // `#ENC[…]`) and moves them in its output, where portcullis keeps the file's layout.
-        let values = |text: &[u8]| -> Vec<String> {
-            yaml_canon(text).into_iter().filter(|l| !l.trim_start().starts_with('#')).collect()
+        let values = |text: &[u8]| -> Result<Vec<String>, String> {
+            let text = std::str::from_utf8(text).map_err(|e| e.to_string())?;
+            let docs = portcullis::sops::yaml::parse(text).map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            for d in &docs {
+                canon(&d.root, &mut out, 0);
+            }
+            Ok(out.into_iter().filter(|l| !l.trim_start().starts_with('#')).collect())
         };
-        assert_eq!(values(&ours), values(&theirs), "{name}:\n{doc}\n--- ours:\n{}", String::from_utf8_lossy(&ours));
-        assert!(!String::from_utf8_lossy(&ours).contains("ENC[AES256_GCM"), "{name}");
+        match (values(&ours), values(&theirs)) {
+            (Ok(a), Ok(b)) if a == b => {}
+            (Ok(_), Ok(_)) => failures.push(show("different values")),
+            // sops moves the trailing comment of a nested list before the next key's flow value
+            // (`k:\n# c\n[]`, or `{}`), which no YAML parser reads (PyYAML neither): not comparable.
+            (Ok(_), Err(_)) if String::from_utf8_lossy(&theirs).lines().any(|l| l.starts_with(['[', '{'])) => {
+                eprintln!("{name}: sops's own output is not valid YAML; portcullis's is");
+                sops_invalid += 1;
+            }
+            (a, b) => failures.push(show(&format!("unparsable: ours {:?}, sops {:?}", a.err(), b.err()))),
+        }
+        if String::from_utf8_lossy(&ours).contains("ENC[AES256_GCM") {
+            failures.push(show("ciphertext left"));
+        }
     }
+    assert!(failures.is_empty(), "{} of {count} differ:\n{}", failures.len(), failures.join("\n=====\n"));
+    eprintln!(
+        "{count} documents from {from}: the same values; {sops_invalid} where sops writes YAML it cannot read back"
+    );
 }

@@ -188,8 +188,8 @@ fn list_item_retagged_as_comment_fails_mac() {
 }
 
 /// A list holding only a comment, moved to its key's value (same key path, so the same AAD, and
-/// comments are outside the MAC): sops accepts it and turns `[]` into a mapping; portcullis
-/// refuses an encrypted comment where a value belongs.
+/// comments are outside the MAC): sops accepts it and writes the comment's text as a value
+/// (`b: {value: ' note'}`); portcullis refuses an encrypted comment where a value belongs.
 #[test]
 fn comment_item_moved_to_a_value_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -201,6 +201,9 @@ fn comment_item_moved_to_a_value_is_refused() {
     std::fs::write(dir.path().join("t.enc.yaml"), &moved).unwrap();
     let theirs = sops(dir.path(), &["--decrypt", "t.enc.yaml"], Some(&key.file));
     assert!(theirs.status.success(), "sops accepts the moved comment (its MAC does not see it)");
+    // ... and writes the comment's text as data: `b` becomes a mapping `{value: ' note'}`. The
+    // MAC cannot see that either, so accepting the file would let a comment become a value.
+    assert_eq!(String::from_utf8_lossy(&theirs.stdout), "b:\n    value: ' note'\nc: 1\n");
     let err = decrypt_err(dir.path(), &["--age-key-file", key.file.to_str().unwrap(), "t.enc.yaml"]);
     assert!(err.contains("value at `b` is an encrypted comment"), "{err}");
 }
@@ -260,4 +263,138 @@ fn an_encrypted_resource_without_a_namespace_needs_an_explicit_flag() {
     // A single file (not a stream) is a document, not a resource: unchanged.
     let out = decrypt_ok(dir.path(), &["--age-key-file", &key, "s.enc.yaml"]);
     assert_same_yaml(&out, plain.as_bytes(), "single file");
+}
+
+/// The MAC covers the values of `metadata.name` and `metadata.namespace` in order, not which key
+/// holds which: swapping the two keys keeps it valid (real sops accepts the result) and moves the
+/// Secret `prod/db` to `db/prod`. Nothing in the file can detect it; `--expect-namespace` refuses
+/// it, and the genuine file passes.
+#[test]
+fn swapping_name_and_namespace_is_caught_only_by_an_expected_namespace() {
+    let c = case();
+    let d = c.dir.path();
+    let key = c.key.file.to_str().unwrap().to_owned();
+    let swapped = c.enc.replace("    name: db\n    namespace: prod\n", "    namespace: db\n    name: prod\n");
+    assert_ne!(swapped, c.enc);
+    std::fs::write(d.join("swapped.enc.yaml"), &swapped).unwrap();
+    std::fs::write(d.join("ok.enc.yaml"), &c.enc).unwrap();
+    let sops_out = sops(d, &["--decrypt", "swapped.enc.yaml"], Some(&c.key.file));
+    assert!(sops_out.status.success(), "sops refused the swap: {}", String::from_utf8_lossy(&sops_out.stderr));
+    // Undetectable without an expectation: the stream decrypts, bound to namespace `db`.
+    let moved = decrypt_ok(d, &["--manifests", "--age-key-file", &key, "swapped.enc.yaml"]);
+    let doc: serde_json::Value = serde_yaml_ng::from_slice(&moved).unwrap();
+    assert_eq!((doc["metadata"]["namespace"].as_str(), doc["metadata"]["name"].as_str()), (Some("db"), Some("prod")));
+    // Not only the name: any clear value in a fitting place, here the label value.
+    let relabeled = c.enc.replace(
+        "    name: db\n    namespace: prod\n    labels:\n        app: demo\n",
+        "    name: db\n    labels:\n        app: prod\n    namespace: demo\n",
+    );
+    assert_ne!(relabeled, c.enc);
+    std::fs::write(d.join("relabeled.enc.yaml"), &relabeled).unwrap();
+    assert!(sops(d, &["--decrypt", "relabeled.enc.yaml"], Some(&c.key.file)).status.success());
+    let moved = decrypt_ok(d, &["--manifests", "--age-key-file", &key, "relabeled.enc.yaml"]);
+    let doc: serde_json::Value = serde_yaml_ng::from_slice(&moved).unwrap();
+    assert_eq!(doc["metadata"]["namespace"].as_str(), Some("demo"));
+    let err =
+        decrypt_err(d, &["--manifests", "--expect-namespace", "prod", "--age-key-file", &key, "relabeled.enc.yaml"]);
+    assert!(err.contains("encrypted for namespace \"demo\""), "{err}");
+    for mode in ["--manifests", "--krm"] {
+        let krm = |file: &str| -> Vec<u8> {
+            let text = std::fs::read_to_string(d.join(file)).unwrap();
+            let items: String = text.lines().map(|l| format!("      {l}\n")).collect();
+            format!("apiVersion: config.kubernetes.io/v1\nkind: ResourceList\nitems:\n  - \n{items}").into_bytes()
+        };
+        let run = |file: &str, expect: &[&str]| {
+            let mut args = vec!["decrypt", mode, "--age-key-file", &key];
+            args.extend_from_slice(expect);
+            if mode == "--manifests" {
+                args.push(file);
+                portcullis(d, &args, &[], None)
+            } else {
+                portcullis(d, &args, &[], Some(&krm(file)))
+            }
+        };
+        let refused = run("swapped.enc.yaml", &["--expect-namespace", "prod"]);
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{mode}: {err}");
+        assert!(refused.stdout.is_empty());
+        assert!(err.contains("encrypted for namespace \"db\"") && err.contains("(prod)"), "{mode}: {err}");
+        assert!(!err.contains("hunter2-secret"), "{err}");
+        let without = run("swapped.enc.yaml", &[]);
+        assert!(without.status.success(), "{mode} without --expect-namespace: undetectable");
+        for expect in [
+            &["--expect-namespace", "prod"][..],
+            &["--expect-namespace", "dev,prod"],
+            &["--expect-namespace", "dev", "--expect-namespace", "prod"],
+        ] {
+            let ok = run("ok.enc.yaml", expect);
+            assert!(ok.status.success(), "{mode} {expect:?}: {}", String::from_utf8_lossy(&ok.stderr));
+            assert!(String::from_utf8_lossy(&ok.stdout).contains("hunter2-secret"));
+        }
+    }
+}
+
+/// How someone would get past `--expect-namespace`: an empty value (an unset variable in a
+/// plugin), a flag that silently does nothing in another mode, or a Flux-style document embedded
+/// in a Secret placed in another namespace. Each is refused.
+#[test]
+fn expect_namespace_cannot_be_emptied_or_ignored() {
+    let c = case();
+    let d = c.dir.path();
+    let key = c.key.file.to_str().unwrap().to_owned();
+    std::fs::write(d.join("ok.enc.yaml"), &c.enc).unwrap();
+    for bad in ["", "Prod", "-x", "a/b"] {
+        let flag = format!("--expect-namespace={bad}");
+        let err = decrypt_err(d, &["--manifests", &flag, "--age-key-file", &key, "ok.enc.yaml"]);
+        assert!(err.contains("not a namespace name"), "{bad:?}: {err}");
+    }
+    let err = decrypt_err(d, &["--expect-namespace", "prod", "--age-key-file", &key, "ok.enc.yaml"]);
+    assert!(err.contains("--expect-namespace applies to --manifests, --krm and --check-binding"), "{err}");
+    // A SOPS document embedded in a Secret of another namespace (its MAC binds no namespace).
+    std::fs::write(d.join("inner.yaml"), "password: hunter2-secret\n").unwrap();
+    let inner = String::from_utf8(sops_encrypt(d, "inner.yaml", &["--age", &c.key.recipient])).unwrap();
+    let indented: String = inner.lines().map(|l| format!("    {l}\n")).collect();
+    let flux = |ns: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: {ns}\nstringData:\n  app.yaml: |\n{indented}"
+        )
+    };
+    std::fs::write(d.join("moved.yaml"), flux("attacker")).unwrap();
+    std::fs::write(d.join("here.yaml"), flux("prod")).unwrap();
+    let base = ["--manifests", "--allow-unbound-embedded", "--age-key-file", &key, "--expect-namespace", "prod"];
+    let err = decrypt_err(d, &[&base[..], &["moved.yaml"]].concat());
+    assert!(err.contains("encrypted for namespace \"attacker\""), "{err}");
+    let out = decrypt_ok(d, &[&base[..], &["here.yaml"]].concat());
+    assert!(String::from_utf8_lossy(&out).contains("hunter2-secret"));
+}
+
+/// The same swap through `--tree` and `--check-binding` (the Argo CD plugin's path): the binding
+/// manifest records the namespace read from the swapped key, so only the expected namespace
+/// catches it.
+#[test]
+fn swapped_keys_are_refused_by_check_binding_with_an_expected_namespace() {
+    let c = case();
+    let d = c.dir.path();
+    let key = c.key.file.to_str().unwrap().to_owned();
+    let src = d.join("src");
+    std::fs::create_dir(&src).unwrap();
+    let swapped = c.enc.replace("    name: db\n    namespace: prod\n", "    namespace: db\n    name: prod\n");
+    std::fs::write(src.join("s.enc.yaml"), &swapped).unwrap();
+    let out = d.join("out");
+    let root = d.to_str().unwrap();
+    decrypt_ok(d, &["--root", root, "--tree", "src", "--out", out.to_str().unwrap(), "--age-key-file", &key]);
+    let build = std::fs::read(out.join("s.enc.yaml")).unwrap();
+    let binding = d.join("out.binding.json");
+    let check = |extra: &[&str]| {
+        let mut args = vec!["decrypt", "--check-binding", binding.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        portcullis(d, &args, &[], Some(&build))
+    };
+    assert!(check(&[]).status.success(), "undetectable without an expected namespace");
+    let refused = check(&["--expect-namespace", "prod"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(err.contains("Secret db/prod (from s.enc.yaml)") && err.contains("not expected (prod)"), "{err}");
+    assert!(refused.stdout.is_empty());
+    assert!(check(&["--expect-namespace", "db"]).status.success());
 }

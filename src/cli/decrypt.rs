@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use zeroize::Zeroizing;
 
-use crate::sops::{self, Format, Identities, Options, manifests};
+use crate::sops::{self, Format, Options, manifests};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -24,6 +24,9 @@ Examples:
   # A stream of manifests (multi-document YAML or a JSON List), keys from a Flux-style Secret
   kustomize build . | portcullis decrypt --manifests --age-key-secret sops-age.yaml -
 
+  # Only resources encrypted for the application's namespace (a reconciler: Argo CD, Flux)
+  portcullis decrypt --manifests --expect-namespace \"$ARGOCD_APP_NAMESPACE\" build.yaml
+
   # As a KRM function / exec plugin: ResourceList on stdin, ResourceList on stdout
   portcullis decrypt --krm --age-key-file /keys/age.agekey
 
@@ -37,9 +40,6 @@ Examples:
 Exit codes: 0 decrypted, 1 (--check, --check-binding) a file was tampered with or the build breaks the
 binding, 2 error (no key for any recipient, MAC mismatch, tampered value, unsupported
 format, a path outside --root, a file larger than --max-size).";
-
-/// Largest key file or key Secret read (independent of --max-size).
-const KEY_FILE_MAX: u64 = 1 << 20;
 
 /// Flags of `portcullis decrypt`.
 #[derive(Debug, Args)]
@@ -98,6 +98,12 @@ pub struct DecryptArgs {
     /// Flux style); their MAC does not bind the Secret's namespace, so a copy decrypts anywhere.
     #[arg(long)]
     pub allow_unbound_embedded: bool,
+    /// With --manifests/--krm/--check-binding: refuse an encrypted resource bound to another
+    /// namespace (repeatable, or comma-separated; Argo CD: $ARGOCD_APP_NAMESPACE, Flux: the
+    /// Kustomization's targetNamespace). The MAC binds the values of metadata.name and
+    /// metadata.namespace, not which key holds which: this catches a file with the two swapped.
+    #[arg(long = "expect-namespace", value_name = "NAMESPACE", value_delimiter = ',')]
+    pub expect_namespace: Vec<String>,
     #[command(flatten)]
     pub tree: TreeArgs,
 }
@@ -171,27 +177,43 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
         allow_mac_only_encrypted,
         allow_no_namespace,
         allow_unbound_embedded,
+        expect_namespace,
         tree,
     } = args;
     if !require_mac {
         bail!("--require-mac cannot be turned off: portcullis always verifies the MAC");
     }
+    let expect_applies = manifests || krm || tree.check_binding.is_some();
+    if !expect_namespace.is_empty() && !expect_applies {
+        bail!("--expect-namespace applies to --manifests, --krm and --check-binding; add one of them or drop it");
+    }
+    if let Some(bad) = expect_namespace.iter().find(|ns| !is_namespace_name(ns)) {
+        bail!("--expect-namespace {bad:?}: not a namespace name (lower-case letters, digits and `-`, at most 63)");
+    }
     let root = root.canonicalize().with_context(|| format!("--root {}: cannot open the directory", root.display()))?;
     if let Some(manifest) = &tree.check_binding {
         let input = file.as_deref().filter(|p| p.as_os_str() != "-").map(|p| confine(&root, p, true)).transpose()?;
-        let opts =
-            crate::sops::binding::CheckOptions { renamed: tree.renamed, default_namespace: tree.default_namespace };
+        let opts = crate::sops::binding::CheckOptions {
+            renamed: tree.renamed,
+            default_namespace: tree.default_namespace,
+            expect_namespaces: expect_namespace,
+        };
         return super::decrypt_tree::check_binding(manifest, input.as_deref(), max_size, &opts);
     }
-    let mut ids = load_identities(&age_key_file, &age_key_secret, KEY_FILE_MAX)?;
+    let mut ids = super::decrypt_keys::load_identities(&age_key_file, &age_key_secret)?;
     for reference in &age_key_secret_ref {
-        let bytes = fetch_secret(reference)?;
+        let bytes = super::decrypt_keys::fetch_secret(reference)?;
         let name = format!("--age-key-secret-ref {reference}");
         for (key, text) in sops::keys::identities_from_secret(&bytes, &name)? {
             ids.add_text(&text, &format!("{name} key {key}"))?;
         }
     }
-    let opts = Options { allow_mac_only_encrypted, allow_no_namespace, allow_unbound_embedded };
+    let opts = Options {
+        allow_mac_only_encrypted,
+        allow_no_namespace,
+        allow_unbound_embedded,
+        expect_namespaces: expect_namespace,
+    };
     if let Some(config) = &tree.generator {
         return super::decrypt_generator::generate(config, max_size, &ids, &opts);
     }
@@ -255,6 +277,15 @@ pub fn run(args: DecryptArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A Kubernetes namespace name (RFC 1123 label): an empty value (an unset variable) is refused
+/// rather than read as "no expectation".
+fn is_namespace_name(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 /// Resolve `path` (relative to the current directory): no `..`, and the real path (symlinks
@@ -339,81 +370,6 @@ pub(super) fn read_limited(r: impl std::io::Read, max: u64, name: &str) -> anyho
         bail!("{name}: larger than --max-size {max}; raise --max-size if the input is expected");
     }
     Ok(buf)
-}
-
-/// age identities from the flags, then the environment, then sops's default key file.
-fn load_identities(files: &[PathBuf], secrets: &[PathBuf], max: u64) -> anyhow::Result<Identities> {
-    let mut ids = Identities::new();
-    for f in files {
-        let text = read_text(f, max)?;
-        ids.add_text(&text, &format!("--age-key-file {}", f.display()))?;
-    }
-    for f in secrets {
-        let bytes = if f.as_os_str() == "-" {
-            read_limited(std::io::stdin().lock(), max, "standard input")?
-        } else {
-            read_limited_file(f, max)?
-        };
-        let name = format!("--age-key-secret {}", f.display());
-        for (key, text) in sops::keys::identities_from_secret(&bytes, &name)? {
-            ids.add_text(&text, &format!("{name} key {key}"))?;
-        }
-    }
-    if let Some(f) = std::env::var_os("SOPS_AGE_KEY_FILE").filter(|v| !v.is_empty()) {
-        let f = PathBuf::from(f);
-        let text = read_text(&f, max)?;
-        ids.add_text(&text, &format!("SOPS_AGE_KEY_FILE={}", f.display()))?;
-    }
-    if let Ok(key) = std::env::var("SOPS_AGE_KEY") {
-        let key = Zeroizing::new(key);
-        if !key.trim().is_empty() {
-            ids.add_text(&key, "SOPS_AGE_KEY")?;
-        }
-    }
-    if ids.is_empty()
-        && let Some(default) = default_key_file()
-        && default.is_file()
-    {
-        let text = read_text(&default, max)?;
-        ids.add_text(&text, &default.display().to_string())?;
-    }
-    Ok(ids)
-}
-
-/// Read a Secret from the API server, as JSON bytes (zeroized after use).
-fn fetch_secret(reference: &str) -> anyhow::Result<Zeroizing<Vec<u8>>> {
-    use k8s_openapi::api::core::v1::Secret;
-    let (namespace, name) = reference
-        .split_once('/')
-        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
-        .with_context(|| format!("--age-key-secret-ref {reference:?}: write it as NAMESPACE/NAME"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let secret = runtime.block_on(async {
-        let config = kube::Config::infer().await.context(
-            "--age-key-secret-ref needs cluster access: run in a pod with a service account, or set KUBECONFIG",
-        )?;
-        let client = kube::Client::try_from(config).context("cannot build the Kubernetes client")?;
-        let secrets: kube::Api<Secret> = kube::Api::namespaced(client, namespace);
-        secrets.get(name).await.with_context(|| format!("cannot read Secret {namespace}/{name} from the API server"))
-    })?;
-    let mut value = serde_json::to_value(&secret).context("cannot serialise the Secret")?;
-    value["kind"] = serde_json::Value::from("Secret");
-    value["apiVersion"] = serde_json::Value::from("v1");
-    Ok(Zeroizing::new(serde_json::to_vec(&value)?))
-}
-
-fn default_key_file() -> Option<PathBuf> {
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(config.join("sops").join("age").join("keys.txt"))
-}
-
-fn read_text(path: &Path, max: u64) -> anyhow::Result<Zeroizing<String>> {
-    let bytes = read_limited_file(path, max)?;
-    let text = std::str::from_utf8(&bytes).with_context(|| format!("{}: not a text file", path.display()))?;
-    Ok(Zeroizing::new(text.to_owned()))
 }
 
 #[cfg(test)]

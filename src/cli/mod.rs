@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 pub mod certs;
 pub mod decrypt;
 pub mod decrypt_generator;
+mod decrypt_keys;
 pub mod decrypt_tree;
 pub mod policy;
 pub mod policy_sign;

@@ -34,6 +34,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::tree::{Entry, Leaf, Node, Value};
 
+mod violation;
+pub use violation::Violation;
+
 /// The annotation that carries a decrypted resource's origin token through the build.
 pub const ANNOTATION: &str = "portcullis.dev/sops-origin";
 
@@ -105,94 +108,10 @@ pub struct CheckOptions {
     /// application's destination namespace). Without it, such a resource is refused when its file
     /// names a namespace.
     pub default_namespace: Option<String>,
-}
-
-/// A built resource that breaks the binding (or, for [`Violation::RenamedAllowed`], a change that
-/// is only reported).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Violation {
-    Namespace {
-        origin: String,
-        file: String,
-        bound: String,
-        built: Option<String>,
-        resource: String,
-    },
-    Renamed {
-        origin: String,
-        file: String,
-        built: String,
-    },
-    /// A rename accepted by `--renamed allow`: reported, not refused.
-    RenamedAllowed {
-        origin: String,
-        file: String,
-        built: String,
-    },
-    Changed {
-        origin: String,
-        file: String,
-        built: String,
-    },
-    UnknownToken {
-        resource: String,
-    },
-    Value {
-        resource: String,
-        built: Option<String>,
-        origins: Vec<String>,
-    },
-}
-
-impl Violation {
-    /// Whether the build must be refused for it.
-    #[must_use]
-    pub fn refuses(&self) -> bool {
-        !matches!(self, Self::RenamedAllowed { .. })
-    }
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Namespace { origin, file, bound, built, resource } => {
-                let built = built.as_deref().map_or_else(
-                    || "no namespace (the applier's default; pass --default-namespace)".to_owned(),
-                    str::to_owned,
-                );
-                write!(
-                    f,
-                    "{origin} was encrypted for namespace {bound}; this build puts it in {built} (as {resource}, from \
-                     {file}). Encrypt a copy for that namespace instead of moving this one"
-                )
-            }
-            Self::Renamed { origin, file, built } => write!(
-                f,
-                "{origin} (from {file}) is renamed by namePrefix/nameSuffix to {built}; renaming an encrypted resource is \
-                 refused by default: pass --renamed allow to accept it"
-            ),
-            Self::RenamedAllowed { origin, file, built } => write!(
-                f,
-                "{origin} (from {file}) is renamed by namePrefix/nameSuffix to {built} (accepted: --renamed allow)"
-            ),
-            Self::Changed { origin, file, built } => write!(
-                f,
-                "{origin} (from {file}) became {built} in the build: only a namePrefix/nameSuffix may change an encrypted \
-                 resource's name, never its kind"
-            ),
-            Self::UnknownToken { resource } => write!(
-                f,
-                "{resource} carries a {ANNOTATION} annotation that this decryption did not write (copied or forged); \
-                 remove it from the sources"
-            ),
-            Self::Value { resource, built, origins } => write!(
-                f,
-                "{resource} holds a secret value of {} encrypted for another namespace; this build puts it in {}",
-                origins.join(", "),
-                built.as_deref().unwrap_or("no namespace")
-            ),
-        }
-    }
+    /// The namespaces encrypted resources may be bound to (empty: any). The MAC binds the values
+    /// of `metadata.name` and `metadata.namespace`, not which key holds which: a file with the two
+    /// keys swapped decrypts, bound to a namespace named like the resource.
+    pub expect_namespaces: Vec<String>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -406,6 +325,16 @@ fn check_identity(
     out: &mut Vec<Violation>,
 ) {
     let described = origin.describe();
+    if let Some(bound) = &origin.namespace
+        && !opts.expect_namespaces.is_empty()
+        && !opts.expect_namespaces.contains(bound)
+    {
+        out.push(Violation::Unexpected {
+            origin: described.clone(),
+            file: origin.file.clone(),
+            expected: opts.expect_namespaces.join(", "),
+        });
+    }
     if let Some(bound) = &origin.namespace
         && ns != Some(bound.as_str())
     {

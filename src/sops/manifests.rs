@@ -44,6 +44,12 @@ pub enum ManifestError {
          pass --allow-no-namespace to accept that"
     )]
     NoNamespace { resource: String },
+    #[error(
+        "{resource}: encrypted for namespace {namespace:?}, which is not an expected namespace ({expected}); the MAC \
+         binds the values of metadata.name and metadata.namespace but not which key holds which, so a file with the \
+         two keys swapped still decrypts: restore the file, or add the namespace to --expect-namespace"
+    )]
+    UnexpectedNamespace { resource: String, namespace: String, expected: String },
 }
 
 /// `Kind namespace/name (document N)` for messages.
@@ -188,7 +194,27 @@ fn resource(item: &mut Node, i: usize, ids: &Identities, opts: &Options) -> Resu
             return Err(ManifestError::NoNamespace { resource: name });
         }
     }
-    Ok(decrypt_secret_values(item, &name, ids, opts)? > 0 || encrypted)
+    let embedded = decrypt_secret_values(item, &name, ids, opts)? > 0;
+    if encrypted || embedded {
+        expected_namespace(item, &name, &opts.expect_namespaces)?;
+    }
+    Ok(embedded || encrypted)
+}
+
+/// With expected namespaces, a decrypted resource that names another namespace is refused (one
+/// without a namespace goes where the reconciler applies it, and was already allowed).
+fn expected_namespace(item: &Node, name: &str, expected: &[String]) -> Result<(), ManifestError> {
+    let namespace = item.get("metadata").and_then(|m| m.get("namespace")).and_then(Node::as_str);
+    match namespace {
+        Some(ns) if !expected.is_empty() && !expected.iter().any(|e| e == ns) => {
+            Err(ManifestError::UnexpectedNamespace {
+                resource: name.to_owned(),
+                namespace: ns.to_owned(),
+                expected: expected.join(", "),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Whether a document is a `kind: …List` with `items`.

@@ -26,6 +26,7 @@ pub struct KeyGroup {
 pub struct Metadata {
     pub groups: Vec<KeyGroup>,
     pub shamir_threshold: usize,
+    /// As Go re-formats it (`time.RFC3339`): the additional data of the encrypted MAC.
     pub lastmodified: String,
     pub mac: String,
     pub mac_only_encrypted: bool,
@@ -56,6 +57,11 @@ pub enum MetadataError {
          such files too: the file was cut or edited, restore it from Git"
     )]
     BadVersion,
+    #[error(
+        "`sops.lastmodified` is not an RFC 3339 time (such as 2026-01-02T15:04:05Z); sops refuses such files \
+         too: restore the file from Git"
+    )]
+    BadLastModified,
     #[error("the flattened `sops_…` metadata keys are malformed ({0}); the file is damaged: restore it from Git")]
     BadFlatKey(String),
 }
@@ -174,7 +180,11 @@ impl Metadata {
         Ok(Self {
             groups,
             shamir_threshold,
-            lastmodified: field(node, "lastmodified")?.ok_or(MetadataError::Missing("lastmodified"))?,
+            lastmodified: {
+                // Missing or null reads as "" in sops, which Go's time.Parse refuses.
+                let raw = field(node, "lastmodified")?.unwrap_or_default();
+                super::rfc3339::go_reformat(&raw).ok_or(MetadataError::BadLastModified)?
+            },
             mac: field(node, "mac")?.ok_or(MetadataError::Missing("mac"))?,
             mac_only_encrypted,
             version: match field(node, "version")? {

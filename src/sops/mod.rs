@@ -30,6 +30,7 @@ pub mod json;
 pub mod keys;
 pub mod manifests;
 pub mod metadata;
+pub mod rfc3339;
 pub mod rules;
 pub mod tree;
 pub mod value;
@@ -82,7 +83,7 @@ impl Format {
 }
 
 /// Policy knobs of a decryption.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     /// Accept files whose MAC covers only the encrypted values (`mac_only_encrypted: true`).
     pub allow_mac_only_encrypted: bool,
@@ -92,6 +93,10 @@ pub struct Options {
     /// In manifest streams, decrypt SOPS documents embedded in a Secret's `data`/`stringData` (the
     /// Flux style): their MAC does not cover the enclosing Secret's namespace.
     pub allow_unbound_embedded: bool,
+    /// In manifest streams, the namespaces encrypted resources may name (empty: any). The MAC
+    /// covers the values of `metadata.name` and `metadata.namespace` but not which key holds which,
+    /// so swapping the two keys keeps it valid; an expected namespace closes that.
+    pub expect_namespaces: Vec<String>,
 }
 
 /// Why a document could not be decrypted. Messages name the problem and the fix; they never hold

@@ -261,7 +261,9 @@ pub fn splice(text: &str, docs: &[Document]) -> String {
         let to = docs.get(i + 1).map_or(text.len(), |d| d.start.min(text.len()));
         let from = doc.start.min(to);
         if let Some((s, e)) = sops_block(text, line_start(text, from), to) {
-            edits.push((s, e, String::new()));
+            // A document left without keys is written as go-yaml writes an empty mapping.
+            let repl = if has_pairs(&doc.root) { String::new() } else { "{}\n".to_owned() };
+            edits.push((s, e, repl));
         }
     }
     edits.sort_by_key(|(s, ..)| *s);
@@ -279,6 +281,11 @@ pub fn splice(text: &str, docs: &[Document]) -> String {
     out
 }
 
+/// Whether a document root has a key (a mapping of comments only is empty to go-yaml).
+fn has_pairs(root: &Node) -> bool {
+    !matches!(root, Node::Map(entries) if !entries.iter().any(|e| matches!(e, Entry::Pair(..))))
+}
+
 fn line_start(text: &str, at: usize) -> usize {
     text[..at].rfind('\n').map_or(0, |n| n + 1)
 }
@@ -292,8 +299,12 @@ pub fn emit(docs: &[&Node]) -> String {
             out.push_str("---\n");
         }
         match doc {
-            Node::Map(entries) if !entries.is_empty() => write_map(entries, 0, &mut out),
-            Node::Map(_) => out.push_str("{}\n"),
+            Node::Map(entries) if has_pairs(doc) => write_map(entries, 0, &mut out),
+            Node::Map(entries) => {
+                // Comments only: go-yaml writes them above an empty mapping.
+                write_map(entries, 0, &mut out);
+                out.push_str("{}\n");
+            }
             other => write_value_inline(other, 0, &mut out),
         }
     }

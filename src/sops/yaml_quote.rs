@@ -149,7 +149,9 @@ fn analyze(s: &str) -> Analysis {
 
 /// A string scalar as go-yaml writes it in `ctx`. Strings with line feeds come out double-quoted
 /// (the caller turns them into literal blocks where go-yaml would); so do strings with U+2028 /
-/// U+2029, which go-yaml writes single-quoted across lines (the same string either way).
+/// U+2029, which go-yaml writes raw in single quotes followed by indentation: the same string to a
+/// YAML 1.1 reader, but spaces added to it for a YAML 1.2 reader (U+2028 is no line break there),
+/// where the escape `\L` reads the same everywhere.
 #[must_use]
 pub fn str_scalar_in(s: &str, ctx: Context) -> String {
     let can_plain = matches!(resolve(s, saphyr_parser::ScalarStyle::Plain, None), Some(Value::Str(_)))
