@@ -23,6 +23,7 @@ pub mod platforms;
 pub mod pull_secrets;
 pub mod registry;
 pub mod signers;
+pub mod verdict;
 
 use crate::image::ImageRef;
 use crate::policy::ImagePolicy;
