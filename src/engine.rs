@@ -18,6 +18,7 @@ use crate::image::ImageRef;
 use crate::policy::{DigestRule, ImagePolicy, Mode, PolicySet, ResourcePolicy, SopsCiphertext, matcher};
 use crate::review::Review;
 use crate::verify::pull_secrets::PullContext;
+use crate::verify::verdict::Unchecked;
 use crate::verify::{Outcome, Verifier, VerifyRequest};
 use crate::workload::{self, WorkloadImage};
 
@@ -136,11 +137,12 @@ impl Engine {
         }
         let checks = unique.into_iter().map(|(policy, image, subjects)| async move {
             let request = VerifyRequest { image, policy, pull };
+            // The message is rendered from the typed verdict.
             let verdict = match tokio::time::timeout_at(deadline, verifier.verify(request)).await {
                 Ok(Outcome::Verified { .. }) => Verdict::Pass,
-                Ok(Outcome::Failed { reason }) => Verdict::Fail(reason),
-                Ok(Outcome::Error { reason }) => Verdict::Error(reason),
-                Err(_) => Verdict::Error("verification did not finish before the review deadline".to_owned()),
+                Ok(Outcome::Failed { reason }) => Verdict::Fail(reason.to_string()),
+                Ok(Outcome::Error { reason }) => Verdict::Error(reason.to_string()),
+                Err(_) => Verdict::Error(Unchecked::Timeout.to_string()),
             };
             subjects
                 .into_iter()

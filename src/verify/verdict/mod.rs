@@ -34,6 +34,8 @@ use crate::image::Digest;
 use crate::policy::Require;
 
 pub mod render;
+#[cfg(test)]
+mod tests;
 
 /// What carried a signature or attestation (for messages that depend on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
