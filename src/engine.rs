@@ -137,16 +137,20 @@ impl Engine {
         }
         let checks = unique.into_iter().map(|(policy, image, subjects)| async move {
             let request = VerifyRequest { image, policy, pull };
-            // The message is rendered from the typed verdict.
-            let verdict = match tokio::time::timeout_at(deadline, verifier.verify(request)).await {
-                Ok(Outcome::Verified { .. }) => Verdict::Pass,
-                Ok(Outcome::Failed { reason }) => Verdict::Fail(reason.to_string()),
-                Ok(Outcome::Error { reason }) => Verdict::Error(reason.to_string()),
-                Err(_) => Verdict::Error(Unchecked::Timeout.to_string()),
+            let outcome = tokio::time::timeout_at(deadline, verifier.verify(request))
+                .await
+                .unwrap_or(Outcome::Error { reason: Unchecked::Timeout });
+            // The message and the JSON class are rendered from the same typed verdict.
+            let (verdict, failure) = match outcome {
+                Outcome::Verified { .. } => (Verdict::Pass, None),
+                Outcome::Failed { reason } => (Verdict::Fail(reason.to_string()), Some(reason.to_json())),
+                Outcome::Error { reason } => (Verdict::Error(reason.to_string()), Some(reason.to_json())),
             };
             subjects
                 .into_iter()
-                .map(|subject| Finding::new(&policy.name, policy.mode, subject, verdict.clone()))
+                .map(|subject| {
+                    Finding::new(&policy.name, policy.mode, subject, verdict.clone()).with_failure(failure.clone())
+                })
                 .collect::<Vec<_>>()
         });
         findings.extend(join_all(checks).await.into_iter().flatten());
