@@ -128,7 +128,7 @@ fn satisfied_by(outcome: Outcome) -> (String, SignerIdentity, String) {
         panic!("not verified: {outcome:?}")
     };
     let [Satisfied::Authority { signer, location, .. }] = by.as_slice() else { panic!("{outcome:?}") };
-    (digest.to_string(), signer.clone(), location.clone())
+    (digest.to_string(), signer.clone(), location.to_string())
 }
 
 /// The failures of the one unsatisfied authority, per location.
@@ -136,7 +136,7 @@ fn failures(outcome: Outcome) -> Vec<(String, Failure)> {
     let Outcome::Failed { reason: Denial::RequirementNotMet(unmet) } = &outcome else {
         panic!("not a requirement not met: {outcome:?}")
     };
-    unmet.unmet[0].tried.iter().map(|t| (t.location.clone(), t.failure.clone())).collect()
+    unmet.unmet[0].tried.iter().map(|t| (t.to_string(), t.failure.clone())).collect()
 }
 
 fn assert_denied(d: &Decision, needles: &[&str]) {

@@ -717,7 +717,8 @@ async fn json_output_names_the_failure_class() {
     assert_eq!(failure["digest"], digest.as_str(), "{finding}");
     let tried = &failure["authorities"][0]["tried"][0];
     assert_eq!(tried["class"], "wrong-key", "{finding}");
-    assert!(tried["location"].as_str().is_some_and(|l| l.ends_with(".sig layer 0")), "{finding}");
+    assert_eq!(tried["location"]["kind"], "tag", "{finding}");
+    assert_eq!(tried["location"]["tag"], format!("{}.sig", digest.replace(':', "-")), "{finding}");
     assert!(finding["message"].as_str().is_some_and(|m| m.contains("bad signature")), "{finding}");
 
     // Nothing at all: no-signatures, never a wrong signature.

@@ -49,13 +49,13 @@ pub fn check_requirement(
     let candidates = evidence
         .attestations
         .iter()
-        .map(|l| (l.location.as_str(), Envelope::Legacy(l)))
-        .chain(evidence.bundles.iter().map(|b| (b.location.as_str(), Envelope::Bundle(&b.json))));
+        .map(|l| (&l.location, Envelope::Legacy(l)))
+        .chain(evidence.bundles.iter().map(|b| (&b.location, Envelope::Bundle(&b.json))));
     for (location, envelope) in candidates {
         for checker in &allowed {
             let mut fail = |failure| {
                 let authority = Some(checker.authority.name.clone());
-                tried.push(Tried { location: location.to_owned(), authority, failure });
+                tried.push(Tried { location: Some(location.clone()), authority, failure });
             };
             // Steps 2 to 8.
             let signed = match verify_envelope(checker, &envelope, digest) {
@@ -82,7 +82,7 @@ pub fn check_requirement(
                         name: requirement.name.clone(),
                         predicate_type: requirement.predicate_type.clone(),
                         signer: signed.signer,
-                        location: location.to_owned(),
+                        location: location.clone(),
                     });
                 }
                 Err(failure) => {

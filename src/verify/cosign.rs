@@ -13,7 +13,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
 
 use super::bundle::{Artifact, Content, Signer, bundle_from_legacy, verify_bundle, verify_raw_signature};
-use super::discovery::{ANN_BUNDLE, ANN_CERTIFICATE, ANN_CHAIN, ANN_SIGNATURE, ANN_TIMESTAMP, Evidence, LegacyLayer};
+use super::discovery::{
+    ANN_BUNDLE, ANN_CERTIFICATE, ANN_CHAIN, ANN_SIGNATURE, ANN_TIMESTAMP, Evidence, LegacyLayer, Location,
+};
 use super::dsse::Statement;
 use super::signers::{SignedBy, SignerIdentity};
 use super::trust::TrustRoot;
@@ -53,17 +55,17 @@ pub fn check_authority(
     let mut tried = Vec::new();
     // Step 4: a key authority without its key checks nothing.
     if let (AuthorityKind::Key(_), Some(Err(failure))) = (&authority.kind, key) {
-        let tried = Tried { location: "key".to_owned(), authority: None, failure: failure.clone() };
+        let tried = Tried { location: None, authority: None, failure: failure.clone() };
         return AuthorityResult::Unsatisfied { tried: vec![tried] };
     }
     let pem = key.and_then(|k| k.as_ref().ok()).map(String::as_str);
     let mut signers: Vec<SignedBy> = Vec::new();
-    let mut found = |location: &str, result: Result<(SignerIdentity, [u8; 32]), Failure>| match result {
+    let mut found = |location: &Location, result: Result<(SignerIdentity, [u8; 32]), Failure>| match result {
         Ok((identity, key)) if signers.iter().any(|s| s.identity == identity && s.signing_key == key) => {}
         Ok((identity, signing_key)) => {
-            signers.push(SignedBy { identity, signing_key, location: location.to_owned() });
+            signers.push(SignedBy { identity, signing_key, location: location.clone() });
         }
-        Err(failure) => tried.push(Tried { location: location.to_owned(), authority: None, failure }),
+        Err(failure) => tried.push(Tried { location: Some(location.clone()), authority: None, failure }),
     };
     for layer in &evidence.signatures {
         found(&layer.location, check_legacy(authority, pem, digest, layer, trust));

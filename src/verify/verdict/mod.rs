@@ -29,6 +29,7 @@
 use serde::Serialize;
 
 use super::bundle::BundleError;
+use super::discovery::Location;
 use super::signers::SignerIdentity;
 use crate::image::Digest;
 use crate::policy::Require;
@@ -170,9 +171,10 @@ impl Failure {
 /// One artifact that did not satisfy one authority, and where it was found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tried {
-    /// Where: `tag sha256-….sig layer 0`, `referrer sha256:… (referrers API)`, or `key` when
-    /// the authority's key was missing before any artifact was looked at.
-    pub location: String,
+    /// Where the artifact was found; None when the authority's key was missing before any
+    /// artifact was looked at (rendered `key`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
     /// The authority judged (named in attestation messages).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authority: Option<String>,
@@ -281,9 +283,9 @@ impl Unchecked {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Satisfied {
     /// An authority, by this signer, with the artifact found there.
-    Authority { authority: String, signer: SignerIdentity, location: String },
+    Authority { authority: String, signer: SignerIdentity, location: Location },
     /// An attestation requirement, by a statement signed by `signer`, found there.
-    Attestation { name: String, predicate_type: String, signer: String, location: String },
+    Attestation { name: String, predicate_type: String, signer: String, location: Location },
 }
 
 /// Why an image satisfies a policy: the payload of [`super::Outcome::Verified`].

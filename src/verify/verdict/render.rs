@@ -74,9 +74,13 @@ impl fmt::Display for Failure {
 
 impl fmt::Display for Tried {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(location) => write!(f, "{location}")?,
+            None => f.write_str("key")?,
+        }
         match &self.authority {
-            Some(authority) => write!(f, "{} (authority {authority:?}): {}", self.location, self.failure),
-            None => write!(f, "{}: {}", self.location, self.failure),
+            Some(authority) => write!(f, " (authority {authority:?}): {}", self.failure),
+            None => write!(f, ": {}", self.failure),
         }
     }
 }

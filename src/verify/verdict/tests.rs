@@ -15,7 +15,7 @@ use super::*;
 use crate::image::ImageRef;
 use crate::policy::ImagePolicy;
 use crate::policy::cel::CelEnv;
-use crate::verify::discovery::{ANN_BUNDLE, ANN_CERTIFICATE, ANN_SIGNATURE, Evidence, LegacyLayer};
+use crate::verify::discovery::{ANN_BUNDLE, ANN_CERTIFICATE, ANN_SIGNATURE, Evidence, LegacyLayer, Location};
 use crate::verify::image::key_material;
 use crate::verify::judge::{Judgement, Material, judge};
 use crate::verify::trust::TrustRoot;
@@ -23,8 +23,13 @@ use crate::verify::trust::TrustRoot;
 const HEX: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const OTHER: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const PROVENANCE: &str = "https://slsa.dev/provenance/v1";
-const SIG_AT: &str = "tag sha256-aaaa.sig layer 0";
-const ATT_AT: &str = "tag sha256-aaaa.att layer 0";
+fn sig_at() -> Location {
+    Location::Tag { tag: "sha256-aaaa.sig".to_owned(), layer: 0 }
+}
+
+fn att_at() -> Location {
+    Location::Referrer { digest: format!("sha256:{OTHER}"), layer: Some(0) }
+}
 
 struct Key(EcdsaKeyPair);
 
@@ -48,7 +53,7 @@ impl Key {
     fn sig_layer(&self, payload: &[u8]) -> LegacyLayer {
         let mut annotations = BTreeMap::new();
         annotations.insert(ANN_SIGNATURE.to_owned(), B64.encode(self.sign(payload)));
-        LegacyLayer { location: SIG_AT.to_owned(), blob: payload.to_vec(), annotations }
+        LegacyLayer { location: sig_at(), blob: payload.to_vec(), annotations }
     }
 
     /// A legacy `.att` layer: a DSSE envelope of `statement`, signed by this key.
@@ -60,7 +65,7 @@ impl Key {
             "signatures": [{"sig": B64.encode(sig)}]});
         let mut annotations = BTreeMap::new();
         annotations.insert("predicateType".to_owned(), PROVENANCE.to_owned());
-        LegacyLayer { location: ATT_AT.to_owned(), blob: envelope.to_string().into_bytes(), annotations }
+        LegacyLayer { location: att_at(), blob: envelope.to_string().into_bytes(), annotations }
     }
 }
 
@@ -134,7 +139,8 @@ fn a_genuine_signature_is_verified_naming_authority_signer_and_location() {
         panic!("a genuine signature must verify")
     };
     let [Satisfied::Authority { authority, signer, location }] = by.as_slice() else { panic!("{by:?}") };
-    assert_eq!((authority.as_str(), location.as_str()), ("k", SIG_AT));
+    assert_eq!((authority.as_str(), location), ("k", &sig_at()));
+    assert_eq!(location.to_string(), "tag sha256-aaaa.sig layer 0");
     assert!(matches!(signer, crate::verify::signers::SignerIdentity::Key { .. }), "{signer:?}");
 }
 
@@ -209,7 +215,8 @@ fn a_key_not_loaded_is_key_unavailable_before_any_artifact() {
     policy.authorities[0].files.key = None;
     let judgement = run(&policy, &signatures(vec![key.sig_layer(&signature(HEX))]));
     let Judgement::Denied(Denial::RequirementNotMet(unmet)) = &judgement else { panic!("{judgement:?}") };
-    assert_eq!(unmet.unmet[0].tried[0].location, "key");
+    assert_eq!(unmet.unmet[0].tried[0].location, None);
+    assert!(unmet.unmet[0].tried[0].to_string().starts_with("key: "), "{judgement:?}");
     assert!(matches!(unmet.unmet[0].tried[0].failure, Failure::KeyUnavailable { .. }), "{judgement:?}");
 }
 
@@ -242,7 +249,10 @@ fn attestation_classes_fire_on_their_forgeries() {
     let Judgement::Met(by) = run(&policy, &attestations(vec![key.att_layer(&statement(HEX, PROVENANCE))])) else {
         panic!("a genuine attestation must verify")
     };
-    assert!(matches!(&by[..], [Satisfied::Attestation { name, location, .. }] if name == "prov" && location == ATT_AT));
+    assert!(
+        matches!(&by[..], [Satisfied::Attestation { name, location, .. }] if name == "prov" && *location == att_at())
+    );
+    assert_eq!(att_at().to_string(), format!("referrer sha256:{OTHER} (referrers API) layer 0"));
     // Nothing found: its own class.
     let none = run(&policy, &attestations(Vec::new()));
     let Judgement::Denied(Denial::Attestations(unmet)) = &none else { panic!("{none:?}") };
@@ -340,13 +350,14 @@ fn could_not_check_classes_carry_the_status_and_never_read_as_unsigned() {
 #[test]
 fn tried_json_flattens_the_class() {
     let tried = Tried {
-        location: SIG_AT.to_owned(),
+        location: Some(sig_at()),
         authority: None,
         failure: Failure::IdentityMismatch { expected: "a@x".into(), found: "b@x".into() },
     };
     assert_eq!(
         serde_json::to_value(&tried).expect("json"),
-        json!({"location": SIG_AT, "class": "identity-mismatch", "expected": "a@x", "found": "b@x"})
+        json!({"location": {"kind": "tag", "tag": "sha256-aaaa.sig", "layer": 0}, "class": "identity-mismatch",
+            "expected": "a@x", "found": "b@x"})
     );
     assert!(!format!("{:?}", ANN_BUNDLE).is_empty());
 }
