@@ -1,5 +1,7 @@
-//! The [`Verifier`] the webhook and `portcullis verify` use: resolve the digest, find the
-//! signatures in the registry, check them against the policy's authorities.
+//! The [`Verifier`] the webhook and `portcullis verify` use. This is the I/O side: resolve the
+//! digest, list the platforms, use the workload's pull secrets, discover the signatures and
+//! attestations in the registry; the evidence is then judged by [`super::judge::judge`], a pure
+//! function, into a typed [`Outcome`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
