@@ -296,7 +296,7 @@ fn resource_findings(policies: &[ResourcePolicy], review: &Review) -> Vec<Findin
         }
         for rule in &policy.rules {
             if bindings.is_none() {
-                bindings = Some(rule.expression.env().bind(&vars, chrono::Utc::now()));
+                bindings = Some(rule.expression.env().bind(&vars, crate::verify::observe::review_time()));
             }
             let evaluated = match &bindings {
                 Some(Ok(bound)) => rule.expression.eval_bool_in(bound),

@@ -10,7 +10,11 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 /// Start `portcullis serve` and return the child and the address it logged.
-fn spawn_serve(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> (Child, String, mpsc::Receiver<String>) {
+pub(crate) fn spawn_serve(
+    dir: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args(args)
@@ -50,7 +54,7 @@ fn spawn_serve(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> (
     panic!("portcullis serve did not start");
 }
 
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn terminate(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -787,9 +791,9 @@ fn policy_test_runs_the_example_cases_offline() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("ok       prod-denies-a-tag ("), "{out}");
     assert!(out.contains("ok       sops-ciphertext-is-denied ("), "{out}");
-    // A case that needs signature evidence is not run, and never counted as passed.
-    assert!(out.contains("not run  signed-image-needs-a-registry ("), "{out}");
-    assert!(out.ends_with("13 passed, 0 failed, 1 not run (need a registry)\n"), "{out}");
+    // The signature cases run on their recorded evidence (tests/policy_evidence.rs).
+    assert!(out.contains("ok       signed-image-with-every-attestation-is-allowed ("), "{out}");
+    assert!(out.ends_with("21 passed, 0 failed, 0 not run (need a registry or recorded evidence)\n"), "{out}");
     // The server's flags apply: with unmatched images denied, the kube-system case (no policy
     // matches there) is denied, so its expectation fails.
     let (code, out, _) = policy(&["test", "policies", "--unmatched-images", "deny"]);
@@ -812,7 +816,7 @@ fn policy_test_fails_with_a_diff_and_refuses_bad_cases() {
     assert!(out.contains("FAILED   staging-warns-on-a-tag"), "{out}");
     assert!(out.contains("  - decision: allowed\n  + decision: warned\n"), "{out}");
     assert!(out.contains("  + policy \"staging-digest-warning\""), "{out}");
-    assert!(out.contains("12 passed, 1 failed, 1 not run"), "{out}");
+    assert!(out.contains("20 passed, 1 failed, 0 not run"), "{out}");
     // A message that does not appear fails too, though the decision is right.
     std::fs::write(&cases, text.replacen("message: staging-digest-warning", "message: prod-require-digest", 1))
         .expect("write");

@@ -13,12 +13,18 @@ mod support;
 mod admission;
 #[path = "attestations.rs"]
 mod attestations;
+#[path = "ci_recipes.rs"]
+mod ci_recipes;
 #[path = "cli.rs"]
 mod cli;
+#[path = "cluster_state.rs"]
+mod cluster_state;
 #[path = "keyless.rs"]
 mod keyless;
 #[path = "pinning.rs"]
 mod pinning;
+#[path = "policy_evidence.rs"]
+mod policy_evidence;
 #[path = "pull_secrets.rs"]
 mod pull_secrets;
 #[path = "registry.rs"]
@@ -31,6 +37,8 @@ mod reload;
 mod server;
 #[path = "signatures.rs"]
 mod signatures;
+#[path = "signed_policies.rs"]
+mod signed_policies;
 #[path = "sops_cli.rs"]
 mod sops_cli;
 #[path = "sops_compat.rs"]
@@ -43,5 +51,7 @@ mod sops_robustness;
 mod sops_secret_ref;
 #[path = "sops_tamper.rs"]
 mod sops_tamper;
+#[path = "timestamped.rs"]
+mod timestamped;
 #[path = "verify_cli.rs"]
 mod verify_cli;

@@ -2,8 +2,9 @@
 //! the signature check of that workload only.
 //!
 //! No kube-apiserver can run here, so the Kubernetes client (`KubeSecrets`) is pointed at a
-//! minimal HTTP endpoint serving the two API paths it reads, with real Secret and
-//! ServiceAccount JSON; the registry is a real docker-registry behind TLS and htpasswd.
+//! minimal HTTP endpoint (`support::kube_api`) serving list and watch with real Secret and
+//! ServiceAccount JSON; the registry is a real docker-registry behind TLS and htpasswd. The
+//! watched store itself (no API call per review, changes, 410 relists) is in `cluster_state`.
 
 use crate::support;
 
@@ -25,15 +26,15 @@ use serde_json::json;
 use support::secure::{PASSWORD, USER, start_basic_tls, start_on};
 use support::{Pusher, Signer, TestRegistry};
 
-struct Private {
-    registry: TestRegistry,
-    ca: String,
-    pem: String,
+pub(crate) struct Private {
+    pub(crate) registry: TestRegistry,
+    pub(crate) ca: String,
+    pub(crate) pem: String,
     _dir: tempfile::TempDir,
 }
 
 /// A private registry (TLS + htpasswd) holding a signed image `team/app:v1`.
-async fn private_registry() -> Private {
+pub(crate) async fn private_registry() -> Private {
     let dir = tempfile::tempdir().expect("tempdir");
     let open = start_on(dir.path(), "", false).await;
     let push = Pusher::new(&open.host);
@@ -45,11 +46,11 @@ async fn private_registry() -> Private {
     Private { registry, ca, pem: signer.public_pem(), _dir: dir }
 }
 
-fn dockerconfig(host: &str, password: &str) -> Vec<u8> {
+pub(crate) fn dockerconfig(host: &str, password: &str) -> Vec<u8> {
     json!({"auths": {host: {"auth": B64.encode(format!("{USER}:{password}"))}}}).to_string().into_bytes()
 }
 
-fn pod_review(image: &str, namespace: &str, pull_secrets: &[&str]) -> Review {
+pub(crate) fn pod_review(image: &str, namespace: &str, pull_secrets: &[&str]) -> Review {
     let secrets: Vec<_> = pull_secrets.iter().map(|n| json!({"name": n})).collect();
     let body = json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -64,7 +65,7 @@ fn pod_review(image: &str, namespace: &str, pull_secrets: &[&str]) -> Review {
     Review::from_value(body).expect("review")
 }
 
-async fn decide(private: &Private, source: Arc<dyn SecretSource>, review: &Review) -> Decision {
+pub(crate) async fn decide(private: &Private, source: Arc<dyn SecretSource>, review: &Review) -> Decision {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("k.pub"), &private.pem).expect("key");
     let text = "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: signed}\nspec:\n  images: ['**']\n  digest: allow-tags\n  authorities:\n    - name: k\n      key: {publicKeyFile: k.pub}\n      transparencyLog: skip\n";
@@ -107,61 +108,20 @@ async fn pod_and_service_account_pull_secrets() {
 
 #[tokio::test]
 async fn the_kubernetes_client_reads_secrets_and_service_accounts() {
-    use axum::extract::Path;
-    use axum::routing::get;
+    let api = support::kube_api::KubeApi::start().await;
     let config = dockerconfig("registry.example.com:5000", PASSWORD);
-    let secret = json!({
+    api.put(json!({
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
         "metadata": {"name": "regcred", "namespace": "prod"},
         "data": {".dockerconfigjson": B64.encode(&config)}
-    });
-    let account = json!({
+    }));
+    api.put(json!({
         "apiVersion": "v1", "kind": "ServiceAccount",
         "metadata": {"name": "builder", "namespace": "prod"},
         "imagePullSecrets": [{"name": "regcred"}, {"name": "gone"}]
-    });
-    let not_found = |what: &str| {
-        (
-            axum::http::StatusCode::NOT_FOUND,
-            axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
-                              "code": 404, "message": format!("{what} not found")})),
-        )
-    };
-    let app = axum::Router::new()
-        .route(
-            "/api/v1/namespaces/{ns}/secrets/{name}",
-            get(move |Path((ns, name)): Path<(String, String)>| {
-                let secret = secret.clone();
-                async move {
-                    if ns == "prod" && name == "regcred" {
-                        (axum::http::StatusCode::OK, axum::Json(secret))
-                    } else {
-                        not_found("secret")
-                    }
-                }
-            }),
-        )
-        .route(
-            "/api/v1/namespaces/{ns}/serviceaccounts/{name}",
-            get(move |Path((ns, name)): Path<(String, String)>| {
-                let account = account.clone();
-                async move {
-                    if ns == "prod" && name == "builder" {
-                        (axum::http::StatusCode::OK, axum::Json(account))
-                    } else {
-                        not_found("serviceaccount")
-                    }
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let client = kube::Client::try_from(kube::Config::new(url.parse().expect("uri"))).expect("client");
-    let secrets = KubeSecrets::new(client);
+    }));
+    let secrets = KubeSecrets::new(api.client());
+    assert!(secrets.wait_synced(Duration::from_secs(10)).await, "{:?}", api.requests());
 
     let context = PullContext { namespace: "prod".into(), secrets: vec![], service_account: "builder".into() };
     let keychain = secrets.keychain(&context).await.expect("reads");

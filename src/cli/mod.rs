@@ -11,6 +11,7 @@ pub mod decrypt;
 pub mod decrypt_generator;
 pub mod decrypt_tree;
 pub mod policy;
+pub mod policy_sign;
 pub mod policy_test;
 pub mod registry_args;
 pub mod serve;
@@ -50,7 +51,7 @@ pub enum Command {
     Decrypt(decrypt::DecryptArgs),
     /// Webhook certificates without cert-manager: a CA and the serving certificate.
     Certs(certs::CertsArgs),
-    /// Policy files: `policy lint`, `policy test` and `policy schema`.
+    /// Policy files: `policy lint`, `policy test`, `policy schema` and `policy sign`.
     Policy(policy::PolicyArgs),
 }
 

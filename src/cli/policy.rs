@@ -31,6 +31,10 @@ pub enum PolicyCommand {
     /// webhook's engine with DIR's policies. Exit 0 every case run passed, 1 a case failed,
     /// 2 the policies or cases could not be read.
     Test(super::policy_test::TestArgs),
+    /// Sign a policy directory for `serve|verify --require-signed-policies`: writes
+    /// DIR/policyset.manifest (every file, sorted by path, with its sha256) and
+    /// DIR/policyset.sig (cosign sign-blob's signature format over the manifest).
+    Sign(super::policy_sign::SignArgs),
 }
 
 /// Flags of `portcullis policy lint`.
@@ -63,6 +67,7 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
         PolicyCommand::Schema => print!("{}", crate::policy::schema::schema_text()),
         PolicyCommand::Lint(args) => return Ok(ExitCode::from(run_lint(&args))),
         PolicyCommand::Test(args) => return super::policy_test::run(&args),
+        PolicyCommand::Sign(args) => return super::policy_sign::run(&args),
     }
     Ok(ExitCode::from(EXIT_ALLOWED))
 }

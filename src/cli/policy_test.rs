@@ -2,9 +2,15 @@
 //! reviewed exactly as `verify -f` reviews an object ([`Review::for_object`] and
 //! [`Engine::review`], the webhook's engine) with the directory's policies.
 //!
-//! Offline: no registry is ever asked. A case whose decision needs signature or attestation
-//! evidence (or a tag resolved for `digest: pin`) is reported as "not run: needs a registry"
-//! and never counted as passed.
+//! Offline: no registry is ever asked. A case may carry recorded evidence
+//! (`spec.evidence.ociLayout`: an OCI image layout directory, as `cosign save` writes, with the
+//! image and its signatures and attestations): then the webhook's own verifier runs with that
+//! layout in place of the registry (every digest checked, the registry's size limits kept), and
+//! `spec.evidence.trustedRoot` names the Sigstore instance its log entries were made in (as
+//! `serve --trusted-root`; default the public-good instance). `spec.reviewTime` fixes the
+//! review's time (`now` in conditions) for evidence that ages. A case without evidence whose
+//! decision needs signature or attestation evidence (or a tag resolved for `digest: pin`) is
+//! reported as "not run: needs a registry" and never counted as passed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +31,11 @@ use crate::policy::compile::split_documents;
 use crate::policy::load::PolicyDir;
 use crate::policy::model::{API_VERSION, Header, Metadata, TEST_KIND};
 use crate::review::{ObjectRequest, Review};
+use crate::verify::image::RegistryVerifier;
+use crate::verify::observe::at_review_time;
 use crate::verify::pull_secrets::PullContext;
+use crate::verify::registry::Registry;
+use crate::verify::trust::TrustRoot;
 use crate::verify::{BoxFuture, Outcome, Verifier, VerifyRequest};
 
 /// Flags of `portcullis policy test`.
@@ -72,7 +82,23 @@ struct TestSpec {
     user: String,
     #[serde(default)]
     groups: Vec<String>,
+    /// Recorded signature and attestation evidence (paths relative to the test file).
+    #[serde(default)]
+    evidence: Option<Evidence>,
+    /// The time of the review (RFC 3339); default: now.
+    #[serde(default)]
+    review_time: Option<chrono::DateTime<chrono::Utc>>,
     expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Evidence {
+    /// An OCI image layout directory standing in for every registry.
+    oci_layout: PathBuf,
+    /// The trusted_root.json of the Sigstore instance the evidence was logged in.
+    #[serde(default)]
+    trusted_root: Option<PathBuf>,
 }
 
 fn create() -> String {
@@ -134,7 +160,22 @@ impl Verifier for Offline {
 struct Case {
     at: String,
     name: String,
+    /// The directory of the test file (evidence paths are relative to it).
+    base: PathBuf,
     spec: TestSpec,
+}
+
+/// The verifier of a case with recorded evidence: the registry verifier over its layout.
+fn evidence_verifier(case: &Case, evidence: &Evidence) -> anyhow::Result<RegistryVerifier> {
+    let layout = case.base.join(&evidence.oci_layout);
+    let registry = Registry::from_layout(&layout)
+        .with_context(|| format!("evidence.ociLayout {}: not a usable OCI image layout", layout.display()))?;
+    let trust = match &evidence.trusted_root {
+        Some(path) => TrustRoot::from_file(&case.base.join(path))
+            .with_context(|| format!("evidence.trustedRoot {}", case.base.join(path).display()))?,
+        None => TrustRoot::production()?,
+    };
+    Ok(RegistryVerifier::new(registry, trust))
 }
 
 /// Run `portcullis policy test`.
@@ -168,7 +209,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
         UnmatchedArg::Deny => Unmatched::Deny,
     };
     let settings = Settings { own_namespace: args.own_namespace.clone(), unmatched };
-    let engine = Engine::fixed(set, offline.clone(), settings);
+    let engine = Engine::fixed(set.clone(), offline.clone(), settings.clone());
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     let (mut passed, mut failed, mut not_run) = (0, 0, 0);
@@ -182,10 +223,28 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
         };
         offline.asked.store(false, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        let decision = runtime.block_on(engine.review(&review, deadline));
+        let time = case.spec.review_time.unwrap_or_else(chrono::Utc::now);
+        let decision = match &case.spec.evidence {
+            None => runtime.block_on(at_review_time(time, engine.review(&review, deadline))),
+            Some(evidence) => {
+                let verifier = match evidence_verifier(case, evidence) {
+                    Ok(verifier) => verifier,
+                    Err(e) => {
+                        eprintln!("error: {}: test {:?}: {e:#}", case.at, case.name);
+                        return Ok(ExitCode::from(EXIT_ERROR));
+                    }
+                };
+                let engine = Engine::fixed(set.clone(), Arc::new(verifier), settings.clone());
+                runtime.block_on(at_review_time(time, engine.review(&review, deadline)))
+            }
+        };
         if offline.asked.load(Ordering::SeqCst) {
             not_run += 1;
-            println!("not run  {} ({}): needs a registry (signature, attestation or tag evidence)", case.name, case.at);
+            println!(
+                "not run  {} ({}): needs a registry (signature, attestation or tag evidence); record it in an OCI \
+                 layout (cosign save) and name it in spec.evidence.ociLayout",
+                case.name, case.at
+            );
             continue;
         }
         match diff(&case.spec.expect, &decision) {
@@ -199,7 +258,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!("{passed} passed, {failed} failed, {not_run} not run (need a registry)");
+    println!("{passed} passed, {failed} failed, {not_run} not run (need a registry or recorded evidence)");
     Ok(ExitCode::from(if failed > 0 { EXIT_DENIED } else { EXIT_ALLOWED }))
 }
 
@@ -222,7 +281,8 @@ fn read_cases(dir: &PolicyDir) -> anyhow::Result<Vec<Case>> {
                     test.metadata.name
                 );
             }
-            cases.push(Case { at, name: test.metadata.name, spec: test.spec });
+            let base = path.parent().map(PathBuf::from).unwrap_or_default();
+            cases.push(Case { at, name: test.metadata.name, base, spec: test.spec });
         }
     }
     Ok(cases)

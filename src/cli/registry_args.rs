@@ -26,7 +26,8 @@ pub struct RegistryArgs {
     /// Timeout of one registry request.
     #[arg(long, env = "PORTCULLIS_REGISTRY_TIMEOUT", default_value = "10s", value_parser = super::serve::parse_duration)]
     pub registry_timeout: Duration,
-    /// A Sigstore trusted_root.json (default: the public-good instance's, embedded).
+    /// A Sigstore trusted_root.json, or `github` (GitHub's artifact attestation instance, built in);
+    /// default: the public-good instance's, embedded.
     #[arg(long, env = "PORTCULLIS_TRUSTED_ROOT")]
     pub trusted_root: Option<PathBuf>,
     /// Most platform manifests of an image index verified under `platforms: every-platform`;
@@ -60,7 +61,7 @@ impl RegistryArgs {
         let config = RegistryConfig { insecure: insecure_registry, ca_pem, keychain, timeout: Some(registry_timeout) };
         let registry = Registry::new(config)?.with_observer(observer);
         let trust = match &trusted_root {
-            Some(path) => TrustRoot::from_file(path)?,
+            Some(path) => TrustRoot::named_or_file(path)?,
             None => TrustRoot::production()?,
         };
         let max_platforms = usize::try_from(max_platforms).context("--max-platforms is too large")?;

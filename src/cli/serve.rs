@@ -21,7 +21,8 @@ use crate::server::{self, AppState, Limits};
 use crate::telemetry::Metrics;
 use crate::verify::cache::CachedVerifier;
 use crate::verify::image::RegistryVerifier;
-use crate::verify::pull_secrets::KubeSecrets;
+use crate::verify::key_secrets::KeySecrets;
+use crate::verify::pull_secrets::{KubeSecrets, Scope};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -102,14 +103,25 @@ pub struct PolicyArgs {
     /// starting with no policies is allowed either way, with a warning.
     #[arg(long, env = "PORTCULLIS_ALLOW_EMPTY_POLICIES")]
     pub allow_empty_policies: bool,
+    /// Load the policy directory only when its signature (`portcullis policy sign`) verifies
+    /// with this public key (PEM): at start, refuse to start; at a reload, keep the last good
+    /// set (shown on /readyz and in portcullis_policy_reload_failing).
+    #[arg(long, env = "PORTCULLIS_REQUIRE_SIGNED_POLICIES", value_name = "PUBKEY")]
+    pub require_signed_policies: Option<PathBuf>,
     /// Namespace portcullis runs in: requests there are always allowed, so it never locks
     /// itself out.
     #[arg(long, env = "PORTCULLIS_OWN_NAMESPACE")]
     pub own_namespace: Option<String>,
     /// Read registry credentials from the workload's imagePullSecrets and its service
-    /// account's (needs `get` on secrets and serviceaccounts): `auto` when running in a cluster.
+    /// account's, kept by watching the API server (needs `list` and `watch` on secrets and
+    /// serviceaccounts): `auto` when running in a cluster.
     #[arg(long, env = "PORTCULLIS_IMAGE_PULL_SECRETS", value_enum, default_value_t = PullSecretsArg::Auto)]
     pub image_pull_secrets: PullSecretsArg,
+    /// Watch the pull secrets and service accounts of these namespaces only (comma-separated;
+    /// the chart's rbac.pullSecretNamespaces). Workloads elsewhere pull anonymously. Default:
+    /// every namespace.
+    #[arg(long, env = "PORTCULLIS_PULL_SECRET_NAMESPACES", value_delimiter = ',')]
+    pub pull_secret_namespaces: Vec<String>,
     /// How long a verified digest stays verified for the same policy (0 disables the cache).
     /// Failures are kept a tenth of it; registry and log errors are never cached.
     #[arg(long, env = "PORTCULLIS_VERIFY_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
@@ -161,8 +173,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         policies,
         reload_interval,
         allow_empty_policies,
+        require_signed_policies,
         own_namespace,
         image_pull_secrets,
+        pull_secret_namespaces,
         verify_cache_ttl,
         tag_cache_ttl,
         unmatched_images,
@@ -176,9 +190,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
-    let published =
-        load::start(PolicyDir::new(&policies).allow_empty(allow_empty_policies), reload_interval, stopped())
-            .with_context(|| format!("cannot load the policies in {}", policies.display()))?;
+    let signed = require_signed_policies.as_deref().map(crate::policy::signed::Requirement::from_file).transpose()?;
+    let dir = PolicyDir::new(&policies).allow_empty(allow_empty_policies).require_signature(signed);
+    let published = load::start(dir, reload_interval, stopped())
+        .with_context(|| format!("cannot load the policies in {}", policies.display()))?;
 
     let store = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => {
@@ -219,6 +234,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let tls_config = store.server_config_with_client_ca(client_ca.as_deref())?;
     let require_client_certificate = client_ca.is_some();
 
+    let cluster = cluster_state(image_pull_secrets, &pull_secret_namespaces, own_namespace.as_deref()).await?;
     let settings = Settings {
         own_namespace,
         unmatched: match unmatched_images {
@@ -231,7 +247,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let store = Arc::clone(&store);
         metrics.certificate_expiry(move || store.not_after());
     }
-    let verifier = with_pull_secrets(registry.verifier_observed(metrics.clone())?, image_pull_secrets).await?;
+    let verifier = cluster.attach(registry.verifier_observed(metrics.clone())?, &published.policies);
     let verifier = CachedVerifier::new(Arc::new(verifier), verify_cache_ttl)
         .with_tag_ttl(tag_cache_ttl)
         .with_observer(metrics.clone());
@@ -244,9 +260,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let draining = Arc::clone(&draining);
         move |request: axum::extract::Request, next: axum::middleware::Next| {
             let draining = draining.load(Ordering::Relaxed);
+            let waiting = cluster.waiting();
             async move {
                 if draining && request.uri().path() == "/readyz" {
                     return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+                }
+                if let Some(waiting) = waiting.filter(|_| request.uri().path() == "/readyz") {
+                    return (StatusCode::SERVICE_UNAVAILABLE, waiting).into_response();
                 }
                 next.run(request).await
             }
@@ -267,14 +287,64 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn with_pull_secrets(verifier: RegistryVerifier, mode: PullSecretsArg) -> anyhow::Result<RegistryVerifier> {
+/// The cluster state the verifier reads: imagePullSecrets and service accounts, keys from
+/// Secrets; both kept by watching the API server.
+#[derive(Clone, Default)]
+struct Cluster {
+    pull: Option<Arc<KubeSecrets>>,
+    keys: Option<Arc<KeySecrets>>,
+}
+
+impl Cluster {
+    fn attach(
+        &self,
+        mut verifier: RegistryVerifier,
+        policies: &tokio::sync::watch::Receiver<Arc<crate::policy::PolicySet>>,
+    ) -> RegistryVerifier {
+        if let Some(pull) = &self.pull {
+            verifier = verifier.with_pull_secrets(pull.clone());
+        }
+        if let Some(keys) = &self.keys {
+            // Watch the Secrets every loaded policy names, as each set loads.
+            let (keys_for_loads, mut policies) = (Arc::clone(keys), policies.clone());
+            tokio::spawn(async move {
+                loop {
+                    let set = Arc::clone(&policies.borrow_and_update());
+                    keys_for_loads.prewarm(set.images.iter().flat_map(|p| &p.authorities));
+                    if policies.changed().await.is_err() {
+                        break;
+                    }
+                }
+            });
+            verifier = verifier.with_key_secrets(keys.clone());
+        }
+        verifier
+    }
+
+    /// Why /readyz must wait (pull secrets or service accounts not listed yet), or None when
+    /// ready. Key Secrets do not hold readiness: one that cannot be read denies the reviews
+    /// that need it, naming it and the API server's answer, and the others are served.
+    fn waiting(&self) -> Option<String> {
+        self.pull.as_ref()?.unsynced().map(|why| format!("not ready: imagePullSecrets: {why}\n"))
+    }
+}
+
+async fn cluster_state(
+    mode: PullSecretsArg,
+    namespaces: &[String],
+    own_namespace: Option<&str>,
+) -> anyhow::Result<Cluster> {
     let config = match mode {
-        PullSecretsArg::Never => return Ok(verifier),
-        PullSecretsArg::Auto => match kube::Config::incluster() {
+        // Keys from Secrets still need the API when it is there.
+        PullSecretsArg::Never | PullSecretsArg::Auto => match kube::Config::incluster() {
             Ok(config) => config,
             Err(_) => {
-                info!("not running in a cluster: imagePullSecrets are not read (--image-pull-secrets always to force)");
-                return Ok(verifier);
+                if mode == PullSecretsArg::Auto {
+                    info!(
+                        "not running in a cluster: imagePullSecrets and secretRef keys are not read (--image-pull-secrets always to force)"
+                    );
+                }
+                return Ok(Cluster::default());
             }
         },
         PullSecretsArg::Always => kube::Config::infer()
@@ -282,6 +352,11 @@ async fn with_pull_secrets(verifier: RegistryVerifier, mode: PullSecretsArg) -> 
             .context("--image-pull-secrets always needs cluster access (in-cluster or a kubeconfig)")?,
     };
     let client = kube::Client::try_from(config).context("cannot build the Kubernetes client")?;
-    info!("reading imagePullSecrets from the API server");
-    Ok(verifier.with_pull_secrets(Arc::new(KubeSecrets::new(client))))
+    let keys = Some(Arc::new(KeySecrets::new(client.clone(), own_namespace.map(str::to_owned))));
+    if mode == PullSecretsArg::Never {
+        return Ok(Cluster { pull: None, keys });
+    }
+    let scope = if namespaces.is_empty() { Scope::All } else { Scope::Namespaces(namespaces.to_vec()) };
+    info!(?scope, "watching imagePullSecrets and service accounts on the API server");
+    Ok(Cluster { pull: Some(Arc::new(KubeSecrets::watch(client, &scope))), keys })
 }

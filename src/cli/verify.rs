@@ -20,6 +20,7 @@ use crate::image::ImageRef;
 use crate::policy::cel::CelEnv;
 use crate::policy::load::PolicyDir;
 use crate::policy::matcher::{Glob, Selector};
+use crate::policy::signed::Requirement;
 use crate::policy::{
     Attestation, Authority, AuthorityKind, DigestRule, Identity, ImagePolicy, KeyRef, Mode, Platforms, PolicySet,
     Require, Source, SubjectMatch, TransparencyLog,
@@ -121,6 +122,10 @@ pub struct ExpectArgs {
     /// (default: ./policies when no --key or --certificate-identity is given).
     #[arg(long, visible_alias = "policy", value_name = "DIR")]
     pub policies: Option<PathBuf>,
+    /// Load the policy directory only when its signature (`portcullis policy sign`) verifies
+    /// with this public key, as `serve --require-signed-policies` (exit 2 otherwise).
+    #[arg(long, value_name = "PUBKEY")]
+    pub require_signed_policies: Option<PathBuf>,
     /// What to do with an image that no ImagePolicy matches (as `serve`).
     #[arg(long, value_enum, default_value_t = UnmatchedArg::Allow)]
     pub unmatched_images: UnmatchedArg,
@@ -289,6 +294,7 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         insecure_ignore_tlog,
         attestations,
         policies,
+        require_signed_policies,
         unmatched_images: _,
         own_namespace: _,
         timeout: _,
@@ -315,9 +321,13 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         ),
         None => None,
     };
+    let signed = require_signed_policies.as_deref().map(Requirement::from_file).transpose()?;
+    if signed.is_some() && !policies.as_ref().is_some_and(|p| p.is_dir()) {
+        bail!("--require-signed-policies needs a policy directory (--policies DIR)");
+    }
     if let Some(path) = policies {
         let set = if path.is_dir() {
-            PolicyDir::new(&path).load().map(|(set, _)| set)
+            PolicyDir::new(&path).require_signature(signed).load().map(|(set, _)| set)
         } else {
             crate::policy::load::load_file(&path, &CelEnv::new())
         };
@@ -347,7 +357,8 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         }
         _ => bail!("pass one of --key, --certificate-identity, --certificate-identity-regexp"),
     };
-    command_line_policies(kind, insecure_ignore_tlog, Require::Any, required)
+    let tlog = if insecure_ignore_tlog { TransparencyLog::Skip } else { TransparencyLog::Required };
+    command_line_policies(kind, tlog, Require::Any, required)
 }
 
 /// The subject matcher of `--certificate-identity` or `--certificate-identity-regexp` (one of them).
@@ -365,17 +376,12 @@ pub(super) fn subject_from_flags(identity: Option<String>, regexp: Option<String
 /// the one authority of `kind` (its key read now, like a policy's key file, never while verifying).
 pub(super) fn command_line_policies(
     kind: AuthorityKind,
-    insecure_ignore_tlog: bool,
+    transparency_log: TransparencyLog,
     require: Require,
     attestations: Vec<Attestation>,
 ) -> anyhow::Result<PolicySet> {
-    let authority = Authority {
-        name: "cli".to_owned(),
-        kind,
-        transparency_log: if insecure_ignore_tlog { TransparencyLog::Skip } else { TransparencyLog::Required },
-        trusted_root: None,
-        files: Default::default(),
-    };
+    let authority =
+        Authority { name: "cli".to_owned(), kind, transparency_log, trusted_root: None, files: Default::default() };
     let policy = ImagePolicy {
         name: "command-line".to_owned(),
         source: Source { file: "(flags)".to_owned(), line: 0 },

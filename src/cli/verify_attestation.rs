@@ -17,7 +17,7 @@ use crate::decision::{Decision, Verdict};
 use crate::engine::{Engine, Settings, Unmatched};
 use crate::policy::cel::CelEnv;
 use crate::policy::model::GithubSpec;
-use crate::policy::{Attestation, AuthorityKind, Condition, Identity, KeyRef, PolicySet, Require};
+use crate::policy::{Attestation, AuthorityKind, Condition, Identity, KeyRef, PolicySet, Require, TransparencyLog};
 use crate::review::Review;
 
 const EXAMPLES: &str = "\
@@ -30,6 +30,13 @@ Examples:
       --certificate-identity-regexp '^https://github.com/acme/app/\\.github/workflows/release\\.yml@refs/tags/v.*$' \\
       --certificate-oidc-issuer https://token.actions.githubusercontent.com \\
       --condition \"predicate.buildDefinition.buildType.startsWith('https://actions.github.io/')\"
+
+  # A GitHub artifact attestation of a private repository (gh attestation verify --owner acme
+  # --signer-workflow acme/app/.github/workflows/release.yml): GitHub's instance, timestamped
+  portcullis verify-attestation ghcr.io/acme/app@sha256:… --type slsaprovenance1 \\
+      --certificate-identity-regexp '^https://github\\.com/acme/app/\\.github/workflows/release\\.yml@.*$' \\
+      --certificate-oidc-issuer https://token.actions.githubusercontent.com \\
+      --trusted-root github --use-signed-timestamps
 
 Conditions are CEL over `predicate`, `statement`, `image` and `sbom` (as in policies); every one
 must hold for ONE attestation.
@@ -76,6 +83,11 @@ pub struct VerifyAttestationArgs {
     /// Accept attestations without a transparency log entry (key-based only).
     #[arg(long, requires = "key")]
     pub insecure_ignore_tlog: bool,
+    /// No transparency log entry needed, but a verified RFC 3161 timestamp from a timestamp
+    /// authority of the trusted root: GitHub's artifact attestations for private repositories,
+    /// with `--trusted-root github`.
+    #[arg(long, conflicts_with = "insecure_ignore_tlog")]
+    pub use_signed_timestamps: bool,
     /// A CEL condition the attestation must meet (repeatable; all must hold for one attestation).
     #[arg(long = "condition", value_name = "EXPR")]
     pub conditions: Vec<String>,
@@ -167,5 +179,10 @@ fn policy_set(args: &VerifyAttestationArgs) -> anyhow::Result<PolicySet> {
     };
     let attestation =
         Attestation { name: args.predicate_type.clone(), predicate_type, authorities: Vec::new(), conditions };
-    super::verify::command_line_policies(kind, args.insecure_ignore_tlog, Require::None, vec![attestation])
+    let tlog = match (args.insecure_ignore_tlog, args.use_signed_timestamps) {
+        (true, _) => TransparencyLog::Skip,
+        (false, true) => TransparencyLog::Timestamp,
+        (false, false) => TransparencyLog::Required,
+    };
+    super::verify::command_line_policies(kind, tlog, Require::None, vec![attestation])
 }

@@ -42,12 +42,16 @@ pub struct VerifyBundleArgs {
     /// A PEM public key, for bundles signed by key.
     #[arg(long, value_name = "PEM_FILE", required_unless_present = "certificate_identity")]
     pub key: Option<PathBuf>,
-    /// A trusted_root.json; default: the embedded Sigstore public-good root.
+    /// A trusted_root.json, or `github` (built in); default: the embedded Sigstore public-good root.
     #[arg(long, value_name = "FILE", conflicts_with = "staging")]
     pub trusted_root: Option<PathBuf>,
     /// Use the embedded Sigstore staging root instead of the public-good one.
     #[arg(long)]
     pub staging: bool,
+    /// No transparency log entry needed, but a verified RFC 3161 timestamp from a timestamp
+    /// authority of the trusted root (GitHub's artifact attestations: `--trusted-root github`).
+    #[arg(long)]
+    pub use_signed_timestamps: bool,
     /// The artifact: a file path, or `sha256:<hex>`.
     #[arg(value_name = "FILE_OR_DIGEST")]
     pub artifact: String,
@@ -58,7 +62,7 @@ pub fn run(args: VerifyBundleArgs) -> anyhow::Result<ExitCode> {
     let bundle =
         std::fs::read(&args.bundle).with_context(|| format!("cannot read bundle {}", args.bundle.display()))?;
     let trust = match (&args.trusted_root, args.staging) {
-        (Some(path), _) => TrustRoot::from_file(path)?,
+        (Some(path), _) => TrustRoot::named_or_file(path)?,
         (None, true) => TrustRoot::staging()?,
         (None, false) => TrustRoot::production()?,
     };
@@ -91,7 +95,8 @@ pub fn run(args: VerifyBundleArgs) -> anyhow::Result<ExitCode> {
         }
         _ => anyhow::bail!("give --key, or --certificate-identity with --certificate-oidc-issuer"),
     };
-    match verify_bundle(&bundle, Some(artifact), &signer, TransparencyLog::Required, &trust) {
+    let tlog = if args.use_signed_timestamps { TransparencyLog::Timestamp } else { TransparencyLog::Required };
+    match verify_bundle(&bundle, Some(artifact), &signer, tlog, &trust) {
         Ok(verified) => {
             let what = match &verified.content {
                 Content::MessageSignature => "message signature".to_owned(),

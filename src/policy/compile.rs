@@ -11,8 +11,8 @@ use super::model::{
     ResourcePolicyDoc, TEST_KIND, TransparencyLog,
 };
 use super::{
-    Attestation, Authority, AuthorityKind, Condition, Identity, ImagePolicy, KeyRef, Policy, ResourcePolicy, Source,
-    SubjectMatch, predicate_type_uri,
+    Attestation, Authority, AuthorityFiles, AuthorityKind, Condition, FileContent, Identity, ImagePolicy, KeyRef,
+    Policy, ResourcePolicy, Source, SubjectMatch, predicate_type_uri,
 };
 use crate::workload::pod_spec_pointer;
 
@@ -353,13 +353,23 @@ fn compile_authority(ctx: &Ctx<'_>, a: &AuthoritySpec, base: &Path) -> Result<Au
         }
         _ => return Err(ctx.err(format!("{what}: needs exactly one of key or keyless"))),
     };
-    Ok(Authority {
-        name: a.name.clone(),
-        kind,
-        transparency_log: a.transparency_log,
-        trusted_root: a.trusted_root.as_deref().map(|p| resolve(base, p)),
-        files: Default::default(),
-    })
+    // A built-in root by name is its content already: no file to read at load.
+    let (trusted_root, files) = match a.trusted_root.as_deref().and_then(builtin_trusted_root) {
+        Some(text) => (None, AuthorityFiles { key: None, trusted_root: Some(FileContent::new(text)) }),
+        None => (a.trusted_root.as_deref().map(|p| resolve(base, p)), AuthorityFiles::default()),
+    };
+    Ok(Authority { name: a.name.clone(), kind, transparency_log: a.transparency_log, trusted_root, files })
+}
+
+/// The trusted roots built in, by the name `trustedRoot:` gives them (a file of that name is
+/// written `./github`): `github` is GitHub's artifact attestation instance (Fulcio and TSA at
+/// githubapp.com, no transparency log), as shipped by `sigstore-trust-root` from GitHub's TUF
+/// repository.
+pub fn builtin_trusted_root(name: &str) -> Option<&'static str> {
+    match name {
+        "github" => Some(sigstore_trust_root::SIGSTORE_GITHUB_TRUSTED_ROOT),
+        _ => None,
+    }
 }
 
 /// One keyless identity: issuer (or issuerRegExp), subject form, github claims.

@@ -27,7 +27,7 @@ use crate::review::{ObjectRequest, Review};
 pub const IGNORE_ANNOTATION: &str = "portcullis.dev/lint-ignore";
 
 /// Every rule: id, severity, what it finds.
-pub const RULES: [(&str, Severity, &str); 8] = [
+pub const RULES: [(&str, Severity, &str); 9] = [
     ("identity-too-broad", Severity::Error, "a keyless identity pattern that also matches another org, repo or host"),
     ("github-ref-any", Severity::Warning, "a github ref pattern that accepts every ref, pull requests included"),
     ("glob-never-matches", Severity::Error, "an image or namespace glob the policy's own exclusions always remove"),
@@ -48,6 +48,11 @@ pub const RULES: [(&str, Severity, &str); 8] = [
         "a ResourcePolicy rule that errors on every example object (built-in, and the PolicyTest objects)",
     ),
     ("tlog-skip-enforce", Severity::Warning, "transparencyLog: skip in an enforcing policy"),
+    (
+        "tlog-timestamp-public-good",
+        Severity::Warning,
+        "transparencyLog: timestamp on the public-good instance, which logs every signature",
+    ),
 ];
 
 /// How bad a finding is: errors fail the lint, warnings only with `--strict`.
@@ -226,6 +231,18 @@ fn image_rules(spec: &ImagePolicySpec, add: &mut impl FnMut(&'static str, String
                     "authority {:?} skips the transparency log in enforce mode: a leaked key signs unnoticed and \
                      no log proves when it signed; upload signatures to Rekor (cosign sign --tlog-upload) or \
                      silence this rule with the {IGNORE_ANNOTATION} annotation if the key is the only anchor on purpose",
+                    authority.name
+                ),
+            );
+        }
+        if authority.transparency_log == TransparencyLog::Timestamp && authority.trusted_root.is_none() {
+            add(
+                "tlog-timestamp-public-good",
+                format!(
+                    "authority {:?} accepts a timestamp instead of the transparency log, on the public-good \
+                     instance, where every signature is logged: a signature kept out of the log (never seen \
+                     by its owner's monitors) would pass; require the log, or name the instance that has \
+                     no log (trustedRoot: github for GitHub's artifact attestations)",
                     authority.name
                 ),
             );

@@ -68,6 +68,8 @@ pub enum LoadError {
     WouldEmpty { served: usize },
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Signed(#[from] super::signed::SignedError),
 }
 
 /// A directory of policy files.
@@ -76,6 +78,8 @@ pub struct PolicyDir {
     dir: PathBuf,
     env: CelEnv,
     allow_empty: bool,
+    /// Load only sets signed with this key (`--require-signed-policies`).
+    signed: Option<std::sync::Arc<super::signed::Requirement>>,
 }
 
 /// The directory's files and the files its authorities name, read once: what a load compiles
@@ -87,9 +91,22 @@ pub struct Scan {
     pub fingerprint: u64,
 }
 
+impl Scan {
+    /// The directory's files and their bytes, sorted by path.
+    pub fn files(&self) -> &[(PathBuf, Vec<u8>)] {
+        &self.files
+    }
+}
+
 impl PolicyDir {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), env: CelEnv::new(), allow_empty: false }
+        Self { dir: dir.into(), env: CelEnv::new(), allow_empty: false, signed: None }
+    }
+
+    /// Load the directory only when its signature verifies with `key` (see [`super::signed`]).
+    pub fn require_signature(mut self, key: Option<super::signed::Requirement>) -> Self {
+        self.signed = key.map(std::sync::Arc::new);
+        self
     }
 
     /// Let a reload replace a non-empty set with an empty one (`--allow-empty-policies`).
@@ -115,6 +132,9 @@ impl PolicyDir {
 
     /// Compile the policies of a scan (the bytes it read, not the disk as it is now).
     pub fn load_scanned(&self, scan: &Scan) -> Result<(PolicySet, u64), LoadError> {
+        if let Some(key) = &self.signed {
+            super::signed::verify(key, &self.dir, &scan.files)?;
+        }
         let mut policies: Vec<Policy> = Vec::new();
         for (path, bytes) in &scan.files {
             if !is_policy_file(path) {
@@ -131,6 +151,9 @@ impl PolicyDir {
         }
         let mut set = PolicySet::new(policies)?;
         let read = read_authority_files(&mut set)?;
+        if self.signed.is_some() {
+            super::signed::check_named_files(&self.dir, &scan.files, &read)?;
+        }
         let named: Vec<_> = read.into_iter().map(|(path, bytes)| (path, Ok(bytes))).collect();
         Ok((set, fingerprint(&scan.files, &named)))
     }

@@ -14,11 +14,12 @@ pub mod matcher;
 pub mod model;
 pub mod sbom;
 pub mod schema;
+pub mod signed;
 
 #[cfg(test)]
 mod example_tests;
 
-pub use compile::PolicyError;
+pub use compile::{PolicyError, builtin_trusted_root};
 pub use model::{DigestRule, Mode, Platforms, Require, SopsCiphertext, TransparencyLog};
 
 use self::cel::Expression;
@@ -160,6 +161,8 @@ pub struct Authority {
     pub name: String,
     pub kind: AuthorityKind,
     pub transparency_log: TransparencyLog,
+    /// The `trustedRoot` file; `None` with `files.trusted_root` set is a built-in root
+    /// (`trustedRoot: github`).
     pub trusted_root: Option<PathBuf>,
     /// The content of the files the authority names (`publicKeyFile`, `trustedRoot`), read when
     /// the policies are loaded ([`load`]): the verifier never reads the disk. Empty until then.

@@ -205,7 +205,8 @@ pub struct AuthoritySpec {
     pub keyless: Option<KeylessSpec>,
     #[serde(default)]
     pub transparency_log: TransparencyLog,
-    /// A `trusted_root.json` for a private Sigstore instance, relative to the policy file.
+    /// A `trusted_root.json` for a private Sigstore instance, relative to the policy file, or
+    /// a built-in root by name: `github` (GitHub's artifact attestation instance).
     #[serde(default)]
     pub trusted_root: Option<String>,
 }
@@ -278,6 +279,9 @@ pub enum TransparencyLog {
     Required,
     /// Only for key-based authorities.
     Skip,
+    /// No log entry needed: a verified RFC 3161 timestamp from a timestamp authority of the
+    /// trusted root instead (GitHub's artifact attestations for private repositories).
+    Timestamp,
 }
 
 /// One entry of `spec.attestations`.

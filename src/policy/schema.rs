@@ -131,11 +131,18 @@ fn authority() -> Value {
             "key": key,
             "keyless": keyless,
             "transparencyLog": {
-                "enum": ["required", "skip"],
+                "enum": ["required", "skip", "timestamp"],
                 "default": "required",
-                "description": "skip: accept signatures without a Rekor entry (key-based only).",
+                "description": "required: a verified Rekor entry; skip: accept signatures without a Rekor entry \
+                                (key-based only); timestamp: no Rekor entry needed, but a verified RFC 3161 \
+                                timestamp from a timestamp authority of the trusted root (GitHub's artifact \
+                                attestations for private repositories).",
             },
-            "trustedRoot": {"type": "string", "description": "A trusted_root.json for a private Sigstore instance, relative to the policy file."},
+            "trustedRoot": {
+                "type": "string",
+                "description": "A trusted_root.json for a private Sigstore instance, relative to the policy file, \
+                                or a built-in root: github (GitHub's artifact attestation instance).",
+            },
         }),
     )
 }

@@ -132,7 +132,7 @@ fn verify_envelope(checker: &Checker<'_>, envelope: &Envelope<'_>, digest: &Dige
                     return Err(Failure::NoCertificate { carrier: Carrier::Attestation });
                 }
                 // Step 5: a log entry.
-                if layer.annotation(ANN_BUNDLE).is_none() {
+                if layer.annotation(ANN_BUNDLE).is_none() && authority.transparency_log != TransparencyLog::Timestamp {
                     return Err(Failure::NoLogEntry { carrier: Carrier::Attestation });
                 }
                 let bundle = bundle_from_legacy(

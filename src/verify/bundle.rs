@@ -18,11 +18,13 @@ use super::signers::SignerIdentity;
 use super::trust::TrustRoot;
 use crate::policy::{Identity, TransparencyLog};
 
+mod chain;
 mod hashes;
 mod intoto;
 mod legacy;
 mod offline;
 mod timestamps;
+mod tsa;
 pub use legacy::{bundle_from_legacy, verify_raw_signature};
 
 /// The largest bundle accepted, in bytes.
@@ -38,7 +40,8 @@ pub const SUPPORTED_MEDIA_TYPES: [&str; 4] = [
 
 /// Why a bundle without a log entry is refused where one is required.
 pub const NO_LOG_ENTRY: &str = "transparency log check failed: the bundle has no transparency log entry; sign with \
-     upload to Rekor, or, for a key-based authority that deliberately signs offline, set `transparencyLog: skip`";
+     upload to Rekor, or, for a key-based authority that deliberately signs offline, set `transparencyLog: skip`, or, \
+     for an instance without a log that timestamps instead (GitHub's artifact attestations), `transparencyLog: timestamp`";
 
 /// Why a bundle did not verify. Every variant is a failed check, never a crash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +76,15 @@ pub enum BundleError {
     TransparencyLog(String),
     #[error("timestamp check failed: {0}")]
     Timestamp(String),
+    #[error("no verified timestamp: {0}")]
+    NoVerifiedTimestamp(String),
+    #[error("timestamp authority not trusted: {0}")]
+    TimestampAuthorityNotTrusted(String),
+    #[error(
+        "the bundle's certificate chain contains the root certificate {subject:?}, and {why}: roots come from \
+         the trusted root; rebuild the bundle without it, or verify against the root that holds it"
+    )]
+    RootInChain { subject: String, why: &'static str },
     #[error("artifact does not match the bundle: {0}; check that you verify the artifact that was signed")]
     ArtifactMismatch(String),
     #[error("{0}")]
@@ -139,7 +151,10 @@ pub enum Content {
 ///   must check the subjects of [`Content::Dsse`].
 /// - `tlog`: `Required` needs a verified log entry (SET, or inclusion proof with signed
 ///   checkpoint) and, for keyless, a verified time (SET integrated time or RFC 3161 timestamp).
-///   `Skip` is refused for keyless signers.
+///   `Skip` is refused for keyless signers. `Timestamp` needs no log entry (one present must
+///   still be consistent with the bundle, and its SET verify) but at least one RFC 3161 timestamp,
+///   every one verified by a timestamp authority of `trust`, and the certificate valid at each;
+///   SCTs are checked when `trust` lists a CT log (GitHub's instance has none).
 pub fn verify_bundle(
     bundle_json: &[u8],
     artifact: Option<Artifact<'_>>,
@@ -148,8 +163,11 @@ pub fn verify_bundle(
     trust: &TrustRoot,
 ) -> Result<Verified, BundleError> {
     let (mut bundle, intoto_v001) = parse_bundle(bundle_json)?;
-    reject_root_in_chain(&bundle)?;
+    chain::check_root_in_chain(&mut bundle, trust)?;
     timestamps::drop_unparseable(&mut bundle, trust);
+    if tlog == TransparencyLog::Timestamp {
+        tsa::require_trusted_timestamp(&bundle, trust)?;
+    }
     if tlog == TransparencyLog::Required && bundle.verification_material.tlog_entries.is_empty() {
         return Err(BundleError::NoLogEntry);
     }
@@ -169,7 +187,7 @@ pub fn verify_bundle(
             }
             logged_key_supported(&key)?;
             let mut policy = PublicKeyVerificationPolicy::new(key.clone());
-            if tlog == TransparencyLog::Skip {
+            if tlog != TransparencyLog::Required {
                 policy = policy.skip_tlog_unsafe();
             }
             let result = match verifier.verify(target, &bundle, &policy) {
@@ -201,7 +219,14 @@ pub fn verify_bundle(
                 ));
             };
             // Identity is matched below, by the policy's rules (globs, regexps, GitHub claims).
-            let policy = VerificationPolicy::any_identity();
+            let mut policy = VerificationPolicy::any_identity();
+            if tlog == TransparencyLog::Timestamp {
+                // The verified RFC 3161 timestamps (checked above) stand in for the log entry.
+                policy = policy.skip_tlog_unsafe();
+                if !trust.has_ct_logs() {
+                    policy = policy.skip_sct();
+                }
+            }
             let result = match verifier.verify(target, &bundle, &policy) {
                 Ok(result) => signed_at(&result),
                 Err(e) if hashes::is_unsupported_hash(&e) => hashes::check_entry(&bundle, artifact, None)?,
@@ -266,29 +291,6 @@ fn require_public_key_material(bundle: &Bundle) -> Result<(), BundleError> {
             "the bundle holds a signing certificate but a public key was given; verify it by keyless identity"
                 .to_owned(),
         ));
-    }
-    Ok(())
-}
-
-/// A bundle's certificate chain must not carry a self-signed (root) certificate: roots come
-/// only from the trusted root, and a bundle that ships one is malformed (as sigstore-python and
-/// sigstore-go treat it).
-fn reject_root_in_chain(bundle: &Bundle) -> Result<(), BundleError> {
-    use sigstore_verify::types::bundle::VerificationMaterialContent as M;
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let M::X509CertificateChain { certificates } = &bundle.verification_material.content else {
-        return Ok(());
-    };
-    for cert in certificates {
-        let (_, parsed) = X509Certificate::from_der(cert.raw_bytes.as_bytes())
-            .map_err(|e| BundleError::Certificate(format!("bundle certificate is not valid DER X.509: {e}")))?;
-        if parsed.subject().as_raw() == parsed.issuer().as_raw() {
-            return Err(BundleError::Material(format!(
-                "the bundle's certificate chain contains the self-signed certificate {:?}; roots must come from \
-                 the trusted root only: rebuild the bundle without it",
-                parsed.subject().to_string()
-            )));
-        }
     }
     Ok(())
 }
@@ -397,6 +399,9 @@ fn map_error(error: sigstore_verify::Error) -> BundleError {
         ) => BundleError::CertificateNotValidAt(text),
         E::Certificate(_) => BundleError::Certificate(text),
         E::TransparencyLog(_) => BundleError::TransparencyLog(text),
+        E::Timestamp(sigstore_verify::TimestampError::NoVerifiedTimestamp(detail)) => {
+            BundleError::NoVerifiedTimestamp(detail)
+        }
         E::Timestamp(_) => BundleError::Timestamp(text),
         E::InvalidBundle(_) | E::Bundle(_) | E::Types(_) => BundleError::Malformed(text),
         E::UnsupportedBundle(_) => BundleError::Unsupported(text),
@@ -407,5 +412,7 @@ fn map_error(error: sigstore_verify::Error) -> BundleError {
 
 #[cfg(test)]
 mod mock_tests;
+#[cfg(test)]
+mod real_tests;
 #[cfg(test)]
 mod tests;

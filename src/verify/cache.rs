@@ -208,7 +208,8 @@ impl Verifier for CachedVerifier {
             if self.ttl.is_zero() {
                 return self.verify_uncached(request).await;
             }
-            let key = (request.policy.fingerprint, format!("{}@{digest}", request.image.name()));
+            let fingerprint = request.policy.fingerprint ^ self.inner.cache_salt(request.policy).rotate_left(1);
+            let key = (fingerprint, format!("{}@{digest}", request.image.name()));
             let slot = self.slot(&key);
             let (outcome, _) = slot
                 .get_or_init(|| async {

@@ -136,7 +136,7 @@ pub(crate) fn check_legacy(
         (_, _) if keyless && certificate.is_none() => {
             return Err(Failure::NoCertificate { carrier: Carrier::KeylessSignature });
         }
-        (_, _) if keyless && rekor.is_none() => {
+        (_, tlog) if keyless && rekor.is_none() && tlog != TransparencyLog::Timestamp => {
             return Err(Failure::NoLogEntry { carrier: Carrier::KeylessSignature });
         }
         _ => {}

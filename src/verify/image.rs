@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use super::cosign::KeyMaterial;
 use super::discovery::{Wanted, discover};
 use super::judge::{Judgement, Material, judge};
+use super::key_secrets::KeySecrets;
 use super::platforms::{PlatformError, platforms};
 use super::pull_secrets::{PullContext, SecretSource};
 use super::registry::{Registry, RegistryError};
@@ -36,6 +37,8 @@ pub struct RegistryVerifier {
     roots: Mutex<HashMap<u64, ParsedRoot>>,
     /// Where imagePullSecrets are read (the API server), if anywhere.
     secrets: Option<Arc<dyn SecretSource>>,
+    /// Where `secretRef` keys are read (watched Secrets), if anywhere.
+    key_secrets: Option<Arc<KeySecrets>>,
     /// Most platform manifests of an index verified with `platforms: every-platform`.
     max_platforms: usize,
 }
@@ -53,6 +56,7 @@ impl RegistryVerifier {
             trust: Arc::new(trust),
             roots: Mutex::new(HashMap::new()),
             secrets: None,
+            key_secrets: None,
             max_platforms: DEFAULT_MAX_PLATFORMS,
         }
     }
@@ -70,17 +74,39 @@ impl RegistryVerifier {
         self
     }
 
+    /// Read `secretRef` keys from `keys` (watched Secrets).
+    pub fn with_key_secrets(mut self, keys: Arc<KeySecrets>) -> Self {
+        self.key_secrets = Some(keys);
+        self
+    }
+
+    /// The public key of a key authority: from its Secret (`secretRef`) or as loaded.
+    async fn key_for(&self, authority: &Authority) -> Option<KeyMaterial> {
+        match &self.key_secrets {
+            Some(keys) => match keys.key(authority).await {
+                Some(key) => Some(key.map_err(|why| Failure::KeyUnavailable { why })),
+                None => key_material(authority),
+            },
+            None => key_material(authority),
+        }
+    }
+
     /// The registry client (for request counts).
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
 
     fn trust_for(&self, authority: &Authority) -> Result<Arc<TrustRoot>, String> {
-        let Some(path) = &authority.trusted_root else {
-            return Ok(Arc::clone(&self.trust));
-        };
+        // A built-in root (`trustedRoot: github`) has content and no path.
+        let name = authority
+            .trusted_root
+            .as_ref()
+            .map_or_else(|| "the built-in trusted root".to_owned(), |p| p.display().to_string());
         let Some(content) = &authority.files.trusted_root else {
-            return Err(format!("{} was not read when the policies were loaded", path.display()));
+            return match &authority.trusted_root {
+                None => Ok(Arc::clone(&self.trust)),
+                Some(_) => Err(format!("{name} was not read when the policies were loaded")),
+            };
         };
         let mut roots = self.roots.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((text, root)) = roots.get(&content.hash)
@@ -88,7 +114,7 @@ impl RegistryVerifier {
         {
             return Ok(Arc::clone(root));
         }
-        let root = Arc::new(TrustRoot::from_json(&content.text).map_err(|e| format!("{}: {e}", path.display()))?);
+        let root = Arc::new(TrustRoot::from_json(&content.text).map_err(|e| format!("{name}: {e}"))?);
         if roots.len() >= MAX_ROOTS {
             roots.clear();
         }
@@ -154,14 +180,15 @@ impl RegistryVerifier {
         };
         let mut material = Vec::new();
         for authority in &policy.authorities {
+            let key = self.key_for(authority).await;
             match self.trust_for(authority) {
-                Ok(trust) => material.push(Material { authority, key: key_material(authority), trust }),
+                Ok(trust) => material.push(Material { authority, key, trust }),
                 Err(detail) => {
                     return Judgement::Unchecked(Unchecked::TrustedRoot { authority: authority.name.clone(), detail });
                 }
             }
         }
-        judge(policy, image, digest, &evidence, &material, chrono::Utc::now())
+        judge(policy, image, digest, &evidence, &material, super::observe::review_time())
     }
 }
 
@@ -180,6 +207,11 @@ impl RegistryVerifier {
 }
 
 impl Verifier for RegistryVerifier {
+    fn cache_salt(&self, policy: &ImagePolicy) -> u64 {
+        let Some(keys) = &self.key_secrets else { return 0 };
+        policy.authorities.iter().fold(0, |salt, authority| salt.rotate_left(7) ^ keys.version(authority))
+    }
+
     fn resolve<'a>(
         &'a self,
         image: &'a ImageRef,
@@ -228,7 +260,8 @@ pub fn key_material(authority: &Authority) -> Option<KeyMaterial> {
             None => unavailable(format!("public key {} was not read when the policies were loaded", path.display())),
         },
         KeyRef::Secret { name, .. } => unavailable(format!(
-            "key from Secret {name:?}: secretRef keys are not yet supported; use publicKeyFile or publicKey"
+            "key from Secret {name:?}: secretRef keys are read from the API server by `portcullis serve` in a \
+             cluster only; elsewhere use publicKeyFile or publicKey"
         )),
     })
 }

@@ -15,10 +15,12 @@ use std::pin::Pin;
 
 pub mod attest;
 pub mod cache;
+pub mod cluster;
 pub mod cosign;
 pub mod discovery;
 pub mod image;
 pub mod judge;
+pub mod key_secrets;
 pub mod observe;
 pub mod platforms;
 pub mod pull_secrets;
@@ -56,6 +58,14 @@ pub enum Outcome {
 /// Checks signatures and attestations. Shared by the webhook, `portcullis verify` and tests.
 pub trait Verifier: Send + Sync {
     fn verify<'a>(&'a self, request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome>;
+
+    /// The version of the cluster state `policy`'s verification depends on (keys from
+    /// Secrets), part of the verification cache key: when it changes, old results are not
+    /// reused. 0 when nothing outside the policy is used.
+    fn cache_salt(&self, policy: &ImagePolicy) -> u64 {
+        let _ = policy;
+        0
+    }
 
     /// The digest a tag points at now (for `digest: pin`); Err says why it could not be had.
     fn resolve<'a>(

@@ -161,6 +161,21 @@ pub fn deadline() -> Option<Instant> {
     SCOPE.try_with(|s| s.deadline).ok().flatten()
 }
 
+tokio::task_local! {
+    static REVIEW_TIME: chrono::DateTime<chrono::Utc>;
+}
+
+/// The time of the review being decided (`now` in conditions): the clock, unless the review
+/// runs inside [`at_review_time`] (a `policy test` case that fixes its time).
+pub fn review_time() -> chrono::DateTime<chrono::Utc> {
+    REVIEW_TIME.try_with(|t| *t).unwrap_or_else(|_| chrono::Utc::now())
+}
+
+/// Run `fut` as a review made at `time`.
+pub fn at_review_time<F: Future>(time: chrono::DateTime<chrono::Utc>, fut: F) -> impl Future<Output = F::Output> {
+    REVIEW_TIME.scope(time, fut)
+}
+
 /// Tally a cache lookup for the review being served (nothing outside a review).
 pub(crate) fn tally(lookup: Lookup) {
     let _ = SCOPE.try_with(|s| s.tally.record(lookup));

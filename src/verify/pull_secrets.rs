@@ -1,8 +1,12 @@
 //! Registry credentials from Kubernetes imagePullSecrets: the pod's own and its service
-//! account's, read from the API server the way the kubelet uses them. A Secret that is missing
-//! is skipped (the kubelet does the same); an API error is an error.
+//! account's, used the way the kubelet uses them (Secrets of type
+//! `kubernetes.io/dockerconfigjson` or `kubernetes.io/dockercfg`). A Secret that is missing is
+//! skipped (the kubelet does the same). In a cluster they are kept in watched stores
+//! ([`super::cluster`]), so a review makes no API request once the stores are synced.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -11,7 +15,8 @@ use kube::Api;
 use serde_json::Value;
 
 use super::BoxFuture;
-use super::registry::auth::{AuthError, Keychain};
+use super::cluster::{Project, Store};
+use super::registry::auth::Keychain;
 
 /// Where a pod's pull credentials are looked up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +52,12 @@ pub enum PullSecretError {
     #[error("reading {what} in namespace {namespace} from the API server failed: {error}")]
     Api { what: String, namespace: String, error: String },
     #[error("pull secret {namespace}/{name}: {error}")]
-    Format { namespace: String, name: String, error: AuthError },
+    Format { namespace: String, name: String, error: String },
+    #[error(
+        "the imagePullSecrets and service accounts of namespace {namespace} are not read from the API server \
+         yet ({waiting} not listed); the check is retried at the next review"
+    )]
+    NotSynced { namespace: String, waiting: String },
 }
 
 /// A source of pull credentials (the API server in a cluster; a map in tests).
@@ -57,66 +67,191 @@ pub trait SecretSource: Send + Sync {
     fn keychain<'a>(&'a self, context: &'a PullContext) -> BoxFuture<'a, Result<Keychain, PullSecretError>>;
 }
 
-/// Pull secrets read with a Kubernetes client (needs `get` on secrets and serviceaccounts).
+/// Which namespaces' pull secrets and service accounts are watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every namespace (needs `list` and `watch` cluster-wide).
+    All,
+    /// These namespaces only (a Role in each); other namespaces pull anonymously.
+    Namespaces(Vec<String>),
+}
+
+/// A pull secret as kept: its docker config parsed once per version, or why it could not be.
+type Parsed = Arc<Result<Keychain, String>>;
+
+/// The watched objects of one scope: service accounts (their imagePullSecrets names only) and
+/// the Secrets of the two pull-secret types (their parsed credentials only).
+#[derive(Debug, Clone)]
+struct Watched {
+    accounts: Store<Arc<[String]>>,
+    config_json: Store<Parsed>,
+    dockercfg: Store<Parsed>,
+}
+
+impl Watched {
+    fn start(client: &kube::Client, namespace: Option<&str>) -> Self {
+        let (secrets, accounts): (Api<Secret>, Api<ServiceAccount>) = match namespace {
+            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let place = namespace.map_or_else(|| "all namespaces".to_owned(), |ns| format!("namespace {ns}"));
+        let project_account: Project<ServiceAccount, Arc<[String]>> = Arc::new(|account: &ServiceAccount| {
+            let names: Vec<String> =
+                account.image_pull_secrets.iter().flatten().map(|r| r.name.clone()).filter(|n| !n.is_empty()).collect();
+            Some(names.into())
+        });
+        let secret_store = |kind: &'static str, key: &'static str| {
+            let project: Project<Secret, Parsed> = Arc::new(move |secret: &Secret| {
+                let bytes = secret.data.as_ref()?.get(key)?.0.clone();
+                let name = secret.metadata.name.clone().unwrap_or_default();
+                let namespace = secret.metadata.namespace.clone().unwrap_or_default();
+                Some(Arc::new(parse_config(&namespace, &name, key, &bytes)))
+            });
+            Store::watch(secrets.clone(), Some(format!("type={kind}")), format!("{kind} Secrets in {place}"), project)
+        };
+        Self {
+            accounts: Store::watch(accounts, None, format!("ServiceAccounts in {place}"), project_account),
+            config_json: secret_store(DOCKER_CONFIG_JSON, ".dockerconfigjson"),
+            dockercfg: secret_store(DOCKERCFG, ".dockercfg"),
+        }
+    }
+
+    /// The stores not listed yet, each with the API server's last answer if it failed.
+    fn unsynced(&self) -> Vec<String> {
+        let mut waiting = Vec::new();
+        if !self.accounts.is_synced() {
+            waiting.push(self.accounts.describe());
+        }
+        for store in [&self.config_json, &self.dockercfg] {
+            if !store.is_synced() {
+                waiting.push(store.describe());
+            }
+        }
+        waiting
+    }
+
+    async fn wait_synced(&self, timeout: Duration) -> bool {
+        let (a, b, c) = tokio::join!(
+            self.accounts.wait_synced(timeout),
+            self.config_json.wait_synced(timeout),
+            self.dockercfg.wait_synced(timeout)
+        );
+        a && b && c
+    }
+}
+
+/// Secret types whose docker config the kubelet reads (and so does this).
+const DOCKER_CONFIG_JSON: &str = "kubernetes.io/dockerconfigjson";
+const DOCKERCFG: &str = "kubernetes.io/dockercfg";
+/// Longest a review waits for the first list (bounded by its own deadline too).
+const SYNC_WAIT: Duration = Duration::from_secs(5);
+
+fn parse_config(namespace: &str, name: &str, key: &str, bytes: &[u8]) -> Result<Keychain, String> {
+    let json = if key == ".dockercfg" { legacy_to_config(bytes) } else { bytes.to_vec() };
+    Keychain::from_docker_config_json(&json, &format!("{namespace}/{name}")).map_err(|e| e.to_string())
+}
+
+/// Pull secrets kept by watching the API server (`list` and `watch` on secrets of the two
+/// pull-secret types and on serviceaccounts): no API request per review once the first list is
+/// in. Each namespace's view is built from that namespace's objects only.
 #[derive(Clone)]
 pub struct KubeSecrets {
-    client: kube::Client,
+    all: Option<Watched>,
+    by_namespace: HashMap<String, Watched>,
 }
 
 impl std::fmt::Debug for KubeSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KubeSecrets")
+        f.debug_struct("KubeSecrets").field("synced", &self.is_synced()).finish()
     }
 }
 
 impl KubeSecrets {
+    /// Watch every namespace. Needs a Tokio runtime.
     pub fn new(client: kube::Client) -> Self {
-        Self { client }
+        Self::watch(client, &Scope::All)
     }
 
-    async fn names(&self, context: &PullContext) -> Result<Vec<String>, PullSecretError> {
-        let mut names: Vec<String> = context.secrets.clone();
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &context.namespace);
-        let account = accounts.get_opt(&context.service_account).await.map_err(|e| PullSecretError::Api {
-            what: format!("service account {}", context.service_account),
-            namespace: context.namespace.clone(),
-            error: e.to_string(),
-        })?;
-        if let Some(account) = account {
-            for reference in account.image_pull_secrets.unwrap_or_default() {
-                names.push(reference.name);
+    /// Watch the namespaces of `scope`. Needs a Tokio runtime.
+    pub fn watch(client: kube::Client, scope: &Scope) -> Self {
+        match scope {
+            Scope::All => Self { all: Some(Watched::start(&client, None)), by_namespace: HashMap::new() },
+            Scope::Namespaces(list) => Self {
+                all: None,
+                by_namespace: list.iter().map(|ns| (ns.clone(), Watched::start(&client, Some(ns)))).collect(),
+            },
+        }
+    }
+
+    /// Whether every watched store has its first list (readiness).
+    pub fn is_synced(&self) -> bool {
+        self.all.iter().chain(self.by_namespace.values()).all(|w| w.unsynced().is_empty())
+    }
+
+    /// What is not listed yet (for /readyz), or None when everything is.
+    pub fn unsynced(&self) -> Option<String> {
+        let waiting: Vec<String> =
+            self.all.iter().chain(self.by_namespace.values()).flat_map(Watched::unsynced).collect();
+        (!waiting.is_empty()).then(|| format!("not listed from the API server yet: {}", waiting.join("; ")))
+    }
+
+    /// Wait until every watched store has its first list, at most `timeout`.
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        for watched in self.all.iter().chain(self.by_namespace.values()) {
+            if !watched.wait_synced(timeout).await {
+                return false;
             }
+        }
+        true
+    }
+
+    fn names(watched: &Watched, context: &PullContext) -> Vec<String> {
+        let mut names: Vec<String> = context.secrets.clone();
+        if let Some(account) = watched.accounts.get(&context.namespace, &context.service_account) {
+            names.extend(account.iter().cloned());
         }
         let mut seen = BTreeSet::new();
         names.retain(|n| !n.is_empty() && seen.insert(n.clone()));
-        Ok(names)
+        names
     }
 }
 
 impl SecretSource for KubeSecrets {
     fn keychain<'a>(&'a self, context: &'a PullContext) -> BoxFuture<'a, Result<Keychain, PullSecretError>> {
         Box::pin(async move {
-            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &context.namespace);
-            let mut configs = Vec::new();
-            for name in self.names(context).await? {
-                let secret = secrets.get_opt(&name).await.map_err(|e| PullSecretError::Api {
-                    what: format!("secret {name}"),
-                    namespace: context.namespace.clone(),
-                    error: e.to_string(),
-                })?;
-                let Some(secret) = secret else {
-                    tracing::debug!(namespace = %context.namespace, %name, "pull secret not found; skipped");
-                    continue;
-                };
-                let data = secret.data.unwrap_or_default();
-                let entry = [".dockerconfigjson", ".dockercfg"]
-                    .into_iter()
-                    .find_map(|key| data.get(key).map(|bytes| (key, bytes.0.clone())));
-                if let Some((key, bytes)) = entry {
-                    configs.push((name, key, bytes));
+            let Some(watched) = self.all.as_ref().or_else(|| self.by_namespace.get(&context.namespace)) else {
+                tracing::debug!(namespace = %context.namespace, "namespace not watched for pull secrets; anonymous");
+                return Ok(Keychain::default());
+            };
+            if !watched.unsynced().is_empty() {
+                let left = super::observe::deadline()
+                    .map_or(SYNC_WAIT, |d| d.saturating_duration_since(tokio::time::Instant::now()).min(SYNC_WAIT));
+                if !watched.wait_synced(left).await {
+                    return Err(PullSecretError::NotSynced {
+                        namespace: context.namespace.clone(),
+                        waiting: watched.unsynced().join(", "),
+                    });
                 }
             }
-            merge(&context.namespace, &configs)
+            let mut keychain = Keychain::default();
+            for name in Self::names(watched, context).iter().rev() {
+                let parsed = watched
+                    .config_json
+                    .get(&context.namespace, name)
+                    .or_else(|| watched.dockercfg.get(&context.namespace, name));
+                match parsed.as_deref() {
+                    None => tracing::debug!(namespace = %context.namespace, %name, "pull secret not found; skipped"),
+                    Some(Ok(parsed)) => keychain.extend(parsed.clone()),
+                    Some(Err(error)) => {
+                        return Err(PullSecretError::Format {
+                            namespace: context.namespace.clone(),
+                            name: name.clone(),
+                            error: error.clone(),
+                        });
+                    }
+                }
+            }
+            Ok(keychain)
         })
     }
 }
@@ -127,8 +262,9 @@ pub fn merge(namespace: &str, configs: &[(String, &str, Vec<u8>)]) -> Result<Key
     let mut keychain = Keychain::default();
     for (name, key, bytes) in configs.iter().rev() {
         let json = if *key == ".dockercfg" { legacy_to_config(bytes) } else { bytes.clone() };
-        let parsed = Keychain::from_docker_config_json(&json, &format!("{namespace}/{name}"))
-            .map_err(|error| PullSecretError::Format { namespace: namespace.to_owned(), name: name.clone(), error })?;
+        let parsed = Keychain::from_docker_config_json(&json, &format!("{namespace}/{name}")).map_err(|error| {
+            PullSecretError::Format { namespace: namespace.to_owned(), name: name.clone(), error: error.to_string() }
+        })?;
         keychain.extend(parsed);
     }
     Ok(keychain)

@@ -2,14 +2,18 @@
 //!
 //! A [`TrustRoot`] is parsed and checked once (every key and certificate must be usable) and then
 //! shared: it is cheap to clone. Nothing is ever fetched: the public-good root is embedded in the
-//! binary, and private instances give a `trusted_root.json` file.
+//! binary, and so is GitHub's artifact attestation root (`github`: Fulcio and TSA at githubapp.com,
+//! no transparency log; the `trusted_root.json` of GitHub's TUF repository as `sigstore-trust-root`
+//! ships it); private instances give a `trusted_root.json` file.
 
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sigstore_trust_root::{SIGSTORE_PRODUCTION_TRUSTED_ROOT, SIGSTORE_STAGING_TRUSTED_ROOT, TrustedRoot};
+use sigstore_trust_root::{
+    SIGSTORE_GITHUB_TRUSTED_ROOT, SIGSTORE_PRODUCTION_TRUSTED_ROOT, SIGSTORE_STAGING_TRUSTED_ROOT, TrustedRoot,
+};
 use sigstore_verify::Verifier;
 
 /// The largest `trusted_root.json` accepted (the public-good one is about 10 KiB).
@@ -69,6 +73,31 @@ impl TrustRoot {
         Self::from_json(SIGSTORE_STAGING_TRUSTED_ROOT)
     }
 
+    /// GitHub's artifact attestation instance (private repositories: Fulcio and TSA at
+    /// githubapp.com, no transparency log), embedded in the binary.
+    pub fn github() -> Result<Self, TrustError> {
+        Self::from_json(SIGSTORE_GITHUB_TRUSTED_ROOT)
+    }
+
+    /// `--trusted-root VALUE`: a built-in root by name (`github`), else a trusted_root.json file
+    /// (a file named like a built-in root is given as `./github`).
+    pub fn named_or_file(value: &Path) -> Result<Self, TrustError> {
+        match value.to_str().and_then(crate::policy::builtin_trusted_root) {
+            Some(json) => Self::from_json(json),
+            None => Self::from_file(value),
+        }
+    }
+
+    /// Whether the root lists a CT log (else its certificates carry no SCT to verify).
+    pub fn has_ct_logs(&self) -> bool {
+        !self.inner.root.ctlogs.is_empty()
+    }
+
+    /// Whether the root lists a timestamp authority.
+    pub fn has_timestamp_authorities(&self) -> bool {
+        !self.inner.root.timestamp_authorities.is_empty()
+    }
+
     /// A trusted_root.json file (size-limited read), for private instances / `--trusted-root`.
     pub fn from_file(path: &Path) -> Result<Self, TrustError> {
         let read_err = |source| TrustError::Read { path: path.to_owned(), source };
@@ -119,6 +148,20 @@ mod tests {
     #[test]
     fn staging_root_loads() {
         assert!(!TrustRoot::staging().expect("embedded staging root").trusted_root().tlogs.is_empty());
+    }
+
+    #[test]
+    fn github_root_is_built_in_without_logs() {
+        let root = TrustRoot::github().expect("embedded GitHub root");
+        let parsed = root.trusted_root();
+        assert!(parsed.certificate_authorities.iter().all(|ca| ca.uri == "fulcio.githubapp.com"));
+        assert!(parsed.timestamp_authorities.iter().all(|tsa| tsa.uri.as_deref() == Some("timestamp.githubapp.com")));
+        assert!(root.has_timestamp_authorities() && !root.has_ct_logs() && parsed.tlogs.is_empty());
+        let named = TrustRoot::named_or_file(Path::new("github")).expect("by name");
+        assert_eq!(named.trusted_root().certificate_authorities.len(), parsed.certificate_authorities.len());
+        // Any other value is a file.
+        let err = TrustRoot::named_or_file(Path::new("./github")).expect_err("no such file");
+        assert!(matches!(err, TrustError::Read { .. }), "{err}");
     }
 
     #[test]

@@ -195,10 +195,12 @@ def check_defaults(docs, rendered):
     assert pod["automountServiceAccountToken"] is True, "pull secrets need the API"
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/scheme"] == "https"
-    # Least privilege: get only, never list or watch; no writes anywhere.
+    # Least privilege: pull secrets and service accounts are watched (list + watch, no get);
+    # nothing else is read and nothing is written anywhere.
     for role in by_kind(docs, "ClusterRole") + by_kind(docs, "Role"):
         for rule in role["rules"]:
-            assert rule["verbs"] == ["get"], rule
+            assert rule == {"apiGroups": [""], "resources": ["secrets", "serviceaccounts"], "verbs": ["list", "watch"]}, rule
+    assert "PORTCULLIS_PULL_SECRET_NAMESPACES" not in env(c), "every namespace by default"
     assert "Secrets and ConfigMaps" not in next(v for k, v in rendered.items() if k.endswith("NOTES.txt"))
 
 
@@ -305,6 +307,15 @@ def check_namespaced_rbac(docs, _):
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ops", "prod", "team-a"], roles
     keyed = next(r for r in roles if r["metadata"]["namespace"] == "ops")
     assert keyed["rules"][0]["resourceNames"] == ["cosign-key"], keyed
+    # The key Secret is watched with a metadata.name field selector: list/watch by resourceNames.
+    assert keyed["rules"][0]["verbs"] == ["get", "list", "watch"], keyed
+    for role in roles:
+        for rule in role["rules"]:
+            assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+            assert rule.get("resourceNames") or "get" not in rule["verbs"], rule
+    # The server watches exactly the namespaces RBAC grants.
+    _, c = container(docs)
+    assert env(c)["PORTCULLIS_PULL_SECRET_NAMESPACES"] == "prod,team-a", env(c)
 
 
 def check_gitsync(docs, _):

@@ -8,8 +8,10 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod kube_api;
 pub mod secure;
 pub mod sigstore;
+pub mod tsa;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -437,6 +439,14 @@ impl Default for Signer {
 impl Signer {
     pub fn new() -> Self {
         let key = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).expect("key");
+        Self { key, rng: SystemRandom::new() }
+    }
+
+    /// A key from a PKCS#8 PEM file (`-----BEGIN PRIVATE KEY-----`, as `openssl genpkey` writes).
+    pub fn from_pkcs8_pem(pem: &str) -> Self {
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = B64.decode(body).expect("PEM base64");
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der).expect("P-256 PKCS#8 key");
         Self { key, rng: SystemRandom::new() }
     }
 

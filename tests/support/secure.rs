@@ -72,6 +72,11 @@ pub struct TokenServer {
 }
 
 pub async fn token_server() -> TokenServer {
+    token_server_expiring(300).await
+}
+
+/// A token server whose tokens say `expires_in: expires_in` (their JWT lives 300 s).
+pub async fn token_server_expiring(expires_in: u64) -> TokenServer {
     use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256};
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
@@ -119,7 +124,7 @@ pub async fn token_server() -> TokenServer {
                 );
                 let signature = signing.sign(&SystemRandom::new(), signing_input.as_bytes()).expect("sign");
                 let token = format!("{signing_input}.{}", B64URL.encode(signature.as_ref()));
-                (axum::http::StatusCode::OK, json!({"token": token, "expires_in": 300}).to_string())
+                (axum::http::StatusCode::OK, json!({"token": token, "expires_in": expires_in}).to_string())
             }
         }),
     );

@@ -188,3 +188,25 @@ fn document_splitting() {
     let starts: Vec<_> = docs.iter().map(|(l, _)| *l).collect();
     assert_eq!(starts, vec![1, 3, 5]);
 }
+
+#[test]
+fn timestamp_mode_and_the_built_in_github_root() {
+    let head =
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: gh}\nspec:\n  images: ['**']\n";
+    let policy = image(&format!(
+        "{head}  authorities:\n    - name: gh\n      keyless: {{issuer: i, subject: s}}\n      transparencyLog: timestamp\n      \
+         trustedRoot: github\n    - name: file\n      keyless: {{issuer: i, subject: s}}\n      trustedRoot: ./github\n    \
+         - name: key\n      key: {{publicKeyFile: k}}\n      transparencyLog: timestamp\n"
+    ));
+    let [gh, file, key] = &policy.authorities[..] else { panic!("three authorities") };
+    // Keyless and key-based authorities may both ask for a timestamp instead of the log.
+    assert_eq!((gh.transparency_log, key.transparency_log), (TransparencyLog::Timestamp, TransparencyLog::Timestamp));
+    // `github` names the built-in root: its content, no file to read.
+    assert_eq!(gh.trusted_root, None);
+    let text = gh.files.trusted_root.as_ref().map(|f| &*f.text);
+    assert_eq!(text, Some(sigstore_trust_root::SIGSTORE_GITHUB_TRUSTED_ROOT));
+    assert_eq!(gh.file_paths().count(), 0);
+    // A file of that name is written as a path.
+    assert_eq!(file.trusted_root.as_deref(), Some(Path::new("pol/./github")));
+    assert!(file.files.trusted_root.is_none());
+}

@@ -128,6 +128,24 @@ fn unknown_predicate_and_tlog_skip() {
 }
 
 #[test]
+fn tlog_timestamp_without_a_named_root() {
+    let text = |root: &str| {
+        format!(
+            "{HEAD}metadata: {{name: p}}\nspec:\n  images: ['ghcr.io/**']\n  authorities:\n    - name: gh\n      \
+             keyless: {{issuer: https://token.actions.githubusercontent.com, subject: s}}\n      \
+             transparencyLog: timestamp\n{root}"
+        )
+    };
+    let found = run(&text(""));
+    assert_eq!(found.iter().map(|l| l.rule).collect::<Vec<_>>(), ["tlog-timestamp-public-good"], "{found:?}");
+    assert!(found[0].message.contains("trustedRoot: github"), "{}", found[0]);
+    // GitHub's instance (or a private one) has no log: a timestamp is what it gives.
+    assert_eq!(rules(&text("      trustedRoot: github\n")), Vec::<&str>::new());
+    // `timestamp` is not `skip`: no tlog-skip-enforce.
+    assert!(!rules(&text("")).contains(&"tlog-skip-enforce"));
+}
+
+#[test]
 fn cel_that_always_errors() {
     let policy = |expr: &str| {
         format!(

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::{BundleError, parse_public_key};
 
 const V01: &str = "application/vnd.dev.sigstore.bundle+json;version=0.1";
+const V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
 /// Build a v0.1-style bundle (JSON) from cosign legacy annotations so it goes through
 /// [`super::verify_bundle`].
@@ -29,6 +30,9 @@ pub fn bundle_from_legacy(
     rekor_bundle_json: Option<&str>,
     rfc3161_timestamp_json: Option<&str>,
 ) -> Result<Vec<u8>, BundleError> {
+    // Without a Rekor entry (timestamped only) the v0.1 rule "every entry has a promise" cannot
+    // hold: such a signature becomes a v0.3 bundle, whose material is the one certificate.
+    let logged = rekor_bundle_json.is_some();
     let mut material = serde_json::Map::new();
     match certificate_pem {
         Some(pem) => {
@@ -36,8 +40,12 @@ pub fn bundle_from_legacy(
                 .into_iter()
                 .next()
                 .ok_or_else(|| malformed("dev.sigstore.cosign/certificate holds no PEM CERTIFICATE"))?;
-            material
-                .insert("x509CertificateChain".into(), json!({ "certificates": [{ "rawBytes": B64.encode(der) }] }));
+            let raw = json!({ "rawBytes": B64.encode(der) });
+            if logged {
+                material.insert("x509CertificateChain".into(), json!({ "certificates": [raw] }));
+            } else {
+                material.insert("certificate".into(), raw);
+            }
         }
         None => {
             material.insert("publicKey".into(), json!({ "hint": "" }));
@@ -62,7 +70,7 @@ pub fn bundle_from_legacy(
             .insert("timestampVerificationData".into(), json!({ "rfc3161Timestamps": [{ "signedTimestamp": token }] }));
     }
     let mut bundle = serde_json::Map::new();
-    bundle.insert("mediaType".into(), V01.into());
+    bundle.insert("mediaType".into(), if logged { V01 } else { V03 }.into());
     bundle.insert("verificationMaterial".into(), Value::Object(material));
     match dsse_envelope(payload) {
         Some(envelope) => {

@@ -120,5 +120,5 @@ fn an_unparseable_timestamp_does_not_replace_the_log() {
         &trust,
     )
     .expect_err("no verified time");
-    assert!(matches!(err, BundleError::Timestamp(_)), "{err}");
+    assert!(matches!(err, BundleError::NoVerifiedTimestamp(_)), "{err}");
 }

@@ -177,7 +177,13 @@ fn expired_certificate_without_verified_time_is_refused() {
     )
     .expect_err("no verified time");
     assert!(
-        matches!(err, BundleError::Timestamp(_) | BundleError::Certificate(_) | BundleError::CertificateNotValidAt(_)),
+        matches!(
+            err,
+            BundleError::NoVerifiedTimestamp(_)
+                | BundleError::Timestamp(_)
+                | BundleError::Certificate(_)
+                | BundleError::CertificateNotValidAt(_)
+        ),
         "{err}"
     );
 }

@@ -1,9 +1,14 @@
 //! Registry credentials and the token flow: `WWW-Authenticate` challenges (Basic and Bearer),
-//! credentials from a docker `config.json`. Credentials are never logged or put in errors.
+//! credentials from a docker `config.json`, and the cache of Bearer tokens per credential set.
+//! Credentials are never logged or put in errors.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -26,6 +31,16 @@ impl fmt::Debug for Credential {
 }
 
 impl Credential {
+    /// Who these credentials are, as a cache key: a hash of the username and password (the
+    /// password itself is never kept in a key).
+    pub fn identity(&self) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(self.username.as_bytes());
+        hash.update([0]);
+        hash.update(self.password.as_bytes());
+        hash.finalize().into()
+    }
+
     /// The `Authorization: Basic …` value.
     pub fn basic_header(&self) -> String {
         format!("Basic {}", STANDARD.encode(format!("{}:{}", self.username, self.password)))
@@ -153,6 +168,79 @@ fn normalise_host(key: &str) -> String {
     }
 }
 
+/// Most tokens kept; expired ones are dropped beyond it, then all.
+const MAX_TOKENS: usize = 4096;
+/// Tokens are renewed this much before they expire (at most a tenth of their life).
+const TOKEN_MARGIN: Duration = Duration::from_secs(5);
+/// A token's life when the token endpoint does not say (the distribution token spec's default).
+pub const DEFAULT_TOKEN_LIFE: Duration = Duration::from_secs(60);
+
+/// What a Bearer token was issued for: the registry, the repository (the scope asked for) and
+/// the credentials it was asked with (None: anonymous). Two views with other credentials never
+/// share a token; the same credentials (or none) share one until it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    registry: String,
+    repository: String,
+    identity: Option<[u8; 32]>,
+}
+
+impl TokenKey {
+    pub fn new(registry: &str, repository: &str, credential: Option<&Credential>) -> Self {
+        Self {
+            registry: registry.to_owned(),
+            repository: repository.to_owned(),
+            identity: credential.map(Credential::identity),
+        }
+    }
+}
+
+/// Bearer tokens by credential set, kept until shortly before they expire. One per registry
+/// client (shared by its per-namespace credential views), never process-global.
+#[derive(Default)]
+pub struct TokenCache {
+    tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCache").field("tokens", &self.len()).finish()
+    }
+}
+
+impl TokenCache {
+    /// The `Authorization` value cached for `key`, if it has not expired.
+    pub fn get(&self, key: &TokenKey) -> Option<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.get(key).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone())
+    }
+
+    /// Keep `authorization` for `key` for `life` (what the token endpoint said, `expires_in`)
+    /// less a margin.
+    pub fn insert(&self, key: TokenKey, authorization: String, life: Duration) {
+        let until = Instant::now() + life.saturating_sub(TOKEN_MARGIN.min(life / 10));
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if tokens.len() >= MAX_TOKENS {
+            let now = Instant::now();
+            tokens.retain(|_, (_, until)| *until > now);
+            if tokens.len() >= MAX_TOKENS {
+                tokens.clear();
+            }
+        }
+        tokens.insert(key, (authorization, until));
+    }
+
+    /// Tokens kept (expired ones included until they are replaced or dropped).
+    pub fn len(&self) -> usize {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no token is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
@@ -215,6 +303,24 @@ mod tests {
         );
         assert_eq!(parse_challenge("Negotiate abc"), None);
         assert_eq!(parse_challenge(r#"Bearer service="x""#), None, "a bearer challenge needs a realm");
+    }
+
+    #[test]
+    fn tokens_are_kept_per_credential_set_until_they_expire() {
+        let cache = TokenCache::default();
+        let alice = Credential { username: "alice".into(), password: "a".into() };
+        let other_password = Credential { username: "alice".into(), password: "b".into() };
+        cache.insert(TokenKey::new("r.io", "team/app", Some(&alice)), "Bearer A".into(), Duration::from_secs(60));
+        assert_eq!(cache.get(&TokenKey::new("r.io", "team/app", Some(&alice))).as_deref(), Some("Bearer A"));
+        // Another password, anonymous, another repository or registry: not this token.
+        assert_eq!(cache.get(&TokenKey::new("r.io", "team/app", Some(&other_password))), None);
+        assert_eq!(cache.get(&TokenKey::new("r.io", "team/app", None)), None);
+        assert_eq!(cache.get(&TokenKey::new("r.io", "team/other", Some(&alice))), None);
+        assert_eq!(cache.get(&TokenKey::new("q.io", "team/app", Some(&alice))), None);
+        // A token that expires (almost) now is not used.
+        cache.insert(TokenKey::new("r.io", "short", None), "Bearer S".into(), Duration::ZERO);
+        assert_eq!(cache.get(&TokenKey::new("r.io", "short", None)), None);
+        assert!(!format!("{:?}", TokenKey::new("r.io", "x", Some(&alice))).contains("\"a\""));
     }
 
     #[test]

@@ -4,9 +4,8 @@
 //!
 //! A registry error is an error (with the URL and status), never "no signature".
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -14,9 +13,10 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
 use sha2::{Digest as _, Sha256};
 
 pub mod auth;
+pub mod layout;
 mod retry;
 
-use self::auth::{Challenge, Credential, Keychain, parse_challenge};
+use self::auth::{Challenge, Credential, Keychain, TokenCache, TokenKey, parse_challenge};
 use super::observe::{self, Observer};
 use crate::image::Digest;
 
@@ -89,9 +89,11 @@ impl Manifest {
 pub struct Registry {
     http: reqwest::Client,
     config: RegistryConfig,
-    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    tokens: Arc<TokenCache>,
     requests: Arc<AtomicU64>,
     observer: Arc<dyn Observer>,
+    /// Serve everything from this OCI layout instead of the network (`policy test` evidence).
+    layout: Option<Arc<layout::Layout>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -116,10 +118,20 @@ impl Registry {
         Ok(Self {
             http,
             config,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Arc::new(TokenCache::default()),
             requests: Arc::new(AtomicU64::new(0)),
             observer: observe::ignore(),
+            layout: None,
         })
+    }
+
+    /// A client that reads an OCI image layout directory instead of any registry: every
+    /// repository of every host is the layout; digests and size limits are checked as for a
+    /// registry. Never touches the network.
+    pub fn from_layout(dir: &std::path::Path) -> Result<Self, RegistryError> {
+        let mut registry = Self::new(RegistryConfig::default())?;
+        registry.layout = Some(Arc::new(layout::Layout::open(dir)?));
+        Ok(registry)
     }
 
     /// Report every request (host, status, latency) and retry to `observer`.
@@ -128,18 +140,20 @@ impl Registry {
         self
     }
 
-    /// The same client (connections, CAs, insecure list, request counter) with `extra`
-    /// credentials added over the configured ones, and a token cache of its own: tokens fetched
-    /// with one namespace's pull secrets are never reused for another's.
+    /// The same client (connections, CAs, insecure list, request counter, token cache) with
+    /// `extra` credentials added over the configured ones. Tokens are cached per registry,
+    /// repository and credentials: a token fetched with one namespace's pull secrets is never
+    /// used for a view without those same credentials.
     pub fn with_credentials(&self, extra: Keychain) -> Self {
         let mut config = self.config.clone();
         config.keychain.extend(extra);
         Self {
             http: self.http.clone(),
             config,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Arc::clone(&self.tokens),
             requests: Arc::clone(&self.requests),
             observer: Arc::clone(&self.observer),
+            layout: self.layout.clone(),
         }
     }
 
@@ -158,6 +172,9 @@ impl Registry {
     /// Resolve a tag (or check a digest) to the manifest digest: HEAD first, GET if the registry
     /// gives no `Docker-Content-Digest`.
     pub async fn resolve(&self, registry: &str, repository: &str, reference: &str) -> Result<Digest, RegistryError> {
+        if let Some(layout) = &self.layout {
+            return layout.resolve(reference);
+        }
         let url = format!("{}/{repository}/manifests/{reference}", self.base(registry));
         let response = self.send(registry, repository, reqwest::Method::HEAD, &url, MANIFEST_ACCEPT).await?;
         if response.status() == StatusCode::OK
@@ -182,6 +199,9 @@ impl Registry {
         repository: &str,
         reference: &str,
     ) -> Result<Option<Manifest>, RegistryError> {
+        if let Some(layout) = &self.layout {
+            return layout.manifest(reference);
+        }
         let url = format!("{}/{repository}/manifests/{reference}", self.base(registry));
         let response = self.send(registry, repository, reqwest::Method::GET, &url, MANIFEST_ACCEPT).await?;
         if response.status() == StatusCode::NOT_FOUND {
@@ -230,6 +250,9 @@ impl Registry {
         digest: &Digest,
         limit: usize,
     ) -> Result<Vec<u8>, RegistryError> {
+        if let Some(layout) = &self.layout {
+            return layout.blob(digest, limit);
+        }
         let url = format!("{}/{repository}/blobs/{digest}", self.base(registry));
         let response = self.send(registry, repository, reqwest::Method::GET, &url, "*/*").await?;
         if !response.status().is_success() {
@@ -251,6 +274,9 @@ impl Registry {
         repository: &str,
         digest: &Digest,
     ) -> Result<Option<serde_json::Value>, RegistryError> {
+        if let Some(layout) = &self.layout {
+            return layout.referrers(digest);
+        }
         let url = format!("{}/{repository}/referrers/{digest}", self.base(registry));
         let response = self.send(registry, repository, reqwest::Method::GET, &url, OCI_INDEX).await?;
         match response.status() {
@@ -274,8 +300,9 @@ impl Registry {
         url: &str,
         accept: &str,
     ) -> Result<reqwest::Response, RegistryError> {
-        let key = (registry.to_owned(), repository.to_owned());
-        let cached = self.cached_token(&key);
+        let credential = self.config.keychain.get(registry);
+        let key = TokenKey::new(registry, repository, credential);
+        let cached = self.tokens.get(&key);
         let response = self.request(registry, method.clone(), url, accept, cached.as_deref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
@@ -289,7 +316,6 @@ impl Registry {
                 url: url.to_owned(),
                 why: "401 without a usable WWW-Authenticate challenge".to_owned(),
             })?;
-        let credential = self.config.keychain.get(registry);
         let authorization = match challenge {
             Challenge::Basic => match credential {
                 Some(c) => c.basic_header(),
@@ -306,10 +332,7 @@ impl Registry {
                 let scope = scope.unwrap_or_else(|| format!("repository:{repository}:pull"));
                 let token = self.fetch_token(url, &realm, service.as_deref(), &scope, credential).await?;
                 let header = format!("Bearer {}", token.0);
-                self.tokens
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, (header.clone(), Instant::now() + token.1));
+                self.tokens.insert(key, header.clone(), token.1);
                 header
             }
         };
@@ -325,11 +348,6 @@ impl Registry {
             });
         }
         Ok(retry)
-    }
-
-    fn cached_token(&self, key: &(String, String)) -> Option<String> {
-        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        tokens.get(key).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone())
     }
 
     /// One request, sent again after a 429 or 503 while the review's deadline allows the wait
@@ -449,8 +467,8 @@ impl Registry {
         let token = parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or_else(|| {
             RegistryError::Auth { url: url.to_owned(), why: format!("token endpoint {realm} sent an empty token") }
         })?;
-        // Renew a little early; 60 s is the spec's default lifetime.
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).saturating_sub(5).max(1));
+        // The spec's default life when the endpoint says none; the cache renews a little early.
+        let lifetime = parsed.expires_in.map_or(auth::DEFAULT_TOKEN_LIFE, Duration::from_secs);
         Ok((token, lifetime))
     }
 }

@@ -119,6 +119,10 @@ impl Failure {
             BundleError::NoLogEntry => Self::NoLogEntry { carrier: Carrier::Bundle },
             BundleError::TransparencyLog(_) => Self::LogEntryInvalid { detail },
             BundleError::Timestamp(_) => Self::TimestampInvalid { detail },
+            BundleError::NoVerifiedTimestamp(_) | BundleError::TimestampAuthorityNotTrusted(_) => {
+                Self::TimestampInvalid { detail }
+            }
+            BundleError::RootInChain { .. } => Self::CertificateRejected { detail },
             BundleError::ArtifactMismatch(_) => Self::ArtifactMismatch { detail },
             BundleError::Material(_) => Self::MaterialMismatch { detail },
             BundleError::TrustRoot(_) => Self::TrustRootUnusable { detail },
