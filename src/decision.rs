@@ -28,11 +28,21 @@ pub struct Finding {
     /// What was checked, e.g. `image ghcr.io/acme/app:v1 (spec.containers[0].image)`.
     pub subject: String,
     pub verdict: Verdict,
+    /// The typed failure class behind a failed or unchecked verification, as JSON
+    /// (`{"class": "identity-mismatch", …}`), for machine-readable output. The message in
+    /// `verdict` is rendered from the same value.
+    pub failure: Option<serde_json::Value>,
 }
 
 impl Finding {
     pub fn new(policy: impl Into<String>, mode: Mode, subject: impl Into<String>, verdict: Verdict) -> Self {
-        Self { policy: policy.into(), mode, subject: subject.into(), verdict }
+        Self { policy: policy.into(), mode, subject: subject.into(), verdict, failure: None }
+    }
+
+    /// The same finding, with its typed failure class.
+    pub fn with_failure(mut self, failure: Option<serde_json::Value>) -> Self {
+        self.failure = failure;
+        self
     }
 
     /// Whether this finding is a problem (anything but a pass).

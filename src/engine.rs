@@ -18,6 +18,7 @@ use crate::image::ImageRef;
 use crate::policy::{DigestRule, ImagePolicy, Mode, PolicySet, ResourcePolicy, SopsCiphertext, matcher};
 use crate::review::Review;
 use crate::verify::pull_secrets::PullContext;
+use crate::verify::verdict::Unchecked;
 use crate::verify::{Outcome, Verifier, VerifyRequest};
 use crate::workload::{self, WorkloadImage};
 
@@ -136,15 +137,20 @@ impl Engine {
         }
         let checks = unique.into_iter().map(|(policy, image, subjects)| async move {
             let request = VerifyRequest { image, policy, pull };
-            let verdict = match tokio::time::timeout_at(deadline, verifier.verify(request)).await {
-                Ok(Outcome::Verified { .. }) => Verdict::Pass,
-                Ok(Outcome::Failed { reason }) => Verdict::Fail(reason),
-                Ok(Outcome::Error { reason }) => Verdict::Error(reason),
-                Err(_) => Verdict::Error("verification did not finish before the review deadline".to_owned()),
+            let outcome = tokio::time::timeout_at(deadline, verifier.verify(request))
+                .await
+                .unwrap_or(Outcome::Error { reason: Unchecked::Timeout });
+            // The message and the JSON class are rendered from the same typed verdict.
+            let (verdict, failure) = match outcome {
+                Outcome::Verified { .. } => (Verdict::Pass, None),
+                Outcome::Failed { reason } => (Verdict::Fail(reason.to_string()), Some(reason.to_json())),
+                Outcome::Error { reason } => (Verdict::Error(reason.to_string()), Some(reason.to_json())),
             };
             subjects
                 .into_iter()
-                .map(|subject| Finding::new(&policy.name, policy.mode, subject, verdict.clone()))
+                .map(|subject| {
+                    Finding::new(&policy.name, policy.mode, subject, verdict.clone()).with_failure(failure.clone())
+                })
                 .collect::<Vec<_>>()
         });
         findings.extend(join_all(checks).await.into_iter().flatten());

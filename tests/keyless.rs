@@ -21,7 +21,9 @@ use portcullis::review::Review;
 use portcullis::verify::identity::Claims;
 use portcullis::verify::image::RegistryVerifier;
 use portcullis::verify::registry::{Registry, RegistryConfig};
+use portcullis::verify::signers::SignerIdentity;
 use portcullis::verify::trust::TrustRoot;
+use portcullis::verify::verdict::{Denial, Failure, Satisfied, Verification};
 use portcullis::verify::{Outcome, Verifier, VerifyRequest};
 use serde_json::{Value, json};
 use support::sigstore::{
@@ -120,6 +122,23 @@ fn message(d: &Decision) -> String {
 }
 
 #[track_caller]
+/// The digest verified and the signer and location of its one satisfied authority.
+fn satisfied_by(outcome: Outcome) -> (String, SignerIdentity, String) {
+    let Outcome::Verified { detail: Verification::Checked { digest, by, .. } } = &outcome else {
+        panic!("not verified: {outcome:?}")
+    };
+    let [Satisfied::Authority { signer, location, .. }] = by.as_slice() else { panic!("{outcome:?}") };
+    (digest.to_string(), signer.clone(), location.to_string())
+}
+
+/// The failures of the one unsatisfied authority, per location.
+fn failures(outcome: Outcome) -> Vec<(String, Failure)> {
+    let Outcome::Failed { reason: Denial::RequirementNotMet(unmet) } = &outcome else {
+        panic!("not a requirement not met: {outcome:?}")
+    };
+    unmet.unmet[0].tried.iter().map(|t| (t.to_string(), t.failure.clone())).collect()
+}
+
 fn assert_denied(d: &Decision, needles: &[&str]) {
     assert!(!d.allowed, "expected a denial: {d:?}");
     let m = message(d);
@@ -462,20 +481,19 @@ async fn legacy_keyless_subjects(kind: Kind) {
         assert!(d.allowed, "{subject}: {d:?}");
     }
     // The verifier says which signature satisfied which authority, and by whom.
-    match s.outcome(&email_subject(&format!("subject: {RELEASE}")), &image).await {
-        Outcome::Verified { detail } => {
-            assert!(
-                detail.contains(&digest) && detail.contains(&format!("by {RELEASE} (issuer {ISSUER})")),
-                "{detail}"
-            );
-            assert!(detail.contains(".sig layer 0"), "{detail}");
-        }
-        other => panic!("not verified: {other:?}"),
-    }
+    let (verified, signer, location) =
+        satisfied_by(s.outcome(&email_subject(&format!("subject: {RELEASE}")), &image).await);
+    assert_eq!(verified, digest);
+    assert_eq!(signer, SignerIdentity::Certificate { issuer: ISSUER.to_owned(), subject: RELEASE.to_owned() });
+    assert!(location.ends_with(".sig layer 0"), "{location}");
 
     // Another identity: the message names the identity the certificate carries.
     let d = s.decide(&email_subject("subject: someone@example.com"), &image).await;
     assert_denied(&d, &["authority \"ci\"", "expected subject someone@example.com", &format!("subject {RELEASE}")]);
+    // The same, as a type: an identity mismatch naming both sides.
+    let tried = failures(s.outcome(&email_subject("subject: someone@example.com"), &image).await);
+    let [(_, Failure::IdentityMismatch { expected, found })] = tried.as_slice() else { panic!("{tried:?}") };
+    assert!(expected.contains("someone@example.com") && found.contains(RELEASE), "{expected} / {found}");
 
     // Another issuer.
     let other_issuer = keyless(&format!("issuer: https://issuer.example.org\nsubject: {RELEASE}"));
@@ -514,10 +532,8 @@ async fn keyless_cosign_oci11_referrers(kind: Kind) {
         let layer = s.sigstore.signature_layer(&signer, MiniSigstore::payload(&reference, &digest));
         s.push.cosign_referrer("team/oci11", &digest, &raw, style, &[layer]).await;
         let image = format!("{reference}:{tag}");
-        match s.outcome(&email_subject(&format!("subject: {RELEASE}")), &image).await {
-            Outcome::Verified { detail } => assert!(detail.contains("referrer sha256:"), "{detail}"),
-            other => panic!("{style:?}: not verified: {other:?}"),
-        }
+        let (_, _, location) = satisfied_by(s.outcome(&email_subject(&format!("subject: {RELEASE}")), &image).await);
+        assert!(location.starts_with("referrer sha256:"), "{style:?}: {location}");
         let d = s.decide(&email_subject("subject: someone@example.com"), &image).await;
         assert_denied(&d, &["referrer sha256:", "expected subject someone@example.com", &format!("subject {RELEASE}")]);
     }
@@ -622,13 +638,10 @@ async fn bundle_keyless(kind: Kind) {
     let authority = github("repository: acme/app, workflow: .github/workflows/release.yml, ref: refs/heads/main");
     let d = s.decide(&authority, &image).await;
     assert!(d.allowed, "{d:?}");
-    match s.outcome(&authority, &image).await {
-        Outcome::Verified { detail } => {
-            assert!(detail.contains(&digest) && detail.contains(&claims.san()), "{detail}");
-            assert!(detail.contains("referrer"), "{detail}");
-        }
-        other => panic!("not verified: {other:?}"),
-    }
+    let (verified, by, location) = satisfied_by(s.outcome(&authority, &image).await);
+    assert_eq!(verified, digest);
+    assert!(matches!(&by, SignerIdentity::Certificate { subject, .. } if *subject == claims.san()), "{by:?}");
+    assert!(location.starts_with("referrer"), "{location}");
     let d = s.decide(&keyless(&format!("issuer: {GITHUB_ISSUER}\nsubject: {}", claims.san())), &image).await;
     assert!(d.allowed, "{d:?}");
 
@@ -1036,10 +1049,11 @@ async fn several_keyless_signatures_on_one_image() {
     ];
     s.push.artifact("team/multi", &format!("{}.sig", digest.replace(':', "-")), &layers).await;
     let image = format!("{reference}:v1");
-    match s.outcome(&email_subject(&format!("subject: {RELEASE}")), &image).await {
-        Outcome::Verified { detail } => assert!(detail.contains(".sig layer 2"), "{detail}"),
-        other => panic!("not verified: {other:?}"),
-    }
+    let (_, _, location) = satisfied_by(s.outcome(&email_subject(&format!("subject: {RELEASE}")), &image).await);
+    assert!(location.ends_with(".sig layer 2"), "{location}");
+    let tried = failures(s.outcome(&email_subject("subject: dev@example.com"), &image).await);
+    let classes: Vec<&str> = tried.iter().map(|(_, f)| f.class()).collect();
+    assert_eq!(classes, ["log-entry-invalid", "identity-mismatch", "identity-mismatch"], "{tried:?}");
     let d = s.decide(&email_subject("subject: dev@example.com"), &image).await;
     assert_denied(
         &d,

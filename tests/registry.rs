@@ -33,7 +33,9 @@ async fn discovery_on(kind: Kind) {
     assert!(evidence.attestations.is_empty());
     assert_eq!(evidence.bundles.len(), 1, "{:?}", evidence.looked);
     let via = if kind == Kind::Ferro { "(referrers API)" } else { "(referrers fallback tag sha256-" };
-    assert!(evidence.bundles[0].location.contains(via), "{}", evidence.bundles[0].location);
+    assert!(evidence.bundles[0].location.to_string().contains(via), "{}", evidence.bundles[0].location);
+    let typed = matches!(evidence.bundles[0].location, portcullis::verify::discovery::Location::Referrer { .. });
+    assert_eq!(typed, kind == Kind::Ferro, "{:?}", evidence.bundles[0].location);
     assert!(client.requests() > 0);
 
     // Nothing signed: discovery finds nothing and says where it looked.

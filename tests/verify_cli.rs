@@ -679,3 +679,55 @@ async fn verify_attestation_github_claims() {
     let (code, _, err) = run(&["--certificate-github-workflow-ref", "refs/tags/v1.2.3"]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// `--output json` carries the typed failure class of each finding, the same verdict the text
+/// and the webhook message are rendered from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_names_the_failure_class() {
+    let registry = TestRegistry::start(Kind::Distribution).await;
+    let push = Pusher::new(&registry.host);
+    let (digest, _) = push.image("team/app", "v1", "ci build").await;
+    push.image("team/unsigned", "v1", "unsigned build").await;
+    let release = Signer::new();
+    push.sign_legacy("team/app", &digest, &release).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("release.pub");
+    std::fs::write(&key, release.public_pem()).expect("key");
+    let other = dir.path().join("other.pub");
+    std::fs::write(&other, Signer::new().public_pem()).expect("key");
+    let host = registry.host.as_str();
+    let run = |image: &str, key: &std::path::Path| -> (Option<i32>, serde_json::Value) {
+        let image = format!("{host}/{image}");
+        let key = key.to_str().expect("utf8");
+        let (code, out, err) =
+            verify(&[&image, "--key", key, "--insecure-ignore-tlog", "--insecure-registry", host, "-o", "json"]);
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+        (code, json["objects"][0]["findings"][0].clone())
+    };
+
+    let (code, finding) = run("team/app:v1", &key);
+    assert_eq!((code, &finding["failure"]), (Some(0), &serde_json::Value::Null), "{finding}");
+
+    // Signed by another key: the requirement is not met, and the artifact's class is wrong-key.
+    let (code, finding) = run("team/app:v1", &other);
+    assert_eq!(code, Some(1), "{finding}");
+    let failure = &finding["failure"];
+    assert_eq!(failure["class"], "requirement-not-met", "{finding}");
+    assert_eq!((failure["counted"].as_u64(), failure["total"].as_u64()), (Some(0), Some(1)), "{finding}");
+    assert_eq!(failure["digest"], digest.as_str(), "{finding}");
+    let tried = &failure["authorities"][0]["tried"][0];
+    assert_eq!(tried["class"], "wrong-key", "{finding}");
+    assert_eq!(tried["location"]["kind"], "tag", "{finding}");
+    assert_eq!(tried["location"]["tag"], format!("{}.sig", digest.replace(':', "-")), "{finding}");
+    assert!(finding["message"].as_str().is_some_and(|m| m.contains("bad signature")), "{finding}");
+
+    // Nothing at all: no-signatures, never a wrong signature.
+    let (code, finding) = run("team/unsigned:v1", &key);
+    assert_eq!((code, &finding["failure"]["class"]), (Some(1), &serde_json::json!("no-signatures")), "{finding}");
+
+    // Could not check (the tag does not resolve): exit 2, a could-not-check class, not a denial.
+    let (code, finding) = run("team/missing:v1", &key);
+    assert_eq!((code, finding["result"].as_str()), (Some(2), Some("error")), "{finding}");
+    assert_eq!(finding["failure"]["class"], "tag-resolution-error", "{finding}");
+    assert!(finding["failure"]["detail"].as_str().is_some_and(|d| d.contains("404")), "{finding}");
+}

@@ -146,6 +146,7 @@ impl Verifier for Offline {
     fn verify<'a>(&'a self, request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome> {
         self.asked.store(true, Ordering::SeqCst);
         let reason = format!("policy {:?} needs signature evidence from a registry", request.policy.name);
+        let reason = crate::verify::verdict::Unchecked::Unavailable { detail: reason };
         Box::pin(async move { Outcome::Error { reason } })
     }
 

@@ -38,6 +38,11 @@ pub const SUPPORTED_MEDIA_TYPES: [&str; 4] = [
     "application/vnd.dev.sigstore.bundle.v0.3+json",
 ];
 
+/// Why a bundle without a log entry is refused where one is required.
+pub const NO_LOG_ENTRY: &str = "transparency log check failed: the bundle has no transparency log entry; sign with \
+     upload to Rekor, or, for a key-based authority that deliberately signs offline, set `transparencyLog: skip`, or, \
+     for an instance without a log that timestamps instead (GitHub's artifact attestations), `transparencyLog: timestamp`";
+
 /// Why a bundle did not verify. Every variant is a failed check, never a crash.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BundleError {
@@ -61,8 +66,12 @@ pub enum BundleError {
     Key(String),
     #[error("signing certificate rejected: {0}; is the trusted root the one of the Sigstore instance that signed?")]
     Certificate(String),
+    #[error("signing certificate rejected: {0}; was it signed while the certificate was valid?")]
+    CertificateNotValidAt(String),
     #[error("certificate identity mismatch: expected {expected}, but the certificate carries {found}")]
     IdentityMismatch { expected: String, found: String },
+    #[error("{NO_LOG_ENTRY}")]
+    NoLogEntry,
     #[error("transparency log check failed: {0}")]
     TransparencyLog(String),
     #[error("timestamp check failed: {0}")]
@@ -160,12 +169,7 @@ pub fn verify_bundle(
         tsa::require_trusted_timestamp(&bundle, trust)?;
     }
     if tlog == TransparencyLog::Required && bundle.verification_material.tlog_entries.is_empty() {
-        return Err(BundleError::TransparencyLog(
-            "the bundle has no transparency log entry; sign with upload to Rekor, or, for a key-based \
-             authority that deliberately signs offline, set `transparencyLog: skip`, or, for an instance \
-             without a log that timestamps instead (GitHub's artifact attestations), `transparencyLog: timestamp`"
-                .to_owned(),
-        ));
+        return Err(BundleError::NoLogEntry);
     }
     let target = sigstore_artifact(&bundle, artifact)?;
     let verifier = trust.verifier();
@@ -390,6 +394,9 @@ fn map_error(error: sigstore_verify::Error) -> BundleError {
         E::SignatureInvalid(_) | E::Crypto(_) => BundleError::Signature(text),
         E::UnsupportedArtifact(_) => BundleError::ArtifactRequired(format!("{text}; pass the artifact bytes")),
         E::ArtifactMismatch(_) | E::ArtifactRead(_) => BundleError::ArtifactMismatch(text),
+        E::Certificate(
+            sigstore_verify::CertificateError::NotYetValid { .. } | sigstore_verify::CertificateError::Expired { .. },
+        ) => BundleError::CertificateNotValidAt(text),
         E::Certificate(_) => BundleError::Certificate(text),
         E::TransparencyLog(_) => BundleError::TransparencyLog(text),
         E::Timestamp(sigstore_verify::TimestampError::NoVerifiedTimestamp(detail)) => {

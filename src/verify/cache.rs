@@ -199,7 +199,9 @@ impl Verifier for CachedVerifier {
                 // A tag: resolve it (cached), then verify that digest (cached).
                 let pinned = match self.resolve_tag(request.image, request.pull).await {
                     Ok(digest) => request.image.with_digest(digest),
-                    Err(reason) => return Outcome::Error { reason },
+                    Err(detail) => {
+                        return Outcome::Error { reason: super::verdict::Unchecked::TagResolution { detail } };
+                    }
                 };
                 return self.verify(VerifyRequest { image: &pinned, ..request }).await;
             };
@@ -286,7 +288,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_reviews_share_one_verification_until_it_expires() {
-        let inner = counting(Outcome::Verified { detail: "ok".into() });
+        let inner = counting(Outcome::Verified { detail: crate::verify::verdict::Verification::NothingRequired });
         let cache = CachedVerifier::new(inner.clone(), Duration::from_secs(300));
         let (p, image) = (policy(""), ImageRef::parse(PINNED).expect("ref"));
         let request = VerifyRequest { image: &image, policy: &p, pull: None };
@@ -306,14 +308,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn errors_are_not_cached_and_tags_resolve_once_per_ttl() {
-        let inner = counting(Outcome::Error { reason: "503".into() });
+        let inner = counting(Outcome::Error {
+            reason: crate::verify::verdict::Unchecked::Unavailable { detail: "503".into() },
+        });
         let cache = CachedVerifier::new(inner.clone(), Duration::from_secs(300));
         let (p, image) = (policy(""), ImageRef::parse(PINNED).expect("ref"));
         cache.verify(VerifyRequest { image: &image, policy: &p, pull: None }).await;
         cache.verify(VerifyRequest { image: &image, policy: &p, pull: None }).await;
         assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
         let tagged = ImageRef::parse("ghcr.io/acme/app:v1").expect("ref");
-        let ok = counting(Outcome::Verified { detail: "ok".into() });
+        let ok = counting(Outcome::Verified { detail: crate::verify::verdict::Verification::NothingRequired });
         let cache = CachedVerifier::new(ok.clone(), Duration::from_secs(300));
         let outcomes = futures_util::future::join_all(
             (0..10).map(|_| cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: None })),
@@ -341,7 +345,7 @@ mod tests {
         cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: None }).await;
         assert_eq!(ok.resolves.load(Ordering::SeqCst), 4, "expired");
         // With a zero tag TTL, every review resolves.
-        let uncached = counting(Outcome::Verified { detail: "ok".into() });
+        let uncached = counting(Outcome::Verified { detail: crate::verify::verdict::Verification::NothingRequired });
         let cache = CachedVerifier::new(uncached.clone(), Duration::from_secs(300)).with_tag_ttl(Duration::ZERO);
         cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: None }).await;
         cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: None }).await;

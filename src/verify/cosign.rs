@@ -5,16 +5,21 @@
 //! authority is satisfied by ONE signature that meets all of its conditions (key or identity,
 //! transparency log, digest); authorities combine as the policy's `require` says, counting
 //! distinct signers (see [`super::signers`]).
+//!
+//! Every check answers with a typed [`Failure`]; the steps are numbered as in [`super::verdict`].
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::Value;
 
 use super::bundle::{Artifact, Content, Signer, bundle_from_legacy, verify_bundle, verify_raw_signature};
-use super::discovery::{ANN_BUNDLE, ANN_CERTIFICATE, ANN_CHAIN, ANN_SIGNATURE, ANN_TIMESTAMP, Evidence, LegacyLayer};
+use super::discovery::{
+    ANN_BUNDLE, ANN_CERTIFICATE, ANN_CHAIN, ANN_SIGNATURE, ANN_TIMESTAMP, Evidence, LegacyLayer, Location,
+};
 use super::dsse::Statement;
 use super::signers::{SignedBy, SignerIdentity};
 use super::trust::TrustRoot;
+use super::verdict::{Carrier, Failure, Tried};
 use crate::image::Digest;
 use crate::policy::{Authority, AuthorityKind, TransparencyLog};
 
@@ -23,8 +28,9 @@ pub const COSIGN_SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
 /// The `critical.type` of simple-signing payloads.
 const SIMPLE_SIGNING_TYPE: &str = "cosign container image signature";
 
-/// Key material resolved for an authority (PEM), or why it could not be.
-pub type KeyMaterial = Result<String, String>;
+/// Key material resolved for an authority (PEM), or why it could not be
+/// ([`Failure::KeyUnavailable`]).
+pub type KeyMaterial = Result<String, Failure>;
 
 /// How one authority fared against the evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +38,8 @@ pub enum AuthorityResult {
     /// Satisfied by every one of these signers (each distinct signer once, at the first
     /// location where it satisfied the authority), so that `require` can count distinct signers.
     Satisfied { signers: Vec<SignedBy> },
-    /// Not satisfied; why, per location tried.
-    Unsatisfied { tried: Vec<(String, String)> },
+    /// Not satisfied; why, per location tried (empty: nothing to check).
+    Unsatisfied { tried: Vec<Tried> },
 }
 
 /// Check every signature found for `digest` against one authority. Every signature that meets
@@ -47,17 +53,19 @@ pub fn check_authority(
     trust: &TrustRoot,
 ) -> AuthorityResult {
     let mut tried = Vec::new();
-    if let (AuthorityKind::Key(_), Some(Err(why))) = (&authority.kind, key) {
-        return AuthorityResult::Unsatisfied { tried: vec![("key".to_owned(), why.clone())] };
+    // Step 4: a key authority without its key checks nothing.
+    if let (AuthorityKind::Key(_), Some(Err(failure))) = (&authority.kind, key) {
+        let tried = Tried { location: None, authority: None, failure: failure.clone() };
+        return AuthorityResult::Unsatisfied { tried: vec![tried] };
     }
     let pem = key.and_then(|k| k.as_ref().ok()).map(String::as_str);
     let mut signers: Vec<SignedBy> = Vec::new();
-    let mut found = |location: &str, result: Result<(SignerIdentity, [u8; 32]), String>| match result {
+    let mut found = |location: &Location, result: Result<(SignerIdentity, [u8; 32]), Failure>| match result {
         Ok((identity, key)) if signers.iter().any(|s| s.identity == identity && s.signing_key == key) => {}
         Ok((identity, signing_key)) => {
-            signers.push(SignedBy { identity, signing_key, location: location.to_owned() });
+            signers.push(SignedBy { identity, signing_key, location: location.clone() });
         }
-        Err(why) => tried.push((location.to_owned(), why)),
+        Err(failure) => tried.push(Tried { location: Some(location.clone()), authority: None, failure }),
     };
     for layer in &evidence.signatures {
         found(&layer.location, check_legacy(authority, pem, digest, layer, trust));
@@ -68,61 +76,72 @@ pub fn check_authority(
     if signers.is_empty() { AuthorityResult::Unsatisfied { tried } } else { AuthorityResult::Satisfied { signers } }
 }
 
-fn signer<'a>(authority: &'a Authority, pem: Option<&'a str>) -> Result<Signer<'a>, String> {
+/// Step 4: who must have signed, for this authority.
+pub(crate) fn signer<'a>(authority: &'a Authority, pem: Option<&'a str>) -> Result<Signer<'a>, Failure> {
     match (&authority.kind, pem) {
         (AuthorityKind::Key(_), Some(pem)) => Ok(Signer::Key { pem }),
-        (AuthorityKind::Key(_), None) => Err("the authority's key is not available".to_owned()),
+        (AuthorityKind::Key(_), None) => {
+            Err(Failure::KeyUnavailable { why: "the authority's key is not available".to_owned() })
+        }
         (AuthorityKind::Keyless(identity), _) => Ok(Signer::Keyless(identity)),
         (AuthorityKind::KeylessAny(identities), _) => Ok(Signer::KeylessAny(identities)),
     }
 }
 
 /// A legacy `.sig` layer: payload for D, signature by the authority.
-fn check_legacy(
+pub(crate) fn check_legacy(
     authority: &Authority,
     pem: Option<&str>,
     digest: &Digest,
     layer: &LegacyLayer,
     trust: &TrustRoot,
-) -> Result<(SignerIdentity, [u8; 32]), String> {
-    let payload: Value =
-        serde_json::from_slice(&layer.blob).map_err(|e| format!("the simple-signing payload is not JSON: {e}"))?;
+) -> Result<(SignerIdentity, [u8; 32]), Failure> {
+    // Step 2: a simple-signing payload.
+    let payload: Value = serde_json::from_slice(&layer.blob)
+        .map_err(|e| Failure::malformed(format!("the simple-signing payload is not JSON: {e}")))?;
+    // Step 3: about this digest, of the simple-signing type.
     let signed_digest = payload.pointer("/critical/image/docker-manifest-digest").and_then(Value::as_str);
     if signed_digest != Some(digest.to_string().as_str()) {
-        return Err(format!("the payload signs digest {}, not {digest}", signed_digest.unwrap_or("(none)")));
+        return Err(Failure::DigestMismatch {
+            expected: digest.to_string(),
+            found: signed_digest.map(str::to_owned),
+            statement: false,
+        });
     }
     let kind = payload.pointer("/critical/type").and_then(Value::as_str).unwrap_or_default();
     if kind != SIMPLE_SIGNING_TYPE {
-        return Err(format!("the payload type is {kind:?}, not {SIMPLE_SIGNING_TYPE:?}"));
+        return Err(Failure::PayloadTypeMismatch { expected: SIMPLE_SIGNING_TYPE.to_owned(), found: kind.to_owned() });
     }
-    let signature_b64 = layer.annotation(ANN_SIGNATURE).ok_or("the layer has no signature annotation")?;
+    let signature_b64 =
+        layer.annotation(ANN_SIGNATURE).ok_or_else(|| Failure::malformed("the layer has no signature annotation"))?;
     let certificate = layer.annotation(ANN_CERTIFICATE);
     let rekor = layer.annotation(ANN_BUNDLE);
+    // Step 4: the material the authority needs; step 5: its log entry.
     let signer = signer(authority, pem)?;
+    let keyless = signer.is_keyless();
     match (&signer, authority.transparency_log) {
         (Signer::Key { pem }, TransparencyLog::Skip) => {
-            let signature =
-                B64.decode(signature_b64.trim()).map_err(|_| "the signature annotation is not base64".to_owned())?;
-            verify_raw_signature(pem, &layer.blob, &signature).map_err(|e| e.to_string())?;
+            // Step 7, by the key alone.
+            let signature = B64
+                .decode(signature_b64.trim())
+                .map_err(|_| Failure::malformed("the signature annotation is not base64"))?;
+            verify_raw_signature(pem, &layer.blob, &signature).map_err(|e| Failure::from_bundle(e, false))?;
             return super::bundle::parse_public_key(pem)
                 .map(|key| (super::bundle::key_identity(&key), super::bundle::spki_sha256(key.as_bytes())))
-                .map_err(|e| e.to_string());
+                .map_err(|e| Failure::from_bundle(e, false));
         }
         (Signer::Key { .. }, TransparencyLog::Required) if rekor.is_none() => {
-            return Err("the signature has no transparency log entry (no Rekor bundle annotation) and the \
-                        authority requires one; sign with the log, or set transparencyLog: skip"
-                .to_owned());
+            return Err(Failure::NoLogEntry { carrier: Carrier::KeySignature });
         }
-        (signer, _) if signer.is_keyless() && certificate.is_none() => {
-            return Err("the signature carries no certificate: it is not a keyless signature".to_owned());
+        (_, _) if keyless && certificate.is_none() => {
+            return Err(Failure::NoCertificate { carrier: Carrier::KeylessSignature });
         }
-        (signer, tlog) if signer.is_keyless() && rekor.is_none() && tlog != TransparencyLog::Timestamp => {
-            return Err("the keyless signature has no transparency log entry (no Rekor bundle annotation); \
-                        keyless signatures are only trusted with a logged signing time"
-                .to_owned());
+        (_, tlog) if keyless && rekor.is_none() && tlog != TransparencyLog::Timestamp => {
+            return Err(Failure::NoLogEntry { carrier: Carrier::KeylessSignature });
         }
         _ => {}
     }
+    // Steps 5 to 8, on the bundle the annotations make.
     let bundle = bundle_from_legacy(
         &layer.blob,
         signature_b64,
@@ -131,38 +150,54 @@ fn check_legacy(
         rekor,
         layer.annotation(ANN_TIMESTAMP),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| Failure::from_bundle(e, keyless))?;
     let verified =
         verify_bundle(&bundle, Some(Artifact::Bytes(&layer.blob)), &signer, authority.transparency_log, trust)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::from_bundle(e, keyless))?;
     Ok((verified.identity, verified.signing_key))
 }
 
 /// A bundle referrer: a signature statement about D, signed by the authority.
-fn check_bundle(
+pub(crate) fn check_bundle(
     authority: &Authority,
     pem: Option<&str>,
     digest: &Digest,
     json: &[u8],
     trust: &TrustRoot,
-) -> Result<(SignerIdentity, [u8; 32]), String> {
+) -> Result<(SignerIdentity, [u8; 32]), Failure> {
+    // Step 4, then steps 2 and 5 to 8 in the bundle verification.
     let signer = signer(authority, pem)?;
-    let verified = verify_bundle(json, None, &signer, authority.transparency_log, trust).map_err(|e| e.to_string())?;
+    let keyless = signer.is_keyless();
+    let verified = verify_bundle(json, None, &signer, authority.transparency_log, trust)
+        .map_err(|e| Failure::from_bundle(e, keyless))?;
+    // Step 3: a cosign signature statement about D.
     let Content::Dsse { payload_type, payload } = &verified.content else {
-        return Err("the bundle holds a message signature, not a cosign image signature statement".to_owned());
-    };
-    let statement = Statement::from_payload(payload_type, payload).map_err(|e| e.to_string())?;
-    if statement.predicate_type != COSIGN_SIGN_PREDICATE {
-        return Err(format!(
-            "the bundle is an attestation ({}), not a signature ({COSIGN_SIGN_PREDICATE})",
-            statement.predicate_type
+        return Err(Failure::unsupported(
+            "the bundle holds a message signature, not a cosign image signature statement",
         ));
+    };
+    let statement = Statement::from_payload(payload_type, payload).map_err(|e| Failure::malformed(e.to_string()))?;
+    if statement.predicate_type != COSIGN_SIGN_PREDICATE {
+        return Err(Failure::PredicateTypeMismatch {
+            expected: COSIGN_SIGN_PREDICATE.to_owned(),
+            found: statement.predicate_type.clone(),
+        });
     }
-    let want = digest_bytes(digest).ok_or("only sha256 image digests are supported")?;
-    if !statement.has_sha256(&want) {
-        return Err(format!("the signed statement is about another digest, not {digest}"));
-    }
+    statement_about(&statement, digest)?;
     Ok((verified.identity, verified.signing_key))
+}
+
+/// Step 3: the statement has `digest` among its subjects.
+pub(crate) fn statement_about(statement: &Statement, digest: &Digest) -> Result<(), Failure> {
+    let want = digest_bytes(digest).ok_or_else(|| Failure::unsupported("only sha256 image digests are supported"))?;
+    if statement.has_sha256(&want) {
+        return Ok(());
+    }
+    Err(Failure::DigestMismatch {
+        expected: digest.to_string(),
+        found: statement.first_sha256().map(|d| format!("sha256:{}", super::dsse::hex(&d))),
+        statement: true,
+    })
 }
 
 /// The 32 hash bytes of a sha256 digest.

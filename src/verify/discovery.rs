@@ -42,10 +42,64 @@ pub const INTOTO_REFERRER: &str = "application/vnd.in-toto+json";
 const MAX_LAYERS: usize = 64;
 const MAX_REFERRERS: usize = 64;
 
+/// Where a signature or attestation artifact was found. Displayed as in messages:
+/// `tag sha256-….sig layer 0`, `referrer sha256:… (referrers API) layer 0`,
+/// `referrer sha256:… (referrers fallback tag sha256-…)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Location {
+    /// A layer of the legacy `.sig` / `.att` image at this tag.
+    Tag { tag: String, layer: usize },
+    /// A referrer of the digest listed by the referrers API (`layer`: of a cosign referrer).
+    Referrer {
+        digest: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        layer: Option<usize>,
+    },
+    /// A referrer listed in the referrers fallback tag's index.
+    FallbackTag {
+        tag: String,
+        digest: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        layer: Option<usize>,
+    },
+}
+
+impl Location {
+    /// The same place, at layer `i` of its manifest.
+    fn layer(&self, i: usize) -> Self {
+        match self.clone() {
+            Self::Tag { tag, .. } => Self::Tag { tag, layer: i },
+            Self::Referrer { digest, .. } => Self::Referrer { digest, layer: Some(i) },
+            Self::FallbackTag { tag, digest, .. } => Self::FallbackTag { tag, digest, layer: Some(i) },
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let layer = match self {
+            Self::Tag { tag, layer } => return write!(f, "tag {tag} layer {layer}"),
+            Self::Referrer { digest, layer } => {
+                write!(f, "referrer {digest} (referrers API)")?;
+                layer
+            }
+            Self::FallbackTag { tag, digest, layer } => {
+                write!(f, "referrer {digest} (referrers fallback tag {tag})")?;
+                layer
+            }
+        };
+        match layer {
+            Some(i) => write!(f, " layer {i}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One legacy layer: the blob and the cosign annotations.
 #[derive(Debug, Clone)]
 pub struct LegacyLayer {
-    pub location: String,
+    pub location: Location,
     pub blob: Vec<u8>,
     pub annotations: BTreeMap<String, String>,
 }
@@ -59,7 +113,7 @@ impl LegacyLayer {
 /// A Sigstore bundle found as a referrer.
 #[derive(Debug, Clone)]
 pub struct FoundBundle {
-    pub location: String,
+    pub location: Location,
     pub json: Vec<u8>,
 }
 
@@ -152,7 +206,8 @@ pub async fn discover(
             None => evidence.looked.push(format!("tag {tag}: absent")),
             Some(manifest) => {
                 let json = manifest.json().map_err(|e| invalid(&tag, e))?;
-                let layers = legacy_layers(registry, image, &json, &format!("tag {tag}")).await?;
+                let at = Location::Tag { tag: tag.clone(), layer: 0 };
+                let layers = legacy_layers(registry, image, &json, &at).await?;
                 evidence.looked.push(format!("tag {tag}: {} layer(s)", layers.len()));
                 if into_attestations {
                     evidence.attestations = layers;
@@ -162,15 +217,15 @@ pub async fn discover(
             }
         }
     }
-    let (index, how) = match registry.referrers_api(host, repo, digest).await? {
-        Some(index) => (Some(index), "referrers API".to_owned()),
+    let fallback_tag = tag_for(digest, "");
+    let (index, how, fallback) = match registry.referrers_api(host, repo, digest).await? {
+        Some(index) => (Some(index), "referrers API".to_owned(), false),
         None => {
-            let tag = tag_for(digest, "");
-            let how = format!("referrers fallback tag {tag}");
-            match registry.manifest(host, repo, &tag).await? {
-                Some(m) if m.is_index() => (Some(m.json().map_err(|e| invalid(&how, e))?), how),
-                Some(_) => (None, format!("{how} (not an index, ignored)")),
-                None => (None, how),
+            let how = format!("referrers fallback tag {fallback_tag}");
+            match registry.manifest(host, repo, &fallback_tag).await? {
+                Some(m) if m.is_index() => (Some(m.json().map_err(|e| invalid(&how, e))?), how, true),
+                Some(_) => (None, format!("{how} (not an index, ignored)"), true),
+                None => (None, how, true),
             }
         }
     };
@@ -194,12 +249,16 @@ pub async fn discover(
         let Some(referrer) = entry.get("digest").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()) else {
             continue;
         };
-        let location = format!("referrer {referrer} ({how})");
+        let location = if fallback {
+            Location::FallbackTag { tag: fallback_tag.clone(), digest: referrer.to_string(), layer: None }
+        } else {
+            Location::Referrer { digest: referrer.to_string(), layer: None }
+        };
         let Some(manifest) = registry.manifest(host, repo, &referrer.to_string()).await? else {
             evidence.looked.push(format!("{location}: listed but absent"));
             continue;
         };
-        let json = manifest.json().map_err(|e| invalid(&location, e))?;
+        let json = manifest.json().map_err(|e| invalid(&location.to_string(), e))?;
         let Some(kind) = ReferrerKind::of_manifest(&json).filter(|k| k.wanted(wanted)) else {
             continue;
         };
@@ -215,7 +274,7 @@ pub async fn discover(
                     evidence.looked.push(format!("{location}: no layer"));
                     continue;
                 };
-                let blob = fetch_layer(registry, image, layer, &location).await?;
+                let blob = fetch_layer(registry, image, layer, &location.to_string()).await?;
                 evidence.bundles.push(FoundBundle { location, json: blob });
             }
             ReferrerKind::Signatures => {
@@ -233,18 +292,18 @@ async fn legacy_layers(
     registry: &Registry,
     image: &ImageRef,
     json: &Value,
-    at: &str,
+    at: &Location,
 ) -> Result<Vec<LegacyLayer>, RegistryError> {
     // A manifest without a layers list is not an image manifest: an error, never "0 layers"
     // (which would read as "unsigned").
     let layers = json.get("layers").and_then(Value::as_array).ok_or_else(|| RegistryError::Invalid {
-        url: at.to_owned(),
+        url: at.to_string(),
         why: "not an image manifest (no \"layers\" list)".to_owned(),
     })?;
     let mut out = Vec::new();
     for (i, layer) in layers.iter().take(MAX_LAYERS).enumerate() {
-        let location = format!("{at} layer {i}");
-        let blob = fetch_layer(registry, image, layer, &location).await?;
+        let location = at.layer(i);
+        let blob = fetch_layer(registry, image, layer, &location.to_string()).await?;
         let annotations = layer
             .get("annotations")
             .and_then(Value::as_object)

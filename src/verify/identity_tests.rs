@@ -35,9 +35,10 @@ fn github(repository: &str) -> GithubSpec {
     GithubSpec { repository: repository.to_owned(), workflow: None, git_ref: None, sha: None, trigger: None }
 }
 
+/// The verdict class of a refused identity is `identity-mismatch`, naming both sides.
 fn expect_mismatch(result: Result<String, BundleError>, expected_part: &str, found_part: &str) {
-    match result {
-        Err(BundleError::IdentityMismatch { expected, found }) => {
+    match result.map_err(|e| crate::verify::verdict::Failure::from_bundle(e, true)) {
+        Err(crate::verify::verdict::Failure::IdentityMismatch { expected, found }) => {
             assert!(expected.contains(expected_part), "expected {expected:?} to mention {expected_part:?}");
             assert!(found.contains(found_part), "found {found:?} to mention {found_part:?}");
         }

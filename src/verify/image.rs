@@ -1,18 +1,20 @@
-//! The [`Verifier`] the webhook and `portcullis verify` use: resolve the digest, find the
-//! signatures in the registry, check them against the policy's authorities.
+//! The [`Verifier`] the webhook and `portcullis verify` use. This is the I/O side: resolve the
+//! digest, list the platforms, use the workload's pull secrets, discover the signatures and
+//! attestations in the registry; the evidence is then judged by [`super::judge::judge`], a pure
+//! function, into a typed [`Outcome`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::attest::{Checker, check_requirement};
-use super::cosign::{AuthorityResult, KeyMaterial, check_authority};
+use super::cosign::KeyMaterial;
 use super::discovery::{Wanted, discover};
+use super::judge::{Judgement, Material, judge};
 use super::key_secrets::KeySecrets;
 use super::platforms::{PlatformError, platforms};
 use super::pull_secrets::{PullContext, SecretSource};
 use super::registry::{Registry, RegistryError};
-use super::signers::{Matching, SignedBy, describe_require, distinct_matching, requirement_met};
 use super::trust::TrustRoot;
+use super::verdict::{Denial, Failure, Unchecked, Verification};
 use super::{BoxFuture, Outcome, Verifier, VerifyRequest};
 use crate::image::{Digest, ImageRef};
 use crate::policy::{Authority, AuthorityKind, ImagePolicy, KeyRef, Platforms};
@@ -82,7 +84,7 @@ impl RegistryVerifier {
     async fn key_for(&self, authority: &Authority) -> Option<KeyMaterial> {
         match &self.key_secrets {
             Some(keys) => match keys.key(authority).await {
-                Some(key) => Some(key),
+                Some(key) => Some(key.map_err(|why| Failure::KeyUnavailable { why })),
                 None => key_material(authority),
             },
             None => key_material(authority),
@@ -127,7 +129,7 @@ impl RegistryVerifier {
                 let tag = image.tag().unwrap_or("latest");
                 match registry.resolve(image.registry(), image.repository(), tag).await {
                     Ok(d) => d,
-                    Err(e) => return registry_error(&e),
+                    Err(e) => return registry_error(e),
                 }
             }
         };
@@ -135,171 +137,69 @@ impl RegistryVerifier {
         if policy.platforms == Platforms::EveryPlatform {
             match platforms(registry, image, &digest, self.max_platforms).await {
                 Ok(platforms) => targets.extend(platforms),
-                Err(PlatformError::Registry(e)) => return registry_error(&e),
-                Err(PlatformError::Unverifiable(reason)) => return Outcome::Failed { reason },
+                Err(PlatformError::Registry(e)) => return registry_error(e),
+                Err(PlatformError::Unverifiable(reason)) => {
+                    return Outcome::Failed { reason: Denial::PlatformsUnverifiable { reason } };
+                }
             }
         }
-        let mut verified = Vec::new();
+        let mut by = Vec::new();
         for (platform, target) in &targets {
             match self.verify_digest(registry, image, target, policy).await {
-                Outcome::Verified { detail } => verified.push(detail),
-                Outcome::Failed { reason } if platform.is_empty() => return Outcome::Failed { reason },
-                Outcome::Failed { reason } => {
-                    return Outcome::Failed { reason: format!("platform {platform} ({target}): {reason}") };
+                Judgement::Met(satisfied) => by.extend(satisfied),
+                Judgement::Denied(reason) if platform.is_empty() => return Outcome::Failed { reason },
+                Judgement::Denied(reason) => {
+                    let reason = Denial::Platform {
+                        platform: platform.clone(),
+                        digest: target.clone(),
+                        denial: Box::new(reason),
+                    };
+                    return Outcome::Failed { reason };
                 }
-                error @ Outcome::Error { .. } => return error,
+                Judgement::Unchecked(reason) => return Outcome::Error { reason },
             }
         }
-        let platforms = if targets.len() > 1 {
-            format!(" and its {} platform manifests", targets.len() - 1)
-        } else {
-            String::new()
-        };
-        Outcome::Verified { detail: format!("{digest}{platforms}: {}", verified.join("; ")) }
+        Outcome::Verified { detail: Verification::Checked { digest, platforms: targets.len() - 1, by } }
     }
-}
 
-impl RegistryVerifier {
+    /// Fetch the evidence for one digest (I/O), then judge it ([`judge`], pure).
     async fn verify_digest(
         &self,
         registry: &Registry,
         image: &ImageRef,
         digest: &Digest,
         policy: &ImagePolicy,
-    ) -> Outcome {
+    ) -> Judgement {
         let wanted = Wanted {
             signatures: policy.require != crate::policy::Require::None,
             attestations: !policy.attestations.is_empty(),
         };
         let evidence = match discover(registry, image, digest, wanted).await {
             Ok(e) => e,
-            Err(e) => return registry_error(&e),
+            Err(error) => return Judgement::Unchecked(Unchecked::Registry { error }),
         };
-        let mut keys = Vec::new();
+        let mut material = Vec::new();
         for authority in &policy.authorities {
             let key = self.key_for(authority).await;
             match self.trust_for(authority) {
-                Ok(trust) => keys.push((authority, key, trust)),
-                Err(e) => {
-                    return Outcome::Error { reason: format!("authority {:?}: trusted root: {e}", authority.name) };
+                Ok(trust) => material.push(Material { authority, key, trust }),
+                Err(detail) => {
+                    return Judgement::Unchecked(Unchecked::TrustedRoot { authority: authority.name.clone(), detail });
                 }
             }
         }
-        let signatures_required = policy.require != crate::policy::Require::None;
-        let mut by_authority: Vec<Vec<SignedBy>> = Vec::new();
-        let mut failures = Vec::new();
-        for (authority, key, trust) in keys.iter().filter(|_| signatures_required) {
-            match check_authority(authority, key.as_ref(), digest, &evidence, trust) {
-                AuthorityResult::Satisfied { signers } => by_authority.push(signers),
-                AuthorityResult::Unsatisfied { tried } if tried.is_empty() => {
-                    by_authority.push(Vec::new());
-                    failures.push(format!("authority {:?}: no signature to check", authority.name));
-                }
-                AuthorityResult::Unsatisfied { tried } => {
-                    by_authority.push(Vec::new());
-                    let tried: Vec<_> = tried.iter().map(|(at, why)| format!("{at}: {why}")).collect();
-                    failures.push(format!("authority {:?}: {}", authority.name, tried.join("; ")));
-                }
-            }
-        }
-        let matching = distinct_matching(&by_authority);
-        let mut satisfied: Vec<String> = keys
-            .iter()
-            .zip(by_authority.iter().zip(&matching.chosen))
-            .filter_map(|((authority, _, _), (signers, chosen))| {
-                let signed = &signers[(*chosen)?];
-                Some(format!("authority {:?} by {} at {}", authority.name, signed.identity, signed.location))
-            })
-            .collect();
-        let total = policy.authorities.len();
-        if !requirement_met(policy.require, satisfied.len(), total) {
-            let reason = unmet_signatures(policy, &keys, &by_authority, &matching, &failures, &evidence, digest);
-            return Outcome::Failed { reason };
-        }
-        let checkers: Vec<Checker<'_>> = keys
-            .iter()
-            .map(|(authority, key, trust)| Checker { authority, key: key.as_ref(), trust: trust.as_ref() })
-            .collect();
-        let now = super::observe::review_time();
-        let mut unmet = Vec::new();
-        let mut evaluation_error = false;
-        for requirement in &policy.attestations {
-            match check_requirement(requirement, &checkers, image, digest, &evidence, now) {
-                Ok(detail) => satisfied.push(detail),
-                Err(why) => {
-                    evaluation_error |= why.evaluation_error;
-                    let tried = if why.tried.is_empty() {
-                        format!("no attestation found for {digest} (looked at {})", evidence.looked.join(", "))
-                    } else {
-                        why.tried.iter().map(|(at, why)| format!("{at}: {why}")).collect::<Vec<_>>().join("; ")
-                    };
-                    unmet.push(format!(
-                        "attestation {:?} ({}) not satisfied: {tried}",
-                        requirement.name, requirement.predicate_type
-                    ));
-                }
-            }
-        }
-        match (unmet.is_empty(), evaluation_error) {
-            (true, _) => Outcome::Verified { detail: satisfied.join("; ") },
-            (false, false) => Outcome::Failed { reason: unmet.join(" | ") },
-            (false, true) => Outcome::Error { reason: unmet.join(" | ") },
-        }
+        judge(policy, image, digest, &evidence, &material, super::observe::review_time())
     }
-}
-
-/// Why the signatures do not meet `require`: what was required, how many distinct signers
-/// satisfied which authorities, and why the others were not satisfied.
-fn unmet_signatures(
-    policy: &ImagePolicy,
-    keys: &[(&Authority, Option<KeyMaterial>, Arc<TrustRoot>)],
-    by_authority: &[Vec<SignedBy>],
-    matching: &Matching,
-    failures: &[String],
-    evidence: &super::discovery::Evidence,
-    digest: &Digest,
-) -> String {
-    let total = policy.authorities.len();
-    let required = describe_require(policy.require, total);
-    let counted = matching.counted();
-    if evidence.signatures.is_empty() && evidence.bundles.is_empty() {
-        return format!(
-            "requires {required}, {counted} satisfied: no signatures found for {digest} (looked at {})",
-            evidence.looked.join(", ")
-        );
-    }
-    let names: Vec<String> = keys
-        .iter()
-        .zip(by_authority)
-        .filter(|(_, signers)| !signers.is_empty())
-        .map(|((authority, _, _), _)| format!("{:?}", authority.name))
-        .collect();
-    let mut parts = Vec::new();
-    if !names.is_empty() {
-        let mut identities: Vec<_> = by_authority.iter().flatten().map(|s| &s.identity).collect();
-        identities.sort();
-        identities.dedup();
-        let signers: Vec<String> = identities.iter().map(ToString::to_string).collect();
-        let noun = if matching.signers == 1 { "signer" } else { "signers" };
-        parts.push(format!(
-            "{} distinct {noun} satisfied authorities {} ({}); a signer counts for one authority only",
-            matching.signers,
-            names.join(", "),
-            signers.join(", ")
-        ));
-    }
-    parts.extend(failures.iter().cloned());
-    format!("requires {required}; {counted} counted: {digest}: {}", parts.join(" | "))
 }
 
 impl RegistryVerifier {
     /// The registry client to use for a workload: with its pull secrets, if any.
-    async fn registry_for(&self, pull: Option<&PullContext>) -> Result<Option<Registry>, String> {
+    async fn registry_for(&self, pull: Option<&PullContext>) -> Result<Option<Registry>, Unchecked> {
         match (pull, &self.secrets) {
             (Some(context), Some(source)) => match source.keychain(context).await {
                 Ok(keychain) if keychain.is_empty() => Ok(None),
                 Ok(keychain) => Ok(Some(self.registry.with_credentials(keychain))),
-                Err(e) => Err(format!("imagePullSecrets: {e}")),
+                Err(e) => Err(Unchecked::PullSecrets { detail: e.to_string() }),
             },
             _ => Ok(None),
         }
@@ -318,20 +218,20 @@ impl Verifier for RegistryVerifier {
         pull: Option<&'a PullContext>,
     ) -> BoxFuture<'a, Result<Digest, String>> {
         Box::pin(async move {
-            let with_pull_secrets = self.registry_for(pull).await?;
+            let with_pull_secrets = self.registry_for(pull).await.map_err(|e| e.to_string())?;
             let registry = with_pull_secrets.as_ref().unwrap_or(&self.registry);
             let tag = image.tag().unwrap_or("latest");
             registry
                 .resolve(image.registry(), image.repository(), tag)
                 .await
-                .map_err(|e| format!("registry error (not a signature failure): {e}"))
+                .map_err(|error| Unchecked::Registry { error }.to_string())
         })
     }
 
     fn verify<'a>(&'a self, request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             if request.policy.authorities.is_empty() {
-                return Outcome::Verified { detail: "no authorities to check".to_owned() };
+                return Outcome::Verified { detail: Verification::NothingRequired };
             }
             let with_pull_secrets = match self.registry_for(request.pull).await {
                 Ok(registry) => registry,
@@ -343,8 +243,8 @@ impl Verifier for RegistryVerifier {
     }
 }
 
-fn registry_error(e: &RegistryError) -> Outcome {
-    Outcome::Error { reason: format!("registry error (not a signature failure): {e}") }
+fn registry_error(error: RegistryError) -> Outcome {
+    Outcome::Error { reason: Unchecked::Registry { error } }
 }
 
 /// The public key of a key authority (None for keyless), as read when the policies were loaded.
@@ -352,13 +252,14 @@ pub fn key_material(authority: &Authority) -> Option<KeyMaterial> {
     let AuthorityKind::Key(key) = &authority.kind else {
         return None;
     };
+    let unavailable = |why: String| Err(Failure::KeyUnavailable { why });
     Some(match key {
         KeyRef::Pem(pem) => Ok(pem.clone()),
         KeyRef::File(path) => match &authority.files.key {
             Some(content) => Ok(content.text.to_string()),
-            None => Err(format!("public key {} was not read when the policies were loaded", path.display())),
+            None => unavailable(format!("public key {} was not read when the policies were loaded", path.display())),
         },
-        KeyRef::Secret { name, .. } => Err(format!(
+        KeyRef::Secret { name, .. } => unavailable(format!(
             "key from Secret {name:?}: secretRef keys are read from the API server by `portcullis serve` in a \
              cluster only; elsewhere use publicKeyFile or publicKey"
         )),
@@ -386,7 +287,9 @@ mod tests {
         std::fs::write(dir.path().join("k.pub"), "-----BEGIN PUBLIC KEY-----\non disk\n").expect("write");
         // Compiled but not loaded: the file exists, yet the verifier does not read it.
         let mut authority = authority(dir.path());
-        let Some(Err(why)) = key_material(&authority) else { panic!("an unloaded key must not verify") };
+        let Some(Err(Failure::KeyUnavailable { why })) = key_material(&authority) else {
+            panic!("an unloaded key must not verify")
+        };
         assert!(why.contains("k.pub was not read when the policies were loaded"), "{why}");
         authority.files.key = Some(FileContent::new("loaded"));
         assert_eq!(key_material(&authority), Some(Ok("loaded".to_owned())));

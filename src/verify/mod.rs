@@ -19,12 +19,14 @@ pub mod cluster;
 pub mod cosign;
 pub mod discovery;
 pub mod image;
+pub mod judge;
 pub mod key_secrets;
 pub mod observe;
 pub mod platforms;
 pub mod pull_secrets;
 pub mod registry;
 pub mod signers;
+pub mod verdict;
 
 use crate::image::ImageRef;
 use crate::policy::ImagePolicy;
@@ -41,15 +43,16 @@ pub struct VerifyRequest<'a> {
     pub pull: Option<&'a pull_secrets::PullContext>,
 }
 
-/// The result of verifying one image against one policy.
+/// The result of verifying one image against one policy: typed verdicts (see [`verdict`]),
+/// rendered to messages by their `Display` and `to_json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The requirements are met; `detail` says by what (authority, location).
-    Verified { detail: String },
+    /// The requirements are met; `detail` says by what (authority, signer, location).
+    Verified { detail: verdict::Verification },
     /// Checked, and the requirements are not met: why, per authority and location.
-    Failed { reason: String },
-    /// Could not be checked (registry error with status, log error, timeout).
-    Error { reason: String },
+    Failed { reason: verdict::Denial },
+    /// Could not be checked (registry error with status, timeout, condition error).
+    Error { reason: verdict::Unchecked },
 }
 
 /// Checks signatures and attestations. Shared by the webhook, `portcullis verify` and tests.
@@ -91,6 +94,6 @@ impl Verifier for Unsupported {
             "{what} requirements are not yet verifiable: this portcullis build does not verify \
              cosign signatures yet"
         );
-        Box::pin(async move { Outcome::Error { reason } })
+        Box::pin(async move { Outcome::Error { reason: verdict::Unchecked::Unavailable { detail: reason } } })
     }
 }

@@ -42,8 +42,8 @@ pub struct SignedBy {
     /// key). Signatures that share a key are one signer even under two identities (a key
     /// that also got a Fulcio certificate, `cosign sign --key … --issue-certificate`).
     pub signing_key: [u8; 32],
-    /// Where the signature was found (`.sig layer 0`, a referrer digest…).
-    pub location: String,
+    /// Where the signature was found (a `.sig` layer, a referrer…).
+    pub location: super::discovery::Location,
 }
 
 /// How authorities are counted against distinct signers.
@@ -164,12 +164,13 @@ pub fn describe_require(require: Require, total: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::discovery::Location;
 
     fn key(n: u8) -> SignedBy {
         SignedBy {
             identity: SignerIdentity::Key { spki_sha256: [n; 32] },
             signing_key: [n; 32],
-            location: format!("sig {n}"),
+            location: Location::Tag { tag: format!("sig {n}"), layer: 0 },
         }
     }
 
@@ -177,7 +178,7 @@ mod tests {
         SignedBy {
             identity: SignerIdentity::Certificate { issuer: issuer.into(), subject: subject.into() },
             signing_key: [key; 32],
-            location: String::new(),
+            location: Location::Tag { tag: String::new(), layer: 0 },
         }
     }
 

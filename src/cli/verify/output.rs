@@ -242,6 +242,8 @@ fn json_record(record: &Record) -> Value {
                 "subject": finding.subject,
                 "result": result,
                 "message": message,
+                // The typed class of a failed or unchecked verification (null otherwise).
+                "failure": finding.failure,
             });
             if let Some((_, image)) = images.iter().find(|(subject, _)| *subject == finding.subject) {
                 for key in ["image", "field", "digest"] {
