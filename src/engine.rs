@@ -140,7 +140,10 @@ impl Engine {
                 Ok(Outcome::Verified { .. }) => Verdict::Pass,
                 Ok(Outcome::Failed { reason }) => Verdict::Fail(reason),
                 Ok(Outcome::Error { reason }) => Verdict::Error(reason),
-                Err(_) => Verdict::Error("verification did not finish before the review deadline".to_owned()),
+                Err(_) => Verdict::Error(match crate::verify::observe::slow_call() {
+                    Some(slow) => format!("verification did not finish before the review deadline: {slow}"),
+                    None => "verification did not finish before the review deadline".to_owned(),
+                }),
             };
             subjects
                 .into_iter()

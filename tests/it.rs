@@ -13,6 +13,8 @@ mod support;
 mod admission;
 #[path = "attestations.rs"]
 mod attestations;
+#[path = "budget.rs"]
+mod budget;
 #[path = "cli.rs"]
 mod cli;
 #[path = "keyless.rs"]

@@ -14,6 +14,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
 use sha2::{Digest as _, Sha256};
 
 pub mod auth;
+pub mod bound;
 mod retry;
 
 use self::auth::{Challenge, Credential, Keychain, parse_challenge};
@@ -44,6 +45,8 @@ pub struct RegistryConfig {
     pub keychain: Keychain,
     /// Per-request timeout (default 10 s).
     pub timeout: Option<Duration>,
+    /// Most requests in flight to one registry host (default [`bound::DEFAULT_CONCURRENCY`]).
+    pub concurrency: Option<usize>,
 }
 
 /// What went wrong talking to a registry.
@@ -63,6 +66,11 @@ pub enum RegistryError {
     Invalid { url: String, why: String },
     #[error("cannot build the registry client: {0}")]
     Client(String),
+    #[error(
+        "no request slot for {host} before the review's deadline: waited {waited_ms} ms for one of its {limit} \
+         request slots, all in flight (--registry-concurrency)"
+    )]
+    Busy { host: String, limit: usize, waited_ms: u64 },
 }
 
 /// A fetched manifest: its bytes, media type and (checked) digest.
@@ -92,6 +100,7 @@ pub struct Registry {
     tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
     requests: Arc<AtomicU64>,
     observer: Arc<dyn Observer>,
+    slots: Arc<bound::HostSlots>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -113,12 +122,14 @@ impl Registry {
             }
         }
         let http = builder.build().map_err(|e| RegistryError::Client(e.to_string()))?;
+        let slots = Arc::new(bound::HostSlots::new(config.concurrency.unwrap_or(bound::DEFAULT_CONCURRENCY)));
         Ok(Self {
             http,
             config,
             tokens: Mutex::new(HashMap::new()),
             requests: Arc::new(AtomicU64::new(0)),
             observer: observe::ignore(),
+            slots,
         })
     }
 
@@ -140,6 +151,7 @@ impl Registry {
             tokens: Mutex::new(HashMap::new()),
             requests: Arc::clone(&self.requests),
             observer: Arc::clone(&self.observer),
+            slots: Arc::clone(&self.slots),
         }
     }
 
@@ -159,14 +171,18 @@ impl Registry {
     /// gives no `Docker-Content-Digest`.
     pub async fn resolve(&self, registry: &str, repository: &str, reference: &str) -> Result<Digest, RegistryError> {
         let url = format!("{}/{repository}/manifests/{reference}", self.base(registry));
-        let response = self.send(registry, repository, reqwest::Method::HEAD, &url, MANIFEST_ACCEPT).await?;
-        if response.status() == StatusCode::OK
-            && let Some(digest) = header_digest(response.headers())
         {
-            return Ok(digest);
-        }
-        if response.status() != StatusCode::OK && response.status() != StatusCode::METHOD_NOT_ALLOWED {
-            return Err(status_error(&url, response.status(), ""));
+            let (_slot, call) = self.start(registry, "HEAD", &url).await?;
+            let response = self.send(registry, repository, reqwest::Method::HEAD, &url, MANIFEST_ACCEPT).await?;
+            call.done();
+            if response.status() == StatusCode::OK
+                && let Some(digest) = header_digest(response.headers())
+            {
+                return Ok(digest);
+            }
+            if response.status() != StatusCode::OK && response.status() != StatusCode::METHOD_NOT_ALLOWED {
+                return Err(status_error(&url, response.status(), ""));
+            }
         }
         match self.manifest(registry, repository, reference).await? {
             Some(m) => Ok(m.digest),
@@ -183,8 +199,10 @@ impl Registry {
         reference: &str,
     ) -> Result<Option<Manifest>, RegistryError> {
         let url = format!("{}/{repository}/manifests/{reference}", self.base(registry));
+        let (_slot, call) = self.start(registry, "GET", &url).await?;
         let response = self.send(registry, repository, reqwest::Method::GET, &url, MANIFEST_ACCEPT).await?;
         if response.status() == StatusCode::NOT_FOUND {
+            call.done();
             return Ok(None);
         }
         if !response.status().is_success() {
@@ -199,6 +217,7 @@ impl Registry {
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
         let claimed = header_digest(response.headers());
         let bytes = read_limited(response, &url, MAX_MANIFEST_BYTES).await?;
+        call.done();
         let actual = sha256_digest(&bytes);
         if let Ok(expected) = Digest::parse(reference)
             && expected != actual
@@ -231,11 +250,13 @@ impl Registry {
         limit: usize,
     ) -> Result<Vec<u8>, RegistryError> {
         let url = format!("{}/{repository}/blobs/{digest}", self.base(registry));
+        let (_slot, call) = self.start(registry, "GET", &url).await?;
         let response = self.send(registry, repository, reqwest::Method::GET, &url, "*/*").await?;
         if !response.status().is_success() {
             return Err(status_error(&url, response.status(), ""));
         }
         let bytes = read_limited(response, &url, limit).await?;
+        call.done();
         let actual = sha256_digest(&bytes);
         if digest.algorithm() != "sha256" || &actual != digest {
             return Err(mismatch(&url, digest, &actual));
@@ -252,17 +273,31 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Option<serde_json::Value>, RegistryError> {
         let url = format!("{}/{repository}/referrers/{digest}", self.base(registry));
+        let (_slot, call) = self.start(registry, "GET", &url).await?;
         let response = self.send(registry, repository, reqwest::Method::GET, &url, OCI_INDEX).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
                 let bytes = read_limited(response, &url, MAX_MANIFEST_BYTES).await?;
+                call.done();
                 let index: serde_json::Value = serde_json::from_slice(&bytes)
                     .map_err(|e| RegistryError::Invalid { url: url.clone(), why: format!("referrers index: {e}") })?;
                 Ok(Some(index))
             }
             status => Err(status_error(&url, status, "")),
         }
+    }
+
+    /// Take one of `registry`'s request slots (waiting within the review's deadline) and record
+    /// the call for the review, so a denial for time can name it; both end when dropped.
+    async fn start(
+        &self,
+        registry: &str,
+        method: &str,
+        url: &str,
+    ) -> Result<(tokio::sync::OwnedSemaphorePermit, observe::CallGuard), RegistryError> {
+        let slot = self.slots.acquire(registry, self.observer.as_ref()).await?;
+        Ok((slot, observe::call(|| format!("{method} {url}"))))
     }
 
     /// Send a request, following one auth challenge (Basic or Bearer token flow).
