@@ -15,6 +15,11 @@
 //! OCI 1.1 and cosign 2.x write it), the index entry's `artifactType` only pre-selects.
 //!
 //! Everything found is evidence to verify, nothing more: discovery never decides.
+//!
+//! The places are independent, so they are looked in concurrently (the legacy tags, the
+//! referrers, and the layers of each manifest), bounded by the registry client's per-host
+//! limit: a cold verification costs two round trips, not one per request. The first error in
+//! a fixed order (legacy tags, then referrers) is the answer, whatever finished first.
 
 use std::collections::BTreeMap;
 
@@ -143,16 +148,25 @@ pub async fn discover(
     digest: &Digest,
     wanted: Wanted,
 ) -> Result<Evidence, RegistryError> {
-    let (host, repo) = (image.registry(), image.repository());
-    let mut evidence = Evidence::default();
     let legacy = [("sig", false, wanted.signatures), ("att", true, wanted.attestations)];
-    for (suffix, into_attestations, _) in legacy.into_iter().filter(|(_, _, wanted)| *wanted) {
+    let legacy = legacy.into_iter().filter(|(_, _, wanted)| *wanted).map(|(suffix, into_attestations, _)| async move {
         let tag = tag_for(digest, suffix);
-        match registry.manifest(host, repo, &tag).await? {
-            None => evidence.looked.push(format!("tag {tag}: absent")),
+        let found = match registry.manifest(image.registry(), image.repository(), &tag).await? {
+            None => None,
             Some(manifest) => {
                 let json = manifest.json().map_err(|e| invalid(&tag, e))?;
-                let layers = legacy_layers(registry, image, &json, &format!("tag {tag}")).await?;
+                Some(legacy_layers(registry, image, &json, &format!("tag {tag}")).await?)
+            }
+        };
+        Ok::<_, RegistryError>((tag, into_attestations, found))
+    });
+    let (legacy, referrers) =
+        futures_util::future::join(join_all(legacy), referrers(registry, image, digest, wanted)).await;
+    let mut evidence = Evidence::default();
+    for found in legacy {
+        match found? {
+            (tag, _, None) => evidence.looked.push(format!("tag {tag}: absent")),
+            (tag, into_attestations, Some(layers)) => {
                 evidence.looked.push(format!("tag {tag}: {} layer(s)", layers.len()));
                 if into_attestations {
                     evidence.attestations = layers;
@@ -162,6 +176,28 @@ pub async fn discover(
             }
         }
     }
+    let found = referrers?;
+    evidence.looked.extend(found.looked);
+    evidence.signatures.extend(found.signatures);
+    evidence.attestations.extend(found.attestations);
+    evidence.bundles.extend(found.bundles);
+    Ok(evidence)
+}
+
+/// Run `futures` concurrently; their results in order.
+async fn join_all<T>(futures: impl IntoIterator<Item = impl Future<Output = T>>) -> Vec<T> {
+    futures_util::future::join_all(futures).await
+}
+
+/// The OCI 1.1 referrers of `digest` (the API, else the fallback tag) that are ours.
+async fn referrers(
+    registry: &Registry,
+    image: &ImageRef,
+    digest: &Digest,
+    wanted: Wanted,
+) -> Result<Evidence, RegistryError> {
+    let (host, repo) = (image.registry(), image.repository());
+    let mut evidence = Evidence::default();
     let (index, how) = match registry.referrers_api(host, repo, digest).await? {
         Some(index) => (Some(index), "referrers API".to_owned()),
         None => {
@@ -241,8 +277,7 @@ async fn legacy_layers(
         url: at.to_owned(),
         why: "not an image manifest (no \"layers\" list)".to_owned(),
     })?;
-    let mut out = Vec::new();
-    for (i, layer) in layers.iter().take(MAX_LAYERS).enumerate() {
+    let fetches = layers.iter().take(MAX_LAYERS).enumerate().map(|(i, layer)| async move {
         let location = format!("{at} layer {i}");
         let blob = fetch_layer(registry, image, layer, &location).await?;
         let annotations = layer
@@ -250,9 +285,10 @@ async fn legacy_layers(
             .and_then(Value::as_object)
             .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect())
             .unwrap_or_default();
-        out.push(LegacyLayer { location, blob, annotations });
-    }
-    Ok(out)
+        Ok(LegacyLayer { location, blob, annotations })
+    });
+    // In layer order; the first error (by layer) is the answer.
+    join_all(fetches).await.into_iter().collect()
 }
 
 async fn fetch_layer(
