@@ -137,9 +137,9 @@ impl Engine {
         }
         let checks = unique.into_iter().map(|(policy, image, subjects)| async move {
             let request = VerifyRequest { image, policy, pull };
-            let outcome = tokio::time::timeout_at(deadline, verifier.verify(request))
-                .await
-                .unwrap_or(Outcome::Error { reason: Unchecked::Timeout });
+            let outcome = tokio::time::timeout_at(deadline, verifier.verify(request)).await.unwrap_or_else(|_| {
+                Outcome::Error { reason: Unchecked::Timeout { slow: crate::verify::observe::slow_call() } }
+            });
             // The message and the JSON class are rendered from the same typed verdict.
             let (verdict, failure) = match outcome {
                 Outcome::Verified { .. } => (Verdict::Pass, None),

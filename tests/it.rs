@@ -13,6 +13,8 @@ mod support;
 mod admission;
 #[path = "attestations.rs"]
 mod attestations;
+#[path = "budget.rs"]
+mod budget;
 #[path = "ci_recipes.rs"]
 mod ci_recipes;
 #[path = "cli.rs"]

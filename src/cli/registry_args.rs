@@ -26,6 +26,10 @@ pub struct RegistryArgs {
     /// Timeout of one registry request.
     #[arg(long, env = "PORTCULLIS_REGISTRY_TIMEOUT", default_value = "10s", value_parser = super::serve::parse_duration)]
     pub registry_timeout: Duration,
+    /// Most requests in flight to one registry host, shared by all reviews; more wait for a
+    /// slot, within the review's deadline.
+    #[arg(long, env = "PORTCULLIS_REGISTRY_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub registry_concurrency: u32,
     /// A Sigstore trusted_root.json, or `github` (GitHub's artifact attestation instance, built in);
     /// default: the public-good instance's, embedded.
     #[arg(long, env = "PORTCULLIS_TRUSTED_ROOT")]
@@ -47,8 +51,15 @@ impl RegistryArgs {
         self,
         observer: std::sync::Arc<dyn crate::verify::observe::Observer>,
     ) -> anyhow::Result<RegistryVerifier> {
-        let Self { registry_config, registry_ca, insecure_registry, registry_timeout, trusted_root, max_platforms } =
-            self;
+        let Self {
+            registry_config,
+            registry_ca,
+            insecure_registry,
+            registry_timeout,
+            registry_concurrency,
+            trusted_root,
+            max_platforms,
+        } = self;
         let keychain = match &registry_config {
             Some(path) => Keychain::from_docker_config(path)?,
             None => Keychain::default(),
@@ -58,7 +69,13 @@ impl RegistryArgs {
             let bytes = std::fs::read(path).with_context(|| format!("cannot read --registry-ca {}", path.display()))?;
             ca_pem.push(bytes);
         }
-        let config = RegistryConfig { insecure: insecure_registry, ca_pem, keychain, timeout: Some(registry_timeout) };
+        let config = RegistryConfig {
+            insecure: insecure_registry,
+            ca_pem,
+            keychain,
+            timeout: Some(registry_timeout),
+            concurrency: Some(usize::try_from(registry_concurrency).context("--registry-concurrency is too large")?),
+        };
         let registry = Registry::new(config)?.with_observer(observer);
         let trust = match &trusted_root {
             Some(path) => TrustRoot::named_or_file(path)?,

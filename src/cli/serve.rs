@@ -130,6 +130,11 @@ pub struct PolicyArgs {
     /// credentials view; 0 resolves at every review). A moved tag is seen after this long.
     #[arg(long, env = "PORTCULLIS_TAG_CACHE_TTL", default_value = "30s", value_parser = parse_duration)]
     pub tag_cache_ttl: Duration,
+    /// Admit a digest that cannot be checked now (registry or log unreachable) if it was
+    /// verified under the same policy within this window and has not failed since, with a
+    /// warning in the response. Off by default (0); never after a failed verification.
+    #[arg(long, env = "PORTCULLIS_LAST_KNOWN_GOOD", default_value = "0s", value_parser = parse_duration)]
+    pub last_known_good: Duration,
     /// What to do with an image that no ImagePolicy matches.
     #[arg(long, env = "PORTCULLIS_UNMATCHED_IMAGES", value_enum, default_value_t = UnmatchedArg::Allow)]
     pub unmatched_images: UnmatchedArg,
@@ -179,6 +184,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         pull_secret_namespaces,
         verify_cache_ttl,
         tag_cache_ttl,
+        last_known_good,
         unmatched_images,
     } = policy;
 
@@ -250,6 +256,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let verifier = cluster.attach(registry.verifier_observed(metrics.clone())?, &published.policies);
     let verifier = CachedVerifier::new(Arc::new(verifier), verify_cache_ttl)
         .with_tag_ttl(tag_cache_ttl)
+        .with_last_known_good(last_known_good)
         .with_observer(metrics.clone());
     let engine = Engine::new(published.policies, Arc::new(verifier), settings);
     let state = AppState { engine: Arc::new(engine), metrics, status: published.status };

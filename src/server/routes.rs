@@ -146,14 +146,16 @@ async fn handle(state: AppState, request: Request, webhook: Webhook) -> Response
     let span = info_span!("review", webhook = webhook_name, uid = %review.uid);
     let scope = ReviewScope::new(Some(deadline));
     let tally = std::sync::Arc::clone(&scope.tally);
-    let (decision, patch) = match webhook {
-        Webhook::Validate => (scope.run(state.engine.review(&review, deadline)).instrument(span).await, None),
+    let (mut decision, patch) = match webhook {
+        Webhook::Validate => (scope.clone().run(state.engine.review(&review, deadline)).instrument(span).await, None),
         Webhook::Mutate => {
-            let mutation = scope.run(state.engine.mutate(&review, deadline)).instrument(span).await;
+            let mutation = scope.clone().run(state.engine.mutate(&review, deadline)).instrument(span).await;
             let patch = crate::engine::patch(&mutation.pins);
             (mutation.decision, Some(patch))
         }
     };
+    // Warnings from verification itself (an admission on the last known good verification).
+    decision.warnings.extend(scope.take_warnings());
     let elapsed = started.elapsed();
     let mode = review_log::mode(&decision);
     review_log::log(&review, webhook_name, &decision, mode, elapsed, tally.summary());

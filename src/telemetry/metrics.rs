@@ -108,6 +108,8 @@ pub struct Metrics {
     registry_requests: Family<RequestLabels, Counter>,
     registry_duration: HistogramFamily<HostLabels>,
     registry_retries: Family<HostLabels, Counter>,
+    registry_queue_wait: HistogramFamily<HostLabels>,
+    last_known_good: Counter<u64, AtomicU64>,
     hosts: Mutex<HashSet<String>>,
     certificate_expiry: Gauge,
     certificate: OnceLock<Box<dyn Fn() -> Option<i64> + Send + Sync>>,
@@ -216,6 +218,18 @@ impl Metrics {
             "Registry requests sent again after a 429 or 503 (Retry-After), by host",
             registry_retries.clone(),
         );
+        let registry_queue_wait: HistogramFamily<HostLabels> = Family::new_with_constructor(registry_histogram);
+        r.register(
+            "registry_queue_wait_seconds",
+            "Time registry requests waited for a free slot of their host (--registry-concurrency), by host; only requests that waited",
+            registry_queue_wait.clone(),
+        );
+        let last_known_good = Counter::default();
+        r.register(
+            "last_known_good_admissions",
+            "Verifications that could not be checked, answered by the digest's last good verification (--last-known-good)",
+            last_known_good.clone(),
+        );
         let certificate_expiry = Gauge::default();
         r.register(
             "tls_certificate_expiry_timestamp_seconds",
@@ -244,6 +258,8 @@ impl Metrics {
             registry_requests,
             registry_duration,
             registry_retries,
+            registry_queue_wait,
+            last_known_good,
             hosts: Mutex::new(HashSet::new()),
             certificate_expiry,
             certificate: OnceLock::new(),
@@ -339,6 +355,14 @@ impl Observer for Metrics {
 
     fn registry_retry(&self, host: &str) {
         self.registry_retries.get_or_create(&HostLabels { host: self.host(host) }).inc();
+    }
+
+    fn registry_queue_wait(&self, host: &str, elapsed: Duration) {
+        self.registry_queue_wait.get_or_create(&HostLabels { host: self.host(host) }).observe(elapsed.as_secs_f64());
+    }
+
+    fn last_known_good(&self) {
+        self.last_known_good.inc();
     }
 
     fn cache_lookup(&self, cache: CacheKind, lookup: Lookup) {

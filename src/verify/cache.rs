@@ -12,6 +12,9 @@
 //! tag for another. The digest then goes through the digest-keyed cache, so a burst of reviews of
 //! a new tag costs one resolution and one verification. A moved tag is seen after `tag_ttl`;
 //! `digest: require` and `pin` close that window entirely.
+//!
+//! With `--last-known-good` ([`known_good`]), a digest that cannot be checked now is answered by
+//! its last good verification within that window, with a warning.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,8 +23,14 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+mod known_good;
+#[cfg(test)]
+mod tests;
+
+use self::known_good::KnownGood;
 use super::observe::{self, CacheKind, Lookup, Observer, OutcomeClass};
 use super::pull_secrets::PullContext;
+use super::verdict::Verification;
 use super::{BoxFuture, Outcome, Verifier, VerifyRequest};
 use crate::image::{Digest, ImageRef};
 
@@ -45,6 +54,7 @@ pub struct CachedVerifier {
     tag_ttl: Duration,
     tags: Mutex<HashMap<TagKey, TagSlot>>,
     observer: Arc<dyn Observer>,
+    known_good: Option<KnownGood>,
 }
 
 impl CachedVerifier {
@@ -56,7 +66,15 @@ impl CachedVerifier {
             tag_ttl: DEFAULT_TAG_TTL,
             tags: Mutex::new(HashMap::new()),
             observer: observe::ignore(),
+            known_good: None,
         }
+    }
+
+    /// Admit a digest that cannot be checked now if it was verified under the same policy
+    /// within `window` and has not failed since (zero: never).
+    pub fn with_last_known_good(mut self, window: Duration) -> Self {
+        self.known_good = (!window.is_zero()).then(|| KnownGood::new(window));
+        self
     }
 
     /// Report lookups, evictions, sizes and verifications to `observer`.
@@ -86,6 +104,47 @@ impl CachedVerifier {
         };
         self.observer.verification_finished(class, started.elapsed());
         outcome
+    }
+
+    /// A fresh verification of a digest, remembered for `--last-known-good`.
+    async fn verify_digest(&self, key: &Key, request: VerifyRequest<'_>) -> Outcome {
+        let outcome = self.verify_uncached(request).await;
+        if let Some(known_good) = &self.known_good {
+            known_good.record(key, &outcome);
+        }
+        outcome
+    }
+
+    /// An outcome that could not be checked, answered by the digest's last good verification
+    /// within the `--last-known-good` window, with a warning for the review; else unchanged.
+    fn or_last_known_good(&self, key: &Key, request: VerifyRequest<'_>, outcome: Outcome) -> Outcome {
+        let (Outcome::Error { reason, .. }, Some(known_good)) = (&outcome, &self.known_good) else {
+            return outcome;
+        };
+        if !reason.is_unreachable() {
+            return outcome;
+        }
+        let Some(ago) = known_good.verified_within(key) else {
+            return outcome;
+        };
+        self.observer.last_known_good();
+        let warning = format!(
+            "{} admitted on its last known good verification under policy {}, {} s ago (--last-known-good {} s): \
+             it could not be checked now: {reason}",
+            request.image,
+            request.policy.name,
+            ago.as_secs(),
+            known_good.window.as_secs()
+        );
+        tracing::warn!(image = %request.image, policy = %request.policy.name, %reason, "admitted on the last known good verification");
+        observe::warn(warning);
+        Outcome::Verified {
+            detail: Verification::LastKnownGood {
+                ago_secs: ago.as_secs(),
+                window_secs: known_good.window.as_secs(),
+                unchecked: Box::new(reason.clone()),
+            },
+        }
     }
 
     /// Reuse tag resolutions for `ttl` (zero: resolve every time).
@@ -137,7 +196,7 @@ impl CachedVerifier {
         result
     }
 
-    fn slot(&self, key: &Key) -> Slot {
+    fn slot(&self, key: &Key) -> (Slot, Lookup) {
         let (slot, lookup, evicted, size) = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();
@@ -155,7 +214,7 @@ impl CachedVerifier {
             }
         };
         self.looked_up(CacheKind::Verification, lookup, evicted, size);
-        slot
+        (slot, lookup)
     }
 
     fn forget(&self, key: &Key, slot: &Slot) {
@@ -205,15 +264,20 @@ impl Verifier for CachedVerifier {
                 };
                 return self.verify(VerifyRequest { image: &pinned, ..request }).await;
             };
-            if self.ttl.is_zero() {
-                return self.verify_uncached(request).await;
-            }
             let fingerprint = request.policy.fingerprint ^ self.inner.cache_salt(request.policy).rotate_left(1);
             let key = (fingerprint, format!("{}@{digest}", request.image.name()));
-            let slot = self.slot(&key);
+            if self.ttl.is_zero() {
+                let outcome = self.verify_digest(&key, request).await;
+                return self.or_last_known_good(&key, request, outcome);
+            }
+            let (slot, lookup) = self.slot(&key);
+            // Joining another review's verification: a denial for time names that wait.
+            let joined = (lookup == Lookup::Join).then(|| {
+                observe::call(|| format!("the verification of {} already running for another review", request.image))
+            });
             let (outcome, _) = slot
                 .get_or_init(|| async {
-                    let outcome = self.verify_uncached(request).await;
+                    let outcome = self.verify_digest(&key, request).await;
                     let life = match &outcome {
                         Outcome::Verified { .. } => self.ttl,
                         Outcome::Failed { .. } => self.ttl / 10,
@@ -223,132 +287,13 @@ impl Verifier for CachedVerifier {
                 })
                 .await
                 .clone();
+            if let Some(joined) = joined {
+                joined.done();
+            }
             if matches!(outcome, Outcome::Error { .. }) {
                 self.forget(&key, &slot);
             }
-            outcome
+            self.or_last_known_good(&key, request, outcome)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use super::*;
-    use crate::image::ImageRef;
-    use crate::policy::cel::CelEnv;
-    use crate::policy::compile::parse_file;
-    use crate::policy::{ImagePolicy, Policy};
-
-    struct Counting {
-        calls: AtomicUsize,
-        outcome: Outcome,
-        resolves: AtomicUsize,
-    }
-
-    fn counting(outcome: Outcome) -> Arc<Counting> {
-        Arc::new(Counting { calls: AtomicUsize::new(0), outcome, resolves: AtomicUsize::new(0) })
-    }
-
-    impl Verifier for Counting {
-        fn resolve<'a>(
-            &'a self,
-            _image: &'a ImageRef,
-            _pull: Option<&'a PullContext>,
-        ) -> BoxFuture<'a, Result<Digest, String>> {
-            self.resolves.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                Digest::parse(&PINNED[PINNED.len() - 71..]).map_err(|e| e.to_string())
-            })
-        }
-
-        fn verify<'a>(&'a self, _request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            let outcome = self.outcome.clone();
-            Box::pin(async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                outcome
-            })
-        }
-    }
-
-    fn policy(text_extra: &str) -> ImagePolicy {
-        let text = format!(
-            "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: p}}\nspec:\n  images: ['**']{text_extra}\n  authorities: [{{name: k, key: {{publicKeyFile: k.pub}}}}]\n"
-        );
-        match parse_file(&text, "p.yaml", std::path::Path::new("."), &CelEnv::new()).expect("policy").remove(0) {
-            Policy::Image(p) => p,
-            Policy::Resource(_) => panic!("image policy"),
-        }
-    }
-
-    const PINNED: &str = "ghcr.io/acme/app@sha256:5b0bcabd1ed22e9fb1310cf6c2dec7cdef19f0ad69efa1f392e94a4333501270";
-
-    #[tokio::test(start_paused = true)]
-    async fn concurrent_reviews_share_one_verification_until_it_expires() {
-        let inner = counting(Outcome::Verified { detail: crate::verify::verdict::Verification::NothingRequired });
-        let cache = CachedVerifier::new(inner.clone(), Duration::from_secs(300));
-        let (p, image) = (policy(""), ImageRef::parse(PINNED).expect("ref"));
-        let request = VerifyRequest { image: &image, policy: &p, pull: None };
-        let outcomes = futures_util::future::join_all((0..20).map(|_| cache.verify(request))).await;
-        assert!(outcomes.iter().all(|o| matches!(o, Outcome::Verified { .. })));
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 1, "single flight");
-        cache.verify(request).await;
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 1, "cached");
-        // An edited policy is another key.
-        let edited = policy("\n  platforms: every-platform");
-        cache.verify(VerifyRequest { image: &image, policy: &edited, pull: None }).await;
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
-        tokio::time::advance(Duration::from_secs(301)).await;
-        cache.verify(request).await;
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 3, "expired");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn errors_are_not_cached_and_tags_resolve_once_per_ttl() {
-        let inner = counting(Outcome::Error {
-            reason: crate::verify::verdict::Unchecked::Unavailable { detail: "503".into() },
-        });
-        let cache = CachedVerifier::new(inner.clone(), Duration::from_secs(300));
-        let (p, image) = (policy(""), ImageRef::parse(PINNED).expect("ref"));
-        cache.verify(VerifyRequest { image: &image, policy: &p, pull: None }).await;
-        cache.verify(VerifyRequest { image: &image, policy: &p, pull: None }).await;
-        assert_eq!(inner.calls.load(Ordering::SeqCst), 2);
-        let tagged = ImageRef::parse("ghcr.io/acme/app:v1").expect("ref");
-        let ok = counting(Outcome::Verified { detail: crate::verify::verdict::Verification::NothingRequired });
-        let cache = CachedVerifier::new(ok.clone(), Duration::from_secs(300));
-        let outcomes = futures_util::future::join_all(
-            (0..10).map(|_| cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: None })),
-        )
-        .await;
-        assert!(outcomes.iter().all(|o| matches!(o, Outcome::Verified { .. })), "{outcomes:?}");
-        assert_eq!(ok.resolves.load(Ordering::SeqCst), 1, "one resolution, shared");
-        assert_eq!(ok.calls.load(Ordering::SeqCst), 1, "then one verification of the digest");
-        // The digest it resolved to is the digest cache's entry.
-        cache.verify(VerifyRequest { image: &ImageRef::parse(PINNED).expect("ref"), policy: &p, pull: None }).await;
-        assert_eq!(ok.calls.load(Ordering::SeqCst), 1);
-        // Another credentials view resolves for itself.
-        let view = |ns: &str| PullContext {
-            namespace: ns.into(),
-            secrets: vec!["regcred".into()],
-            service_account: "default".into(),
-        };
-        let (a, b) = (view("team-a"), view("team-b"));
-        cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: Some(&a) }).await;
-        cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: Some(&a) }).await;
-        cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: Some(&b) }).await;
-        assert_eq!(ok.resolves.load(Ordering::SeqCst), 3, "one per credentials view");
-        // After the tag TTL, the tag is resolved again.
-        tokio::time::advance(DEFAULT_TAG_TTL + Duration::from_secs(1)).await;
-        cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: None }).await;
-        assert_eq!(ok.resolves.load(Ordering::SeqCst), 4, "expired");
-        // With a zero tag TTL, every review resolves.
-        let uncached = counting(Outcome::Verified { detail: crate::verify::verdict::Verification::NothingRequired });
-        let cache = CachedVerifier::new(uncached.clone(), Duration::from_secs(300)).with_tag_ttl(Duration::ZERO);
-        cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: None }).await;
-        cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: None }).await;
-        assert_eq!(uncached.calls.load(Ordering::SeqCst), 2);
     }
 }

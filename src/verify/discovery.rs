@@ -190,24 +190,35 @@ impl ReferrerKind {
 }
 
 /// Look in every place cosign writes for `digest` in the image's repository (bundle referrers
-/// always; the legacy layers, as tags or referrers, that `wanted` asks for).
+/// always; the legacy layers, as tags or referrers, that `wanted` asks for). The legacy tags and
+/// the referrers are looked up concurrently (each request bounded by the registry's per-host
+/// limit); the first error, in this fixed order (tags, then referrers), is the answer.
 pub async fn discover(
     registry: &Registry,
     image: &ImageRef,
     digest: &Digest,
     wanted: Wanted,
 ) -> Result<Evidence, RegistryError> {
-    let (host, repo) = (image.registry(), image.repository());
-    let mut evidence = Evidence::default();
     let legacy = [("sig", false, wanted.signatures), ("att", true, wanted.attestations)];
-    for (suffix, into_attestations, _) in legacy.into_iter().filter(|(_, _, wanted)| *wanted) {
+    let legacy = legacy.into_iter().filter(|(_, _, wanted)| *wanted).map(|(suffix, into_attestations, _)| async move {
         let tag = tag_for(digest, suffix);
-        match registry.manifest(host, repo, &tag).await? {
-            None => evidence.looked.push(format!("tag {tag}: absent")),
+        let found = match registry.manifest(image.registry(), image.repository(), &tag).await? {
+            None => None,
             Some(manifest) => {
                 let json = manifest.json().map_err(|e| invalid(&tag, e))?;
                 let at = Location::Tag { tag: tag.clone(), layer: 0 };
-                let layers = legacy_layers(registry, image, &json, &at).await?;
+                Some(legacy_layers(registry, image, &json, &at).await?)
+            }
+        };
+        Ok::<_, RegistryError>((tag, into_attestations, found))
+    });
+    let (legacy, referrers) =
+        futures_util::future::join(join_all(legacy), referrers(registry, image, digest, wanted)).await;
+    let mut evidence = Evidence::default();
+    for found in legacy {
+        match found? {
+            (tag, _, None) => evidence.looked.push(format!("tag {tag}: absent")),
+            (tag, into_attestations, Some(layers)) => {
                 evidence.looked.push(format!("tag {tag}: {} layer(s)", layers.len()));
                 if into_attestations {
                     evidence.attestations = layers;
@@ -217,6 +228,28 @@ pub async fn discover(
             }
         }
     }
+    let found = referrers?;
+    evidence.looked.extend(found.looked);
+    evidence.signatures.extend(found.signatures);
+    evidence.attestations.extend(found.attestations);
+    evidence.bundles.extend(found.bundles);
+    Ok(evidence)
+}
+
+/// Run `futures` concurrently; their results in order.
+async fn join_all<T>(futures: impl IntoIterator<Item = impl std::future::Future<Output = T>>) -> Vec<T> {
+    futures_util::future::join_all(futures).await
+}
+
+/// The OCI 1.1 referrers of `digest` (the API, else the fallback tag) that are ours.
+async fn referrers(
+    registry: &Registry,
+    image: &ImageRef,
+    digest: &Digest,
+    wanted: Wanted,
+) -> Result<Evidence, RegistryError> {
+    let (host, repo) = (image.registry(), image.repository());
+    let mut evidence = Evidence::default();
     let fallback_tag = tag_for(digest, "");
     let (index, how, fallback) = match registry.referrers_api(host, repo, digest).await? {
         Some(index) => (Some(index), "referrers API".to_owned(), false),
@@ -300,8 +333,7 @@ async fn legacy_layers(
         url: at.to_string(),
         why: "not an image manifest (no \"layers\" list)".to_owned(),
     })?;
-    let mut out = Vec::new();
-    for (i, layer) in layers.iter().take(MAX_LAYERS).enumerate() {
+    let fetches = layers.iter().take(MAX_LAYERS).enumerate().map(|(i, layer)| async move {
         let location = at.layer(i);
         let blob = fetch_layer(registry, image, layer, &location.to_string()).await?;
         let annotations = layer
@@ -309,9 +341,10 @@ async fn legacy_layers(
             .and_then(Value::as_object)
             .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned()))).collect())
             .unwrap_or_default();
-        out.push(LegacyLayer { location, blob, annotations });
-    }
-    Ok(out)
+        Ok(LegacyLayer { location, blob, annotations })
+    });
+    // In layer order; the first error (by layer) is the answer.
+    join_all(fetches).await.into_iter().collect()
 }
 
 async fn fetch_layer(

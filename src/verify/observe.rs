@@ -7,8 +7,8 @@
 //! from the cache.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -86,6 +86,14 @@ pub trait Observer: Send + Sync {
     fn verification_finished(&self, class: OutcomeClass, elapsed: Duration) {
         let _ = (class, elapsed);
     }
+    /// A registry request waited `elapsed` for one of its host's connection slots
+    /// (`--registry-concurrency`); reported only when it had to wait.
+    fn registry_queue_wait(&self, host: &str, elapsed: Duration) {
+        let _ = (host, elapsed);
+    }
+    /// A digest that could not be checked was admitted on its last good verification
+    /// (`--last-known-good`).
+    fn last_known_good(&self) {}
 }
 
 /// The observer that ignores everything.
@@ -134,11 +142,78 @@ impl Tally {
     }
 }
 
+/// The registry calls (and waits) of one review: those still open and the slowest one that
+/// ended, so a review cut by its deadline can say which call was slow.
+#[derive(Debug, Default)]
+pub struct Calls {
+    next: AtomicU64,
+    state: Mutex<CallState>,
+}
+
+#[derive(Debug, Default)]
+struct CallState {
+    open: Vec<(u64, String, Instant)>,
+    /// What, how long, and whether it was answered.
+    slowest: Option<(String, Duration, bool)>,
+}
+
+impl Calls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CallState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The slow call, in words: the oldest still open, else the slowest that ended.
+    pub fn slowest(&self) -> Option<String> {
+        let state = self.lock();
+        let now = Instant::now();
+        if let Some((_, what, started)) = state.open.iter().min_by_key(|(_, _, started)| *started) {
+            return Some(format!("{what} had not ended after {} ms", now.duration_since(*started).as_millis()));
+        }
+        state.slowest.as_ref().map(|(what, took, answered)| {
+            if *answered {
+                format!("the slowest registry call, {what}, took {} ms", took.as_millis())
+            } else {
+                format!("{what} got no answer within {} ms", took.as_millis())
+            }
+        })
+    }
+}
+
+/// One open call of a review; ends when dropped (unanswered unless [`CallGuard::done`]).
+#[derive(Debug)]
+pub struct CallGuard {
+    id: u64,
+    calls: Option<Arc<Calls>>,
+    answered: bool,
+}
+
+impl CallGuard {
+    /// The call got its answer.
+    pub fn done(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let Some(calls) = &self.calls else { return };
+        let mut state = calls.lock();
+        let Some(at) = state.open.iter().position(|(id, _, _)| *id == self.id) else { return };
+        let (_, what, started) = state.open.swap_remove(at);
+        let took = started.elapsed();
+        if state.slowest.as_ref().is_none_or(|(_, slowest, _)| took > *slowest) {
+            state.slowest = Some((what, took, self.answered));
+        }
+    }
+}
+
 /// The review a verification runs for.
 #[derive(Debug, Clone)]
 pub struct ReviewScope {
     pub deadline: Option<Instant>,
     pub tally: Arc<Tally>,
+    pub calls: Arc<Calls>,
+    warnings: Arc<Mutex<Vec<String>>>,
 }
 
 tokio::task_local! {
@@ -147,7 +222,13 @@ tokio::task_local! {
 
 impl ReviewScope {
     pub fn new(deadline: Option<Instant>) -> Self {
-        Self { deadline, tally: Arc::default() }
+        Self { deadline, tally: Arc::default(), calls: Arc::default(), warnings: Arc::default() }
+    }
+
+    /// The warnings verification added for this review (e.g. an admission on the last known
+    /// good verification), taken out.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Run `fut` inside this scope.
@@ -181,6 +262,28 @@ pub(crate) fn tally(lookup: Lookup) {
     let _ = SCOPE.try_with(|s| s.tally.record(lookup));
 }
 
+/// Record a call (`what`: e.g. `GET https://…`) of the review being served until the guard
+/// drops; outside a review, nothing.
+pub(crate) fn call(what: impl FnOnce() -> String) -> CallGuard {
+    let calls = SCOPE.try_with(|s| Arc::clone(&s.calls)).ok();
+    let id = calls.as_ref().map_or(0, |calls| {
+        let id = calls.next.fetch_add(1, Ordering::Relaxed);
+        calls.lock().open.push((id, what(), Instant::now()));
+        id
+    });
+    CallGuard { id, calls, answered: false }
+}
+
+/// The slow call of the review being served, in words (for a denial for time).
+pub fn slow_call() -> Option<String> {
+    SCOPE.try_with(|s| s.calls.slowest()).ok().flatten()
+}
+
+/// Add a warning to the review being served's response (nothing outside a review).
+pub(crate) fn warn(text: String) {
+    let _ = SCOPE.try_with(|s| s.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(text));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +303,30 @@ mod tests {
         assert_eq!(scope.tally.counts(), (1, 0, 1));
         assert_eq!(scope.tally.summary(), "partial");
         assert_eq!(ReviewScope::new(None).tally.summary(), "none");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_scope_names_the_slow_call() {
+        let scope = ReviewScope::new(None);
+        assert_eq!(scope.calls.slowest(), None);
+        let inside = scope.clone().run(async {
+            let quick = call(|| "GET /quick".to_owned());
+            tokio::time::advance(Duration::from_millis(10)).await;
+            quick.done();
+            let slow = call(|| "GET /slow".to_owned());
+            tokio::time::advance(Duration::from_millis(300)).await;
+            let open = slow_call();
+            slow.done();
+            let cut = call(|| "GET /cut".to_owned());
+            tokio::time::advance(Duration::from_millis(500)).await;
+            drop(cut);
+            (open, slow_call())
+        });
+        let (open, ended) = inside.await;
+        assert_eq!(open.as_deref(), Some("GET /slow had not ended after 300 ms"));
+        assert_eq!(ended.as_deref(), Some("GET /cut got no answer within 500 ms"));
+        // Outside a review nothing is recorded.
+        drop(call(|| "GET /outside".to_owned()));
+        assert_eq!(slow_call(), None);
     }
 }

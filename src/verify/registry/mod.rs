@@ -13,6 +13,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, WWW_AUTHENTICATE};
 use sha2::{Digest as _, Sha256};
 
 pub mod auth;
+pub mod bound;
 pub mod layout;
 mod retry;
 
@@ -44,6 +45,8 @@ pub struct RegistryConfig {
     pub keychain: Keychain,
     /// Per-request timeout (default 10 s).
     pub timeout: Option<Duration>,
+    /// Most requests in flight to one registry host (default [`bound::DEFAULT_CONCURRENCY`]).
+    pub concurrency: Option<usize>,
 }
 
 /// What went wrong talking to a registry.
@@ -63,6 +66,11 @@ pub enum RegistryError {
     Invalid { url: String, why: String },
     #[error("cannot build the registry client: {0}")]
     Client(String),
+    #[error(
+        "no request slot for {host} before the review's deadline: waited {waited_ms} ms for one of its {limit} \
+         request slots, all in flight (--registry-concurrency)"
+    )]
+    Busy { host: String, limit: usize, waited_ms: u64 },
 }
 
 /// A fetched manifest: its bytes, media type and (checked) digest.
@@ -94,6 +102,7 @@ pub struct Registry {
     observer: Arc<dyn Observer>,
     /// Serve everything from this OCI layout instead of the network (`policy test` evidence).
     layout: Option<Arc<layout::Layout>>,
+    slots: Arc<bound::HostSlots>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -115,6 +124,7 @@ impl Registry {
             }
         }
         let http = builder.build().map_err(|e| RegistryError::Client(e.to_string()))?;
+        let slots = Arc::new(bound::HostSlots::new(config.concurrency.unwrap_or(bound::DEFAULT_CONCURRENCY)));
         Ok(Self {
             http,
             config,
@@ -122,6 +132,7 @@ impl Registry {
             requests: Arc::new(AtomicU64::new(0)),
             observer: observe::ignore(),
             layout: None,
+            slots,
         })
     }
 
@@ -154,6 +165,7 @@ impl Registry {
             requests: Arc::clone(&self.requests),
             observer: Arc::clone(&self.observer),
             layout: self.layout.clone(),
+            slots: Arc::clone(&self.slots),
         }
     }
 
@@ -176,14 +188,18 @@ impl Registry {
             return layout.resolve(reference);
         }
         let url = format!("{}/{repository}/manifests/{reference}", self.base(registry));
-        let response = self.send(registry, repository, reqwest::Method::HEAD, &url, MANIFEST_ACCEPT).await?;
-        if response.status() == StatusCode::OK
-            && let Some(digest) = header_digest(response.headers())
         {
-            return Ok(digest);
-        }
-        if response.status() != StatusCode::OK && response.status() != StatusCode::METHOD_NOT_ALLOWED {
-            return Err(status_error(&url, response.status(), ""));
+            let (_slot, call) = self.start(registry, "HEAD", &url).await?;
+            let response = self.send(registry, repository, reqwest::Method::HEAD, &url, MANIFEST_ACCEPT).await?;
+            call.done();
+            if response.status() == StatusCode::OK
+                && let Some(digest) = header_digest(response.headers())
+            {
+                return Ok(digest);
+            }
+            if response.status() != StatusCode::OK && response.status() != StatusCode::METHOD_NOT_ALLOWED {
+                return Err(status_error(&url, response.status(), ""));
+            }
         }
         match self.manifest(registry, repository, reference).await? {
             Some(m) => Ok(m.digest),
@@ -203,8 +219,10 @@ impl Registry {
             return layout.manifest(reference);
         }
         let url = format!("{}/{repository}/manifests/{reference}", self.base(registry));
+        let (_slot, call) = self.start(registry, "GET", &url).await?;
         let response = self.send(registry, repository, reqwest::Method::GET, &url, MANIFEST_ACCEPT).await?;
         if response.status() == StatusCode::NOT_FOUND {
+            call.done();
             return Ok(None);
         }
         if !response.status().is_success() {
@@ -219,6 +237,7 @@ impl Registry {
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
         let claimed = header_digest(response.headers());
         let bytes = read_limited(response, &url, MAX_MANIFEST_BYTES).await?;
+        call.done();
         let actual = sha256_digest(&bytes);
         if let Ok(expected) = Digest::parse(reference)
             && expected != actual
@@ -254,11 +273,13 @@ impl Registry {
             return layout.blob(digest, limit);
         }
         let url = format!("{}/{repository}/blobs/{digest}", self.base(registry));
+        let (_slot, call) = self.start(registry, "GET", &url).await?;
         let response = self.send(registry, repository, reqwest::Method::GET, &url, "*/*").await?;
         if !response.status().is_success() {
             return Err(status_error(&url, response.status(), ""));
         }
         let bytes = read_limited(response, &url, limit).await?;
+        call.done();
         let actual = sha256_digest(&bytes);
         if digest.algorithm() != "sha256" || &actual != digest {
             return Err(mismatch(&url, digest, &actual));
@@ -278,17 +299,31 @@ impl Registry {
             return layout.referrers(digest);
         }
         let url = format!("{}/{repository}/referrers/{digest}", self.base(registry));
+        let (_slot, call) = self.start(registry, "GET", &url).await?;
         let response = self.send(registry, repository, reqwest::Method::GET, &url, OCI_INDEX).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
                 let bytes = read_limited(response, &url, MAX_MANIFEST_BYTES).await?;
+                call.done();
                 let index: serde_json::Value = serde_json::from_slice(&bytes)
                     .map_err(|e| RegistryError::Invalid { url: url.clone(), why: format!("referrers index: {e}") })?;
                 Ok(Some(index))
             }
             status => Err(status_error(&url, status, "")),
         }
+    }
+
+    /// Take one of `registry`'s request slots (waiting within the review's deadline) and record
+    /// the call for the review, so a denial for time can name it; both end when dropped.
+    async fn start(
+        &self,
+        registry: &str,
+        method: &str,
+        url: &str,
+    ) -> Result<(tokio::sync::OwnedSemaphorePermit, observe::CallGuard), RegistryError> {
+        let slot = self.slots.acquire(registry, self.observer.as_ref()).await?;
+        Ok((slot, observe::call(|| format!("{method} {url}"))))
     }
 
     /// Send a request, following one auth challenge (Basic or Bearer token flow).

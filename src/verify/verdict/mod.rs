@@ -259,8 +259,9 @@ pub struct RequirementNotMet {
 pub enum Unchecked {
     /// The registry answered with an error or could not be reached.
     Registry { error: super::registry::RegistryError },
-    /// The verification did not finish before the review deadline.
-    Timeout,
+    /// The verification did not finish before the review deadline; `slow` names the call that
+    /// was still waiting (registry request, slot, another review's verification), when known.
+    Timeout { slow: Option<String> },
     /// An authority's trusted root could not be used.
     TrustedRoot { authority: String, detail: String },
     /// The workload's imagePullSecrets could not be read.
@@ -274,6 +275,16 @@ pub enum Unchecked {
 }
 
 impl Unchecked {
+    /// Whether this is "could not reach" (registry, API server, deadline), which
+    /// `--last-known-good` may answer; never a trusted root that does not load or a condition
+    /// that cannot be evaluated, which a retry later would not change.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            Self::Registry { .. } | Self::Timeout { .. } | Self::PullSecrets { .. } | Self::TagResolution { .. }
+        )
+    }
+
     /// The HTTP status of a registry error, if it had one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -299,4 +310,7 @@ pub enum Verification {
     NothingRequired,
     /// The digest (and `platforms` platform manifests) met every requirement, by these.
     Checked { digest: Digest, platforms: usize, by: Vec<Satisfied> },
+    /// Not checked now (`unchecked`), admitted on the digest's last good verification under the
+    /// same policy `ago_secs` ago, within the `--last-known-good` window.
+    LastKnownGood { ago_secs: u64, window_secs: u64, unchecked: Box<Unchecked> },
 }

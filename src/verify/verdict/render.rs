@@ -151,7 +151,10 @@ impl fmt::Display for Unchecked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Registry { error } => write!(f, "registry error (not a signature failure): {error}"),
-            Self::Timeout => f.write_str("verification did not finish before the review deadline"),
+            Self::Timeout { slow: None } => f.write_str("verification did not finish before the review deadline"),
+            Self::Timeout { slow: Some(slow) } => {
+                write!(f, "verification did not finish before the review deadline: {slow}")
+            }
             Self::TrustedRoot { authority, detail } => write!(f, "authority {authority:?}: trusted root: {detail}"),
             Self::PullSecrets { detail } => write!(f, "imagePullSecrets: {detail}"),
             Self::TagResolution { detail } | Self::Unavailable { detail } => f.write_str(detail),
@@ -184,6 +187,11 @@ impl fmt::Display for Verification {
                 }
                 write!(f, ": {}", joined(by, "; "))
             }
+            Self::LastKnownGood { ago_secs, window_secs, unchecked } => write!(
+                f,
+                "admitted on its last known good verification, {ago_secs} s ago (--last-known-good {window_secs} s): \
+                 it could not be checked now: {unchecked}"
+            ),
         }
     }
 }
@@ -260,7 +268,7 @@ impl Unchecked {
         let detail = self.to_string();
         match self {
             Self::Registry { .. } => json!({ "class": "registry-error", "status": self.status(), "detail": detail }),
-            Self::Timeout => json!({ "class": "timeout", "detail": detail }),
+            Self::Timeout { .. } => json!({ "class": "timeout", "detail": detail }),
             Self::TrustedRoot { authority, .. } => {
                 json!({ "class": "trusted-root-error", "authority": authority, "detail": detail })
             }
