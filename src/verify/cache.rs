@@ -226,8 +226,10 @@ impl CachedVerifier {
     }
 }
 
-/// Keep a map under [`MAX_ENTRIES`]: drop expired entries, then everything if that is not
-/// enough. Returns how many entries were dropped.
+/// Keep a map under [`MAX_ENTRIES`]: drop expired entries, then, if that is not enough, the
+/// tenth of the entries that expire soonest (never one still being computed: `expires` is
+/// `None` for those). A flood of new digests therefore costs the oldest results, not the whole
+/// cache. Returns how many entries were dropped.
 fn make_room<K, V>(map: &mut HashMap<K, V>, now: Instant, expires: impl Fn(&V) -> Option<Instant>) -> usize {
     if map.len() < MAX_ENTRIES {
         return 0;
@@ -235,7 +237,13 @@ fn make_room<K, V>(map: &mut HashMap<K, V>, now: Instant, expires: impl Fn(&V) -
     let before = map.len();
     map.retain(|_, v| expires(v).is_none_or(|at| at > now));
     if map.len() >= MAX_ENTRIES {
-        map.clear();
+        let mut times: Vec<Instant> = map.values().filter_map(&expires).collect();
+        let drop = (MAX_ENTRIES / 10).min(times.len());
+        if drop > 0 {
+            let (_, cutoff, _) = times.select_nth_unstable(drop - 1);
+            let cutoff = *cutoff;
+            map.retain(|_, v| expires(v).is_none_or(|at| at > cutoff));
+        }
     }
     before - map.len()
 }

@@ -255,3 +255,21 @@ async fn a_review_joining_another_reviews_verification_records_that_wait() {
     let slow = scope.calls.slowest().expect("the joining review recorded its wait");
     assert!(slow.contains("already running for another review") && slow.contains("took 50 ms"), "{slow}");
 }
+
+#[test]
+fn a_full_cache_drops_the_soonest_to_expire_tenth_not_everything() {
+    let now = Instant::now();
+    let mut map: HashMap<usize, Option<Instant>> =
+        (0..MAX_ENTRIES).map(|i| (i, Some(now + Duration::from_secs(1 + i as u64)))).collect();
+    // One still being computed: never dropped.
+    map.insert(0, None);
+    let dropped = make_room(&mut map, now, |v| *v);
+    assert_eq!(dropped, MAX_ENTRIES / 10);
+    assert_eq!(map.len(), MAX_ENTRIES - MAX_ENTRIES / 10);
+    assert!(map.contains_key(&0), "an entry in flight is kept");
+    assert!(!map.contains_key(&1) && map.contains_key(&(MAX_ENTRIES - 1)), "the soonest to expire go first");
+    // Expired entries go before any live one.
+    let mut map: HashMap<usize, Option<Instant>> =
+        (0..MAX_ENTRIES).map(|i| (i, Some(if i % 2 == 0 { now } else { now + Duration::from_secs(60) }))).collect();
+    assert_eq!(make_room(&mut map, now, |v| *v), MAX_ENTRIES / 2);
+}
