@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
@@ -200,7 +200,14 @@ impl TokenKey {
 #[derive(Default)]
 pub struct TokenCache {
     tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
+    /// One token request per credential set at a time: concurrent requests that all got a 401
+    /// (discovery fetches tags, referrers and layers at once) wait for the first one's token.
+    fetching: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<Option<LastFetch>>>>>,
 }
+
+/// The last token request of a credential set: when it ended, and its `Authorization` value or
+/// why it failed (a failure is shared only with the requests that waited for it, never kept).
+pub type LastFetch = (Instant, Result<String, super::RegistryError>);
 
 impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -228,6 +235,19 @@ impl TokenCache {
             }
         }
         tokens.insert(key, (authorization, until));
+    }
+
+    /// Wait for the right to fetch the token of `key` (single flight). Holders should look in
+    /// the cache again before fetching: the previous holder may have filled it.
+    pub async fn fetch_turn(&self, key: &TokenKey) -> tokio::sync::OwnedMutexGuard<Option<LastFetch>> {
+        let lock = {
+            let mut fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+            if fetching.len() >= MAX_TOKENS {
+                fetching.retain(|_, lock| Arc::strong_count(lock) > 1);
+            }
+            Arc::clone(fetching.entry(key.clone()).or_default())
+        };
+        lock.lock_owned().await
     }
 
     /// Tokens kept (expired ones included until they are replaced or dropped).

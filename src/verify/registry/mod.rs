@@ -338,6 +338,7 @@ impl Registry {
         let credential = self.config.keychain.get(registry);
         let key = TokenKey::new(registry, repository, credential);
         let cached = self.tokens.get(&key);
+        let sent_at = Instant::now();
         let response = self.request(registry, method.clone(), url, accept, cached.as_deref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
@@ -365,10 +366,24 @@ impl Registry {
             },
             Challenge::Bearer { realm, service, scope } => {
                 let scope = scope.unwrap_or_else(|| format!("repository:{repository}:pull"));
-                let token = self.fetch_token(url, &realm, service.as_deref(), &scope, credential).await?;
-                let header = format!("Bearer {}", token.0);
-                self.tokens.insert(key, header.clone(), token.1);
-                header
+                let mut turn = self.tokens.fetch_turn(&key).await;
+                match &*turn {
+                    // A concurrent request fetched (or failed to fetch) since this one was sent.
+                    Some((at, Ok(fresh))) if *at >= sent_at && Some(fresh) != cached.as_ref() => fresh.clone(),
+                    Some((at, Err(error))) if *at >= sent_at => return Err(error.clone()),
+                    // Fetched by another request after this one was sent without it.
+                    _ if let Some(fresh) = self.tokens.get(&key).filter(|f| Some(f) != cached.as_ref()) => fresh,
+                    _ => {
+                        let fetched = self.fetch_token(url, &realm, service.as_deref(), &scope, credential).await;
+                        let header = fetched.map(|(token, life)| {
+                            let header = format!("Bearer {token}");
+                            self.tokens.insert(key.clone(), header.clone(), life);
+                            header
+                        });
+                        *turn = Some((Instant::now(), header.clone()));
+                        header?
+                    }
+                }
             }
         };
         let retry = self.request(registry, method, url, accept, Some(&authorization)).await?;
