@@ -19,6 +19,8 @@ mod ci_recipes;
 mod cli;
 #[path = "cluster_state.rs"]
 mod cluster_state;
+#[path = "format_matrix.rs"]
+mod format_matrix;
 #[path = "keyless.rs"]
 mod keyless;
 #[path = "pinning.rs"]
