@@ -29,6 +29,8 @@ mod pinning;
 mod policy_evidence;
 #[path = "pull_secrets.rs"]
 mod pull_secrets;
+#[path = "real_artifacts.rs"]
+mod real_artifacts;
 #[path = "registry.rs"]
 mod registry;
 #[path = "registry_auth.rs"]
