@@ -21,6 +21,8 @@ mod ci_recipes;
 mod cli;
 #[path = "cluster_state.rs"]
 mod cluster_state;
+#[path = "format_matrix.rs"]
+mod format_matrix;
 #[path = "keyless.rs"]
 mod keyless;
 #[path = "pinning.rs"]
@@ -29,6 +31,8 @@ mod pinning;
 mod policy_evidence;
 #[path = "pull_secrets.rs"]
 mod pull_secrets;
+#[path = "real_artifacts.rs"]
+mod real_artifacts;
 #[path = "registry.rs"]
 mod registry;
 #[path = "registry_auth.rs"]

@@ -292,7 +292,7 @@ fn p384_keyless_bundles_with_sha384_log_entries() {
 /// A DSSE envelope over `statement` signed with `sign`, and the `dev.sigstore.cosign/bundle`
 /// annotation of an `intoto` 0.0.1 entry for it (as cosign before 2.0 logged attestations),
 /// logging `logged_payload` (default: the statement) and `verifier_pem` as the public key.
-fn intoto_v001(
+pub(crate) fn intoto_v001(
     sigstore: &MiniSigstore,
     sign: &dyn Fn(&[u8]) -> Vec<u8>,
     statement: &[u8],
