@@ -15,6 +15,8 @@ mod admission;
 mod attestations;
 #[path = "cli.rs"]
 mod cli;
+#[path = "hostile_policies.rs"]
+mod hostile_policies;
 #[path = "keyless.rs"]
 mod keyless;
 #[path = "pinning.rs"]
