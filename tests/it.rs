@@ -15,6 +15,8 @@ mod admission;
 mod attestations;
 #[path = "cli.rs"]
 mod cli;
+#[path = "connections.rs"]
+mod connections;
 #[path = "hostile_policies.rs"]
 mod hostile_policies;
 #[path = "keyless.rs"]
