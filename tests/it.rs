@@ -17,6 +17,8 @@ mod attestations;
 mod cli;
 #[path = "connections.rs"]
 mod connections;
+#[path = "fuzz_regressions.rs"]
+mod fuzz_regressions;
 #[path = "hostile_policies.rs"]
 mod hostile_policies;
 #[path = "keyless.rs"]
