@@ -29,7 +29,11 @@ fn the_canonicaliser_table() {
         ("ghcr.io:443/acme/app".into(), Some("ghcr.io/acme/app:latest".into())),
         ("LOCALHOST:5000/app".into(), Some("localhost:5000/app:latest".into())),
         ("LOCALHOST/app".into(), Some("localhost/app:latest".into())),
-        ("Registry/app".into(), Some("registry/app:latest".into())),
+        // A single-label host loses its host-ness when written canonically (found by fuzzing).
+        ("Registry/app".into(), None),
+        ("LOCFo0050/o".into(), None),
+        ("reg:443/app".into(), None),
+        ("REG:5000/app".into(), Some("reg:5000/app:latest".into())),
         ("localhost:5000/app:v1".into(), Some("localhost:5000/app:v1".into())),
         ("ghcr.io:8443/acme/app".into(), Some("ghcr.io:8443/acme/app:latest".into())),
         ("ghcr.io:80/acme/app".into(), Some("ghcr.io:80/acme/app:latest".into())),
