@@ -138,6 +138,11 @@ impl ImageRef {
         for component in repository.split('/') {
             validate_component(component)?;
         }
+        // The limit holds for the name as the runtime reads it (distribution checks the
+        // normalized name), so the canonical form always parses back (found by fuzzing).
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(ImageRefError::TooLong);
+        }
         let tag = match (tag, &digest) {
             (Some(tag), _) => Some(tag.to_owned()),
             (None, None) => Some("latest".to_owned()),

@@ -95,6 +95,11 @@ fn the_canonicaliser_table() {
         }
     }
     assert_eq!(ImageRef::parse(&"a".repeat(300)), Err(ImageRefError::TooLong));
+    // 250 characters as written, 260 once `docker.io/` is added: too long (found by fuzzing).
+    let short_but_long = format!("a/{}", "b".repeat(248));
+    assert_eq!(ImageRef::parse(&short_but_long), Err(ImageRefError::TooLong));
+    let fits = format!("a/{}", "b".repeat(243));
+    assert_eq!(ImageRef::parse(&fits).map(|r| r.name().len()), Ok(255));
 }
 
 #[test]
