@@ -73,7 +73,7 @@ impl Engine {
             return Decision::allow();
         }
         let set = self.policies();
-        let mut findings = resource_findings(&set.resources, review);
+        let mut findings = resource_findings(&set.resources, review, deadline);
         findings.extend(sops_findings(&set.resources, review));
         findings.extend(self.image_findings(&set, review, deadline).await);
         decide(findings)
@@ -279,8 +279,9 @@ fn sops_findings(policies: &[ResourcePolicy], review: &Review) -> Vec<Finding> {
     }
 }
 
-/// Every ResourcePolicy rule that applies to the request.
-fn resource_findings(policies: &[ResourcePolicy], review: &Review) -> Vec<Finding> {
+/// Every ResourcePolicy rule that applies to the request; a rule still running at `deadline`
+/// (or past its cost budget) is an error.
+fn resource_findings(policies: &[ResourcePolicy], review: &Review, deadline: Instant) -> Vec<Finding> {
     let null = Value::Null;
     let object = review.object.as_ref().unwrap_or(&null);
     let old_object = review.old_object.as_ref().unwrap_or(&null);
@@ -296,7 +297,12 @@ fn resource_findings(policies: &[ResourcePolicy], review: &Review) -> Vec<Findin
         }
         for rule in &policy.rules {
             if bindings.is_none() {
-                bindings = Some(rule.expression.env().bind(&vars, crate::verify::observe::review_time()));
+                bindings = Some(
+                    rule.expression
+                        .env()
+                        .bind(&vars, crate::verify::observe::review_time())
+                        .map(|b| b.with_deadline(deadline.into_std())),
+                );
             }
             let evaluated = match &bindings {
                 Some(Ok(bound)) => rule.expression.eval_bool_in(bound),

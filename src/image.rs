@@ -138,6 +138,11 @@ impl ImageRef {
         for component in repository.split('/') {
             validate_component(component)?;
         }
+        // The limit holds for the name as the runtime reads it (distribution checks the
+        // normalized name), so the canonical form always parses back (found by fuzzing).
+        if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
+            return Err(ImageRefError::TooLong);
+        }
         let tag = match (tag, &digest) {
             (Some(tag), _) => Some(tag.to_owned()),
             (None, None) => Some("latest".to_owned()),
@@ -200,7 +205,21 @@ impl std::str::FromStr for ImageRef {
 /// Split `host[:port]/path` into the canonical registry and the path.
 fn split_registry(name: &str) -> Result<(String, &str), ImageRefError> {
     match name.split_once('/') {
-        Some((first, path)) if is_domain(first) => Ok((canonical_host(first)?, path)),
+        Some((first, path)) if is_domain(first) => {
+            let host = canonical_host(first)?;
+            // The canonical form must still read as a host: `Registry/app` and `reg:443/app` are
+            // pulled from a host, but `registry/app` names a Docker Hub namespace.
+            if !is_domain(&host) {
+                return Err(ImageRefError::InvalidRegistry {
+                    host: first.to_owned(),
+                    why: format!(
+                        "written as {host} it has no `.` or port, so it would name a Docker Hub namespace; \
+                         use the registry's full name (with its domain) or a port other than 443"
+                    ),
+                });
+            }
+            Ok((host, path))
+        }
         _ => Ok((DOCKER_HUB.to_owned(), name)),
     }
 }

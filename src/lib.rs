@@ -22,6 +22,8 @@ pub mod cli;
 pub mod decision;
 pub mod duration;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod policy;
 pub mod review;

@@ -21,8 +21,14 @@ mod ci_recipes;
 mod cli;
 #[path = "cluster_state.rs"]
 mod cluster_state;
+#[path = "connections.rs"]
+mod connections;
 #[path = "format_matrix.rs"]
 mod format_matrix;
+#[path = "fuzz_regressions.rs"]
+mod fuzz_regressions;
+#[path = "hostile_policies.rs"]
+mod hostile_policies;
 #[path = "keyless.rs"]
 mod keyless;
 #[path = "pinning.rs"]

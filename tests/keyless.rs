@@ -1364,28 +1364,37 @@ async fn several_identities_in_one_authority() {
     );
     let Err(e) = load_text(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) else { panic!("atLeast 2 of one") };
     assert!(e.to_string().contains("lists only 1 authorities"), "{e}");
+}
 
-    // Malformed lists are load errors, naming the field.
-    let bad = [
-        ("identities: []", "non-empty list"),
-        (
-            &*format!("issuer: {ISSUER}\n        identities:\n          - {{issuer: {ISSUER}, subject: {RELEASE}}}"),
-            "replaces issuer",
-        ),
-        (&*format!("identities:\n          - {{issuer: {ISSUER}}}"), "identities[0]: keyless needs subject"),
-        (
-            &*format!("identities:\n          - identities: [{{issuer: {ISSUER}, subject: {RELEASE}}}]"),
-            "identities do not nest",
-        ),
-    ];
-    for (keyless_body, needle) in bad {
-        let text = format!(
-            "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['{}/**']\n  authorities:\n    - name: ci\n      keyless:\n        {keyless_body}\n",
-            s.registry.host
-        );
-        let Err(e) = load_text(&text, "signed.yaml", s.dir.path(), &CelEnv::new()) else {
-            panic!("{keyless_body} accepted")
-        };
-        assert!(e.to_string().contains(needle), "{needle}: {e}");
-    }
+// Malformed identity lists are load errors, naming the field: one test per case.
+
+fn malformed_identities_are_a_load_error(keyless_body: &str, needle: &str) {
+    let text = format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {{name: signed}}\nspec:\n  images: ['registry.example/**']\n  authorities:\n    - name: ci\n      keyless:\n        {keyless_body}\n"
+    );
+    let Err(e) = load_text(&text, "signed.yaml", std::path::Path::new("."), &CelEnv::new()) else {
+        panic!("{keyless_body} accepted")
+    };
+    assert!(e.to_string().contains(needle), "{needle}: {e}");
+}
+
+macro_rules! malformed_identities {
+    ($($name:ident: $body:expr => $needle:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            malformed_identities_are_a_load_error(&$body, $needle);
+        }
+    )*};
+}
+
+malformed_identities! {
+    an_empty_identity_list_is_a_load_error: String::from("identities: []") => "non-empty list";
+    an_issuer_beside_identities_is_a_load_error:
+        format!("issuer: {ISSUER}\n        identities:\n          - {{issuer: {ISSUER}, subject: {RELEASE}}}")
+            => "replaces issuer";
+    an_identity_without_a_subject_is_a_load_error:
+        format!("identities:\n          - {{issuer: {ISSUER}}}") => "identities[0]: keyless needs subject";
+    nested_identity_lists_are_a_load_error:
+        format!("identities:\n          - identities: [{{issuer: {ISSUER}, subject: {RELEASE}}}]")
+            => "identities do not nest";
 }

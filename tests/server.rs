@@ -16,16 +16,16 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-const SERVICE_NAME: &str = "portcullis.portcullis.svc";
+pub(crate) const SERVICE_NAME: &str = "portcullis.portcullis.svc";
 
-struct Running {
-    addr: SocketAddr,
-    ca_pem: String,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
+    pub(crate) ca_pem: String,
+    pub(crate) stop: Option<oneshot::Sender<()>>,
+    pub(crate) done: tokio::task::JoinHandle<()>,
 }
 
-async fn start(limits: Limits) -> Running {
+pub(crate) async fn start(limits: Limits) -> Running {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let generated = CertStore::self_signed(&[SERVICE_NAME.to_owned()]).expect("certificate");
     let tls = generated.store.server_config().expect("tls config");
@@ -42,7 +42,7 @@ async fn start(limits: Limits) -> Running {
     Running { addr, ca_pem: generated.ca_pem, stop: Some(stop), done }
 }
 
-fn client(ca_pem: &str, addr: SocketAddr, http1: bool) -> reqwest::Client {
+pub(crate) fn client(ca_pem: &str, addr: SocketAddr, http1: bool) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca");
     let builder =
         reqwest::Client::builder().tls_certs_only([ca]).resolve(SERVICE_NAME, addr).timeout(Duration::from_secs(30));
@@ -50,7 +50,7 @@ fn client(ca_pem: &str, addr: SocketAddr, http1: bool) -> reqwest::Client {
     builder.build().expect("client")
 }
 
-async fn post_review(client: &reqwest::Client, addr: SocketAddr, body: &Value) -> (Version, Value) {
+pub(crate) async fn post_review(client: &reqwest::Client, addr: SocketAddr, body: &Value) -> (Version, Value) {
     let url = format!("https://{SERVICE_NAME}:{}/validate?timeout=10s", addr.port());
     let response = client.post(url).json(body).send().await.expect("request");
     assert_eq!(response.status(), 200);

@@ -351,35 +351,51 @@ async fn an_unsigned_33rd_platform_is_denied() {
 
 /// An index entry whose digest does not parse used to be skipped; it is a denial naming it.
 /// (docker-registry refuses such an index; ferro-oci-server stores it, as other registries may.)
-#[tokio::test]
-async fn a_platform_entry_with_a_bad_digest_is_denied() {
+async fn a_platform_entry_with_a_bad_digest_is_denied(tag: &str, bad: Option<Value>) {
     let s = setup(Kind::Ferro).await;
     let release = Signer::new();
     s.write_key("release.pub", &release);
     let (amd64, amd64_raw) = s.push.image("team/baddigest", "amd64", "amd64").await;
     s.push.sign_legacy("team/baddigest", &amd64, &release).await;
-    for (tag, bad) in [("missing", None), ("number", Some(json!(5)))] {
-        let mut broken = json!({"mediaType": support::OCI_MANIFEST, "size": 10, "platform": {"os": "linux", "architecture": "arm64"}});
-        if let Some(bad) = bad {
-            broken["digest"] = bad;
-        }
-        let entries = vec![descriptor(&amd64, amd64_raw.len(), Some(("linux", "amd64"))), broken];
-        let index = raw_index(&s.push, "team/baddigest", tag, entries).await;
-        s.push.sign_legacy("team/baddigest", &index, &release).await;
-        let image = format!("{}/team/baddigest:{tag}", s.registry.host);
-        let d = s.decide(s.policies(KEY_SKIP, EVERY_PLATFORM), &image).await;
-        assert!(!d.allowed, "{tag}: {d:?}");
-        let m = message(&d);
-        assert!(m.contains("platform linux/arm64 (manifests[1])") && m.contains("not a valid digest"), "{tag}: {m}");
+    let mut broken =
+        json!({"mediaType": support::OCI_MANIFEST, "size": 10, "platform": {"os": "linux", "architecture": "arm64"}});
+    if let Some(bad) = bad {
+        broken["digest"] = bad;
     }
+    let entries = vec![descriptor(&amd64, amd64_raw.len(), Some(("linux", "amd64"))), broken];
+    let index = raw_index(&s.push, "team/baddigest", tag, entries).await;
+    s.push.sign_legacy("team/baddigest", &index, &release).await;
+    let image = format!("{}/team/baddigest:{tag}", s.registry.host);
+    let d = s.decide(s.policies(KEY_SKIP, EVERY_PLATFORM), &image).await;
+    assert!(!d.allowed, "{tag}: {d:?}");
+    let m = message(&d);
+    assert!(m.contains("platform linux/arm64 (manifests[1])") && m.contains("not a valid digest"), "{tag}: {m}");
+}
+
+#[tokio::test]
+async fn a_platform_entry_without_a_digest_is_denied() {
+    a_platform_entry_with_a_bad_digest_is_denied("missing", None).await;
+}
+
+#[tokio::test]
+async fn a_platform_entry_with_a_number_for_its_digest_is_denied() {
+    a_platform_entry_with_a_bad_digest_is_denied("number", Some(json!(5))).await;
 }
 
 /// Only buildkit attestation manifests (`unknown/unknown` with the attestation annotation)
 /// are left out of `every-platform`; an `unknown/unknown` entry without the annotation, an
 /// entry without a platform, or a real platform wearing the annotation are images a runtime
-/// may pick, and are verified.
-#[tokio::test]
-async fn an_unknown_platform_without_the_attestation_annotation_is_verified() {
+/// may pick, and are verified (one test per case).
+#[derive(Clone, Copy)]
+enum Entry {
+    PlainUnknown,
+    NoPlatform,
+    AnnotatedArm64,
+    BuildkitAttestation,
+}
+
+/// A signed index of a signed amd64 image and an unsigned entry of the given kind: the decision.
+async fn index_with_an_unsigned(entry: Entry, sign_the_entry: bool) -> (Decision, String) {
     let s = setup(Kind::Distribution).await;
     let release = Signer::new();
     s.write_key("release.pub", &release);
@@ -387,39 +403,61 @@ async fn an_unknown_platform_without_the_attestation_annotation_is_verified() {
     let (amd64, amd64_raw) = s.push.image(repo, "amd64", "amd64").await;
     let (other, other_raw) = s.push.image(repo, "other", "other").await;
     s.push.sign_legacy(repo, &amd64, &release).await;
+    if sign_the_entry {
+        s.push.sign_legacy(repo, &other, &release).await;
+    }
     let attestation = |platform: (&str, &str)| {
         let mut entry = descriptor(&other, other_raw.len(), Some(platform));
         entry["annotations"] =
             json!({"vnd.docker.reference.type": "attestation-manifest", "vnd.docker.reference.digest": amd64});
         entry
     };
-    let cases = [
-        (
-            "plain-unknown",
-            descriptor(&other, other_raw.len(), Some(("unknown", "unknown"))),
-            "platform unknown/unknown",
-        ),
-        ("no-platform", descriptor(&other, other_raw.len(), None), "platform (no platform)"),
-        ("annotated-arm64", attestation(("linux", "arm64")), "platform linux/arm64"),
-    ];
+    let entry = match entry {
+        Entry::PlainUnknown => descriptor(&other, other_raw.len(), Some(("unknown", "unknown"))),
+        Entry::NoPlatform => descriptor(&other, other_raw.len(), None),
+        Entry::AnnotatedArm64 => attestation(("linux", "arm64")),
+        Entry::BuildkitAttestation => attestation(("unknown", "unknown")),
+    };
     let amd64_entry = descriptor(&amd64, amd64_raw.len(), Some(("linux", "amd64")));
-    for (tag, entry, named) in &cases {
-        let index = raw_index(&s.push, repo, tag, vec![amd64_entry.clone(), entry.clone()]).await;
-        s.push.sign_legacy(repo, &index, &release).await;
-        let d = s.decide(s.policies(KEY_SKIP, EVERY_PLATFORM), &format!("{}/{repo}:{tag}", s.registry.host)).await;
-        assert!(!d.allowed, "{tag}: {d:?}");
-        let m = message(&d);
-        assert!(m.contains(&format!("{named} ({other})")) && m.contains("no signatures found"), "{tag}: {m}");
-    }
-    // A real buildkit attestation manifest is not a platform: skipped.
-    let index =
-        raw_index(&s.push, repo, "buildkit", vec![amd64_entry.clone(), attestation(("unknown", "unknown"))]).await;
+    let index = raw_index(&s.push, repo, "index", vec![amd64_entry, entry]).await;
     s.push.sign_legacy(repo, &index, &release).await;
-    let buildkit = format!("{}/{repo}:buildkit", s.registry.host);
-    assert!(s.decide(s.policies(KEY_SKIP, EVERY_PLATFORM), &buildkit).await.allowed);
-    // Once the entry is signed, the plain unknown/unknown index verifies too.
-    s.push.sign_legacy(repo, &other, &release).await;
-    let d = s.decide(s.policies(KEY_SKIP, EVERY_PLATFORM), &format!("{}/{repo}:plain-unknown", s.registry.host)).await;
+    let d = s.decide(s.policies(KEY_SKIP, EVERY_PLATFORM), &format!("{}/{repo}:index", s.registry.host)).await;
+    (d, other)
+}
+
+async fn an_unsigned_entry_is_denied(entry: Entry, named: &str) {
+    let (d, other) = index_with_an_unsigned(entry, false).await;
+    assert!(!d.allowed, "{d:?}");
+    let m = message(&d);
+    assert!(m.contains(&format!("{named} ({other})")) && m.contains("no signatures found"), "{m}");
+}
+
+#[tokio::test]
+async fn an_unsigned_unknown_platform_without_the_annotation_is_denied() {
+    an_unsigned_entry_is_denied(Entry::PlainUnknown, "platform unknown/unknown").await;
+}
+
+#[tokio::test]
+async fn an_unsigned_entry_without_a_platform_is_denied() {
+    an_unsigned_entry_is_denied(Entry::NoPlatform, "platform (no platform)").await;
+}
+
+#[tokio::test]
+async fn an_unsigned_real_platform_wearing_the_attestation_annotation_is_denied() {
+    an_unsigned_entry_is_denied(Entry::AnnotatedArm64, "platform linux/arm64").await;
+}
+
+/// A real buildkit attestation manifest is not a platform: skipped.
+#[tokio::test]
+async fn a_buildkit_attestation_manifest_is_not_a_platform() {
+    let (d, _) = index_with_an_unsigned(Entry::BuildkitAttestation, false).await;
+    assert!(d.allowed, "{d:?}");
+}
+
+/// Once the entry is signed, the plain unknown/unknown index verifies too.
+#[tokio::test]
+async fn a_signed_unknown_platform_entry_verifies() {
+    let (d, _) = index_with_an_unsigned(Entry::PlainUnknown, true).await;
     assert!(d.allowed, "{d:?}");
 }
 

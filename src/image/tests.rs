@@ -29,7 +29,11 @@ fn the_canonicaliser_table() {
         ("ghcr.io:443/acme/app".into(), Some("ghcr.io/acme/app:latest".into())),
         ("LOCALHOST:5000/app".into(), Some("localhost:5000/app:latest".into())),
         ("LOCALHOST/app".into(), Some("localhost/app:latest".into())),
-        ("Registry/app".into(), Some("registry/app:latest".into())),
+        // A single-label host loses its host-ness when written canonically (found by fuzzing).
+        ("Registry/app".into(), None),
+        ("LOCFo0050/o".into(), None),
+        ("reg:443/app".into(), None),
+        ("REG:5000/app".into(), Some("reg:5000/app:latest".into())),
         ("localhost:5000/app:v1".into(), Some("localhost:5000/app:v1".into())),
         ("ghcr.io:8443/acme/app".into(), Some("ghcr.io:8443/acme/app:latest".into())),
         ("ghcr.io:80/acme/app".into(), Some("ghcr.io:80/acme/app:latest".into())),
@@ -91,6 +95,11 @@ fn the_canonicaliser_table() {
         }
     }
     assert_eq!(ImageRef::parse(&"a".repeat(300)), Err(ImageRefError::TooLong));
+    // 250 characters as written, 260 once `docker.io/` is added: too long (found by fuzzing).
+    let short_but_long = format!("a/{}", "b".repeat(248));
+    assert_eq!(ImageRef::parse(&short_but_long), Err(ImageRefError::TooLong));
+    let fits = format!("a/{}", "b".repeat(243));
+    assert_eq!(ImageRef::parse(&fits).map(|r| r.name().len()), Ok(255));
 }
 
 #[test]

@@ -16,21 +16,29 @@
 //!
 //! An invalid version or range is an evaluation error naming the value.
 
+pub mod budget;
 pub mod semver;
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::Instant;
 
 use cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp, CelUInt,
 };
 use cel::common::value::Val;
-use cel::{Context, DeclarationError, Env, ExecutionError, Program, Value as CelValue};
+use cel::{Context, DeclarationError, Env, ExecutionError, IdedExpr, Value as CelValue};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use self::budget::{MAX_COST, Metered, Overrun};
 use self::semver::SemverError;
+
+/// Longest expression source accepted.
+pub const MAX_SOURCE_BYTES: usize = 16 * 1024;
+/// Most AST nodes an expression may have once its macros are expanded.
+pub const MAX_NODES: usize = 5_000;
 
 /// The variable [`Expression::eval_bool_at`] binds to the evaluation time.
 pub const NOW: &str = "now";
@@ -49,7 +57,8 @@ impl std::fmt::Debug for CelEnv {
 #[derive(Clone)]
 pub struct Expression {
     source: String,
-    program: Arc<Program>,
+    /// The parsed expression, instrumented with `@cost` (see [`budget`]).
+    program: Arc<IdedExpr>,
     env: CelEnv,
 }
 
@@ -68,6 +77,13 @@ pub enum CelError {
     Eval { expression: String, message: String },
     #[error("CEL expression `{expression}` returned {found}, expected a bool")]
     NotBool { expression: String, found: String },
+    #[error(
+        "CEL expression `{expression}` exceeded its evaluation budget of {limit} units (it iterates or copies \
+         too much: nested comprehensions over large lists, values that grow at each step); simplify it"
+    )]
+    Budget { expression: String, limit: u64 },
+    #[error("CEL expression `{expression}` did not finish before the review deadline")]
+    Deadline { expression: String },
     #[error("variable {name} cannot be passed to CEL: {message}")]
     Variable { name: String, message: String },
 }
@@ -86,16 +102,37 @@ impl CelEnv {
         // fresh Env cannot conflict (the tests call every one of them).
         let _ = env.add_extension(cel::extensions::strings);
         let _ = env.add_extension(cel::extensions::lists);
-        let helpers = add_helpers(&mut env);
+        let helpers = add_helpers(&mut env).and_then(|()| budget::register(&mut env));
         debug_assert_eq!(helpers, Ok(()));
         Self(Arc::new(env))
     }
 
-    /// Compile an expression.
+    /// Compile an expression: at most [`MAX_SOURCE_BYTES`] long and [`MAX_NODES`] nodes once its
+    /// macros are expanded; the result is metered when it runs (see [`budget`]).
     pub fn compile(&self, source: &str) -> Result<Expression, CelError> {
-        let compiled = catch_unwind(AssertUnwindSafe(|| self.0.compile(source)));
+        let refuse = |message: String| CelError::Compile { expression: describe_source(source), message };
+        if source.len() > MAX_SOURCE_BYTES {
+            return Err(refuse(format!(
+                "it is {} bytes long, more than the {MAX_SOURCE_BYTES} accepted; split it into several rules",
+                source.len()
+            )));
+        }
+        let parser = self.0.parser();
+        let compiled = on_large_stack(|| catch_unwind(AssertUnwindSafe(|| parser.parse(source))));
+        let compiled = match compiled {
+            Ok(compiled) => compiled,
+            Err(message) => return Err(refuse(message)),
+        };
         match compiled {
-            Ok(Ok(program)) => {
+            Ok(Ok(mut program)) => {
+                let nodes = budget::node_count(&program);
+                if nodes > MAX_NODES {
+                    return Err(refuse(format!(
+                        "it has {nodes} nodes once its macros are expanded, more than the {MAX_NODES} accepted; \
+                         split it into several rules"
+                    )));
+                }
+                budget::instrument(&mut program);
                 Ok(Expression { source: source.to_owned(), program: Arc::new(program), env: self.clone() })
             }
             Ok(Err(errors)) => Err(CelError::Compile { expression: source.to_owned(), message: errors.to_string() }),
@@ -136,7 +173,18 @@ impl Expression {
 
     /// Evaluate against variables bound once with [`CelEnv::bind`]; the result must be a bool.
     pub fn eval_bool_in(&self, bindings: &Bindings<'_>) -> Result<bool, CelError> {
-        let result = catch_unwind(AssertUnwindSafe(|| self.program.execute(&bindings.context)));
+        let run = || {
+            let meter = Metered::start(MAX_COST, bindings.deadline);
+            let result = catch_unwind(AssertUnwindSafe(|| CelValue::resolve(&self.program, &bindings.context)));
+            (result, meter.overrun())
+        };
+        let (result, overrun) =
+            on_large_stack(run).map_err(|message| CelError::Eval { expression: self.source.clone(), message })?;
+        match overrun {
+            Some(Overrun::Cost) => return Err(CelError::Budget { expression: self.source.clone(), limit: MAX_COST }),
+            Some(Overrun::Deadline) => return Err(CelError::Deadline { expression: self.source.clone() }),
+            None => {}
+        }
         match result {
             Ok(Ok(CelValue::Bool(b))) => Ok(b),
             Ok(Ok(other)) => Err(CelError::NotBool { expression: self.source.clone(), found: describe(&other) }),
@@ -155,6 +203,15 @@ impl Expression {
 /// one attestation should share one `Bindings`.
 pub struct Bindings<'v> {
     context: Context<'v, 'v>,
+    deadline: Option<Instant>,
+}
+
+impl Bindings<'_> {
+    /// Stop every evaluation over these bindings at `deadline` (an error, never a result).
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
 }
 
 impl std::fmt::Debug for Bindings<'_> {
@@ -180,7 +237,7 @@ impl CelEnv {
             }
             context.add_variable_as_val(*name, json_to_cel(value, 0).map_err(error)?);
         }
-        Ok(Bindings { context })
+        Ok(Bindings { context, deadline: None })
     }
 }
 
@@ -243,6 +300,29 @@ fn semver_matches(version: &CelString<'_>, range: &CelString<'_>) -> Result<CelB
 
 fn semver_valid(text: &CelString<'_>) -> CelBool {
     CelBool::from(semver::parse(text.inner()).is_ok())
+}
+
+/// Stack of the thread expressions are parsed and evaluated on: the parser and the interpreter
+/// recurse once per level of nesting, with frames far larger than an async worker's 2 MiB stack
+/// allows at the nesting the parser accepts (measured in a debug build, where frames are largest).
+const CEL_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Run `f` on a thread of its own with [`CEL_STACK_BYTES`] of stack (reserved, touched only as
+/// deep as the expression goes), waiting for it: the cost budget and the deadline bound the wait.
+fn on_large_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, String> {
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("portcullis-cel".to_owned())
+            .stack_size(CEL_STACK_BYTES)
+            .spawn_scoped(scope, f)
+            .map_err(|e| format!("cannot start a thread to run it: {e}"))?;
+        thread.join().map_err(|_| "the CEL interpreter panicked".to_owned())
+    })
+}
+
+/// An expression too long to repeat whole in a message.
+fn describe_source(source: &str) -> String {
+    if source.len() > 200 { format!("{}…", &source[..source.floor_char_boundary(200)]) } else { source.to_owned() }
 }
 
 fn describe(value: &CelValue) -> String {

@@ -26,6 +26,7 @@ use super::{AuthorityKind, FileContent, KeyRef, Policy, PolicySet};
 use crate::verify::trust::{MAX_TRUSTED_ROOT_BYTES, TrustRoot};
 
 mod reload;
+mod shape;
 
 pub use reload::{Check, LoadStatus, Published, Reloader, start};
 
@@ -33,9 +34,12 @@ pub use reload::{Check, LoadStatus, Published, Reloader, start};
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Largest public key file read.
 pub const MAX_KEY_BYTES: u64 = 64 * 1024;
-/// Most files a policy directory may hold.
+/// Most files a policy directory may hold (every file counts, policy or not).
 pub const MAX_FILES: usize = 2_000;
-const MAX_DEPTH: usize = 8;
+/// Most bytes all the files of a policy directory may hold together.
+pub const MAX_TOTAL_BYTES: u64 = 32 * 1024 * 1024;
+/// Deepest directory nesting under the policy directory.
+pub const MAX_DEPTH: usize = 8;
 
 /// Why policies could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +52,23 @@ pub enum LoadError {
     Io { path: PathBuf, error: std::io::Error },
     #[error("{path} is larger than {limit} bytes; policies, keys and trusted roots are small text files")]
     TooLarge { path: PathBuf, limit: u64 },
-    #[error("{path} holds more than {MAX_FILES} files")]
+    #[error(
+        "{path} holds more than {MAX_FILES} files (the limit; every file counts, policy or not): \
+         keep only policies, keys and their tests there, or point --policies at a subdirectory"
+    )]
     TooManyFiles { path: PathBuf },
+    #[error(
+        "the files under {path} hold more than {MAX_TOTAL_BYTES} bytes together (the limit): policies are \
+         small text files; keep other data elsewhere"
+    )]
+    TooManyBytes { path: PathBuf },
+    #[error("{path} is nested more than {MAX_DEPTH} directories deep under the policy directory (the limit)")]
+    TooDeepDirectory { path: PathBuf },
+    #[error(
+        "{path} leads to {target}, a directory already read (a symlink loop, or two symlinks to one \
+         directory): remove the link"
+    )]
+    DirectoryTwice { path: PathBuf, target: PathBuf },
     #[error("{path} is not UTF-8 text")]
     NotUtf8 { path: PathBuf },
     #[error(
@@ -66,6 +85,17 @@ pub enum LoadError {
          To remove every policy on purpose, run the server with --allow-empty-policies"
     )]
     WouldEmpty { served: usize },
+    #[error(
+        "{path}:{line}: collections nest more than {} levels deep; policies are shallow documents, \
+         so such a file is refused before it is parsed",
+        shape::MAX_DEPTH
+    )]
+    TooDeep { path: PathBuf, line: usize },
+    #[error(
+        "{path}:{line}: its aliases expand to more than {} nodes (a \"billion laughs\"); the file is refused",
+        shape::MAX_EXPANDED_NODES
+    )]
+    TooManyNodes { path: PathBuf, line: usize },
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
@@ -142,6 +172,7 @@ impl PolicyDir {
             }
             let text = std::str::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: path.clone() })?;
             let base = path.parent().unwrap_or(&self.dir);
+            check_shape(text, path)?;
             let parsed = parse_file(text, &path.display().to_string(), base, &self.env)?;
             // A file of `PolicyTest` documents holds no policy, and is not "empty".
             if parsed.is_empty() && split_documents(text).is_empty() {
@@ -192,9 +223,24 @@ impl PolicyDir {
             return Err(LoadError::NotADirectory(self.dir.clone()));
         }
         let mut paths = Vec::new();
-        walk(&self.dir, 0, &mut paths)?;
+        let mut seen = Vec::new();
+        walk(&self.dir, 0, &mut paths, &mut seen).map_err(|e| match e {
+            LoadError::TooManyFiles { .. } => LoadError::TooManyFiles { path: self.dir.clone() },
+            other => other,
+        })?;
         paths.sort();
-        paths.into_iter().map(|p| read_limited(&p, MAX_FILE_BYTES).map(|b| (p, b))).collect()
+        let mut total = 0u64;
+        paths
+            .into_iter()
+            .map(|p| {
+                let bytes = read_limited(&p, MAX_FILE_BYTES)?;
+                total += bytes.len() as u64;
+                if total > MAX_TOTAL_BYTES {
+                    return Err(LoadError::TooManyBytes { path: self.dir.clone() });
+                }
+                Ok((p, bytes))
+            })
+            .collect()
     }
 }
 
@@ -209,6 +255,7 @@ pub fn load_file(path: &Path, env: &CelEnv) -> Result<PolicySet, LoadError> {
 /// Load the policies of one YAML text, named `file` in messages (relative key paths resolve
 /// against `base`): compiled, and with the files its authorities name read.
 pub fn load_text(text: &str, file: &str, base: &Path, env: &CelEnv) -> Result<PolicySet, LoadError> {
+    check_shape(text, Path::new(file))?;
     let policies = parse_file(text, file, base, env)?;
     if policies.is_empty() {
         return Err(LoadError::EmptyFile { path: PathBuf::from(file) });
@@ -288,12 +335,30 @@ fn read_text(read: &mut BTreeMap<PathBuf, Vec<u8>>, path: &Path, limit: u64) -> 
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
 }
 
+/// Refuse a file nested too deep for the YAML parser to read in linear time, or whose aliases
+/// expand without bound.
+fn check_shape(text: &str, path: &Path) -> Result<(), LoadError> {
+    match shape::check(text) {
+        Err(shape::Shape::TooDeep(line)) => Err(LoadError::TooDeep { path: path.to_path_buf(), line }),
+        Err(shape::Shape::TooManyNodes(line)) => Err(LoadError::TooManyNodes { path: path.to_path_buf(), line }),
+        Ok(()) => Ok(()),
+    }
+}
+
 fn is_policy_file(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }
 
-fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+/// Collect the files under `dir` (symlinks followed, hidden entries skipped). `seen` holds the
+/// directories read so far, resolved: one reached again (a symlink loop, or two links to one
+/// directory) is an error, as is nesting deeper than [`MAX_DEPTH`] (never skipped silently).
+fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, seen: &mut Vec<PathBuf>) -> Result<(), LoadError> {
     let io = |error| LoadError::Io { path: dir.to_path_buf(), error };
+    let resolved = std::fs::canonicalize(dir).map_err(io)?;
+    if let Some(target) = seen.iter().find(|s| **s == resolved) {
+        return Err(LoadError::DirectoryTwice { path: dir.to_path_buf(), target: target.clone() });
+    }
+    seen.push(resolved);
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let path = entry.path();
@@ -303,9 +368,10 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), LoadErro
         // Follow symlinks (ConfigMap mounts are symlinks into ..data).
         let meta = std::fs::metadata(&path).map_err(|error| LoadError::Io { path: path.clone(), error })?;
         if meta.is_dir() {
-            if depth + 1 < MAX_DEPTH {
-                walk(&path, depth + 1, out)?;
+            if depth + 1 >= MAX_DEPTH {
+                return Err(LoadError::TooDeepDirectory { path });
             }
+            walk(&path, depth + 1, out, seen)?;
         } else if meta.is_file() {
             out.push(path);
             if out.len() > MAX_FILES {
@@ -336,3 +402,6 @@ fn fingerprint(files: &[(PathBuf, Vec<u8>)], named: &[(PathBuf, Result<Vec<u8>, 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_tests;

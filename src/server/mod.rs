@@ -9,6 +9,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -23,7 +24,8 @@ pub use routes::{AppState, router};
 pub struct Limits {
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time allowed to send the request headers (HTTP/1.1).
+    /// Time allowed to send the request headers (HTTP/1.1), and to start a request (any
+    /// protocol) once the TLS handshake is done.
     pub header_read_timeout: Duration,
     /// Time in-flight requests get to finish after shutdown starts.
     pub drain_timeout: Duration,
@@ -120,7 +122,18 @@ pub async fn run(
                 })
                 .service(app);
             let service = TowerToHyperService::new(app);
-            let connection = builder.serve_connection(TokioIo::new(tls_stream), service).into_owned();
+            // A client that completes the handshake and then sends nothing would hold the
+            // connection for ever (the header timeout starts with the first byte): it gets the
+            // header timeout to start its request.
+            let mut stream = tokio::io::BufReader::new(tls_stream);
+            match tokio::time::timeout(limits.header_read_timeout, stream.fill_buf()).await {
+                Ok(Ok(first)) if !first.is_empty() => {}
+                _ => {
+                    debug!(%peer, "no request after the handshake; closing");
+                    return;
+                }
+            }
+            let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
             if let Err(e) = watcher.watch(connection).await {
                 debug!(%peer, error = %e, "connection ended with an error");
             }
