@@ -203,7 +203,14 @@ pub struct TokenCache {
     /// One token request per credential set at a time: concurrent requests that all got a 401
     /// (discovery fetches tags, referrers and layers at once) wait for the first one's token.
     fetching: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<Option<LastFetch>>>>>,
+    /// Credential sets the token endpoint refused (401/403), kept [`REFUSED_FOR`]: the same
+    /// credentials would be refused again, and every review would otherwise ask.
+    refused: Mutex<HashMap<TokenKey, (super::RegistryError, Instant)>>,
 }
+
+/// How long a refusal by the token endpoint is remembered for one credential set. Changed
+/// credentials (another pull secret, another password) are another set, never held back.
+const REFUSED_FOR: Duration = Duration::from_secs(10);
 
 /// The last token request of a credential set: when it ended, and its `Authorization` value or
 /// why it failed (a failure is shared only with the requests that waited for it, never kept).
@@ -235,6 +242,26 @@ impl TokenCache {
             }
         }
         tokens.insert(key, (authorization, until));
+    }
+
+    /// Remember that the token endpoint refused `key`'s credentials.
+    pub fn refused(&self, key: &TokenKey, error: super::RegistryError) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if refused.len() >= MAX_TOKENS {
+            refused.retain(|_, (_, at)| now.duration_since(*at) < REFUSED_FOR);
+            if refused.len() >= MAX_TOKENS {
+                refused.clear();
+            }
+        }
+        refused.insert(key.clone(), (error, now));
+    }
+
+    /// The refusal of `key`'s credentials, if the token endpoint refused them within
+    /// [`REFUSED_FOR`].
+    pub fn recently_refused(&self, key: &TokenKey) -> Option<super::RegistryError> {
+        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        refused.get(key).filter(|(_, at)| at.elapsed() < REFUSED_FOR).map(|(error, _)| error.clone())
     }
 
     /// Wait for the right to fetch the token of `key` (single flight). Holders should look in

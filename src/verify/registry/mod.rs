@@ -371,10 +371,12 @@ impl Registry {
                     // A concurrent request fetched (or failed to fetch) since this one was sent.
                     Some((at, Ok(fresh))) if *at >= sent_at && Some(fresh) != cached.as_ref() => fresh.clone(),
                     Some((at, Err(error))) if *at >= sent_at => return Err(error.clone()),
+                    // This credential set was refused by the token endpoint a moment ago.
+                    _ if let Some(error) = self.tokens.recently_refused(&key) => return Err(error),
                     // Fetched by another request after this one was sent without it.
                     _ if let Some(fresh) = self.tokens.get(&key).filter(|f| Some(f) != cached.as_ref()) => fresh,
                     _ => {
-                        let fetched = self.fetch_token(url, &realm, service.as_deref(), &scope, credential).await;
+                        let fetched = self.fetch_token(url, &realm, service.as_deref(), &scope, credential, &key).await;
                         let header = fetched.map(|(token, life)| {
                             let header = format!("Bearer {token}");
                             self.tokens.insert(key.clone(), header.clone(), life);
@@ -465,6 +467,7 @@ impl Registry {
         service: Option<&str>,
         scope: &str,
         credential: Option<&Credential>,
+        key: &TokenKey,
     ) -> Result<(String, Duration), RegistryError> {
         #[derive(serde::Deserialize)]
         struct TokenResponse {
@@ -504,10 +507,14 @@ impl Registry {
             why: format!("token request to {realm} failed: {}", error_chain(&e)),
         })?;
         if !response.status().is_success() {
-            return Err(RegistryError::Auth {
-                url: url.to_owned(),
-                why: format!("token endpoint {realm} answered {}", response.status().as_u16()),
-            });
+            let status = response.status().as_u16();
+            let error =
+                RegistryError::Auth { url: url.to_owned(), why: format!("token endpoint {realm} answered {status}") };
+            // Refused credentials stay refused: remembered briefly for this credential set.
+            if status == 401 || status == 403 {
+                self.tokens.refused(key, error.clone());
+            }
+            return Err(error);
         }
         let bytes = read_limited(response, realm, 64 * 1024).await?;
         let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Auth {
