@@ -147,25 +147,6 @@ fn assert_denied(d: &Decision, needles: &[&str]) {
     }
 }
 
-/// One module per case, each with a test on each registry running `$check(kind, args…)`.
-macro_rules! cases_on_both_registries {
-    ($check:ident { $($name:ident: $($arg:expr),+;)* }) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test]
-            async fn docker_distribution() {
-                $check(Kind::Distribution, $($arg),+).await;
-            }
-
-            #[tokio::test]
-            async fn ferro() {
-                $check(Kind::Ferro, $($arg),+).await;
-            }
-        }
-    )*};
-}
-
 // ---------------------------------------------------------------------------------------------
 // The mini Sigstore itself.
 
@@ -544,7 +525,7 @@ async fn subject_regexp_partial_match(kind: Kind, unanchored: &str) {
     assert_denied(&d, &["subject matching regexp", &format!("subject {RELEASE}")]);
 }
 
-cases_on_both_registries!(subject_regexp_partial_match {
+crate::cases_on_both_registries!(subject_regexp_partial_match {
     subject_regexp_prefix_of_the_san: "release@example";
     subject_regexp_suffix_of_the_san: "example\\.com";
     subject_regexp_inside_the_san: "elease@example\\.co";
@@ -651,7 +632,7 @@ async fn github_claim_mismatch(kind: Kind, spec: &str, needles: &[&str]) {
 }
 
 // Mismatches of each claim, each named with what the certificate carried.
-cases_on_both_registries!(github_claim_mismatch {
+crate::cases_on_both_registries!(github_claim_mismatch {
     github_mismatch_another_repository: "repository: acme/other",
         &["GitHub repository https://github.com/acme/other", "https://github.com/acme/app"];
     github_mismatch_owner_only: "repository: acme",
