@@ -159,38 +159,46 @@ async fn image_references_that_do_not_parse_are_denied_with_the_reason() {
     assert!(m.contains("lowercase"), "{m}");
 }
 
-#[tokio::test]
-async fn bad_input_gets_a_clear_error() {
+/// A bad body gets 400 with a clear error naming `want`, and the webhook keeps serving.
+async fn bad_input_gets_a_clear_error(body: String, want: &str) {
     let app = example_app();
-    let good = fixture("pod-create.json");
-    let mut wrong_version = good.clone();
-    wrong_version["apiVersion"] = json!("admission.k8s.io/v1beta1");
-    let mut wrong_kind = good.clone();
-    wrong_kind["kind"] = json!("Pod");
-    let mut no_uid = good.clone();
-    no_uid["request"].as_object_mut().expect("request").remove("uid");
-    let mut no_request = good.clone();
-    no_request.as_object_mut().expect("review").remove("request");
-    let mut bad_operation = good.clone();
-    bad_operation["request"]["operation"] = json!("EXPLODE");
-    let cases = [
-        ("{not json".to_owned(), "not JSON"),
-        ("[1,2]".to_owned(), "not an AdmissionReview object"),
-        (wrong_version.to_string(), "speaks admission.k8s.io/v1"),
-        (wrong_kind.to_string(), "is not AdmissionReview"),
-        (no_uid.to_string(), "no uid"),
-        (no_request.to_string(), "has no request"),
-        (bad_operation.to_string(), "malformed"),
-        (String::new(), "not JSON"),
-    ];
-    for (body, want) in cases {
-        let (status, answer) = post(&app, "/validate", body.clone()).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body:.60}");
-        let text = answer.as_str().expect("plain-text error");
-        assert!(text.contains(want), "{body:.60} → {text}");
-    }
-    // Still serving after all that.
-    assert_eq!(review(&app, &fixture("configmap-create.json")).await["allowed"], true);
+    let (status, answer) = post(&app, "/validate", body.clone()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:.60}");
+    let text = answer.as_str().expect("plain-text error");
+    assert!(text.contains(want), "{body:.60} → {text}");
+    assert_eq!(review(&app, &fixture("configmap-create.json")).await["allowed"], true, "still serving");
+}
+
+/// The Pod review fixture with `edit` applied.
+fn edited_review(edit: impl FnOnce(&mut Value)) -> String {
+    let mut review = fixture("pod-create.json");
+    edit(&mut review);
+    review.to_string()
+}
+
+macro_rules! bad_input {
+    ($($name:ident: $body:expr => $want:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            bad_input_gets_a_clear_error($body, $want).await;
+        }
+    )*};
+}
+
+bad_input! {
+    bad_input_not_json: "{not json".to_owned() => "not JSON";
+    bad_input_empty_body: String::new() => "not JSON";
+    bad_input_not_an_object: "[1,2]".to_owned() => "not an AdmissionReview object";
+    bad_input_another_api_version: edited_review(|r| r["apiVersion"] = json!("admission.k8s.io/v1beta1"))
+        => "speaks admission.k8s.io/v1";
+    bad_input_another_kind: edited_review(|r| r["kind"] = json!("Pod")) => "is not AdmissionReview";
+    bad_input_no_uid: edited_review(|r| {
+        r["request"].as_object_mut().expect("request").remove("uid");
+    }) => "no uid";
+    bad_input_no_request: edited_review(|r| {
+        r.as_object_mut().expect("review").remove("request");
+    }) => "has no request";
+    bad_input_unknown_operation: edited_review(|r| r["request"]["operation"] = json!("EXPLODE")) => "malformed";
 }
 
 #[tokio::test]

@@ -259,17 +259,38 @@ fn certs_generate_writes_a_ca_and_a_serving_certificate() {
     assert_ne!(renewed.public_key().raw, leaf.public_key().raw, "a new key");
 }
 
+/// `certs generate` refuses a Service or namespace name the API server would never use, and
+/// writes nothing.
+fn certs_refuse_the_name(service: &str, namespace: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad");
+    let (code, _, stderr) =
+        certs(&["--service", service, "--namespace", namespace, "--out", bad.to_str().expect("utf8")]);
+    assert_eq!(code, Some(2), "{service:?} {namespace:?}");
+    assert!(stderr.contains("is not a Kubernetes name"), "{stderr}");
+    assert!(!bad.exists(), "nothing written for a bad name");
+}
+
+macro_rules! certs_refuse_a_name {
+    ($($name:ident: $service:expr, $namespace:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            certs_refuse_the_name($service, $namespace);
+        }
+    )*};
+}
+
+certs_refuse_a_name! {
+    certs_refuse_an_upper_case_service: "Portcullis", "ops";
+    certs_refuse_a_dotted_namespace: "portcullis", "ops.evil.example";
+    certs_refuse_an_empty_service: "", "ops";
+}
+
 #[test]
 fn certs_generate_refuses_what_it_cannot_stand_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = |name: &str| dir.path().join(name).to_str().expect("utf8").to_owned();
-    // Names the API server would never use for a Service.
-    for (service, namespace) in [("Portcullis", "ops"), ("portcullis", "ops.evil.example"), ("", "ops")] {
-        let (code, _, stderr) = certs(&["--service", service, "--namespace", namespace, "--out", &out("bad")]);
-        assert_eq!(code, Some(2), "{service:?} {namespace:?}");
-        assert!(stderr.contains("is not a Kubernetes name"), "{stderr}");
-    }
-    assert!(!dir.path().join("bad").exists(), "nothing written for a bad name");
+    // Names the API server would never use for a Service: `certs_refuse_a_name!` below.
     // --renew without a CA.
     let (code, _, stderr) = certs(&["--service", "p", "--namespace", "ops", "--out", &out("none"), "--renew"]);
     assert_eq!(code, Some(2));

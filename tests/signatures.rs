@@ -560,57 +560,72 @@ async fn ghsa_w6c6_an_attestation_bundle_is_not_a_signature() {
 // cosign's OCI 1.1 referrers (`cosign sign --registry-referrers-mode=oci-1-1`): the legacy
 // simple-signing layers attached as a referrer, through the referrers API or the fallback tag.
 
-async fn cosign_oci11_signature_referrers(kind: Kind) {
-    use support::{COSIGN_ATT, COSIGN_SIG, CosignReferrer};
+const OCI11_REPO: &str = "team/oci11";
+
+/// Push `OCI11_REPO:tag` with the release key's signature layer attached in `style`; returns
+/// the setup and the image's repository reference.
+async fn oci11_signed(kind: Kind, tag: &str, style: support::CosignReferrer) -> (Setup, String) {
     let s = setup(kind).await;
     let release = Signer::new();
     s.write_key("release.pub", &release);
-    let repo = "team/oci11";
-    let reference = format!("{}/{repo}", s.registry.host);
-    // Every spelling cosign (2.x, 3) and registries use for the type verifies, with no setting.
-    let styles = [
-        ("v1", CosignReferrer::ConfigMediaType(COSIGN_SIG)),
-        ("v2", CosignReferrer::ArtifactType(COSIGN_SIG)),
-        ("v3", CosignReferrer::Untyped(COSIGN_SIG)),
-    ];
-    for (tag, style) in styles {
-        let (digest, raw) = s.push.image(repo, tag, tag).await;
-        let layer = release.signature_layer(Signer::payload(&reference, &digest));
-        s.push.cosign_referrer(repo, &digest, &raw, style, &[layer]).await;
-        let d = s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:{tag}")).await;
-        assert!(d.allowed, "{style:?}: {d:?}");
-        // Another key: refused, naming the referrer and its layer.
-        s.write_key("other.pub", &Signer::new());
-        let other = KEY_SKIP.replace("release.pub", "other.pub");
-        let d = s.decide(s.policies(&other, ""), &format!("{reference}:{tag}")).await;
-        assert!(!d.allowed, "{style:?}: {d:?}");
-        let m = message(&d);
-        assert!(m.contains("referrer sha256:") && m.contains("layer 0") && m.contains("bad signature"), "{m}");
-    }
-
-    // Moved: a genuine referrer layer for v1's digest, attached to another image.
-    let v1_digest = support::sha256(&s.push.get_manifest(repo, "v1").await.expect("v1"));
-    let (moved, moved_raw) = s.push.image(repo, "moved", "moved").await;
-    let layer = release.signature_layer(Signer::payload(&reference, &v1_digest));
-    s.push.cosign_referrer(repo, &moved, &moved_raw, CosignReferrer::ConfigMediaType(COSIGN_SIG), &[layer]).await;
-    let m = message(&s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:moved")).await);
-    assert!(m.contains(&format!("the payload signs digest {v1_digest}, not {moved}")), "{m}");
-
-    // A type portcullis does not read, and an attestation referrer, are not signatures.
-    for (tag, style) in [
-        ("unknown", CosignReferrer::ArtifactType("application/vnd.example.signature.v1+json")),
-        ("att-only", CosignReferrer::ConfigMediaType(COSIGN_ATT)),
-    ] {
-        let (digest, raw) = s.push.image(repo, tag, tag).await;
-        let layer = release.signature_layer(Signer::payload(&reference, &digest));
-        s.push.cosign_referrer(repo, &digest, &raw, style, &[layer]).await;
-        let d = s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:{tag}")).await;
-        assert!(!d.allowed, "{tag}: {d:?}");
-        assert!(message(&d).contains("no signatures found"), "{tag}: {}", message(&d));
-    }
+    let reference = format!("{}/{OCI11_REPO}", s.registry.host);
+    let (digest, raw) = s.push.image(OCI11_REPO, tag, tag).await;
+    let layer = release.signature_layer(Signer::payload(&reference, &digest));
+    s.push.cosign_referrer(OCI11_REPO, &digest, &raw, style, &[layer]).await;
+    (s, reference)
 }
 
-crate::on_both_registries!(cosign_oci11_signature_referrers: cosign_oci11_signature_referrers_fallback_tag, cosign_oci11_signature_referrers_api);
+/// Every spelling cosign (2.x, 3) and registries use for the type verifies, with no setting;
+/// under another key it is refused, naming the referrer and its layer.
+async fn cosign_oci11_signature_referrer(kind: Kind, tag: &str, style: support::CosignReferrer) {
+    let (s, reference) = oci11_signed(kind, tag, style).await;
+    let d = s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:{tag}")).await;
+    assert!(d.allowed, "{style:?}: {d:?}");
+    s.write_key("other.pub", &Signer::new());
+    let other = KEY_SKIP.replace("release.pub", "other.pub");
+    let d = s.decide(s.policies(&other, ""), &format!("{reference}:{tag}")).await;
+    assert!(!d.allowed, "{style:?}: {d:?}");
+    let m = message(&d);
+    assert!(m.contains("referrer sha256:") && m.contains("layer 0") && m.contains("bad signature"), "{m}");
+}
+
+crate::cases_on_both_registries!(cosign_oci11_signature_referrer {
+    cosign_oci11_referrer_config_media_type: "v1", support::CosignReferrer::ConfigMediaType(support::COSIGN_SIG);
+    cosign_oci11_referrer_artifact_type: "v2", support::CosignReferrer::ArtifactType(support::COSIGN_SIG);
+    cosign_oci11_referrer_untyped: "v3", support::CosignReferrer::Untyped(support::COSIGN_SIG);
+});
+
+/// Moved: a genuine referrer layer for another image's digest, attached to this one.
+async fn cosign_oci11_signature_referrer_moved(kind: Kind) {
+    use support::{COSIGN_SIG, CosignReferrer};
+    let s = setup(kind).await;
+    let release = Signer::new();
+    s.write_key("release.pub", &release);
+    let reference = format!("{}/{OCI11_REPO}", s.registry.host);
+    let (v1_digest, _) = s.push.image(OCI11_REPO, "v1", "v1").await;
+    let (moved, moved_raw) = s.push.image(OCI11_REPO, "moved", "moved").await;
+    let layer = release.signature_layer(Signer::payload(&reference, &v1_digest));
+    s.push.cosign_referrer(OCI11_REPO, &moved, &moved_raw, CosignReferrer::ConfigMediaType(COSIGN_SIG), &[layer]).await;
+    let m = message(&s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:moved")).await);
+    assert!(m.contains(&format!("the payload signs digest {v1_digest}, not {moved}")), "{m}");
+}
+
+crate::on_both_registries!(cosign_oci11_signature_referrer_moved: cosign_oci11_signature_referrer_moved_fallback_tag, cosign_oci11_signature_referrer_moved_api);
+
+/// A type portcullis does not read, and an attestation referrer, are not signatures.
+async fn cosign_oci11_not_a_signature(kind: Kind, tag: &str, style: support::CosignReferrer) {
+    let (s, reference) = oci11_signed(kind, tag, style).await;
+    let d = s.decide(s.policies(KEY_SKIP, ""), &format!("{reference}:{tag}")).await;
+    assert!(!d.allowed, "{tag}: {d:?}");
+    assert!(message(&d).contains("no signatures found"), "{tag}: {}", message(&d));
+}
+
+crate::cases_on_both_registries!(cosign_oci11_not_a_signature {
+    cosign_oci11_referrer_of_an_unknown_type_is_not_a_signature:
+        "unknown", support::CosignReferrer::ArtifactType("application/vnd.example.signature.v1+json");
+    cosign_oci11_attestation_referrer_is_not_a_signature:
+        "att-only", support::CosignReferrer::ConfigMediaType(support::COSIGN_ATT);
+});
 
 // ---------------------------------------------------------------------------------------------
 // Every key type cosign signs with, on legacy `.sig` layers and OCI 1.1 referrers.

@@ -347,6 +347,34 @@ fn swapping_name_and_namespace_is_caught_only_by_an_expected_namespace() {
     }
 }
 
+/// `--expect-namespace=<bad>` (an unset variable in a plugin, a name Kubernetes would never
+/// give) is refused, not read as "any namespace".
+fn expect_namespace_refuses(bad: &str) {
+    let c = case();
+    let d = c.dir.path();
+    let key = c.key.file.to_str().unwrap().to_owned();
+    std::fs::write(d.join("ok.enc.yaml"), &c.enc).unwrap();
+    let flag = format!("--expect-namespace={bad}");
+    let err = decrypt_err(d, &["--manifests", &flag, "--age-key-file", &key, "ok.enc.yaml"]);
+    assert!(err.contains("not a namespace name"), "{bad:?}: {err}");
+}
+
+macro_rules! not_a_namespace_name {
+    ($($name:ident: $bad:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            expect_namespace_refuses($bad);
+        }
+    )*};
+}
+
+not_a_namespace_name! {
+    expect_namespace_empty_is_refused: "";
+    expect_namespace_upper_case_is_refused: "Prod";
+    expect_namespace_flag_like_is_refused: "-x";
+    expect_namespace_with_a_slash_is_refused: "a/b";
+}
+
 /// How someone would get past `--expect-namespace`: an empty value (an unset variable in a
 /// plugin), a flag that silently does nothing in another mode, or a Flux-style document embedded
 /// in a Secret placed in another namespace. Each is refused.
@@ -356,11 +384,7 @@ fn expect_namespace_cannot_be_emptied_or_ignored() {
     let d = c.dir.path();
     let key = c.key.file.to_str().unwrap().to_owned();
     std::fs::write(d.join("ok.enc.yaml"), &c.enc).unwrap();
-    for bad in ["", "Prod", "-x", "a/b"] {
-        let flag = format!("--expect-namespace={bad}");
-        let err = decrypt_err(d, &["--manifests", &flag, "--age-key-file", &key, "ok.enc.yaml"]);
-        assert!(err.contains("not a namespace name"), "{bad:?}: {err}");
-    }
+    // Values that are no namespace name: `not_a_namespace_name!` below, one test per value.
     let err = decrypt_err(d, &["--expect-namespace", "prod", "--age-key-file", &key, "ok.enc.yaml"]);
     assert!(err.contains("--expect-namespace applies to --manifests, --krm and --check-binding"), "{err}");
     // A SOPS document embedded in a Secret of another namespace (its MAC binds no namespace).

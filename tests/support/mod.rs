@@ -54,6 +54,26 @@ macro_rules! on_both_registries {
     };
 }
 
+/// One module per case, each with a test on each registry running `$check(kind, args…)`.
+#[macro_export]
+macro_rules! cases_on_both_registries {
+    ($check:ident { $($name:ident: $($arg:expr),+;)* }) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn docker_distribution() {
+                $check($crate::support::Kind::Distribution, $($arg),+).await;
+            }
+
+            #[tokio::test]
+            async fn ferro() {
+                $check($crate::support::Kind::Ferro, $($arg),+).await;
+            }
+        }
+    )*};
+}
+
 /// Which registry implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

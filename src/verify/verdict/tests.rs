@@ -156,46 +156,80 @@ fn nothing_found_is_no_signatures_never_a_wrong_signature() {
 }
 
 /// Each row: evidence (with the forgery it stands for), and the failure class it must get.
-#[test]
-fn each_signature_failure_class_fires_on_its_forgery() {
-    let key = Key::new();
-    let attacker = Key::new();
-    let (_dir, skip) = policy(&key.pem(), KEY_SKIP);
-    let (_dir2, logged) = policy(&key.pem(), "  authorities:\n    - name: k\n      key: {publicKeyFile: k.pub}\n");
-    let (_dir3, keyless) = policy(
-        &key.pem(),
-        "  authorities:\n    - name: k\n      keyless: {issuer: https://accounts.example, subject: a@example.com}\n",
-    );
-    // One payload byte changed after signing (the docker-reference `team/app` → `team/apq`).
-    let mut changed = key.sig_layer(&signature(HEX));
-    let at = changed.blob.windows(8).position(|w| w == b"team/app").expect("reference") + 7;
-    changed.blob[at] = b'q';
-    let mut no_annotation = key.sig_layer(&signature(HEX));
-    no_annotation.annotations.clear();
-    let mut with_cert = key.sig_layer(&signature(HEX));
-    with_cert.annotations.insert(ANN_CERTIFICATE.to_owned(), "-----BEGIN CERTIFICATE-----".to_owned());
-    let cases: Vec<(&str, &ImagePolicy, LegacyLayer, &str)> = vec![
-        ("signed by another key", &skip, attacker.sig_layer(&signature(HEX)), "wrong-key"),
-        ("payload changed after signing", &skip, changed, "wrong-key"),
-        ("a genuine signature of another image, replayed", &skip, key.sig_layer(&signature(OTHER)), "digest-mismatch"),
-        (
-            "another payload type",
-            &skip,
-            key.sig_layer(&simple_signing(HEX, "cosign container image attestation")),
-            "payload-type-mismatch",
-        ),
-        ("not JSON", &skip, key.sig_layer(b"not json"), "malformed"),
-        ("no signature annotation", &skip, no_annotation, "malformed"),
-        ("log entry stripped", &logged, key.sig_layer(&signature(HEX)), "no-log-entry"),
-        ("a key signature for a keyless authority", &keyless, key.sig_layer(&signature(HEX)), "no-certificate"),
-        ("a certificate without its log entry", &keyless, with_cert, "no-log-entry"),
-    ];
-    for (name, policy, layer, class) in cases {
-        let failure = only_failure(&run(policy, &signatures(vec![layer])));
-        assert_eq!(failure.class(), class, "{name}: {failure:?}");
+/// The signature forgeries' setting: the policy's key and three policies trusting it.
+struct Forgeries {
+    key: Key,
+    /// The key, without the transparency log.
+    skip: ImagePolicy,
+    /// The key, with the transparency log required.
+    logged: ImagePolicy,
+    /// A keyless identity.
+    keyless: ImagePolicy,
+    _dirs: [tempfile::TempDir; 3],
+}
+
+impl Forgeries {
+    fn new() -> Self {
+        let key = Key::new();
+        let (skip_dir, skip) = policy(&key.pem(), KEY_SKIP);
+        let (logged_dir, logged) =
+            policy(&key.pem(), "  authorities:\n    - name: k\n      key: {publicKeyFile: k.pub}\n");
+        let (keyless_dir, keyless) = policy(
+            &key.pem(),
+            "  authorities:\n    - name: k\n      keyless: {issuer: https://accounts.example, subject: a@example.com}\n",
+        );
+        Self { key, skip, logged, keyless, _dirs: [skip_dir, logged_dir, keyless_dir] }
     }
-    // The typed fields say what was found where.
-    let replayed = only_failure(&run(&skip, &signatures(vec![key.sig_layer(&signature(OTHER))])));
+}
+
+/// One test per forged `.sig` layer: `$layer` (given the setting `$f`), judged under the
+/// policy `$policy`, fails with the class `$class` and nothing else.
+macro_rules! signature_forgeries {
+    ($($(#[$doc:meta])* $name:ident: |$f:ident| $policy:ident, $layer:expr => $class:expr;)*) => {$(
+        $(#[$doc])*
+        #[test]
+        fn $name() {
+            let $f = Forgeries::new();
+            let failure = only_failure(&run(&$f.$policy, &signatures(vec![$layer])));
+            assert_eq!(failure.class(), $class, "{failure:?}");
+        }
+    )*};
+}
+
+signature_forgeries! {
+    signed_by_another_key_is_wrong_key: |f| skip, Key::new().sig_layer(&signature(HEX)) => "wrong-key";
+    /// One payload byte changed after signing (the docker-reference `team/app` → `team/apq`).
+    payload_changed_after_signing_is_wrong_key: |f| skip, {
+        let mut changed = f.key.sig_layer(&signature(HEX));
+        let at = changed.blob.windows(8).position(|w| w == b"team/app").expect("reference") + 7;
+        changed.blob[at] = b'q';
+        changed
+    } => "wrong-key";
+    replayed_signature_of_another_image_is_digest_mismatch: |f| skip, f.key.sig_layer(&signature(OTHER))
+        => "digest-mismatch";
+    another_payload_type_is_payload_type_mismatch: |f| skip,
+        f.key.sig_layer(&simple_signing(HEX, "cosign container image attestation")) => "payload-type-mismatch";
+    a_payload_not_json_is_malformed: |f| skip, f.key.sig_layer(b"not json") => "malformed";
+    no_signature_annotation_is_malformed: |f| skip, {
+        let mut no_annotation = f.key.sig_layer(&signature(HEX));
+        no_annotation.annotations.clear();
+        no_annotation
+    } => "malformed";
+    log_entry_stripped_is_no_log_entry: |f| logged, f.key.sig_layer(&signature(HEX)) => "no-log-entry";
+    a_key_signature_for_a_keyless_authority_is_no_certificate: |f| keyless, f.key.sig_layer(&signature(HEX))
+        => "no-certificate";
+    a_certificate_without_its_log_entry_is_no_log_entry: |f| keyless, {
+        let mut with_cert = f.key.sig_layer(&signature(HEX));
+        with_cert.annotations.insert(ANN_CERTIFICATE.to_owned(), "-----BEGIN CERTIFICATE-----".to_owned());
+        with_cert
+    } => "no-log-entry";
+}
+
+/// The typed fields of a signature failure say what was found where.
+#[test]
+fn signature_failures_name_what_was_found() {
+    let f = Forgeries::new();
+    let replayed = only_failure(&run(&f.skip, &signatures(vec![f.key.sig_layer(&signature(OTHER))])));
     assert_eq!(
         replayed,
         Failure::DigestMismatch {
@@ -204,7 +238,7 @@ fn each_signature_failure_class_fires_on_its_forgery() {
             statement: false
         }
     );
-    let stripped = only_failure(&run(&logged, &signatures(vec![key.sig_layer(&signature(HEX))])));
+    let stripped = only_failure(&run(&f.logged, &signatures(vec![f.key.sig_layer(&signature(HEX))])));
     assert_eq!(stripped, Failure::NoLogEntry { carrier: Carrier::KeySignature });
 }
 
@@ -266,15 +300,28 @@ fn attestation_classes_fire_on_their_forgeries() {
             found: "https://spdx.dev/Document".to_owned()
         }
     );
-    let cases: Vec<(&str, LegacyLayer, &str)> = vec![
-        ("signed by another key", Key::new().att_layer(&statement(HEX, PROVENANCE)), "wrong-key"),
-        ("about another image", key.att_layer(&statement(OTHER, PROVENANCE)), "digest-mismatch"),
-        ("not an envelope", key.sig_layer(b"[]"), "malformed"),
-    ];
-    for (name, layer, class) in cases {
-        let failure = only_failure(&run(&policy, &attestations(vec![layer])));
-        assert_eq!(failure.class(), class, "{name}: {failure:?}");
-    }
+}
+
+/// One test per forged attestation layer: `$layer` (given the policy's key `$key`) fails the
+/// required provenance attestation with the class `$class`.
+macro_rules! attestation_forgeries {
+    ($($name:ident: |$key:ident| $layer:expr => $class:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            let $key = Key::new();
+            let (_dir, policy) = policy(&$key.pem(), ATTESTED);
+            let failure = only_failure(&run(&policy, &attestations(vec![$layer])));
+            assert_eq!(failure.class(), $class, "{failure:?}");
+        }
+    )*};
+}
+
+attestation_forgeries! {
+    an_attestation_signed_by_another_key_is_wrong_key: |_key| Key::new().att_layer(&statement(HEX, PROVENANCE))
+        => "wrong-key";
+    an_attestation_about_another_image_is_digest_mismatch: |key| key.att_layer(&statement(OTHER, PROVENANCE))
+        => "digest-mismatch";
+    an_attestation_not_an_envelope_is_malformed: |key| key.sig_layer(b"[]") => "malformed";
 }
 
 #[test]
