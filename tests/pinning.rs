@@ -266,3 +266,7 @@ async fn a_moved_tag_is_seen_after_the_tag_ttl() {
 /// Metrics, the review log line and registry retries, on the same app.
 #[path = "pinning/observability.rs"]
 mod observability;
+
+/// `/mutate` when the registry is down.
+#[path = "pinning/registry_down.rs"]
+mod registry_down;

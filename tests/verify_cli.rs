@@ -728,6 +728,11 @@ async fn json_output_names_the_failure_class() {
     // Could not check (the tag does not resolve): exit 2, a could-not-check class, not a denial.
     let (code, finding) = run("team/missing:v1", &key);
     assert_eq!((code, finding["result"].as_str()), (Some(2), Some("error")), "{finding}");
-    assert_eq!(finding["failure"]["class"], "tag-resolution-error", "{finding}");
+    assert_eq!(finding["failure"]["class"], "registry-error", "{finding}");
+    assert_eq!(finding["failure"]["status"], 404, "{finding}");
     assert!(finding["failure"]["detail"].as_str().is_some_and(|d| d.contains("404")), "{finding}");
 }
+
+/// Tags on a registry that answers 503, 401 or 404.
+#[path = "verify_cli/tag_errors.rs"]
+mod tag_errors;

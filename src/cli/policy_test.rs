@@ -150,10 +150,14 @@ impl Verifier for Offline {
         Box::pin(async move { Outcome::Error { reason } })
     }
 
-    fn resolve<'a>(&'a self, image: &'a ImageRef, _: Option<&'a PullContext>) -> BoxFuture<'a, Result<Digest, String>> {
+    fn resolve<'a>(
+        &'a self,
+        image: &'a ImageRef,
+        _: Option<&'a PullContext>,
+    ) -> BoxFuture<'a, Result<Digest, crate::verify::verdict::Unchecked>> {
         self.asked.store(true, Ordering::SeqCst);
-        let reason = format!("resolving {image} needs a registry");
-        Box::pin(async move { Err(reason) })
+        let detail = format!("resolving {image} needs a registry");
+        Box::pin(async move { Err(crate::verify::verdict::Unchecked::TagResolution { detail }) })
     }
 }
 

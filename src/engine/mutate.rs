@@ -12,6 +12,8 @@ use super::{Engine, image_object, matching, new_images, pull_context, subject};
 use crate::decision::{Decision, Finding, Verdict, decide};
 use crate::policy::DigestRule;
 use crate::review::Review;
+use crate::verify::observe::slow_call;
+use crate::verify::verdict::Unchecked;
 
 /// The answer to a `/mutate` review: the decision, and JSON pointers to rewrite.
 #[derive(Debug, Clone, Default)]
@@ -34,7 +36,7 @@ impl Engine {
         let pull = pull_context(review, object);
         let mut findings = Vec::new();
         let mut pins = Vec::new();
-        let mut resolved: HashMap<String, Result<String, String>> = HashMap::new();
+        let mut resolved: HashMap<String, Result<String, Unchecked>> = HashMap::new();
         for image in new_images(review, object) {
             let Ok(reference) = &image.image else { continue };
             if reference.digest().is_some() {
@@ -51,7 +53,13 @@ impl Engine {
                     match tokio::time::timeout_at(deadline, self.verifier.resolve(reference, pull.as_ref())).await {
                         Ok(Ok(digest)) => Ok(reference.with_digest(digest).to_string()),
                         Ok(Err(e)) => Err(e),
-                        Err(_) => Err("resolving the tag did not finish before the review deadline".to_owned()),
+                        Err(_) => {
+                            let slow = slow_call().map_or_else(
+                                || "resolving the tag".to_owned(),
+                                |call| format!("resolving the tag: {call}"),
+                            );
+                            Err(Unchecked::Timeout { slow: Some(slow) })
+                        }
                     };
                 resolved.insert(key.clone(), outcome);
             }
@@ -63,10 +71,13 @@ impl Engine {
                         findings.push(Finding::new(&policy.name, policy.mode, &subject, Verdict::Pass));
                     }
                 }
-                Err(why) => {
+                Err(reason) => {
+                    // The message and the JSON class come from the same typed reason, as for
+                    // verification (a registry error keeps its status).
+                    let verdict = Verdict::Error(format!("cannot pin the tag to a digest: {reason}"));
                     for policy in pinning {
-                        let verdict = Verdict::Error(format!("cannot pin the tag to a digest: {why}"));
-                        findings.push(Finding::new(&policy.name, policy.mode, &subject, verdict));
+                        let finding = Finding::new(&policy.name, policy.mode, &subject, verdict.clone());
+                        findings.push(finding.with_failure(Some(reason.to_json())));
                     }
                 }
             }

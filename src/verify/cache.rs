@@ -30,7 +30,7 @@ mod tests;
 use self::known_good::KnownGood;
 use super::observe::{self, CacheKind, Lookup, Observer, OutcomeClass};
 use super::pull_secrets::PullContext;
-use super::verdict::Verification;
+use super::verdict::{Unchecked, Verification};
 use super::{BoxFuture, Outcome, Verifier, VerifyRequest};
 use crate::image::{Digest, ImageRef};
 
@@ -44,7 +44,7 @@ type Key = (u64, String);
 type Slot = Arc<OnceCell<(Outcome, Instant)>>;
 /// `registry/repository:tag` and the credentials view (namespace, pull secrets, service account).
 type TagKey = (String, Option<(String, Vec<String>, String)>);
-type TagSlot = Arc<OnceCell<(Result<Digest, String>, Instant)>>;
+type TagSlot = Arc<OnceCell<(Result<Digest, Unchecked>, Instant)>>;
 
 /// A caching, single-flight verifier.
 pub struct CachedVerifier {
@@ -155,7 +155,7 @@ impl CachedVerifier {
 
     /// The digest `image`'s tag points at, resolved at most once per `tag_ttl` and credentials
     /// view; concurrent callers share one resolution. Failures are not cached.
-    async fn resolve_tag(&self, image: &ImageRef, pull: Option<&PullContext>) -> Result<Digest, String> {
+    async fn resolve_tag(&self, image: &ImageRef, pull: Option<&PullContext>) -> Result<Digest, Unchecked> {
         if self.tag_ttl.is_zero() {
             return self.inner.resolve(image, pull).await;
         }
@@ -253,7 +253,7 @@ impl Verifier for CachedVerifier {
         &'a self,
         image: &'a crate::image::ImageRef,
         pull: Option<&'a super::pull_secrets::PullContext>,
-    ) -> BoxFuture<'a, Result<crate::image::Digest, String>> {
+    ) -> BoxFuture<'a, Result<crate::image::Digest, Unchecked>> {
         Box::pin(self.resolve_tag(image, pull))
     }
 
@@ -266,9 +266,7 @@ impl Verifier for CachedVerifier {
                 // A tag: resolve it (cached), then verify that digest (cached).
                 let pinned = match self.resolve_tag(request.image, request.pull).await {
                     Ok(digest) => request.image.with_digest(digest),
-                    Err(detail) => {
-                        return Outcome::Error { reason: super::verdict::Unchecked::TagResolution { detail } };
-                    }
+                    Err(reason) => return Outcome::Error { reason },
                 };
                 return self.verify(VerifyRequest { image: &pinned, ..request }).await;
             };

@@ -216,15 +216,15 @@ impl Verifier for RegistryVerifier {
         &'a self,
         image: &'a ImageRef,
         pull: Option<&'a PullContext>,
-    ) -> BoxFuture<'a, Result<Digest, String>> {
+    ) -> BoxFuture<'a, Result<Digest, Unchecked>> {
         Box::pin(async move {
-            let with_pull_secrets = self.registry_for(pull).await.map_err(|e| e.to_string())?;
+            let with_pull_secrets = self.registry_for(pull).await?;
             let registry = with_pull_secrets.as_ref().unwrap_or(&self.registry);
             let tag = image.tag().unwrap_or("latest");
             registry
                 .resolve(image.registry(), image.repository(), tag)
                 .await
-                .map_err(|error| Unchecked::Registry { error }.to_string())
+                .map_err(|error| Unchecked::Registry { error })
         })
     }
 

@@ -67,14 +67,17 @@ pub trait Verifier: Send + Sync {
         0
     }
 
-    /// The digest a tag points at now (for `digest: pin`); Err says why it could not be had.
+    /// The digest a tag points at now (for `digest: pin`, and before verifying a tag); Err says
+    /// why it could not be had, typed like any other check that could not be made
+    /// ([`verdict::Unchecked::Registry`] with the registry's status when the registry failed).
     fn resolve<'a>(
         &'a self,
         image: &'a ImageRef,
         pull: Option<&'a pull_secrets::PullContext>,
-    ) -> BoxFuture<'a, Result<crate::image::Digest, String>> {
+    ) -> BoxFuture<'a, Result<crate::image::Digest, verdict::Unchecked>> {
         let _ = (image, pull);
-        Box::pin(async { Err("this verifier cannot resolve tags to digests".to_owned()) })
+        let detail = "this verifier cannot resolve tags to digests".to_owned();
+        Box::pin(async { Err(verdict::Unchecked::TagResolution { detail }) })
     }
 }
 

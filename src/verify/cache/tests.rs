@@ -24,11 +24,11 @@ impl Verifier for Counting {
         &'a self,
         _image: &'a ImageRef,
         _pull: Option<&'a PullContext>,
-    ) -> BoxFuture<'a, Result<Digest, String>> {
+    ) -> BoxFuture<'a, Result<Digest, Unchecked>> {
         self.resolves.fetch_add(1, Ordering::SeqCst);
         Box::pin(async {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            Digest::parse(&PINNED[PINNED.len() - 71..]).map_err(|e| e.to_string())
+            Digest::parse(&PINNED[PINNED.len() - 71..]).map_err(|e| Unchecked::TagResolution { detail: e.to_string() })
         })
     }
 
@@ -272,4 +272,50 @@ fn a_full_cache_drops_the_soonest_to_expire_tenth_not_everything() {
     let mut map: HashMap<usize, Option<Instant>> =
         (0..MAX_ENTRIES).map(|i| (i, Some(if i % 2 == 0 { now } else { now + Duration::from_secs(60) }))).collect();
     assert_eq!(make_room(&mut map, now, |v| *v), MAX_ENTRIES / 2);
+}
+
+/// A verifier whose registry answers `status` for every tag.
+struct Unresolvable {
+    status: u16,
+    resolves: AtomicUsize,
+}
+
+impl Verifier for Unresolvable {
+    fn resolve<'a>(&'a self, _: &'a ImageRef, _: Option<&'a PullContext>) -> BoxFuture<'a, Result<Digest, Unchecked>> {
+        self.resolves.fetch_add(1, Ordering::SeqCst);
+        let error = crate::verify::registry::RegistryError::Status {
+            url: "https://ghcr.io/v2/acme/app/manifests/v1".into(),
+            status: self.status,
+            detail: String::new(),
+        };
+        Box::pin(async move { Err(Unchecked::Registry { error }) })
+    }
+
+    fn verify<'a>(&'a self, _request: VerifyRequest<'a>) -> BoxFuture<'a, Outcome> {
+        Box::pin(async { verified() })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tag_that_does_not_resolve_keeps_the_registrys_status_and_is_not_cached() {
+    let p = policy("");
+    let tagged = ImageRef::parse("ghcr.io/acme/app:v1").expect("ref");
+    for status in [503, 401, 404] {
+        let inner = Arc::new(Unresolvable { status, resolves: AtomicUsize::new(0) });
+        let cache = CachedVerifier::new(inner.clone(), Duration::from_secs(300));
+        for _ in 0..2 {
+            let Outcome::Error { reason } =
+                cache.verify(VerifyRequest { image: &tagged, policy: &p, pull: None }).await
+            else {
+                panic!("a tag that does not resolve is an error")
+            };
+            assert_eq!(reason.status(), Some(status), "{reason}");
+            assert_eq!(reason.to_json()["class"], "registry-error", "{reason}");
+            assert!(reason.to_string().contains(&format!("registry answered {status}")), "{reason}");
+            // `digest: pin` gets the same typed reason.
+            let pinned = cache.resolve(&tagged, None).await.expect_err("no digest");
+            assert_eq!(pinned, reason);
+        }
+        assert_eq!(inner.resolves.load(Ordering::SeqCst), 4, "failures are not cached");
+    }
 }

@@ -56,8 +56,10 @@ pub enum RegistryError {
     Transport { url: String, error: String },
     #[error("registry answered {status} for {url}{detail}")]
     Status { url: String, status: u16, detail: String },
+    /// The registry answered `status` (401, or 401/403 with credentials) and no authorization
+    /// that it accepts could be had.
     #[error("{url}: authentication failed ({why})")]
-    Auth { url: String, why: String },
+    Auth { url: String, status: u16, why: String },
     #[error("{url}: the response is larger than the {limit}-byte limit")]
     TooLarge { url: String, limit: usize },
     #[error("{url}: content digest {actual} does not match the requested {expected}")]
@@ -350,6 +352,7 @@ impl Registry {
             .and_then(parse_challenge)
             .ok_or_else(|| RegistryError::Auth {
                 url: url.to_owned(),
+                status: 401,
                 why: "401 without a usable WWW-Authenticate challenge".to_owned(),
             })?;
         let authorization = match challenge {
@@ -358,6 +361,7 @@ impl Registry {
                 None => {
                     return Err(RegistryError::Auth {
                         url: url.to_owned(),
+                        status: 401,
                         why: format!(
                             "the registry wants credentials and none are configured for {registry} (--registry-config)"
                         ),
@@ -392,6 +396,7 @@ impl Registry {
         if retry.status() == StatusCode::UNAUTHORIZED || retry.status() == StatusCode::FORBIDDEN {
             return Err(RegistryError::Auth {
                 url: url.to_owned(),
+                status: retry.status().as_u16(),
                 why: format!(
                     "{} with credentials{}",
                     retry.status().as_u16(),
@@ -477,11 +482,13 @@ impl Registry {
         }
         let realm_url = reqwest::Url::parse(realm).map_err(|e| RegistryError::Auth {
             url: url.to_owned(),
+            status: 401,
             why: format!("token realm {realm:?} is not a URL: {e}"),
         })?;
         if realm_url.scheme() != "https" && !self.config.insecure.iter().any(|h| realm_url.authority() == h) {
             return Err(RegistryError::Auth {
                 url: url.to_owned(),
+                status: 401,
                 why: format!("token realm {realm} is not HTTPS and its host is not an --insecure-registry"),
             });
         }
@@ -504,12 +511,16 @@ impl Registry {
         self.observer.registry_request(&host, response.as_ref().ok().map(|r| r.status().as_u16()), started.elapsed());
         let response = response.map_err(|e| RegistryError::Auth {
             url: url.to_owned(),
+            status: 401,
             why: format!("token request to {realm} failed: {}", error_chain(&e)),
         })?;
         if !response.status().is_success() {
             let status = response.status().as_u16();
-            let error =
-                RegistryError::Auth { url: url.to_owned(), why: format!("token endpoint {realm} answered {status}") };
+            let error = RegistryError::Auth {
+                url: url.to_owned(),
+                status: 401,
+                why: format!("token endpoint {realm} answered {status}"),
+            };
             // Refused credentials stay refused: remembered briefly for this credential set.
             if status == 401 || status == 403 {
                 self.tokens.refused(key, error.clone());
@@ -519,11 +530,15 @@ impl Registry {
         let bytes = read_limited(response, realm, 64 * 1024).await?;
         let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Auth {
             url: url.to_owned(),
+            status: 401,
             why: format!("token endpoint {realm} sent no token: {e}"),
         })?;
-        let token = parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or_else(|| {
-            RegistryError::Auth { url: url.to_owned(), why: format!("token endpoint {realm} sent an empty token") }
-        })?;
+        let token =
+            parsed.token.or(parsed.access_token).filter(|t| !t.is_empty()).ok_or_else(|| RegistryError::Auth {
+                url: url.to_owned(),
+                status: 401,
+                why: format!("token endpoint {realm} sent an empty token"),
+            })?;
         // The spec's default life when the endpoint says none; the cache renews a little early.
         let lifetime = parsed.expires_in.map_or(auth::DEFAULT_TOKEN_LIFE, Duration::from_secs);
         Ok((token, lifetime))

@@ -285,10 +285,12 @@ impl Unchecked {
         )
     }
 
-    /// The HTTP status of a registry error, if it had one.
+    /// The HTTP status of a registry error, if it had one (an authentication failure has the
+    /// registry's 401 or 403).
     pub fn status(&self) -> Option<u16> {
+        use super::registry::RegistryError::{Auth, Status};
         match self {
-            Self::Registry { error: super::registry::RegistryError::Status { status, .. } } => Some(*status),
+            Self::Registry { error: Status { status, .. } | Auth { status, .. } } => Some(*status),
             _ => None,
         }
     }
