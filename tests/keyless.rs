@@ -209,6 +209,7 @@ fn legacy_layer_verifies_as_a_bundle() {
         subject: SubjectMatch::Exact(RELEASE.to_owned()),
         github: None,
         issuer_regexp: None,
+        claims: Vec::new(),
     };
     let verified = verify_bundle(
         &bundle,
@@ -237,6 +238,7 @@ fn p384_keyless_bundles_with_sha384_log_entries() {
         subject: SubjectMatch::Exact(RELEASE.to_owned()),
         github: None,
         issuer_regexp: None,
+        claims: Vec::new(),
     };
     let keyless = Signer::Keyless(&identity);
     let verify = |bundle: &[u8], artifact: &[u8]| {
@@ -336,6 +338,7 @@ fn intoto_v001_entries_verify_and_bind_to_the_envelope() {
         subject: SubjectMatch::Exact(RELEASE.to_owned()),
         github: None,
         issuer_regexp: None,
+        claims: Vec::new(),
     };
     let keyless = |bundle: &[u8], identity: &Identity| {
         verify_bundle(bundle, None, &Signer::Keyless(identity), TransparencyLog::Required, &root)
@@ -697,6 +700,64 @@ async fn bundle_keyless(kind: Kind) {
 }
 
 crate::on_both_registries!(bundle_keyless: bundle_keyless_fallback_tag, bundle_keyless_referrers_api);
+
+const GITLAB: &str = "https://gitlab.com";
+
+/// A GitLab CI signer as gitlab.com's Fulcio claims describe it: the SAN is the pipeline config at
+/// its ref; the ref in `sourceRepositoryRef` (`.14`) is `git_ref`.
+fn gitlab_signer(sigstore: &MiniSigstore, git_ref: &str) -> KeylessSigner {
+    let san = "https://gitlab.com/acme/app//.gitlab-ci.yml@refs/heads/main";
+    let claims = [
+        (9, san),
+        (11, "gitlab-hosted"),
+        (12, "https://gitlab.com/acme/app"),
+        (13, "4f2c2a3e1d6b0c9a8f7e6d5c4b3a29180716f5e4"),
+        (14, git_ref),
+        (15, "42"),
+        (16, "https://gitlab.com/acme"),
+        (18, san),
+        (20, "push"),
+        (21, "https://gitlab.com/acme/app/-/jobs/1"),
+        (22, "public"),
+    ];
+    let claims = claims.iter().map(|(n, v)| (*n, (*v).to_owned())).collect();
+    sigstore.issue_with(san, GITLAB, None, &IssueOptions { claims, ..IssueOptions::default() })
+}
+
+/// `keyless.claims` for a non-GitHub issuer: a GitLab pipeline signature on main is accepted; one
+/// with the same subject but made from another ref (`sourceRepositoryRef`) is refused, typed.
+#[tokio::test]
+async fn gitlab_claims_through_a_registry() {
+    let s = setup(Kind::Ferro).await;
+    let main = gitlab_signer(&s.sigstore, "refs/heads/main");
+    let forged = gitlab_signer(&s.sigstore, "refs/heads/feature");
+    let authority = keyless(&format!(
+        "issuer: {GITLAB}\nsubject: {}\nclaims: {{sourceRepositoryURI: 'https://gitlab.com/acme/app', sourceRepositoryRef: refs/heads/main}}",
+        main.subject
+    ));
+    let (image, _) = s.signed_bundle("acme/gitlab", "v1", |digest| s.sigstore.signature_bundle(&main, digest)).await;
+    let d = s.decide(&authority, &image).await;
+    assert!(d.allowed, "{d:?}");
+    let (legacy, _) = s
+        .signed_legacy("acme/gitlab", "v2", |reference, digest| {
+            s.sigstore.signature_layer(&main, MiniSigstore::payload(reference, digest))
+        })
+        .await;
+    assert!(s.decide(&authority, &legacy).await.allowed);
+
+    assert_eq!(forged.subject, main.subject);
+    let (image, _) = s.signed_bundle("acme/gitlab", "v3", |digest| s.sigstore.signature_bundle(&forged, digest)).await;
+    assert_denied(&s.decide(&authority, &image).await, &["sourceRepositoryRef refs/heads/main", "refs/heads/feature"]);
+    let failures = failures(s.outcome(&authority, &image).await);
+    assert!(
+        failures.iter().any(|(_, f)| matches!(f, Failure::IdentityMismatch { expected, found }
+            if expected == "sourceRepositoryRef refs/heads/main" && found == "sourceRepositoryRef refs/heads/feature")),
+        "{failures:?}"
+    );
+    // Without the claims, the subject alone cannot tell them apart.
+    let by_subject = keyless(&format!("issuer: {GITLAB}\nsubject: {}", main.subject));
+    assert!(s.decide(&by_subject, &image).await.allowed);
+}
 
 /// Both formats on one image, a keyless authority and a GitHub one, `require: all`.
 #[tokio::test]

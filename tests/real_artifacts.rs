@@ -181,6 +181,7 @@ fn identity(issuer: &str, subject: &str) -> portcullis::policy::Identity {
         subject: portcullis::policy::SubjectMatch::Exact(subject.to_owned()),
         github: None,
         issuer_regexp: None,
+        claims: Vec::new(),
     }
 }
 

@@ -213,6 +213,7 @@ async fn production_bundle_as_a_referrer() {
             subject: portcullis::policy::SubjectMatch::Exact("cody@soyland.com".to_owned()),
             github: None,
             issuer_regexp: None,
+            claims: Vec::new(),
         };
         let signer = portcullis::verify::bundle::Signer::Keyless(&identity);
         let verified = portcullis::verify::bundle::verify_bundle(
@@ -237,6 +238,7 @@ async fn production_bundle_as_a_referrer() {
             subject: portcullis::policy::SubjectMatch::Exact("someone@else.com".to_owned()),
             github: None,
             issuer_regexp: None,
+            claims: Vec::new(),
         };
         let err = portcullis::verify::bundle::verify_bundle(
             &evidence.bundles[0].json,

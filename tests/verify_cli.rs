@@ -619,8 +619,10 @@ async fn verify_attestation_github_claims() {
         verify_attestation(&args)
     };
     let sha = claims.sha.clone();
-    let ok: [&[&str]; 3] = [
+    let ok: [&[&str]; 5] = [
         &[],
+        &["--certificate-github-workflow-repository", "acme/app", "--certificate-github-workflow-name", "release"],
+        &["--certificate-claim", "sourceRepositoryRef=refs/tags/v1.2.3", "--certificate-claim", "buildTrigger=push"],
         &[
             "--certificate-github-workflow-repository",
             "acme/app",
@@ -640,8 +642,13 @@ async fn verify_attestation_github_claims() {
         let (code, out, err) = run(extra);
         assert_eq!(code, Some(0), "{extra:?}: {out}{err}");
     }
-    let denied: [(&[&str], &str); 4] = [
+    let denied: [(&[&str], &str); 6] = [
         (&["--certificate-github-workflow-repository", "acme/other"], "acme/other"),
+        (
+            &["--certificate-github-workflow-repository", "acme/app", "--certificate-github-workflow-name", "ci"],
+            "githubWorkflowName ci",
+        ),
+        (&["--certificate-claim", "buildTrigger=workflow_dispatch"], "buildTrigger workflow_dispatch"),
         (
             &[
                 "--certificate-github-workflow-repository",
@@ -678,6 +685,51 @@ async fn verify_attestation_github_claims() {
     // A claim flag without the repository is a flag error.
     let (code, _, err) = run(&["--certificate-github-workflow-ref", "refs/tags/v1.2.3"]);
     assert_eq!(code, Some(2), "{err}");
+}
+
+/// `verify --certificate-claim`: Fulcio claims of a non-GitHub issuer (a GitLab pipeline) decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_certificate_claim_flags() {
+    use support::BUNDLE_V03;
+    use support::sigstore::{IssueOptions, MiniSigstore};
+    let registry = TestRegistry::start(Kind::Distribution).await;
+    let host = registry.host.as_str();
+    let push = Pusher::new(host);
+    let sigstore = MiniSigstore::new("gitlab");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = sigstore.write_trusted_root(dir.path(), "root.json");
+    let root = root.to_str().expect("utf8");
+    let san = "https://gitlab.com/acme/app//.gitlab-ci.yml@refs/heads/main";
+    let claims = vec![(12, "https://gitlab.com/acme/app".to_owned()), (14, "refs/heads/main".to_owned())];
+    let options = IssueOptions { claims, ..IssueOptions::default() };
+    let signer = sigstore.issue_with(san, "https://gitlab.com", None, &options);
+    let (digest, raw) = push.image("acme/app", "v1", "gitlab signed").await;
+    push.referrer("acme/app", &digest, &raw, BUNDLE_V03, &sigstore.signature_bundle(&signer, &digest)).await;
+    let image = format!("{host}/acme/app:v1");
+    let run = |claim: &str| {
+        let args = [
+            image.as_str(),
+            "--trusted-root",
+            root,
+            "--insecure-registry",
+            host,
+            "--certificate-oidc-issuer",
+            "https://gitlab.com",
+            "--certificate-claim",
+            "sourceRepositoryURI=https://gitlab.com/acme/app",
+            "--certificate-claim",
+            claim,
+        ];
+        verify(&args)
+    };
+    let (code, out, err) = run("sourceRepositoryRef=refs/heads/main");
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run("sourceRepositoryRefRegExp=refs/tags/v.*");
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("sourceRepositoryRef matching regexp") && out.contains("refs/heads/main"), "{out}");
+    let (code, _, err) = run("sourceRepo=x");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a Fulcio certificate claim"), "{err}");
 }
 
 /// `--output json` carries the typed failure class of each finding, the same verdict the text

@@ -22,12 +22,14 @@ use crate::policy::load::PolicyDir;
 use crate::policy::matcher::{Glob, Selector};
 use crate::policy::signed::Requirement;
 use crate::policy::{
-    Attestation, Authority, AuthorityKind, DigestRule, Identity, ImagePolicy, KeyRef, Mode, Platforms, PolicySet,
-    Require, Source, SubjectMatch, TransparencyLog,
+    Attestation, Authority, AuthorityKind, DigestRule, ImagePolicy, KeyRef, Mode, Platforms, PolicySet, Require,
+    Source, SubjectMatch, TransparencyLog,
 };
 use crate::review::{ObjectRequest, Review};
 use crate::verify::cache::CachedVerifier;
 
+mod claims;
+pub(super) use claims::CertificateClaimArgs;
 mod input;
 mod output;
 
@@ -110,6 +112,8 @@ pub struct ExpectArgs {
     /// OIDC issuer of the keyless certificate.
     #[arg(long)]
     pub certificate_oidc_issuer: Option<String>,
+    #[command(flatten)]
+    pub claims: CertificateClaimArgs,
     /// Accept signatures without a transparency log entry (key-based only).
     #[arg(long, requires = "key")]
     pub insecure_ignore_tlog: bool,
@@ -291,6 +295,7 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
         certificate_identity,
         certificate_identity_regexp,
         certificate_oidc_issuer,
+        claims,
         insecure_ignore_tlog,
         attestations,
         policies,
@@ -310,7 +315,11 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
             conditions: Vec::new(),
         });
     }
-    let flags_given = key.is_some() || certificate_identity.is_some() || certificate_identity_regexp.is_some();
+    let flags_given =
+        key.is_some() || certificate_identity.is_some() || certificate_identity_regexp.is_some() || claims.given();
+    if policies.is_some() && claims.given() {
+        bail!("certificate claim flags describe their own keyless identity: use them without --policies");
+    }
     let default_dir = PathBuf::from("policies");
     let policies = match policies {
         Some(path) => Some(path),
@@ -350,10 +359,11 @@ fn policy_set(expect: ExpectArgs) -> anyhow::Result<PolicySet> {
     }
     let kind = match (key, certificate_identity, certificate_identity_regexp) {
         (Some(path), None, None) => AuthorityKind::Key(KeyRef::File(path)),
-        (None, identity, regexp) if identity.is_some() || regexp.is_some() => {
+        (None, identity, regexp) if identity.is_some() || regexp.is_some() || claims.given() => {
             let issuer = certificate_oidc_issuer.context("--certificate-oidc-issuer is required for keyless")?;
-            let subject = subject_from_flags(identity, regexp)?;
-            AuthorityKind::Keyless(Identity { issuer, subject, github: None, issuer_regexp: None })
+            let subject =
+                if identity.is_some() || regexp.is_some() { Some(subject_from_flags(identity, regexp)?) } else { None };
+            AuthorityKind::Keyless(claims.identity(issuer, None, subject)?)
         }
         _ => bail!("pass one of --key, --certificate-identity, --certificate-identity-regexp"),
     };

@@ -12,12 +12,12 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use super::registry_args::RegistryArgs;
+use super::verify::CertificateClaimArgs;
 use super::{EXIT_ALLOWED, EXIT_DENIED, EXIT_ERROR};
 use crate::decision::{Decision, Verdict};
 use crate::engine::{Engine, Settings, Unmatched};
 use crate::policy::cel::CelEnv;
-use crate::policy::model::GithubSpec;
-use crate::policy::{Attestation, AuthorityKind, Condition, Identity, KeyRef, PolicySet, Require, TransparencyLog};
+use crate::policy::{Attestation, AuthorityKind, Condition, KeyRef, PolicySet, Require, TransparencyLog};
 use crate::review::Review;
 
 const EXAMPLES: &str = "\
@@ -67,19 +67,8 @@ pub struct VerifyAttestationArgs {
     /// OIDC issuer as a regular expression (always anchored).
     #[arg(long)]
     pub certificate_oidc_issuer_regexp: Option<String>,
-    /// The GitHub repository (owner/name) the certificate's workflow ran in (Fulcio extension
-    /// `1.3.6.1.4.1.57264.1.12`, or the legacy `.5`).
-    #[arg(long, value_name = "OWNER/NAME", conflicts_with = "key")]
-    pub certificate_github_workflow_repository: Option<String>,
-    /// The git ref the workflow ran for (a glob, as `github.ref` in policies).
-    #[arg(long, value_name = "REF", requires = "certificate_github_workflow_repository")]
-    pub certificate_github_workflow_ref: Option<String>,
-    /// The commit the workflow ran at.
-    #[arg(long, value_name = "SHA", requires = "certificate_github_workflow_repository")]
-    pub certificate_github_workflow_sha: Option<String>,
-    /// The event that triggered the workflow (push, release, workflow_dispatch, …).
-    #[arg(long, value_name = "EVENT", requires = "certificate_github_workflow_repository")]
-    pub certificate_github_workflow_trigger: Option<String>,
+    #[command(flatten)]
+    pub claims: CertificateClaimArgs,
     /// Accept attestations without a transparency log entry (key-based only).
     #[arg(long, requires = "key")]
     pub insecure_ignore_tlog: bool,
@@ -155,7 +144,7 @@ fn policy_set(args: &VerifyAttestationArgs) -> anyhow::Result<PolicySet> {
     }
     let kind = match (&args.key, &args.certificate_identity, &args.certificate_identity_regexp) {
         (Some(path), None, None) => AuthorityKind::Key(KeyRef::File(path.clone())),
-        (None, identity, regexp) if identity.is_some() || regexp.is_some() => {
+        (None, identity, regexp) if identity.is_some() || regexp.is_some() || args.claims.given() => {
             let (issuer, issuer_regexp) = match (&args.certificate_oidc_issuer, &args.certificate_oidc_issuer_regexp) {
                 (Some(exact), None) => (exact.clone(), None),
                 (None, Some(re)) => {
@@ -165,17 +154,16 @@ fn policy_set(args: &VerifyAttestationArgs) -> anyhow::Result<PolicySet> {
                 }
                 _ => bail!("keyless needs one of --certificate-oidc-issuer and --certificate-oidc-issuer-regexp"),
             };
-            let subject = super::verify::subject_from_flags(identity.clone(), regexp.clone())?;
-            let github = args.certificate_github_workflow_repository.as_ref().map(|repository| GithubSpec {
-                repository: repository.clone(),
-                workflow: None,
-                git_ref: args.certificate_github_workflow_ref.clone(),
-                sha: args.certificate_github_workflow_sha.clone(),
-                trigger: args.certificate_github_workflow_trigger.clone(),
-            });
-            AuthorityKind::Keyless(Identity { issuer, subject, github, issuer_regexp })
+            let subject = if identity.is_some() || regexp.is_some() {
+                Some(super::verify::subject_from_flags(identity.clone(), regexp.clone())?)
+            } else {
+                None
+            };
+            AuthorityKind::Keyless(args.claims.identity(issuer, issuer_regexp, subject)?)
         }
-        _ => bail!("give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp]"),
+        _ => bail!(
+            "give --key, or --certificate-identity[-regexp] (or certificate claims) with --certificate-oidc-issuer[-regexp]"
+        ),
     };
     let attestation =
         Attestation { name: args.predicate_type.clone(), predicate_type, authorities: Vec::new(), conditions };

@@ -90,6 +90,7 @@ pub fn run(args: VerifyBundleArgs) -> anyhow::Result<ExitCode> {
                 subject: SubjectMatch::Exact(subject.clone()),
                 github: None,
                 issuer_regexp: None,
+                claims: Vec::new(),
             };
             Signer::Keyless(&identity)
         }

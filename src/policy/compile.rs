@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::cel::CelEnv;
+use super::claims::compile_claims;
 use super::matcher::{Glob, Selector};
 use super::model::{
     API_VERSION, AttestationSpec, AuthoritySpec, ConditionSpec, Header, ImagePolicyDoc, KINDS, KeylessSpec, MatchSpec,
@@ -332,11 +333,12 @@ fn compile_authority(ctx: &Ctx<'_>, a: &AuthoritySpec, base: &Path) -> Result<Au
                         && k.subject.is_none()
                         && k.subject_pattern.is_none()
                         && k.subject_reg_exp.is_none()
-                        && k.github.is_none();
+                        && k.github.is_none()
+                        && k.claims.is_none();
                     if !alone || list.is_empty() {
                         return Err(ctx.err(format!(
                             "{what}: identities is a non-empty list of identities, each with its issuer and \
-                             subject (or github); it replaces issuer, subject and github at the keyless level"
+                             subject (or github or claims); it replaces issuer, subject, github and claims at the keyless level"
                         )));
                     }
                     let mut identities = Vec::new();
@@ -375,11 +377,19 @@ pub fn builtin_trusted_root(name: &str) -> Option<&'static str> {
 /// One keyless identity: issuer (or issuerRegExp), subject form, github claims.
 fn keyless_identity(ctx: &Ctx<'_>, what: &str, k: &KeylessSpec) -> Result<Identity, PolicyError> {
     let subjects = [k.subject.is_some(), k.subject_pattern.is_some(), k.subject_reg_exp.is_some()];
+    let claims = match &k.claims {
+        Some(block) if block.is_empty() => {
+            return Err(ctx.err(format!("{what}: claims is empty; name at least one claim or leave it out")));
+        }
+        Some(block) => compile_claims(block).map_err(|e| ctx.err(format!("{what}: {e}")))?,
+        None => Vec::new(),
+    };
     let subject = match (subjects.iter().filter(|s| **s).count(), &k.github) {
         (0, Some(_)) => SubjectMatch::GithubOnly,
+        (0, None) if !claims.is_empty() => SubjectMatch::GithubOnly,
         (0, None) => {
             return Err(ctx.err(format!(
-                "{what}: keyless needs subject, subjectPattern, subjectRegExp or github; \
+                "{what}: keyless needs subject, subjectPattern, subjectRegExp, github or claims; \
                  accepting any identity must be explicit (subjectRegExp: \".*\")"
             )));
         }
@@ -425,7 +435,7 @@ fn keyless_identity(ctx: &Ctx<'_>, what: &str, k: &KeylessSpec) -> Result<Identi
         (None, None, Some(_)) => (GITHUB_ISSUER.to_owned(), None),
         (None, None, None) => return Err(ctx.err(format!("{what}: keyless needs issuer or issuerRegExp"))),
     };
-    Ok(Identity { issuer, subject, github: k.github.clone(), issuer_regexp })
+    Ok(Identity { issuer, subject, github: k.github.clone(), issuer_regexp, claims })
 }
 
 /// The OIDC issuer of GitHub Actions tokens.

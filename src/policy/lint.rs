@@ -27,9 +27,14 @@ use crate::review::{ObjectRequest, Review};
 pub const IGNORE_ANNOTATION: &str = "portcullis.dev/lint-ignore";
 
 /// Every rule: id, severity, what it finds.
-pub const RULES: [(&str, Severity, &str); 9] = [
+pub const RULES: [(&str, Severity, &str); 10] = [
     ("identity-too-broad", Severity::Error, "a keyless identity pattern that also matches another org, repo or host"),
     ("github-ref-any", Severity::Warning, "a github ref pattern that accepts every ref, pull requests included"),
+    (
+        "claims-too-broad",
+        Severity::Warning,
+        "a keyless identity whose only constraints are claims naming no repository, owner or build",
+    ),
     ("glob-never-matches", Severity::Error, "an image or namespace glob the policy's own exclusions always remove"),
     (
         "glob-shadowed",
@@ -287,6 +292,18 @@ const KNOWN_PREDICATES: [&str; 12] = [
     "https://cosign.sigstore.dev/attestation/v1",
 ];
 
+/// Claims that name who built: a claims block with none of them accepts any project of the issuer.
+const IDENTIFYING_CLAIMS: [&str; 8] = [
+    "sourceRepositoryURI",
+    "sourceRepositoryIdentifier",
+    "sourceRepositoryOwnerURI",
+    "sourceRepositoryOwnerIdentifier",
+    "buildSignerURI",
+    "buildSignerDigest",
+    "buildConfigURI",
+    "runInvocationURI",
+];
+
 fn identity_rules(authority: &str, k: &KeylessSpec, add: &mut impl FnMut(&'static str, String)) {
     let checks = [
         ("subjectRegExp", k.subject_reg_exp.as_deref(), true),
@@ -317,6 +334,23 @@ fn identity_rules(authority: &str, k: &KeylessSpec, add: &mut impl FnMut(&'stati
                 ),
             );
         }
+    }
+    if let Some(claims) = &k.claims
+        && k.subject.is_none()
+        && k.subject_pattern.is_none()
+        && k.subject_reg_exp.is_none()
+        && k.github.is_none()
+        && !claims.keys().any(|name| IDENTIFYING_CLAIMS.iter().any(|c| name.starts_with(c)))
+    {
+        let named: Vec<&str> = claims.keys().map(String::as_str).collect();
+        add(
+            "claims-too-broad",
+            format!(
+                "authority {authority:?}: claims {} name no repository, owner or build, so any project of \
+                 the issuer may sign; add sourceRepositoryURI (or sourceRepositoryOwnerURI, buildSignerURI)",
+                named.join(", ")
+            ),
+        );
     }
     if let Some(github) = &k.github
         && let Some(r) = github.git_ref.as_deref()

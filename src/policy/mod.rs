@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub mod cel;
+pub mod claims;
 pub mod compile;
 pub mod lint;
 pub mod load;
@@ -232,6 +233,8 @@ pub struct Identity {
     pub github: Option<model::GithubSpec>,
     /// `issuerRegExp` (always anchored): matched instead of `issuer`.
     pub issuer_regexp: Option<regex::Regex>,
+    /// `claims:`: Fulcio certificate extensions that must be present with these values.
+    pub claims: Vec<claims::ClaimMatch>,
 }
 
 /// How the certificate subject (SAN) is matched. Every form is anchored.
@@ -240,7 +243,7 @@ pub enum SubjectMatch {
     Exact(String),
     Pattern(Glob),
     RegExp(regex::Regex),
-    /// No subject constraint of its own: the `github` claims decide.
+    /// No subject constraint of its own: the `github` claims or `claims` decide.
     GithubOnly,
 }
 

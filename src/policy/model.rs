@@ -251,6 +251,10 @@ pub struct KeylessSpec {
     pub subject_reg_exp: Option<String>,
     #[serde(default)]
     pub github: Option<GithubSpec>,
+    /// Fulcio certificate extensions by name (`sourceRepositoryURI`, …; `…RegExp` for an
+    /// anchored regular expression), for any issuer: see [`super::claims`].
+    #[serde(default)]
+    pub claims: Option<std::collections::BTreeMap<String, String>>,
     /// Several identities, any one of which may sign; instead of the fields above.
     #[serde(default)]
     pub identities: Option<Vec<KeylessSpec>>,

@@ -28,6 +28,25 @@ fn object(description: &str, required: &[&str], properties: Value) -> Value {
     })
 }
 
+/// `keyless.claims`: every Fulcio claim, exact or (`…RegExp`) an anchored regular expression.
+fn claims() -> Value {
+    let mut properties = serde_json::Map::new();
+    for (name, oid) in super::claims::FULCIO_CLAIMS {
+        let exact = format!("Exact value of the Fulcio certificate extension {oid}.");
+        properties.insert(name.to_owned(), json!({"type": "string", "description": exact}));
+        let regexp = format!("Regular expression (always anchored) over the extension {oid}; instead of {name}.");
+        properties.insert(format!("{name}RegExp"), json!({"type": "string", "description": regexp}));
+    }
+    let mut block = object(
+        "Fulcio certificate claims (any issuer: GitLab CI, Buildkite, GitHub, …); each named claim must be \
+         present in the certificate with that value.",
+        &[],
+        Value::Object(properties),
+    );
+    block["minProperties"] = json!(1);
+    block
+}
+
 fn metadata() -> Value {
     object(
         "Policy name (used in messages, metrics and audit annotations), labels and annotations.",
@@ -108,6 +127,7 @@ fn authority() -> Value {
         "subjectPattern": {"type": "string", "description": "Glob over the identity."},
         "subjectRegExp": {"type": "string", "description": "Regular expression over the identity, always anchored."},
         "github": github,
+        "claims": claims(),
     });
     let identity =
         object("One keyless identity: the issuer and one subject matcher or github.", &[], identity_properties.clone());

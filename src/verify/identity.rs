@@ -1,9 +1,10 @@
-//! Matching a Fulcio certificate against a policy [`Identity`]: OIDC issuer, subject (SAN) and
-//! the typed GitHub Actions claims.
+//! Matching a Fulcio certificate against a policy [`Identity`]: OIDC issuer, subject (SAN), the
+//! typed GitHub Actions claims and the named Fulcio claims of any issuer (`keyless.claims`).
 //!
 //! Fulcio records the OIDC token's claims in X.509 extensions under `1.3.6.1.4.1.57264.1`. The
 //! current extensions (`.8` and later) hold a DER `UTF8String`; the legacy ones (`.1`–`.6`) hold
-//! the raw string bytes. The current form wins when both are present.
+//! the raw string bytes. The current form wins when both are present. A certificate carrying one
+//! of these extensions twice, or a current one not encoded as a DER `UTF8String`, is refused.
 //!
 //! This module only reads claims: it must be called on a certificate whose chain, validity and
 //! signature have been (or will be) verified, as [`super::bundle::verify_bundle`] does.
@@ -11,15 +12,21 @@
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use std::collections::{BTreeMap, HashSet};
+
 use super::bundle::BundleError;
+use crate::policy::claims::is_claim_oid;
 use crate::policy::matcher::Glob;
 use crate::policy::{Identity, SubjectMatch};
 
 /// Fulcio extension OIDs (under `1.3.6.1.4.1.57264.1`) and how their value is encoded.
 mod oid {
+    /// The arc of every Fulcio extension (with the trailing dot).
+    pub const FULCIO_ARC: &str = "1.3.6.1.4.1.57264.1.";
     pub const ISSUER_LEGACY: &str = "1.3.6.1.4.1.57264.1.1";
     pub const TRIGGER_LEGACY: &str = "1.3.6.1.4.1.57264.1.2";
     pub const SHA_LEGACY: &str = "1.3.6.1.4.1.57264.1.3";
+    pub const WORKFLOW_NAME_LEGACY: &str = "1.3.6.1.4.1.57264.1.4";
     pub const REPOSITORY_LEGACY: &str = "1.3.6.1.4.1.57264.1.5";
     pub const REF_LEGACY: &str = "1.3.6.1.4.1.57264.1.6";
     pub const ISSUER: &str = "1.3.6.1.4.1.57264.1.8";
@@ -45,6 +52,9 @@ pub struct Claims {
     /// `https://github.com/owner/repo/.github/workflows/x.yml@refs/...`.
     pub build_config: Option<String>,
     pub trigger: Option<String>,
+    /// Every current Fulcio extension (`.8`–`.22`) and the legacy workflow name (`.4`) by OID,
+    /// decoded.
+    pub fulcio: BTreeMap<String, String>,
 }
 
 impl Claims {
@@ -55,13 +65,25 @@ impl Claims {
         let mut claims = Claims::default();
         let (mut issuer_legacy, mut repo_legacy, mut ref_legacy) = (None, None, None);
         let (mut sha_legacy, mut trigger_legacy) = (None, None);
+        let mut seen = HashSet::new();
         for ext in cert.extensions() {
             let id = ext.oid.to_id_string();
             let value = ext.value;
+            if id.starts_with(oid::FULCIO_ARC) && !seen.insert(id.clone()) {
+                return Err(BundleError::Certificate(format!(
+                    "signing certificate carries the Fulcio extension {id} twice"
+                )));
+            }
+            if is_claim_oid(&id) {
+                claims.fulcio.insert(id.clone(), der_utf8(value, &id)?);
+            }
             match id.as_str() {
                 oid::ISSUER_LEGACY => issuer_legacy = Some(raw_string(value, &id)?),
                 oid::TRIGGER_LEGACY => trigger_legacy = Some(raw_string(value, &id)?),
                 oid::SHA_LEGACY => sha_legacy = Some(raw_string(value, &id)?),
+                oid::WORKFLOW_NAME_LEGACY => {
+                    claims.fulcio.insert(id.clone(), raw_string(value, &id)?);
+                }
                 oid::REPOSITORY_LEGACY => repo_legacy = Some(format!("{GITHUB}{}", raw_string(value, &id)?)),
                 oid::REF_LEGACY => ref_legacy = Some(raw_string(value, &id)?),
                 oid::ISSUER => claims.issuer = Some(der_utf8(value, &id)?),
@@ -166,15 +188,15 @@ pub fn match_claims(claims: &Claims, identity: &Identity) -> Result<(), BundleEr
         SubjectMatch::Exact(s) => subject == Some(s.as_str()),
         SubjectMatch::Pattern(glob) => subject.is_some_and(|s| glob.matches(s)),
         SubjectMatch::RegExp(re) => subject.is_some_and(|s| re.is_match(s)),
-        // Compiled policies pair `GithubOnly` with `github` claims; without them, refuse.
-        SubjectMatch::GithubOnly => identity.github.is_some(),
+        // Compiled policies pair `GithubOnly` with `github` claims or `claims`; without, refuse.
+        SubjectMatch::GithubOnly => identity.github.is_some() || !identity.claims.is_empty(),
     };
     if !subject_ok {
         let expected = match &identity.subject {
             SubjectMatch::Exact(s) => format!("subject {s}"),
             SubjectMatch::Pattern(g) => format!("subject matching glob {g}"),
             SubjectMatch::RegExp(re) => format!("subject matching regexp {}", re.as_str()),
-            SubjectMatch::GithubOnly => "a subject or GitHub claims (the policy gives neither)".to_owned(),
+            SubjectMatch::GithubOnly => "a subject, GitHub claims or claims (the policy gives neither)".to_owned(),
         };
         return Err(mismatch(expected, subject, "subject"));
     }
@@ -214,6 +236,12 @@ pub fn match_claims(claims: &Claims, identity: &Identity) -> Result<(), BundleEr
             return Err(mismatch(format!("trigger {trigger}"), claims.trigger.as_deref(), "trigger"));
         }
     }
+    for claim in &identity.claims {
+        let found = claims.fulcio.get(claim.oid).map(String::as_str);
+        if !found.is_some_and(|f| claim.matches(f)) {
+            return Err(mismatch(claim.describe(), found, claim.name));
+        }
+    }
     Ok(())
 }
 
@@ -249,3 +277,7 @@ fn der_utf8(value: &[u8], oid: &str) -> Result<String, BundleError> {
 #[cfg(test)]
 #[path = "identity_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "identity_claims_tests.rs"]
+mod claims_tests;

@@ -28,7 +28,7 @@ fn beacon() -> Vec<u8> {
 }
 
 fn identity(subject: SubjectMatch, github: Option<GithubSpec>) -> Identity {
-    Identity { issuer: GH_ISSUER.to_owned(), subject, github, issuer_regexp: None }
+    Identity { issuer: GH_ISSUER.to_owned(), subject, github, issuer_regexp: None, claims: Vec::new() }
 }
 
 fn github(repository: &str) -> GithubSpec {
@@ -162,6 +162,7 @@ fn email_identity_and_oauth_issuer() {
         subject: SubjectMatch::Exact("cody@soyland.com".to_owned()),
         github: None,
         issuer_regexp: None,
+        claims: Vec::new(),
     };
     let found = check_identity(&cert, &wanted).expect("email identity");
     assert!(found.starts_with("cody@soyland.com"), "{found}");

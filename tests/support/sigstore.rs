@@ -204,6 +204,9 @@ pub struct IssueOptions {
     pub legacy_extensions_only: bool,
     /// An ECDSA P-384 leaf key (signing with SHA-384), as sigstore-go and sigstore-python can use.
     pub p384: bool,
+    /// More current Fulcio extensions (`1.3.6.1.4.1.57264.1.N`, DER UTF8String), as the claims
+    /// of other CI issuers (GitLab, Buildkite) come.
+    pub claims: Vec<(u64, String)>,
 }
 
 impl Default for IssueOptions {
@@ -214,6 +217,7 @@ impl Default for IssueOptions {
             no_sct: false,
             legacy_extensions_only: false,
             p384: false,
+            claims: Vec::new(),
         }
     }
 }
@@ -431,7 +435,7 @@ impl MiniSigstore {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
         params.use_authority_key_identifier_extension = true;
-        params.custom_extensions = fulcio_extensions(issuer, github, options.legacy_extensions_only);
+        params.custom_extensions = fulcio_extensions(issuer, github, options);
         let precert = params.signed_by(&leaf_key, &self.intermediate).expect("precertificate");
         let cert_der = if options.no_sct {
             precert.der().to_vec()
@@ -749,7 +753,7 @@ impl MiniSigstore {
 }
 
 /// The Fulcio extensions for an OIDC issuer and, for GitHub Actions, the workflow claims.
-fn fulcio_extensions(issuer: &str, github: Option<&GithubClaims>, legacy_only: bool) -> Vec<CustomExtension> {
+fn fulcio_extensions(issuer: &str, github: Option<&GithubClaims>, options: &IssueOptions) -> Vec<CustomExtension> {
     let oid = |n: u64| {
         let mut arc = FULCIO_ARC.to_vec();
         arc[8] = n;
@@ -769,10 +773,11 @@ fn fulcio_extensions(issuer: &str, github: Option<&GithubClaims>, legacy_only: b
             raw(6, &g.git_ref),
         ]);
     }
-    if legacy_only {
+    if options.legacy_extensions_only {
         return out;
     }
     out.push(utf8(8, issuer));
+    out.extend(options.claims.iter().map(|(n, value)| utf8(*n, value)));
     if let Some(g) = github {
         let run = format!("{}/actions/runs/1234567890/attempts/1", g.repository_uri());
         let owner = g.repository.split('/').next().unwrap_or_default();

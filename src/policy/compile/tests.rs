@@ -210,3 +210,27 @@ fn timestamp_mode_and_the_built_in_github_root() {
     assert_eq!(file.trusted_root.as_deref(), Some(Path::new("pol/./github")));
     assert!(file.files.trusted_root.is_none());
 }
+
+#[test]
+fn keyless_claims_compile_and_refuse_mistakes() {
+    let ok = "  images: ['**']\n  authorities: [{name: a, keyless: {issuer: https://gitlab.com, claims: \
+              {sourceRepositoryURI: 'https://gitlab.com/acme/app', sourceRepositoryRefRegExp: 'refs/heads/.*'}}}]\n";
+    let policy = image(&doc(ok));
+    let AuthorityKind::Keyless(identity) = &policy.authorities[0].kind else { panic!("keyless") };
+    assert!(matches!(identity.subject, SubjectMatch::GithubOnly));
+    let names: Vec<&str> = identity.claims.iter().map(|c| c.name).collect();
+    assert_eq!(names, ["sourceRepositoryRef", "sourceRepositoryURI"]);
+    let cases = [
+        ("{issuer: i, claims: {}}", "claims is empty"),
+        ("{issuer: i, claims: {sourceRepository: x}}", "not a Fulcio certificate claim"),
+        ("{issuer: i, claims: {buildTrigger: a, buildTriggerRegExp: b}}", "only one of buildTrigger"),
+        ("{issuer: i, claims: {buildTriggerRegExp: '('}}", "claims.buildTriggerRegExp"),
+        ("{claims: {buildTrigger: push}}", "needs issuer"),
+        ("{claims: {buildTrigger: push}, identities: [{issuer: i, subject: s}]}", "replaces issuer"),
+    ];
+    for (keyless, needle) in cases {
+        let text = doc(&format!("  images: ['**']\n  authorities: [{{name: a, keyless: {keyless}}}]\n"));
+        let e = error(&text);
+        assert!(e.contains(needle), "{keyless}: {e}");
+    }
+}

@@ -210,3 +210,19 @@ fn cel_on_custom_resources_uses_the_test_cases_objects() {
     let objects = test_objects(&case("{secretName: tls}"));
     assert_eq!(lint(&docs, &[], &env, &objects), []);
 }
+
+#[test]
+fn claims_naming_no_project_are_too_broad() {
+    let broad = keyless("p", "claims: {runnerEnvironment: gitlab-hosted}");
+    assert_eq!(rules(&broad), ["claims-too-broad"]);
+    let by_ref = keyless("p", "claims: {sourceRepositoryRef: refs/heads/main, buildTrigger: push}");
+    assert_eq!(rules(&by_ref), ["claims-too-broad"]);
+    let named =
+        keyless("p", "claims: {runnerEnvironment: gitlab-hosted, sourceRepositoryURI: 'https://gitlab.com/acme/app'}");
+    assert!(rules(&named).is_empty(), "{:?}", rules(&named));
+    let with_subject = keyless(
+        "p",
+        "subject: https://gitlab.com/acme/app//.gitlab-ci.yml@refs/heads/main\n        claims: {runnerEnvironment: gitlab-hosted}",
+    );
+    assert!(rules(&with_subject).is_empty(), "{:?}", rules(&with_subject));
+}

@@ -25,6 +25,7 @@ fn release_workflow() -> Identity {
         subject: SubjectMatch::Exact(SUBJECT.to_owned()),
         github: None,
         issuer_regexp: None,
+        claims: Vec::new(),
     }
 }
 

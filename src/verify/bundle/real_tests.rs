@@ -39,6 +39,7 @@ fn identity(subject: &str) -> Identity {
         subject: SubjectMatch::Exact(subject.to_owned()),
         github: None,
         issuer_regexp: None,
+        claims: Vec::new(),
     }
 }
 

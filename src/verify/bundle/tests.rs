@@ -33,7 +33,7 @@ fn root() -> TrustRoot {
 }
 
 fn keyless(issuer: &str, subject: SubjectMatch) -> Identity {
-    Identity { issuer: issuer.to_owned(), subject, github: None, issuer_regexp: None }
+    Identity { issuer: issuer.to_owned(), subject, github: None, issuer_regexp: None, claims: Vec::new() }
 }
 
 fn beacon() -> Identity {
