@@ -256,3 +256,54 @@ async fn hostile_reviews_are_refused_or_decided() {
     // Still serving.
     assert_eq!(review(&app, &fixture("configmap-create.json")).await["allowed"], true);
 }
+
+/// POST a review given as raw JSON text; its `response`.
+async fn review_text(app: &axum::Router, text: String) -> Value {
+    let (status, body) = crate::common::post(app, "/validate", text).await;
+    assert_eq!(status, axum::http::StatusCode::OK, "{body:.300}");
+    body["response"].clone()
+}
+
+/// Duplicate keys are read as the API server reads them (the last one wins, as in Go's
+/// encoding/json): the image decided is the one the API server would store and the kubelet pull.
+#[tokio::test]
+async fn a_duplicated_image_key_is_decided_on_the_value_the_api_server_keeps() {
+    let app = example_app();
+    let pinned = format!("ghcr.io/acme/app@{DIGEST}");
+    let text = serde_json::to_string(&pod_with(&pinned)).expect("json");
+    let field = format!("\"image\":\"{pinned}\"");
+    assert!(text.contains(&field), "{text:.300}");
+    // Pinned first, a tag last: the tag is what runs, and prod requires digests.
+    let tag_last = text.replace(&field, &format!("{field},\"image\":\"ghcr.io/acme/app:unpinned\""));
+    let response = review_text(&app, tag_last).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(message(&response).contains("ghcr.io/acme/app:unpinned"), "{response}");
+    // A tag first, pinned last: the pinned image is what runs.
+    let pinned_last = text.replace(&field, &format!("\"image\":\"ghcr.io/acme/app:unpinned\",{field}"));
+    assert_eq!(review_text(&app, pinned_last).await["allowed"], true);
+}
+
+/// Unicode and control characters in names, and an UPDATE whose oldObject is megabytes:
+/// decided from the new object, never a crash.
+#[tokio::test]
+async fn unicode_names_and_a_huge_old_object_are_decided() {
+    let app = example_app();
+    let mut odd = pod_with("ghcr.io/acme/app:unpinned");
+    odd["request"]["object"]["metadata"]["name"] = json!("na\u{ef}ve-\u{202e}-\u{0007}-\u{1f600}");
+    odd["request"]["name"] = json!("na\u{ef}ve-\u{202e}-\u{0007}-\u{1f600}");
+    odd["request"]["object"]["spec"]["containers"][0]["name"] = json!("\u{0000}app\u{feff}");
+    let response = review(&app, &odd).await;
+    assert_eq!(response["allowed"], false, "still decided on its image: {response}");
+    assert!(message(&response).contains("ghcr.io/acme/app:unpinned"), "{response}");
+
+    let mut update = pod_with(&format!("ghcr.io/acme/app@{DIGEST}"));
+    update["request"]["operation"] = json!("UPDATE");
+    let mut old = update["request"]["object"].clone();
+    old["metadata"]["annotations"] = json!({ "big": "x".repeat(4 << 20) });
+    old["spec"]["containers"][0]["image"] = json!("ghcr.io/acme/app:old");
+    update["request"]["oldObject"] = old;
+    assert_eq!(review(&app, &update).await["allowed"], true, "the new object is pinned");
+    update["request"]["object"]["spec"]["containers"][0]["image"] = json!("ghcr.io/acme/app:unpinned");
+    let response = review(&app, &update).await;
+    assert_eq!(response["allowed"], false, "{response:.300}");
+}
