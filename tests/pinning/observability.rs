@@ -176,7 +176,11 @@ fn logging(format: LogFormat, to: &Captured) -> tracing::subscriber::DefaultGuar
     let args = LogArgs { log_format: format, log_level: "info".to_owned() };
     let to = to.clone();
     let subscriber = portcullis::telemetry::subscriber(&args, move || to.clone(), false).expect("subscriber");
-    tracing::subscriber::set_default(subscriber)
+    let guard = tracing::subscriber::set_default(subscriber);
+    // Callsite interest is process-wide: a callsite first hit by another test thread while this
+    // subscriber was being registered may have cached "never". Recompute it with this one in place.
+    tracing::callsite::rebuild_interest_cache();
+    guard
 }
 
 /// The test runs on one thread (current-thread runtime), so the thread-local subscriber sees
