@@ -32,7 +32,7 @@ spec:
   images: ['**']
 ";
 
-async fn get(app: &Router, uri: &str) -> String {
+pub(crate) async fn get(app: &Router, uri: &str) -> String {
     use tower::ServiceExt;
     let request = axum::http::Request::get(uri).body(axum::body::Body::empty()).expect("request");
     let response = app.clone().oneshot(request).await.expect("answer");
@@ -41,7 +41,10 @@ async fn get(app: &Router, uri: &str) -> String {
 }
 
 /// Wait (bounded) until the status satisfies `done`.
-async fn wait_for(status: &mut watch::Receiver<LoadStatus>, done: impl Fn(&LoadStatus) -> bool) -> LoadStatus {
+pub(crate) async fn wait_for(
+    status: &mut watch::Receiver<LoadStatus>,
+    done: impl Fn(&LoadStatus) -> bool,
+) -> LoadStatus {
     tokio::time::timeout(Duration::from_secs(20), status.wait_for(|s| done(s)))
         .await
         .expect("the reloader reacted within 20 s")
@@ -49,7 +52,7 @@ async fn wait_for(status: &mut watch::Receiver<LoadStatus>, done: impl Fn(&LoadS
         .clone()
 }
 
-fn write(dir: &Path, name: &str, text: &str) {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) {
     // Write then rename, as ConfigMap updates and editors do: the reloader never sees half a file.
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, text).expect("write");

@@ -2,21 +2,19 @@
 //! content; `verify|serve --require-signed-policies` load only a set whose signature verifies,
 //! and a server whose directory changes without a good signature keeps the last good set.
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use portcullis::engine::{Engine, Settings};
-use portcullis::policy::load::{self, LoadStatus, PolicyDir};
+use portcullis::policy::load::{self, PolicyDir};
 use portcullis::policy::signed::Requirement;
 use portcullis::server::{AppState, router};
 use portcullis::telemetry::Metrics;
 use portcullis::verify::Unsupported;
-use tokio::sync::watch;
 
 use crate::common::{self, fixture, review};
+use crate::reload::{get, wait_for, write};
 use crate::support::Signer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
@@ -164,28 +162,6 @@ fn serve_refuses_to_start_on_a_bad_signature() {
     assert!(stderr.contains("does not match its signature") && stderr.contains("prod.yaml changed"), "{stderr}");
 }
 
-async fn get(app: &Router, uri: &str) -> String {
-    use tower::ServiceExt;
-    let request = axum::http::Request::get(uri).body(axum::body::Body::empty()).expect("request");
-    let response = app.clone().oneshot(request).await.expect("answer");
-    let bytes = http_body_util::BodyExt::collect(response.into_body()).await.expect("body").to_bytes();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-async fn wait_for(status: &mut watch::Receiver<LoadStatus>, done: impl Fn(&LoadStatus) -> bool) -> LoadStatus {
-    tokio::time::timeout(Duration::from_secs(20), status.wait_for(|s| done(s)))
-        .await
-        .expect("the reloader reacted within 20 s")
-        .expect("reloader alive")
-        .clone()
-}
-
-fn replace(dir: &Path, name: &str, text: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).expect("write");
-    std::fs::rename(&tmp, dir.join(name)).expect("rename");
-}
-
 #[tokio::test]
 async fn a_reload_with_a_bad_signature_keeps_the_last_good_set() {
     let d = SignedDir::new();
@@ -200,7 +176,7 @@ async fn a_reload_with_a_bad_signature_keeps_the_last_good_set() {
     assert_eq!(review(&app, &fixture("pod-create.json")).await["allowed"], false, "prod needs digests");
 
     // An unreviewed edit that would let tags into prod: not signed, not loaded.
-    replace(&d.dir(), "prod.yaml", &PROD_DIGEST.replace("prod]", "nowhere]"));
+    write(&d.dir(), "prod.yaml", &PROD_DIGEST.replace("prod]", "nowhere]"));
     let s = wait_for(&mut status, |s| s.last_error.is_some()).await;
     let error = s.last_error.expect("error");
     assert!(error.contains("does not match its signature") && error.contains("prod.yaml changed"), "{error}");
