@@ -201,20 +201,35 @@ impl TokenKey {
 pub struct TokenCache {
     tokens: Mutex<HashMap<TokenKey, (String, Instant)>>,
     /// One token request per credential set at a time: concurrent requests that all got a 401
-    /// (discovery fetches tags, referrers and layers at once) wait for the first one's token.
+    /// (discovery fetches tags, referrers and layers at once) wait for the first one's answer.
     fetching: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<Option<LastFetch>>>>>,
-    /// Credential sets the token endpoint refused (401/403), kept [`REFUSED_FOR`]: the same
-    /// credentials would be refused again, and every review would otherwise ask.
-    refused: Mutex<HashMap<TokenKey, (super::RegistryError, Instant)>>,
 }
 
 /// How long a refusal by the token endpoint is remembered for one credential set. Changed
 /// credentials (another pull secret, another password) are another set, never held back.
 const REFUSED_FOR: Duration = Duration::from_secs(10);
 
-/// The last token request of a credential set: when it ended, and its `Authorization` value or
-/// why it failed (a failure is shared only with the requests that waited for it, never kept).
-pub type LastFetch = (Instant, Result<String, super::RegistryError>);
+/// The last token request of a credential set: when it ended and its `Authorization` value or
+/// why it failed. A failure is shared with the requests sent before it ended; a refusal of the
+/// credentials (401/403 from the token endpoint) with every request for [`REFUSED_FOR`].
+struct LastFetch {
+    at: Instant,
+    outcome: Result<String, super::RegistryError>,
+    refused: bool,
+}
+
+/// Why a token could not be had; `refused` when the token endpoint refused the credentials.
+#[derive(Debug)]
+pub struct TokenFailure {
+    pub error: super::RegistryError,
+    pub refused: bool,
+}
+
+impl From<super::RegistryError> for TokenFailure {
+    fn from(error: super::RegistryError) -> Self {
+        Self { error, refused: false }
+    }
+}
 
 impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -244,29 +259,48 @@ impl TokenCache {
         tokens.insert(key, (authorization, until));
     }
 
-    /// Remember that the token endpoint refused `key`'s credentials.
-    pub fn refused(&self, key: &TokenKey, error: super::RegistryError) {
-        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if refused.len() >= MAX_TOKENS {
-            refused.retain(|_, (_, at)| now.duration_since(*at) < REFUSED_FOR);
-            if refused.len() >= MAX_TOKENS {
-                refused.clear();
+    /// The `Authorization` value for a request of `key`'s credential set that was sent at
+    /// `sent_at` (with `rejected`, if any, and answered 401): one `fetch` per credential set at a
+    /// time; what a concurrent fetch got since `sent_at`, or a token cached meanwhile, is used
+    /// instead of fetching again; a recent refusal of the credentials is answered at once.
+    pub async fn authorization<F, Fut>(
+        &self,
+        key: &TokenKey,
+        rejected: Option<&str>,
+        sent_at: Instant,
+        fetch: F,
+    ) -> Result<String, super::RegistryError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(String, Duration), TokenFailure>>,
+    {
+        let mut turn = self.fetch_turn(key).await;
+        if let Some(last) = &*turn {
+            match &last.outcome {
+                Ok(fresh) if last.at >= sent_at && Some(fresh.as_str()) != rejected => return Ok(fresh.clone()),
+                Err(error) if last.at >= sent_at || (last.refused && last.at.elapsed() < REFUSED_FOR) => {
+                    return Err(error.clone());
+                }
+                _ => {}
             }
         }
-        refused.insert(key.clone(), (error, now));
+        if let Some(fresh) = self.get(key).filter(|f| Some(f.as_str()) != rejected) {
+            return Ok(fresh);
+        }
+        let (outcome, refused) = match fetch().await {
+            Ok((token, life)) => {
+                let header = format!("Bearer {token}");
+                self.insert(key.clone(), header.clone(), life);
+                (Ok(header), false)
+            }
+            Err(TokenFailure { error, refused }) => (Err(error), refused),
+        };
+        *turn = Some(LastFetch { at: Instant::now(), outcome: outcome.clone(), refused });
+        outcome
     }
 
-    /// The refusal of `key`'s credentials, if the token endpoint refused them within
-    /// [`REFUSED_FOR`].
-    pub fn recently_refused(&self, key: &TokenKey) -> Option<super::RegistryError> {
-        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        refused.get(key).filter(|(_, at)| at.elapsed() < REFUSED_FOR).map(|(error, _)| error.clone())
-    }
-
-    /// Wait for the right to fetch the token of `key` (single flight). Holders should look in
-    /// the cache again before fetching: the previous holder may have filled it.
-    pub async fn fetch_turn(&self, key: &TokenKey) -> tokio::sync::OwnedMutexGuard<Option<LastFetch>> {
+    /// Wait for the right to fetch the token of `key` (single flight).
+    async fn fetch_turn(&self, key: &TokenKey) -> tokio::sync::OwnedMutexGuard<Option<LastFetch>> {
         let lock = {
             let mut fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
             if fetching.len() >= MAX_TOKENS {
@@ -350,6 +384,54 @@ mod tests {
         );
         assert_eq!(parse_challenge("Negotiate abc"), None);
         assert_eq!(parse_challenge(r#"Bearer service="x""#), None, "a bearer challenge needs a realm");
+    }
+
+    fn refusal(refused: bool) -> TokenFailure {
+        let error = crate::verify::registry::RegistryError::Auth {
+            url: "https://r.io/v2/".into(),
+            status: 401,
+            why: "token endpoint answered 401".into(),
+        };
+        TokenFailure { error, refused }
+    }
+
+    #[tokio::test]
+    async fn one_token_request_per_credential_set_at_a_time_and_refusals_remembered() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = TokenCache::default();
+        let calls = AtomicUsize::new(0);
+        let key = TokenKey::new("r.io", "team/app", None);
+        let sent_at = Instant::now();
+        let fetch = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(("T".to_owned(), Duration::from_secs(60)))
+        };
+        let all =
+            futures_util::future::join_all((0..10).map(|_| cache.authorization(&key, None, sent_at, fetch))).await;
+        assert!(all.iter().all(|a| a.as_deref() == Ok("Bearer T")), "{all:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one fetch for ten concurrent 401s");
+        // The token itself rejected: fetched again.
+        let again = cache.authorization(&key, Some("Bearer T"), Instant::now(), fetch).await;
+        assert_eq!((again.as_deref(), calls.load(Ordering::SeqCst)), (Ok("Bearer T"), 2));
+
+        // A failure that is not a refusal is not kept for requests sent after it.
+        let other = TokenKey::new("r.io", "team/other", None);
+        let failing = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(refusal(false))
+        };
+        assert!(cache.authorization(&other, None, Instant::now(), failing).await.is_err());
+        assert!(cache.authorization(&other, None, Instant::now(), failing).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        // A refusal of the credentials is answered without asking again.
+        let refused = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(refusal(true))
+        };
+        assert!(cache.authorization(&other, None, Instant::now(), refused).await.is_err());
+        assert!(cache.authorization(&other, None, Instant::now(), refused).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 5, "refused once, remembered");
     }
 
     #[test]

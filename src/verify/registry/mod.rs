@@ -17,7 +17,7 @@ pub mod bound;
 pub mod layout;
 mod retry;
 
-use self::auth::{Challenge, Credential, Keychain, TokenCache, TokenKey, parse_challenge};
+use self::auth::{Challenge, Credential, Keychain, TokenCache, TokenFailure, TokenKey, parse_challenge};
 use super::observe::{self, Observer};
 use crate::image::Digest;
 
@@ -370,26 +370,11 @@ impl Registry {
             },
             Challenge::Bearer { realm, service, scope } => {
                 let scope = scope.unwrap_or_else(|| format!("repository:{repository}:pull"));
-                let mut turn = self.tokens.fetch_turn(&key).await;
-                match &*turn {
-                    // A concurrent request fetched (or failed to fetch) since this one was sent.
-                    Some((at, Ok(fresh))) if *at >= sent_at && Some(fresh) != cached.as_ref() => fresh.clone(),
-                    Some((at, Err(error))) if *at >= sent_at => return Err(error.clone()),
-                    // This credential set was refused by the token endpoint a moment ago.
-                    _ if let Some(error) = self.tokens.recently_refused(&key) => return Err(error),
-                    // Fetched by another request after this one was sent without it.
-                    _ if let Some(fresh) = self.tokens.get(&key).filter(|f| Some(f) != cached.as_ref()) => fresh,
-                    _ => {
-                        let fetched = self.fetch_token(url, &realm, service.as_deref(), &scope, credential, &key).await;
-                        let header = fetched.map(|(token, life)| {
-                            let header = format!("Bearer {token}");
-                            self.tokens.insert(key.clone(), header.clone(), life);
-                            header
-                        });
-                        *turn = Some((Instant::now(), header.clone()));
-                        header?
-                    }
-                }
+                self.tokens
+                    .authorization(&key, cached.as_deref(), sent_at, || {
+                        self.fetch_token(url, &realm, service.as_deref(), &scope, credential)
+                    })
+                    .await?
             }
         };
         let retry = self.request(registry, method, url, accept, Some(&authorization)).await?;
@@ -472,8 +457,7 @@ impl Registry {
         service: Option<&str>,
         scope: &str,
         credential: Option<&Credential>,
-        key: &TokenKey,
-    ) -> Result<(String, Duration), RegistryError> {
+    ) -> Result<(String, Duration), TokenFailure> {
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             token: Option<String>,
@@ -490,7 +474,8 @@ impl Registry {
                 url: url.to_owned(),
                 status: 401,
                 why: format!("token realm {realm} is not HTTPS and its host is not an --insecure-registry"),
-            });
+            }
+            .into());
         }
         let mut realm_url = realm_url;
         {
@@ -522,10 +507,7 @@ impl Registry {
                 why: format!("token endpoint {realm} answered {status}"),
             };
             // Refused credentials stay refused: remembered briefly for this credential set.
-            if status == 401 || status == 403 {
-                self.tokens.refused(key, error.clone());
-            }
-            return Err(error);
+            return Err(TokenFailure { error, refused: status == 401 || status == 403 });
         }
         let bytes = read_limited(response, realm, 64 * 1024).await?;
         let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Auth {
