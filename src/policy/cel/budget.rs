@@ -305,5 +305,12 @@ pub fn node_count(expr: &IdedExpr) -> usize {
     count
 }
 
+/// The nesting depth of the expression tree (a leaf is 1): how deep the interpreter recurses.
+pub fn depth(expr: &IdedExpr) -> usize {
+    let mut deepest = 0;
+    visit_children(expr, &mut |child| deepest = deepest.max(depth(child)));
+    deepest + 1
+}
+
 #[cfg(test)]
 mod tests;

@@ -177,3 +177,31 @@ fn the_deepest_expressions_run_from_a_worker_stack() {
     };
     std::thread::Builder::new().stack_size(2 << 20).spawn(run).expect("thread").join().expect("no overflow");
 }
+
+/// The deepest expressions evaluated on the caller's stack (tree depth up to `INLINE_DEPTH`), of
+/// every nesting shape, evaluate on an async worker's 2 MiB stack in a debug build (an overflow
+/// would abort this test binary).
+#[test]
+fn the_deepest_inline_expressions_fit_a_worker_stack() {
+    use crate::policy::cel::INLINE_DEPTH;
+    let env = CelEnv::new();
+    let mut inline = Vec::new();
+    for (open, close) in [("(1 + ", ")"), ("[", "][0]"), ("[1].all(x, ", ")"), ("{'k': ", "}.k"), ("x.y", "")] {
+        let deepest = (1..200)
+            .map(|depth| format!("{}1{} == 1", open.repeat(depth), close.repeat(depth)))
+            .map_while(|source| env.compile(&source).ok())
+            .take_while(|expression| expression.depth <= INLINE_DEPTH)
+            .last()
+            .expect("some depth is inline");
+        inline.push(deepest);
+    }
+    assert!(inline.iter().all(|e| e.depth > INLINE_DEPTH / 2), "each shape reaches the bound");
+    let run = move || {
+        let x = json!({});
+        for expression in &inline {
+            let bindings = expression.env().bind(&[("x", &x)], Utc::now()).expect("binds");
+            let _ = expression.eval_bool_in(&bindings);
+        }
+    };
+    std::thread::Builder::new().stack_size(2 << 20).spawn(run).expect("thread").join().expect("no overflow");
+}
