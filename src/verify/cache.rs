@@ -41,10 +41,12 @@ const MAX_ENTRIES: usize = 10_000;
 pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(30);
 
 type Key = (u64, String);
-type Slot = Arc<OnceCell<(Outcome, Instant)>>;
+/// A single-flight slot: the value once computed, with when it expires.
+type Expiring<T> = Arc<OnceCell<(T, Instant)>>;
+type Slot = Expiring<Outcome>;
 /// `registry/repository:tag` and the credentials view (namespace, pull secrets, service account).
 type TagKey = (String, Option<(String, Vec<String>, String)>);
-type TagSlot = Arc<OnceCell<(Result<Digest, Unchecked>, Instant)>>;
+type TagSlot = Expiring<Result<Digest, Unchecked>>;
 
 /// A caching, single-flight verifier.
 pub struct CachedVerifier {
@@ -161,22 +163,7 @@ impl CachedVerifier {
         }
         let view = pull.map(|p| (p.namespace.clone(), p.secrets.clone(), p.service_account.clone()));
         let key: TagKey = (format!("{}:{}", image.name(), image.tag().unwrap_or("latest")), view);
-        let (slot, lookup, evicted, size) = {
-            let mut tags = self.tags.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            match tags.get(&key) {
-                Some(slot) if slot.get().is_none_or(|(_, expires)| *expires > now) => {
-                    let lookup = if slot.initialized() { Lookup::Hit } else { Lookup::Join };
-                    (Arc::clone(slot), lookup, 0, tags.len())
-                }
-                _ => {
-                    let evicted = make_room(&mut tags, now, |s: &TagSlot| s.get().map(|(_, expires)| *expires));
-                    let slot: TagSlot = Arc::new(OnceCell::new());
-                    tags.insert(key.clone(), Arc::clone(&slot));
-                    (slot, Lookup::Miss, evicted, tags.len())
-                }
-            }
-        };
+        let (slot, lookup, evicted, size) = slot_in(&self.tags, &key);
         self.looked_up(CacheKind::Tag, lookup, evicted, size);
         let (result, _) = slot
             .get_or_init(|| async {
@@ -187,43 +174,54 @@ impl CachedVerifier {
             .await
             .clone();
         if result.is_err() {
-            let mut tags = self.tags.lock().unwrap_or_else(|p| p.into_inner());
-            if tags.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
-                tags.remove(&key);
-            }
-            self.observer.cache_size(CacheKind::Tag, tags.len());
+            let size = forget_in(&self.tags, &key, &slot);
+            self.observer.cache_size(CacheKind::Tag, size);
         }
         result
     }
 
     fn slot(&self, key: &Key) -> (Slot, Lookup) {
-        let (slot, lookup, evicted, size) = {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            match slots.get(key) {
-                Some(slot) if slot.get().is_none_or(|(_, expires)| *expires > now) => {
-                    let lookup = if slot.initialized() { Lookup::Hit } else { Lookup::Join };
-                    (Arc::clone(slot), lookup, 0, slots.len())
-                }
-                _ => {
-                    let evicted = make_room(&mut slots, now, |s: &Slot| s.get().map(|(_, expires)| *expires));
-                    let slot: Slot = Arc::new(OnceCell::new());
-                    slots.insert(key.clone(), Arc::clone(&slot));
-                    (slot, Lookup::Miss, evicted, slots.len())
-                }
-            }
-        };
+        let (slot, lookup, evicted, size) = slot_in(&self.slots, key);
         self.looked_up(CacheKind::Verification, lookup, evicted, size);
         (slot, lookup)
     }
 
     fn forget(&self, key: &Key, slot: &Slot) {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if slots.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-            slots.remove(key);
-        }
-        self.observer.cache_size(CacheKind::Verification, slots.len());
+        let size = forget_in(&self.slots, key, slot);
+        self.observer.cache_size(CacheKind::Verification, size);
     }
+}
+
+/// The single-flight slot of `key` in `map`: the live one (a hit, or a join while it is being
+/// computed), else a fresh one in its place (a miss; room made first). With the entries evicted
+/// and the map's size after.
+fn slot_in<K: Clone + Eq + std::hash::Hash, T>(
+    map: &Mutex<HashMap<K, Expiring<T>>>,
+    key: &K,
+) -> (Expiring<T>, Lookup, usize, usize) {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    match map.get(key) {
+        Some(slot) if slot.get().is_none_or(|(_, expires)| *expires > now) => {
+            let lookup = if slot.initialized() { Lookup::Hit } else { Lookup::Join };
+            (Arc::clone(slot), lookup, 0, map.len())
+        }
+        _ => {
+            let evicted = make_room(&mut map, now, |s: &Expiring<T>| s.get().map(|(_, at)| *at));
+            let slot = Arc::new(OnceCell::new());
+            map.insert(key.clone(), Arc::clone(&slot));
+            (slot, Lookup::Miss, evicted, map.len())
+        }
+    }
+}
+
+/// Drop `slot` from `map` if it is still `key`'s (a result not to be kept); the map's size.
+fn forget_in<K: Eq + std::hash::Hash, V>(map: &Mutex<HashMap<K, Arc<V>>>, key: &K, slot: &Arc<V>) -> usize {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    if map.get(key).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+        map.remove(key);
+    }
+    map.len()
 }
 
 /// Keep a map under [`MAX_ENTRIES`]: drop expired entries, then, if that is not enough, the
