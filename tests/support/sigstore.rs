@@ -676,23 +676,28 @@ impl MiniSigstore {
         };
         cjson(&json!({
             "mediaType": BUNDLE_V03,
-            "verificationMaterial": {
-                "certificate": {"rawBytes": B64.encode(&signer.cert_der)},
-                "tlogEntries": [{
-                    "logIndex": entry.log_index.to_string(),
-                    "logId": {"keyId": B64.encode(self.rekor.id())},
-                    "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
-                    "integratedTime": entry.integrated_time.to_string(),
-                    "inclusionPromise": {"signedEntryTimestamp": B64.encode(&entry.set)},
-                    "inclusionProof": entry.inclusion_proof,
-                    "canonicalizedBody": B64.encode(&entry.body),
-                }],
-            },
+            "verificationMaterial": self.keyless_material(signer, &entry, "hashedrekord"),
             "messageSignature": {
                 "messageDigest": {"algorithm": algorithm, "digest": B64.encode(digest(artifact))},
                 "signature": B64.encode(&signature),
             },
         }))
+    }
+
+    /// A bundle's `verificationMaterial`: the signer's certificate and its log entry of `kind`.
+    fn keyless_material(&self, signer: &KeylessSigner, entry: &LogEntry, kind: &str) -> Value {
+        json!({
+            "certificate": {"rawBytes": B64.encode(&signer.cert_der)},
+            "tlogEntries": [{
+                "logIndex": entry.log_index.to_string(),
+                "logId": {"keyId": B64.encode(self.rekor.id())},
+                "kindVersion": {"kind": kind, "version": "0.0.1"},
+                "integratedTime": entry.integrated_time.to_string(),
+                "inclusionPromise": {"signedEntryTimestamp": B64.encode(&entry.set)},
+                "inclusionProof": entry.inclusion_proof,
+                "canonicalizedBody": B64.encode(&entry.body),
+            }],
+        })
     }
 
     /// A cosign v3 keyless signature bundle (v0.3, DSSE, `cosign/sign/v1`) for an image digest.
@@ -731,18 +736,7 @@ impl MiniSigstore {
         let entry = self.log(&body, tamper);
         cjson(&json!({
             "mediaType": BUNDLE_V03,
-            "verificationMaterial": {
-                "certificate": {"rawBytes": B64.encode(&signer.cert_der)},
-                "tlogEntries": [{
-                    "logIndex": entry.log_index.to_string(),
-                    "logId": {"keyId": B64.encode(self.rekor.id())},
-                    "kindVersion": {"kind": "dsse", "version": "0.0.1"},
-                    "integratedTime": entry.integrated_time.to_string(),
-                    "inclusionPromise": {"signedEntryTimestamp": B64.encode(&entry.set)},
-                    "inclusionProof": entry.inclusion_proof,
-                    "canonicalizedBody": B64.encode(&entry.body),
-                }],
-            },
+            "verificationMaterial": self.keyless_material(signer, &entry, "dsse"),
             "dsseEnvelope": {
                 "payload": B64.encode(statement),
                 "payloadType": INTOTO,
